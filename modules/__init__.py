@@ -1,0 +1,1 @@
+"""umvu's built-in modules (installed as the package ``umvu_modules``)."""

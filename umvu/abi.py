@@ -1,0 +1,119 @@
+"""Kernel structures written into tracee memory, for this architecture.
+
+Modules speak Python (os.stat_result, DirEntry, StatFs); this module turns
+those into the bytes the kernel would have written (x86_64 layouts).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import stat
+import struct
+from typing import NamedTuple
+
+from umvu import libc
+from umvu.vfs import DirEntry
+
+STATX_BASIC_STATS = 0x7FF
+STATX_BTIME = 0x800
+STATX__RESERVED = 0x80000000
+
+
+def _ns(st: os.stat_result, name: str) -> tuple[int, int]:
+    ns = getattr(st, name + "_ns", None)
+    if ns is None:
+        ns = int(getattr(st, name) * 1_000_000_000)
+    return divmod(ns, 1_000_000_000)
+
+
+def _blocks(st: os.stat_result) -> tuple[int, int]:
+    return getattr(st, "st_blocks", (st.st_size + 511) // 512), getattr(st, "st_blksize", 4096)
+
+
+def pack_stat(st: os.stat_result) -> bytes:
+    """struct stat (asm/stat.h, x86_64): 144 bytes."""
+    blocks, blksize = _blocks(st)
+    a, m, c = _ns(st, "st_atime"), _ns(st, "st_mtime"), _ns(st, "st_ctime")
+    return struct.pack(
+        "<QQQIIIiQqqqqqqqqqqqq",
+        st.st_dev, st.st_ino, st.st_nlink, st.st_mode, st.st_uid, st.st_gid, 0,
+        getattr(st, "st_rdev", 0), st.st_size, blksize, blocks,
+        a[0], a[1], m[0], m[1], c[0], c[1], 0, 0, 0,
+    )
+
+
+def pack_statx(st: os.stat_result, mask: int) -> bytes:
+    """struct statx (linux/stat.h): 256 bytes, basic stats (and btime if known)."""
+    blocks, blksize = _blocks(st)
+    got = STATX_BASIC_STATS
+    btime = (0, 0)
+    if getattr(st, "st_birthtime", None) is not None:
+        got |= STATX_BTIME
+        btime = _ns(st, "st_birthtime")
+    rdev = getattr(st, "st_rdev", 0)
+    ts = [_ns(st, "st_atime"), btime, _ns(st, "st_ctime"), _ns(st, "st_mtime")]
+    out = struct.pack(
+        "<IIQIIIHHQQQQ",
+        got, blksize, 0, st.st_nlink, st.st_uid, st.st_gid, st.st_mode & 0xFFFF, 0,
+        st.st_ino, st.st_size, blocks, 0,
+    )
+    for sec, nsec in ts:
+        out += struct.pack("<qIi", sec, nsec, 0)
+    out += struct.pack(
+        "<IIIIQ", os.major(rdev), os.minor(rdev), os.major(st.st_dev), os.minor(st.st_dev), 0
+    )
+    return out + bytes(256 - len(out))
+
+
+def dtype_of(mode: int) -> int:
+    return stat.S_IFMT(mode) >> 12
+
+
+def pack_dirent64(e: DirEntry, next_off: int) -> bytes:
+    name = os.fsencode(e.name) + b"\0"
+    reclen = (19 + len(name) + 7) & ~7
+    return struct.pack("<QqHB", e.ino, next_off, reclen, e.type) + name + bytes(reclen - 19 - len(name))
+
+
+def pack_dirent(e: DirEntry, next_off: int) -> bytes:
+    """The old struct linux_dirent (getdents): d_type sits in the last byte."""
+    name = os.fsencode(e.name) + b"\0"
+    reclen = (18 + len(name) + 1 + 7) & ~7
+    body = struct.pack("<QQH", e.ino, next_off, reclen) + name
+    return body + bytes(reclen - len(body) - 1) + bytes([e.type])
+
+
+class StatFs(NamedTuple):
+    f_type: int
+    f_bsize: int
+    f_blocks: int
+    f_bfree: int
+    f_bavail: int
+    f_files: int
+    f_ffree: int
+    f_fsid: tuple[int, int]
+    f_namelen: int
+    f_frsize: int
+    f_flags: int
+
+
+_STATFS = struct.Struct("<qqQQQQQiiqqq32x")
+
+
+def pack_statfs(s: StatFs) -> bytes:
+    """struct statfs (asm/statfs.h, x86_64): 120 bytes."""
+    return _STATFS.pack(
+        s.f_type, s.f_bsize, s.f_blocks, s.f_bfree, s.f_bavail, s.f_files, s.f_ffree,
+        s.f_fsid[0], s.f_fsid[1], s.f_namelen, s.f_frsize, s.f_flags,
+    )
+
+
+def host_statfs(path: str) -> StatFs:
+    """statfs(2) of a host path (os.statvfs lacks f_type and fsid)."""
+    buf = ctypes.create_string_buffer(_STATFS.size)
+    ret = libc.raw_syscall(137, ctypes.c_char_p(os.fsencode(path)), buf)
+    if ret < 0:
+        raise OSError(-ret, os.strerror(-ret), path)
+    v = _STATFS.unpack(buf.raw)
+    return StatFs(v[0], v[1], v[2], v[3], v[4], v[5], v[6], (v[7], v[8]), v[9], v[10], v[11])

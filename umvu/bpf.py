@@ -1,0 +1,169 @@
+"""seccomp-bpf programs generated from the syscall table.
+
+Two kinds of filter:
+
+* the base filter, installed before the first exec: calls that no module
+  could ever serve run with no stop at all (SECCOMP_RET_ALLOW); the rest stop
+  (SECCOMP_RET_TRACE).  It is a binary search over call numbers, so an
+  untraced call costs a handful of BPF instructions.
+
+* an fd layer, stacked on a process (by a seccomp(2) call umvu makes the
+  tracee run) when one of its fd numbers becomes virtual: calls whose fd
+  arguments name that number stop.  Real fds keep native speed; only the
+  processes that hold virtual fds pay for the layer, and only one layer per
+  fd number ever used for a virtual file.
+
+The kernel runs every stacked filter and takes the most restrictive verdict;
+TRACE is more restrictive than ALLOW, so a layer can only add stops.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from collections.abc import Iterable
+
+from umvu import arch, syscalls
+
+# Instruction classes and fields (linux/bpf_common.h)
+LD_W_ABS = 0x20
+JEQ_K = 0x15
+JGE_K = 0x35
+JSET_K = 0x45
+RET_K = 0x06
+
+RET_ALLOW = 0x7FFF0000
+RET_TRACE = 0x7FF00000
+RET_ERRNO = 0x00050000
+
+OFF_NR = 0
+OFF_ARCH = 4
+
+X32_BIT = 0x40000000
+AT_FDCWD_U32 = 0xFFFFFF9C
+AT_EMPTY_PATH = 0x1000
+
+Insn = tuple[int, int, int, int]  # code, jt, jf, k
+
+
+def arg_low(i: int) -> int:
+    """Offset of the low 32 bits of argument i in struct seccomp_data.
+
+    fds are ints: the kernel looks at the low 32 bits only, and so do we.
+    """
+    return 16 + 8 * i
+
+
+def assemble(prog: list[Insn]) -> bytes:
+    out = bytearray()
+    for code, jt, jf, k in prog:
+        if not (0 <= jt <= 255 and 0 <= jf <= 255):
+            raise ValueError("BPF jump out of range; the table grew past what the generator handles")
+        out += struct.pack("<HBBI", code, jt, jf, k & 0xFFFFFFFF)
+    return bytes(out)
+
+
+def _search(intervals: list[tuple[int, bool]]) -> list[Insn]:
+    """Code deciding TRACE/ALLOW for nr (already in A) by binary search.
+
+    ``intervals`` is a sorted list of (first number, traced) runs covering all
+    numbers from the first entry on.
+    """
+    if len(intervals) == 1:
+        return [(RET_K, 0, 0, RET_TRACE if intervals[0][1] else RET_ALLOW)]
+    mid = len(intervals) // 2
+    left = _search(intervals[:mid])
+    right = _search(intervals[mid:])
+    # if nr >= start of right half: jump over the left half
+    return [(JGE_K, len(left), 0, intervals[mid][0])] + left + right
+
+
+def _runs(traced: set[int]) -> list[tuple[int, bool]]:
+    runs: list[tuple[int, bool]] = [(0, 0 in traced)]
+    top = max(traced) + 1
+    for nr in range(1, top + 1):
+        t = nr in traced
+        if t != runs[-1][1]:
+            runs.append((nr, t))
+    return runs
+
+
+def _has_empty_path_shortcut(c: syscalls.Syscall) -> bool:
+    return c.family in ("stat", "statx") and c.arg_index("atflags") is not None and c.arg_index("dirfd") is not None
+
+
+def _empty_path_fast(calls: dict[int, syscalls.Syscall]) -> list[Insn]:
+    """Let fstat-style calls on real fds run without a stop.
+
+    glibc implements fstat(fd) as newfstatat(fd, "", AT_EMPTY_PATH) (and
+    statx likewise): with a real dirfd and AT_EMPTY_PATH the call is fd-based,
+    so the fd layers decide whether it stops.  Cost of the shortcut: a
+    non-empty relative path with AT_EMPTY_PATH from a real dirfd into a
+    virtual tree is not seen (documented in docs/architecture.md).
+    """
+    prog: list[Insn] = []
+    for c in calls.values():
+        if not _has_empty_path_shortcut(c):
+            continue
+        flags, dirfd = c.arg_index("atflags"), c.arg_index("dirfd")
+        prog += [
+            (JEQ_K, 0, 7, c.nr),  # another call: skip this block, nr still in A
+            (LD_W_ABS, 0, 0, arg_low(flags)),
+            (JSET_K, 1, 0, AT_EMPTY_PATH),
+            (RET_K, 0, 0, RET_TRACE),
+            (LD_W_ABS, 0, 0, arg_low(dirfd)),
+            (JEQ_K, 0, 1, AT_FDCWD_U32),
+            (RET_K, 0, 0, RET_TRACE),  # AT_FDCWD: the path may still be virtual
+            (RET_K, 0, 0, RET_ALLOW),  # a dirfd: its fd layer decides
+        ]
+    return prog
+
+
+def base_filter(calls: dict[int, syscalls.Syscall] = syscalls.BY_NR, audit_arch: int = arch.AUDIT_ARCH) -> bytes:
+    traced = syscalls.base_traced(calls)
+    enosys = RET_ERRNO | errno.ENOSYS
+    head: list[Insn] = [
+        (LD_W_ABS, 0, 0, OFF_ARCH),
+        (JEQ_K, 1, 0, audit_arch),
+        (RET_K, 0, 0, enosys),  # another ABI (i386 int 0x80) would bypass the view
+        (LD_W_ABS, 0, 0, OFF_NR),
+        (JGE_K, 0, 1, X32_BIT),
+        (RET_K, 0, 0, enosys),  # x32 numbers, likewise
+    ]
+    # Every path through the empty-path blocks that loads an argument ends
+    # in a RET, so the search below still finds nr in A.
+    return assemble(head + _empty_path_fast(calls) + _search(_runs(traced)))
+
+
+def fd_layer(fds: Iterable[int], calls: dict[int, syscalls.Syscall] = syscalls.BY_NR,
+             audit_arch: int = arch.AUDIT_ARCH) -> bytes:
+    """A filter that makes every call naming one of ``fds`` stop."""
+    fds = sorted(set(fds))
+    prog: list[Insn] = [
+        (LD_W_ABS, 0, 0, OFF_ARCH),
+        (JEQ_K, 1, 0, audit_arch),
+        (RET_K, 0, 0, RET_ALLOW),  # the base filter already refused other ABIs
+        (LD_W_ABS, 0, 0, OFF_NR),
+    ]
+    always = syscalls.base_traced(calls)
+    for nr, positions in sorted(syscalls.fd_traced(calls).items()):
+        if nr in always and not _has_empty_path_shortcut(calls[nr]):
+            continue  # stops anyway
+        block: list[Insn] = []
+        for pos in positions:
+            block.append((LD_W_ABS, 0, 0, arg_low(pos)))
+            for fd in fds:
+                block.append((JEQ_K, 0, 0, fd))  # jt patched below: to RET_TRACE
+        block.append((RET_K, 0, 0, RET_ALLOW))
+        block.append((RET_K, 0, 0, RET_TRACE))
+        trace_at = len(block) - 1
+        block = [(c, trace_at - i - 1 if c == JEQ_K else jt, jf, k) for i, (c, jt, jf, k) in enumerate(block)]
+        prog.append((JEQ_K, 0, len(block), nr))
+        prog += block
+    prog.append((RET_K, 0, 0, RET_ALLOW))
+    return assemble(prog)
+
+
+def sock_fprog(filter_code: bytes, code_addr: int) -> bytes:
+    """struct sock_fprog pointing at code placed at ``code_addr``."""
+    return struct.pack("<HxxxxxxQ", len(filter_code) // 8, code_addr)

@@ -1,0 +1,1002 @@
+"""The path every stopped system call walks, and the family handlers.
+
+on_syscall() takes a seccomp stop: the table gives the call's shape; if
+nothing virtual can be involved (no mounts, no virtual fds, a real cwd) the
+tracee resumes at once.  Otherwise a handler coroutine runs for the call's
+family: it decides who is responsible (the path, resolved in the caller's view,
+looked up in the mount registry; or the fd in the fd table) and either lets
+the kernel run the call (REAL, with a rewritten path when the caller's cwd or
+dirfd is virtual) or serves it from the module and skips the kernel call,
+returning the value in the same stop.
+
+Errors are one mechanism: a handler (or a module under it) raises OSError and
+the tracee gets -errno; any other exception is a bug, logged, and EIO.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import inspect
+import os
+import stat as stat_mod
+import struct
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from umvu import abi, arch, bpf, libc, memory, syscalls
+from umvu.fdtable import OpenFile
+from umvu.paths import Resolved, resolve
+from umvu.syscalls import Syscall
+
+if TYPE_CHECKING:
+    from umvu.hypervisor import Hypervisor
+    from umvu.tracer import Tracee
+
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_REMOVEDIR = 0x200
+AT_EACCESS = 0x200
+AT_SYMLINK_FOLLOW = 0x400
+AT_NO_AUTOMOUNT = 0x800
+AT_EMPTY_PATH = 0x1000
+AT_STATX_SYNC_TYPE = 0x6000
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
+MAX_RW_COUNT = 0x7FFFF000
+NR_OPENAT = syscalls.BY_NAME["openat"].nr
+NR_SECCOMP = 317
+NR_MMAP = syscalls.BY_NAME["mmap"].nr
+PLACEHOLDER = b"/dev/null\0"
+
+
+class _Sentinel:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+REAL = _Sentinel("REAL")  # let the kernel run the call
+DONE = _Sentinel("DONE")  # the handler already resumed the tracee
+
+
+def s32(v: int) -> int:
+    return ctypes.c_int32(v & 0xFFFFFFFF).value
+
+
+def s64(v: int) -> int:
+    return ctypes.c_int64(v).value
+
+
+async def maybe(value: Any) -> Any:
+    """Modules may be sync or async: await only what needs it."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class Call:
+    """One stopped system call being served."""
+
+    def __init__(self, hv: Hypervisor, t: Tracee, sc: Syscall, regs: arch.Regs) -> None:
+        self.hv = hv
+        self.t = t
+        self.sc = sc
+        self.orig = regs.copy()  # as the tracee made it: restored after rewrites
+        self.regs = regs.copy()  # what the kernel will see if we resume
+        self.args = regs.args()
+        self.rewritten = False
+        self.strings: dict[int, str] = {}
+        self._scratch = regs.sp - arch.RED_ZONE
+
+    # -- arguments -------------------------------------------------------------------
+    def arg(self, kind: str) -> int:
+        i = self.sc.arg_index(kind)
+        return 0 if i is None else self.args[i]
+
+    def read_str(self, i: int) -> str:
+        if i not in self.strings:
+            self.strings[i] = os.fsdecode(memory.read_cstring(self.t.tid, self.args[i]))
+        return self.strings[i]
+
+    def write(self, addr: int, data: bytes) -> None:
+        memory.write(self.t.tid, addr, data)
+
+    def vfd(self, i: int = 0) -> OpenFile | None:
+        return self.t.files.get(s32(self.args[i]))
+
+    def cwd(self) -> str:
+        fs = self.t.fs
+        if fs.cwd is None:
+            try:
+                fs.cwd = os.readlink(f"/proc/{self.t.tid}/cwd")
+            except OSError:
+                fs.cwd = "/"
+        return fs.cwd
+
+    def put_scratch(self, data: bytes) -> int:
+        self._scratch = (self._scratch - len(data)) & ~15
+        self.write(self._scratch, data)
+        return self._scratch
+
+    # -- who is responsible --------------------------------------------------------------
+    def _follow(self, i: int) -> bool:
+        kind = self.sc.args[i]
+        if kind == "path":
+            return True
+        if kind == "lpath":
+            return False
+        if kind == "apath":
+            return not self.arg("atflags") & AT_SYMLINK_NOFOLLOW
+        if kind == "fpath":
+            return bool(self.arg("atflags") & AT_SYMLINK_FOLLOW)
+        if kind == "opath":
+            fl = self.arg("oflags") if self.sc.arg_index("oflags") is not None else 0
+            if fl & os.O_NOFOLLOW or (fl & os.O_CREAT and fl & os.O_EXCL):
+                return False
+            return True
+        raise AssertionError(kind)
+
+    async def target(self, i: int | None = None) -> Resolved | None:
+        """Resolve path argument ``i``; None when the real file system serves it.
+
+        For a real answer reached through a virtual cwd or dirfd the kernel
+        could not find the file by itself: the path argument is rewritten to
+        the canonical one (and the dirfd to AT_FDCWD).
+        """
+        sc = self.sc
+        if i is None:
+            i = sc.path_args[0]
+        dirfd_i = i - 1 if i > 0 and sc.args[i - 1] == "dirfd" else None
+        if self.args[i] == 0 and sc.family == "utime" and dirfd_i is not None:
+            path = ""  # utimensat(fd, NULL, ...) works on the fd
+        else:
+            path = self.read_str(i)
+        t = self.t
+        hv = self.hv
+        dirfd = s32(self.args[dirfd_i]) if dirfd_i is not None else AT_FDCWD
+        if not path:
+            empty_ok = sc.args[i] == "apath" and self.arg("atflags") & AT_EMPTY_PATH or sc.family == "utime"
+            if not empty_ok:
+                raise OSError(errno.ENOENT, "empty path")
+            if dirfd == AT_FDCWD:
+                path = "."
+            else:
+                of = t.files.get(dirfd)
+                if of is None:
+                    return None
+                r = Resolved(of.path, of.mount, None)
+                r.of = of  # type: ignore[attr-defined]
+                return r
+        virtual_base = False
+        if path[0] == "/":
+            start = t.fs.root
+        elif dirfd == AT_FDCWD:
+            virtual_base = t.fs.cwd_virtual
+            if not hv.registry and not virtual_base:
+                return None
+            start = self.cwd()
+        else:
+            of = t.files.get(dirfd)
+            if of is not None:
+                if not of.is_dir:
+                    raise OSError(errno.ENOTDIR, "dirfd is not a directory")
+                start, virtual_base = of.path, True
+            else:
+                if not hv.registry:
+                    return None
+                try:
+                    start = os.readlink(f"/proc/{t.tid}/fd/{dirfd}")
+                except OSError:
+                    raise OSError(errno.EBADF, "bad dirfd") from None
+                if not start.startswith("/"):
+                    raise OSError(errno.ENOTDIR, "dirfd is not a directory")
+        if not hv.registry and not virtual_base:
+            return None
+        r = await resolve(hv.registry, start, path, self._follow(i), t.fs.root)
+        if r.mount is not None:
+            return r
+        if virtual_base and path[0] != "/":
+            self.regs.set_arg(i, self.put_scratch(os.fsencode(r.path) + b"\0"))
+            if dirfd_i is not None:
+                self.regs.set_arg(dirfd_i, AT_FDCWD)
+            self.rewritten = True
+        return None
+
+    # -- ending the call ------------------------------------------------------------------
+    async def run_real(self) -> None:
+        t = self.t
+        if not self.rewritten:
+            t.cont()
+            return
+        ret = await t.finish_syscall(self.regs)
+        self.resume_with(ret)
+
+    def skip(self, ret: int) -> None:
+        """Skip the kernel's call: it returns ``ret`` (seccomp(2): nr = -1)."""
+        r = self.orig
+        r.nr = -1
+        r.ret = ret
+        arch.setregs(self.t.tid, r)
+        self.t.cont()
+
+    def resume_with(self, ret: int) -> None:
+        """At an exit stop: restore the caller's registers, with ``ret``."""
+        r = self.orig.copy()
+        r.ret = ret
+        arch.setregs(self.t.tid, r)
+        self.t.cont()
+
+    async def install_vfd(self, of: OpenFile, fd: int) -> None:
+        """At an exit stop that made ``fd`` a placeholder: make it virtual."""
+        t = self.t
+        released = t.files.install(fd, of)
+        if released is not None:
+            self.hv.release(released)
+        if fd not in t.proc.layers:
+            await self.add_layer(fd)
+
+    async def add_layer(self, fd: int) -> None:
+        """Stack a seccomp filter so that calls naming ``fd`` stop (see bpf.py)."""
+        t = self.t
+        code = bpf.fd_layer([fd])
+        regs = t.getregs()
+        try:
+            code_addr = t.scratch(regs, code)[0]
+        except OSError:  # no stack room below sp: map a scratch page in the tracee
+            page = await t.inject(NR_MMAP, 0, 8192, 3, 0x22, (1 << 64) - 1, 0)
+            if page < 0 and page > -4096:
+                self.hv.log(f"[{t.tid}] cannot map scratch memory: {os.strerror(-page)}")
+                return
+            code_addr = page
+            memory.write(t.tid, code_addr, code)
+        fprog = bpf.sock_fprog(code, code_addr)
+        fprog_addr = (code_addr - 32) & ~15
+        memory.write(t.tid, fprog_addr, fprog)
+        ret = await t.inject(NR_SECCOMP, libc.SECCOMP_SET_MODE_FILTER, libc.SECCOMP_FILTER_FLAG_TSYNC, fprog_addr)
+        if ret != 0:
+            self.hv.log(f"[{t.tid}] could not stack the fd filter for fd {fd}: {ret}")
+            return
+        t.proc.layers.add(fd)
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+FAMILIES: dict[str, Handler] = {}
+
+
+def family(*names: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        for n in names:
+            FAMILIES[n] = fn
+        return fn
+
+    return register
+
+
+def _fs_call(r: Resolved, method: str, *args: Any) -> Any:
+    return maybe(getattr(r.mount.fs, method)(r.mount.inner(r.path), *args))
+
+
+def _need(r: Resolved) -> os.stat_result:
+    if r.st is None:
+        raise OSError(errno.ENOENT, "no such file")
+    return r.st
+
+
+# -- open, close, dup ---------------------------------------------------------------------
+
+@family("open")
+async def fam_open(c: Call) -> Any:
+    if c.sc.name == "creat":
+        flags, mode = os.O_CREAT | os.O_WRONLY | os.O_TRUNC, c.args[1]
+    else:
+        flags, mode = s32(c.arg("oflags")), c.arg("mode")
+    r = await c.target()
+    if r is None:
+        return REAL
+    st = r.st
+    acc = flags & os.O_ACCMODE
+    if st is None:
+        if not flags & os.O_CREAT:
+            raise OSError(errno.ENOENT, "no such file")
+        if c.read_str(c.sc.path_args[0]).endswith("/"):
+            raise OSError(errno.EISDIR, "is a directory")
+        mode = mode & 0o7777 & ~c.t.fs.umask
+    else:
+        if flags & os.O_CREAT and flags & os.O_EXCL:
+            raise OSError(errno.EEXIST, "exists")
+        if stat_mod.S_ISLNK(st.st_mode) and not flags & os.O_PATH:
+            raise OSError(errno.ELOOP, "is a symlink (O_NOFOLLOW)")
+        if flags & os.O_DIRECTORY and not stat_mod.S_ISDIR(st.st_mode):
+            raise OSError(errno.ENOTDIR, "not a directory")
+        if stat_mod.S_ISDIR(st.st_mode) and (acc != os.O_RDONLY or flags & os.O_CREAT) and not flags & os.O_PATH:
+            raise OSError(errno.EISDIR, "is a directory")
+    if acc == 3 and not flags & os.O_PATH:
+        raise OSError(errno.EINVAL, "bad access mode")
+    fs = r.mount.fs
+    handle = await maybe(fs.open(r.mount.inner(r.path), flags & ~os.O_CLOEXEC, mode))
+    if st is None:
+        st = await maybe(fs.lstat(r.mount.inner(r.path)))
+    of = OpenFile(r.mount, handle, r.path, flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_CLOEXEC | os.O_NOCTTY),
+                  stat_mod.S_ISDIR(st.st_mode))
+    # Let the kernel allocate the number: open a placeholder in place of the call.
+    regs = c.regs
+    regs.nr = NR_OPENAT
+    regs.set_arg(0, AT_FDCWD)
+    regs.set_arg(1, c.put_scratch(PLACEHOLDER))
+    regs.set_arg(2, os.O_PATH | (flags & os.O_CLOEXEC))
+    regs.set_arg(3, 0)
+    fd = await c.t.finish_syscall(regs)
+    if fd < 0:
+        await maybe(fs.close(handle))
+        c.resume_with(fd)
+        return DONE
+    c.hv.opened(of)
+    await c.install_vfd(of, fd)
+    c.resume_with(fd)
+    c.result = fd  # type: ignore[attr-defined]
+    return DONE
+
+
+@family("openat2")
+async def fam_openat2(c: Call) -> Any:
+    r = await c.target()
+    if r is None:
+        return REAL
+    raise OSError(errno.ENOSYS, "openat2 on a virtual path: use openat")
+
+
+@family("close")
+async def fam_close(c: Call) -> Any:
+    released = c.t.files.remove(s32(c.args[0]))
+    if released is not None:
+        c.hv.release(released)
+    return REAL  # the kernel closes the placeholder
+
+
+@family("close_range")
+async def fam_close_range(c: Call) -> Any:
+    first, last, flags = c.args[0] & 0xFFFFFFFF, c.args[1] & 0xFFFFFFFF, c.args[2]
+    files = c.t.files
+    if files and not flags & 4:  # CLOSE_RANGE_CLOEXEC: the kernel marks, exec decides
+        if flags & 2 and files.users > 1:  # CLOSE_RANGE_UNSHARE
+            shared = files
+            c.t.files = files = shared.copy()
+            files.users = 1
+            shared.users -= 1
+        for fd in [fd for fd in files.fds if first <= fd <= last]:
+            released = files.remove(fd)
+            if released is not None:
+                c.hv.release(released)
+    return REAL
+
+
+@family("dup")
+async def fam_dup(c: Call) -> Any:
+    of = c.vfd(0)
+    two = c.sc.name != "dup"
+    newfd = s32(c.args[1]) if two else -1
+    if of is None and not (two and c.t.files.get(newfd)):
+        return REAL
+    if two and newfd == s32(c.args[0]):
+        return REAL
+    fd = await c.t.finish_syscall()
+    if fd >= 0:
+        if of is None:
+            released = c.t.files.remove(fd)  # a real fd replaced a virtual one
+            if released is not None:
+                c.hv.release(released)
+        else:
+            await c.install_vfd(of, fd)
+    c.resume_with(fd)
+    return DONE
+
+
+F_DUPFD, F_GETFL, F_SETFL, F_GETLK, F_SETLK, F_SETLKW = 0, 3, 4, 5, 6, 7
+F_DUPFD_CLOEXEC = 1030
+F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 36, 37, 38
+SETFL_MASK = os.O_APPEND | os.O_NONBLOCK | os.O_DIRECT | os.O_NOATIME | 0o20000  # O_ASYNC
+
+
+@family("fcntl")
+async def fam_fcntl(c: Call) -> Any:
+    of = c.vfd(0)
+    if of is None:
+        return REAL
+    cmd = s32(c.args[1])
+    if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
+        fd = await c.t.finish_syscall()
+        if fd >= 0:
+            await c.install_vfd(of, fd)
+        c.resume_with(fd)
+        return DONE
+    if cmd == F_GETFL:
+        return of.flags | (0o100000 if of.flags & os.O_PATH == 0 else 0)  # O_LARGEFILE, as the kernel shows
+    if cmd == F_SETFL:
+        of.flags = (of.flags & ~SETFL_MASK) | (c.args[2] & SETFL_MASK)
+        return 0
+    if cmd in (F_GETLK, F_OFD_GETLK):
+        c.write(c.args[2], struct.pack("<h", 2))  # F_UNLCK: record locks are not shared yet
+        return 0
+    if cmd in (F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW):
+        return 0
+    return REAL  # F_GETFD/F_SETFD and the rest act on the placeholder
+
+
+# -- I/O ---------------------------------------------------------------------------------
+
+def _io_offset(c: Call, of: OpenFile) -> int | None:
+    """The explicit offset of a p* call (None: use and move the file offset)."""
+    name = c.sc.name
+    if name in ("pread64", "pwrite64"):
+        off = s64(c.args[3])
+    elif name in ("preadv", "pwritev", "preadv2", "pwritev2"):
+        off = s64(c.args[3])
+        if name.endswith("2") and off == -1:
+            return None
+    else:
+        return None
+    if off < 0:
+        raise OSError(errno.EINVAL, "negative offset")
+    return off
+
+
+def _buffers(c: Call) -> list[tuple[int, int]]:
+    if c.sc.name in ("read", "write", "pread64", "pwrite64"):
+        return [(c.args[1], min(c.args[2], MAX_RW_COUNT))]
+    return memory.read_iovec(c.t.tid, c.args[1], s32(c.args[2]))
+
+
+@family("read")
+async def fam_read(c: Call) -> Any:
+    of = c.vfd(0)
+    if of is None:
+        return REAL
+    if not of.readable:
+        raise OSError(errno.EBADF, "not open for reading")
+    if of.is_dir:
+        raise OSError(errno.EISDIR, "is a directory")
+    off = _io_offset(c, of)
+    bufs = _buffers(c)
+    total = sum(n for _, n in bufs)
+    pos = of.offset if off is None else off
+    data = await maybe(of.mount.fs.read(of.handle, total, pos)) if total else b""
+    done = 0
+    for addr, n in bufs:
+        if done >= len(data):
+            break
+        c.write(addr, data[done : done + n])
+        done += n
+    if off is None:
+        of.offset += len(data)
+    return len(data)
+
+
+@family("write")
+async def fam_write(c: Call) -> Any:
+    of = c.vfd(0)
+    if of is None:
+        return REAL
+    if not of.writable:
+        raise OSError(errno.EBADF, "not open for writing")
+    off = _io_offset(c, of)
+    data = b"".join(memory.read(c.t.tid, a, n) for a, n in _buffers(c))
+    fs = of.mount.fs
+    if off is None:
+        if of.flags & os.O_APPEND:
+            of.offset = (await maybe(fs.fstat(of.handle))).st_size
+        pos = of.offset
+    else:
+        pos = off
+    n = await maybe(fs.write(of.handle, data, pos)) if data else 0
+    if off is None:
+        of.offset += n
+    return n
+
+
+@family("lseek")
+async def fam_lseek(c: Call) -> Any:
+    of = c.vfd(0)
+    if of is None:
+        return REAL
+    off, whence = s64(c.args[1]), s32(c.args[2])
+    if whence == os.SEEK_SET:
+        new = off
+    elif whence == os.SEEK_CUR:
+        new = of.offset + off
+    elif whence in (os.SEEK_END, os.SEEK_DATA, os.SEEK_HOLE):
+        size = (await maybe(of.mount.fs.fstat(of.handle))).st_size
+        if whence == os.SEEK_END:
+            new = size + off
+        elif off >= size or off < 0:
+            raise OSError(errno.ENXIO, "past the end")
+        else:
+            new = off if whence == os.SEEK_DATA else size
+    else:
+        raise OSError(errno.EINVAL, "bad whence")
+    if new < 0:
+        raise OSError(errno.EINVAL, "negative offset")
+    of.offset = new
+    return new
+
+
+@family("getdents")
+async def fam_getdents(c: Call) -> Any:
+    of = c.vfd(0)
+    if of is None:
+        return REAL
+    if not of.is_dir:
+        raise OSError(errno.ENOTDIR, "not a directory")
+    if of.dents is None or of.offset == 0:
+        of.dents = list(await maybe(of.mount.fs.getdents(of.handle)))
+    pack = abi.pack_dirent64 if c.sc.name == "getdents64" else abi.pack_dirent
+    room = c.args[2] & 0xFFFFFFFF
+    out = bytearray()
+    i = of.offset
+    while i < len(of.dents):
+        rec = pack(of.dents[i], i + 1)
+        if len(out) + len(rec) > room:
+            if not out:
+                raise OSError(errno.EINVAL, "buffer too small")
+            break
+        out += rec
+        i += 1
+    c.write(c.args[1], bytes(out))
+    of.offset = i
+    return len(out)
+
+
+@family("fsync")
+async def fam_fsync(c: Call) -> Any:
+    of = c.vfd(0)
+    if of is None:
+        return REAL
+    if c.sc.name in ("fsync", "fdatasync"):
+        await maybe(of.mount.fs.fsync(of.handle, c.sc.name == "fdatasync"))
+    return 0
+
+
+@family("fdnoop")
+async def fam_fdnoop(c: Call) -> Any:
+    return REAL if c.vfd(0) is None else 0
+
+
+@family("fallocate")
+async def fam_fallocate(c: Call) -> Any:
+    if c.vfd(0) is None:
+        return REAL
+    raise OSError(errno.EOPNOTSUPP, "fallocate is not supported here")
+
+
+@family("mmap")
+async def fam_mmap(c: Call) -> Any:
+    if c.vfd(4) is None:
+        return REAL
+    raise OSError(errno.ENODEV, "mmap of a virtual file is not supported yet")
+
+
+@family("ioctl")
+async def fam_ioctl(c: Call) -> Any:
+    if c.vfd(0) is None:
+        return REAL
+    raise OSError(errno.ENOTTY, "no ioctls on this file")
+
+
+@family("nocopy")
+async def fam_nocopy(c: Call) -> Any:
+    if not any(c.vfd(i) for i in c.sc.fd_args):
+        return REAL
+    raise OSError(errno.EINVAL, "in-kernel copy from or to a virtual fd: fall back to read/write")
+
+
+# -- names ---------------------------------------------------------------------------------
+
+async def _stat_of(c: Call) -> os.stat_result | None:
+    """The stat a stat-family call asks for; None when it is real."""
+    if c.sc.args[0] == "fd":
+        of = c.vfd(0)
+        if of is None:
+            return None
+        return await maybe(of.mount.fs.fstat(of.handle))
+    r = await c.target()
+    if r is None:
+        return None
+    of = getattr(r, "of", None)
+    if of is not None:
+        return await maybe(of.mount.fs.fstat(of.handle))
+    return _need(r)
+
+
+@family("stat")
+async def fam_stat(c: Call) -> Any:
+    if c.sc.name == "newfstatat" and c.args[3] & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH):
+        return REAL  # the kernel says EINVAL itself
+    st = await _stat_of(c)
+    if st is None:
+        return REAL
+    c.write(c.args[c.sc.arg_index("ptr")], abi.pack_stat(st))
+    return 0
+
+
+@family("statx")
+async def fam_statx(c: Call) -> Any:
+    flags, mask = s32(c.args[2]), c.args[3] & 0xFFFFFFFF
+    known = AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE
+    if flags & ~known or mask & abi.STATX__RESERVED:
+        return REAL  # EINVAL from the kernel
+    st = await _stat_of(c)
+    if st is None:
+        return REAL
+    c.write(c.args[4], abi.pack_statx(st, mask))
+    return 0
+
+
+@family("statfs")
+async def fam_statfs(c: Call) -> Any:
+    if c.sc.args[0] == "fd":
+        of = c.vfd(0)
+        if of is None:
+            return REAL
+        mount, inner = of.mount, of.mount.inner(of.path)
+    else:
+        r = await c.target()
+        if r is None:
+            return REAL
+        _need(r)
+        mount, inner = r.mount, r.mount.inner(r.path)
+    s = await maybe(mount.fs.statfs(inner))
+    c.write(c.args[1], abi.pack_statfs(s))
+    return 0
+
+
+@family("readlink")
+async def fam_readlink(c: Call) -> Any:
+    r = await c.target()
+    if r is None:
+        return REAL
+    size = s32(c.args[c.sc.arg_index("size")])
+    if size <= 0:
+        raise OSError(errno.EINVAL, "bad buffer size")
+    st = _need(r)
+    if not stat_mod.S_ISLNK(st.st_mode):
+        raise OSError(errno.EINVAL, "not a symlink")
+    target = os.fsencode(await _fs_call(r, "readlink"))[:size]
+    c.write(c.args[c.sc.arg_index("ptr")], target)
+    return len(target)
+
+
+@family("access")
+async def fam_access(c: Call) -> Any:
+    mode = s32(c.arg("mode"))
+    if mode & ~7:
+        return REAL
+    if c.sc.name == "faccessat2" and c.arg("atflags") & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        return REAL
+    r = await c.target()
+    if r is None:
+        return REAL
+    _need(r)
+    await _fs_call(r, "access", mode)
+    return 0
+
+
+@family("getcwd")
+async def fam_getcwd(c: Call) -> Any:
+    fs = c.t.fs
+    if not fs.cwd_virtual:
+        return REAL
+    data = os.fsencode(fs.cwd) + b"\0"
+    if c.args[1] < len(data):
+        raise OSError(errno.ERANGE, "buffer too small")
+    c.write(c.args[0], data)
+    return len(data)
+
+
+@family("chdir")
+async def fam_chdir(c: Call) -> Any:
+    fs = c.t.fs
+    if c.sc.name == "fchdir":
+        of = c.vfd(0)
+        if of is None:
+            fs.cwd, fs.cwd_virtual = None, False
+            return REAL
+        if not of.is_dir:
+            raise OSError(errno.ENOTDIR, "not a directory")
+        fs.cwd, fs.cwd_virtual = of.path, True
+        return 0
+    r = await c.target()
+    if r is None:
+        fs.cwd, fs.cwd_virtual = None, False  # the kernel's answer, read when needed
+        return REAL
+    st = _need(r)
+    if not stat_mod.S_ISDIR(st.st_mode):
+        raise OSError(errno.ENOTDIR, "not a directory")
+    await _fs_call(r, "access", os.X_OK)
+    fs.cwd, fs.cwd_virtual = r.path, True
+    return 0
+
+
+@family("umask")
+async def fam_umask(c: Call) -> Any:
+    c.t.fs.umask = c.args[0] & 0o777
+    return REAL
+
+
+@family("exec")
+async def fam_exec(c: Call) -> Any:
+    r = await c.target()
+    if r is None:
+        return REAL
+    _need(r)
+    c.hv.log(f"[{c.t.tid}] exec of {r.path}: executing virtual files is not supported yet")
+    raise OSError(errno.EACCES, "exec of a virtual file")
+
+
+# -- changes by name --------------------------------------------------------------------------
+
+@family("mkdir")
+async def fam_mkdir(c: Call) -> Any:
+    r = await c.target()
+    if r is None:
+        return REAL
+    if r.st is not None:
+        raise OSError(errno.EEXIST, "exists")
+    await _fs_call(r, "mkdir", c.arg("mode") & 0o7777 & ~c.t.fs.umask)
+    return 0
+
+
+@family("rmdir")
+async def fam_rmdir(c: Call) -> Any:
+    r = await c.target()
+    if r is None:
+        return REAL
+    _need(r)
+    if r.path == r.mount.point:
+        raise OSError(errno.EBUSY, "a mount point")
+    await _fs_call(r, "rmdir")
+    return 0
+
+
+@family("unlink")
+async def fam_unlink(c: Call) -> Any:
+    if c.sc.name == "unlinkat" and c.args[2] & AT_REMOVEDIR:
+        return await fam_rmdir(c)
+    r = await c.target()
+    if r is None:
+        return REAL
+    st = _need(r)
+    if stat_mod.S_ISDIR(st.st_mode):
+        raise OSError(errno.EISDIR, "is a directory")
+    await _fs_call(r, "unlink")
+    return 0
+
+
+async def _two_paths(c: Call) -> tuple[Resolved | None, Resolved | None]:
+    a, b = c.sc.path_args
+    return await c.target(a), await c.target(b)
+
+
+def _same_mount(ra: Resolved | None, rb: Resolved | None) -> bool:
+    if ra is None and rb is None:
+        return True
+    if ra is None or rb is None or ra.mount is not rb.mount:
+        raise OSError(errno.EXDEV, "across mounts")
+    return False
+
+
+@family("rename")
+async def fam_rename(c: Call) -> Any:
+    ra, rb = await _two_paths(c)
+    if _same_mount(ra, rb):
+        return REAL
+    _need(ra)
+    flags = c.args[4] if c.sc.name == "renameat2" else 0
+    await maybe(ra.mount.fs.rename(ra.mount.inner(ra.path), rb.mount.inner(rb.path), flags))
+    return 0
+
+
+@family("link")
+async def fam_link(c: Call) -> Any:
+    ra, rb = await _two_paths(c)
+    if _same_mount(ra, rb):
+        return REAL
+    _need(ra)
+    if rb.st is not None:
+        raise OSError(errno.EEXIST, "exists")
+    await maybe(ra.mount.fs.link(ra.mount.inner(ra.path), rb.mount.inner(rb.path)))
+    return 0
+
+
+@family("symlink")
+async def fam_symlink(c: Call) -> Any:
+    r = await c.target()
+    if r is None:
+        return REAL
+    if r.st is not None:
+        raise OSError(errno.EEXIST, "exists")
+    target = c.read_str(0)
+    if not target:
+        raise OSError(errno.ENOENT, "empty target")
+    await _fs_call(r, "symlink", target)
+    return 0
+
+
+async def _path_or_fd(c: Call) -> Resolved | None:
+    if c.sc.args[0] == "fd":
+        of = c.vfd(0)
+        return None if of is None else Resolved(of.path, of.mount, None)
+    r = await c.target()
+    if r is not None and getattr(r, "of", None) is None:
+        _need(r)
+    return r
+
+
+@family("chmod")
+async def fam_chmod(c: Call) -> Any:
+    r = await _path_or_fd(c)
+    if r is None:
+        return REAL
+    await _fs_call(r, "chmod", c.arg("mode") & 0o7777)
+    return 0
+
+
+@family("chown")
+async def fam_chown(c: Call) -> Any:
+    r = await _path_or_fd(c)
+    if r is None:
+        return REAL
+    i = c.sc.args.index("int")
+    await _fs_call(r, "chown", s32(c.args[i]), s32(c.args[i + 1]))
+    return 0
+
+
+@family("truncate")
+async def fam_truncate(c: Call) -> Any:
+    length = s64(c.args[1])
+    if length < 0:
+        raise OSError(errno.EINVAL, "negative length")
+    if c.sc.name == "ftruncate":
+        of = c.vfd(0)
+        if of is None:
+            return REAL
+        if not of.writable:
+            raise OSError(errno.EINVAL, "not open for writing")
+        await maybe(of.mount.fs.ftruncate(of.handle, length))
+        return 0
+    r = await c.target()
+    if r is None:
+        return REAL
+    st = _need(r)
+    if stat_mod.S_ISDIR(st.st_mode):
+        raise OSError(errno.EISDIR, "is a directory")
+    await _fs_call(r, "truncate", length)
+    return 0
+
+
+@family("utime")
+async def fam_utime(c: Call) -> Any:
+    r = await _path_or_fd(c)
+    if r is None:
+        return REAL
+    name, ptr = c.sc.name, c.arg("ptr")
+    if not ptr:
+        times = None
+    elif name == "utime":
+        a, m = struct.unpack("<qq", memory.read(c.t.tid, ptr, 16))
+        times = (a * 10**9, m * 10**9)
+    else:
+        raw = struct.unpack("<qqqq", memory.read(c.t.tid, ptr, 32))
+        scale = 1000 if name in ("utimes", "futimesat") else 1
+        spec = [(raw[0], raw[1] * scale), (raw[2], raw[3] * scale)]
+        if scale == 1 and any(ns in (UTIME_NOW, UTIME_OMIT) for _, ns in spec):
+            st = await maybe(r.mount.fs.lstat(r.mount.inner(r.path)))
+            now = __import__("time").time_ns()
+            cur = (st.st_atime_ns, st.st_mtime_ns)
+            times = tuple(now if ns == UTIME_NOW else cur[k] if ns == UTIME_OMIT else sec * 10**9 + ns
+                          for k, (sec, ns) in enumerate(spec))
+        else:
+            if any(not 0 <= ns < 10**9 for _, ns in spec):
+                raise OSError(errno.EINVAL, "bad time")
+            times = tuple(sec * 10**9 + ns for sec, ns in spec)
+    await _fs_call(r, "utime", times)
+    return 0
+
+
+@family("mknod")
+async def fam_mknod(c: Call) -> Any:
+    r = await c.target()
+    if r is None:
+        return REAL
+    if r.st is not None:
+        raise OSError(errno.EEXIST, "exists")
+    raise OSError(errno.EPERM, "mknod on a virtual file system")
+
+
+@family("xattr")
+async def fam_xattr(c: Call) -> Any:
+    name = c.sc.name.lstrip("lf")
+    r = await _path_or_fd(c)
+    if r is None:
+        return REAL
+    if name == "listxattr":
+        names = await _fs_call(r, "listxattr")
+        data = b"".join(os.fsencode(n) + b"\0" for n in names)
+        size = c.args[2]
+        if size == 0:
+            return len(data)
+        if size < len(data):
+            raise OSError(errno.ERANGE, "buffer too small")
+        c.write(c.args[1], data)
+        return len(data)
+    attr = c.read_str(1)
+    if name == "getxattr":
+        value = bytes(await _fs_call(r, "getxattr", attr))
+        size = c.args[3]
+        if size == 0:
+            return len(value)
+        if size < len(value):
+            raise OSError(errno.ERANGE, "buffer too small")
+        c.write(c.args[2], value)
+        return len(value)
+    if name == "setxattr":
+        value = memory.read(c.t.tid, c.args[2], c.args[3])
+        await _fs_call(r, "setxattr", attr, value, s32(c.args[4]))
+        return 0
+    await _fs_call(r, "removexattr", attr)
+    return 0
+
+
+@family("control")
+async def fam_control(c: Call) -> Any:
+    return await c.hv.control(c)
+
+
+# -- the entry point -----------------------------------------------------------------------
+
+def format_call(c: Call, ret: Any) -> str:
+    parts = []
+    for i, kind in enumerate(c.sc.args):
+        v = c.args[i]
+        if i in c.strings:
+            parts.append(repr(c.strings[i]).replace("'", '"'))
+        elif kind in ("fd", "dirfd"):
+            fd = s32(v)
+            parts.append("AT_FDCWD" if fd == AT_FDCWD and kind == "dirfd" else str(fd))
+        elif kind in ("oflags", "atflags", "hex"):
+            parts.append(hex(v & 0xFFFFFFFF))
+        elif kind == "mode":
+            parts.append(oct(v & 0o7777))
+        elif kind in ("ptr", "str"):
+            parts.append(hex(v))
+        else:
+            parts.append(str(s64(v)))
+    if isinstance(ret, int) and ret < 0:
+        rs = f"-1 {errno.errorcode.get(-ret, '?')} ({os.strerror(-ret)})"
+    else:
+        rs = str(ret)
+    return f"[{c.t.tid}] {c.sc.name}({', '.join(parts)}) = {rs}"
+
+
+async def serve(hv: Hypervisor, t: Tracee, sc: Syscall, regs: arch.Regs) -> None:
+    c = Call(hv, t, sc, regs)
+    try:
+        res = await FAMILIES[sc.family](c)
+    except OSError as e:
+        res = -(e.errno or errno.EIO)
+    except Exception:
+        hv.log(f"[{t.tid}] {sc.name}: a module raised:\n{traceback.format_exc().rstrip()}")
+        res = -errno.EIO
+    if res is REAL:
+        if hv.debug > 1:
+            hv.log(format_call(c, "(real)"))
+        await c.run_real()
+        return
+    if res is DONE:
+        res = getattr(c, "result", "(done)")
+    else:
+        c.skip(res)
+    if hv.debug:
+        hv.log(format_call(c, res))

@@ -1,0 +1,94 @@
+"""Per-process fd tables for virtual fds, with the kernel's semantics.
+
+A virtual fd is a real fd number in the tracee: the kernel holds a placeholder
+(an O_PATH fd on /dev/null) there, so lowest-free allocation, CLOEXEC,
+inheritance over fork and the sharing of CLONE_FILES are the kernel's own.
+This table says which of those numbers are virtual and what open file
+description they stand for.  Like the kernel, dup'ed fds share one
+description (and its offset); the description is released, and the module's
+``close`` called, when its last fd goes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from umvu.registry import Mount
+from umvu.vfs import DirEntry
+
+
+@dataclass(eq=False)
+class OpenFile:
+    """A virtual open file description (the kernel's struct file)."""
+
+    mount: Mount
+    handle: Any
+    path: str  # canonical path at open time (for fchdir, /proc-like display)
+    flags: int
+    is_dir: bool
+    offset: int = 0
+    refs: int = 0
+    dents: list[DirEntry] | None = field(default=None, repr=False)
+
+    @property
+    def readable(self) -> bool:
+        return (self.flags & os.O_ACCMODE) in (os.O_RDONLY, os.O_RDWR) and not self.flags & os.O_PATH
+
+    @property
+    def writable(self) -> bool:
+        return (self.flags & os.O_ACCMODE) in (os.O_WRONLY, os.O_RDWR) and not self.flags & os.O_PATH
+
+
+class FdTable:
+    """Virtual fds of one fd table (shared by CLONE_FILES, copied by fork)."""
+
+    def __init__(self) -> None:
+        self.fds: dict[int, OpenFile] = {}
+        self.users = 0  # threads/processes sharing this table
+
+    def __bool__(self) -> bool:
+        return bool(self.fds)
+
+    def get(self, fd: int) -> OpenFile | None:
+        return self.fds.get(fd)
+
+    def install(self, fd: int, of: OpenFile) -> OpenFile | None:
+        """Make ``fd`` name ``of``; returns a description that lost its last fd.
+
+        Whether ``fd`` is CLOEXEC is the kernel's to know (it holds the
+        placeholder); after an exec the table keeps what /proc shows open.
+        """
+        released = self.remove(fd)
+        of.refs += 1
+        self.fds[fd] = of
+        return released
+
+    def remove(self, fd: int) -> OpenFile | None:
+        """Forget ``fd``; returns its description if that was its last fd."""
+        of = self.fds.pop(fd, None)
+        if of is None:
+            return None
+        of.refs -= 1
+        return of if of.refs == 0 else None
+
+    def copy(self) -> FdTable:
+        new = FdTable()
+        new.fds = dict(self.fds)
+        for of in new.fds.values():
+            of.refs += 1
+        return new
+
+    def on_exec(self, still_open: set[int]) -> list[OpenFile]:
+        """Drop the fds the kernel closed at exec; return the released descriptions."""
+        released = []
+        for fd in list(self.fds):
+            if fd not in still_open:
+                of = self.remove(fd)
+                if of is not None:
+                    released.append(of)
+        return released
+
+    def release_all(self) -> list[OpenFile]:
+        return [of for fd in list(self.fds) if (of := self.remove(fd)) is not None]

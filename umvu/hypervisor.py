@@ -1,0 +1,122 @@
+"""The hypervisor: one session's tracer, mounts, modules and control channel.
+
+It owns the decision made at every stop (``on_syscall``): the fast way out
+when nothing virtual can be involved, else the dispatcher's handler.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import sys
+from collections.abc import Coroutine
+from typing import IO, Any
+
+from umvu import dispatch, memory, syscalls
+from umvu.fdtable import OpenFile
+from umvu.modules import ModuleError, ModuleManager
+from umvu.tracer import Tracee, Tracer
+
+ALWAYS = syscalls.ALWAYS_TRACED
+
+
+class Hypervisor:
+    def __init__(self, debug: int = 0, logfile: IO[str] | None = None) -> None:
+        self.debug = debug
+        self.logfile = logfile or sys.stderr
+        self.tracer = Tracer(self.on_syscall, self.log)
+        self.tracer.release_file = self.release
+        self.registry = self.tracer.registry
+        self._modules: ModuleManager | None = None
+        self.by_nr = syscalls.BY_NR
+
+    @property
+    def modules(self) -> ModuleManager:
+        if self._modules is None:  # pluggy and entry points cost start-up time: load on demand
+            self._modules = ModuleManager(self)
+        return self._modules
+
+    def log(self, message: str) -> None:
+        try:
+            self.logfile.write(f"umvu: {message}\n")
+            self.logfile.flush()
+        except (OSError, ValueError):
+            pass
+
+    # -- the hot path ----------------------------------------------------------------------
+    def on_syscall(self, t: Tracee) -> Coroutine | None:
+        regs = t.getregs()
+        sc = self.by_nr.get(regs.nr)
+        if sc is None:
+            t.cont()
+            return None
+        if not self.registry and not t.files and not t.fs.cwd_virtual and sc.family not in ALWAYS:
+            t.cont()  # nothing virtual exists for this process: the kernel's call
+            return None
+        return dispatch.serve(self, t, sc, regs)
+
+    # -- open files -----------------------------------------------------------------------
+    def opened(self, of: OpenFile) -> None:
+        pass
+
+    def release(self, of: OpenFile) -> None:
+        """The last fd of a virtual open file went away: tell its module."""
+        try:
+            ret = of.mount.fs.close(of.handle)
+            if hasattr(ret, "send"):
+                try:
+                    ret.send(None)
+                except StopIteration:
+                    pass
+        except Exception as e:
+            self.log(f"{of.mount.module}: close of {of.path} failed: {e!r}")
+
+    # -- the control channel -------------------------------------------------------------------
+    async def control(self, c: dispatch.Call) -> int:
+        op, inaddr, inlen, outaddr, outlen = c.args[:5]
+        if op != 1 or inlen > 1 << 20:
+            return -errno.EINVAL
+        try:
+            req = json.loads(memory.read(c.t.tid, inaddr, inlen))
+            reply = self.serve_request(req, c.t)
+        except ModuleError as e:
+            reply = {"errno": e.errno, "error": str(e)}
+        except OSError as e:
+            if e.errno == errno.EFAULT:
+                raise
+            reply = {"errno": e.errno or errno.EIO, "error": e.strerror or str(e)}
+        except (ValueError, KeyError, TypeError) as e:
+            reply = {"errno": errno.EINVAL, "error": f"bad request: {e}"}
+        data = json.dumps(reply).encode()
+        if len(data) > outlen:
+            return -errno.E2BIG
+        c.write(outaddr, data)
+        return len(data)
+
+    def serve_request(self, req: dict[str, Any], t: Tracee) -> dict[str, Any]:
+        op = req["op"]
+        if op == "insmod":
+            name = self.modules.insmod(req["name"], req.get("source"), req.get("path"))
+            return {"name": name}
+        if op == "rmmod":
+            self.modules.rmmod(req["name"])
+            return {}
+        if op == "lsmod":
+            return {"modules": self.modules.lsmod() if self._modules else []}
+        if op == "available":
+            from umvu.modules import available
+
+            return {"modules": sorted(available())}
+        if op == "mounts":
+            return {"mounts": [{"point": m.point, "source": m.source, "fstype": m.fstype,
+                                "options": m.options, "module": m.module} for m in self.registry]}
+        raise ModuleError(errno.EINVAL, f"unknown request '{op}'")
+
+    # -- running -------------------------------------------------------------------------------
+    def preload(self, names: list[str]) -> None:
+        for name in names:
+            self.modules.insmod(name)
+
+    def run(self, argv: list[str]) -> int:
+        self.tracer.spawn(argv)
+        return self.tracer.run()

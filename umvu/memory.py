@@ -1,0 +1,79 @@
+"""Reading and writing a stopped tracee's memory.
+
+process_vm_readv/writev copy whole buffers in one call (1.4-3.4 us for 256
+bytes here).  A bad pointer from a tracee is not umvu's error: it raises
+OSError(EFAULT), which the dispatcher turns into the tracee's -EFAULT exactly
+as the kernel would.  process_vm_writev refuses read-only mappings, and so
+would the kernel when a call writes its result there: EFAULT either way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+
+from umvu import libc
+
+PATH_MAX = 4096
+PAGE = 4096
+
+_buf = ctypes.create_string_buffer(1 << 16)
+
+
+def _fault() -> OSError:
+    return OSError(errno.EFAULT, "bad address in the tracee")
+
+
+def read(tid: int, addr: int, size: int) -> bytes:
+    """Exactly ``size`` bytes at ``addr``, or EFAULT."""
+    if size == 0:
+        return b""
+    if addr == 0:
+        raise _fault()
+    buf = _buf if size <= len(_buf) else ctypes.create_string_buffer(size)
+    n = libc.vm_read_into(tid, addr, buf, size)
+    if n != size:
+        raise _fault()
+    return buf.raw[:size]
+
+
+def read_cstring(tid: int, addr: int, limit: int = PATH_MAX) -> bytes:
+    """A NUL-terminated string of at most ``limit`` bytes including the NUL.
+
+    Reads up to page boundaries so that a string ending just before an
+    unmapped page is read whole; a longer string is ENAMETOOLONG, as the
+    kernel's getname() says for paths.
+    """
+    if addr == 0:
+        raise _fault()
+    out = b""
+    while len(out) < limit:
+        chunk = min(PAGE - (addr % PAGE), limit - len(out))
+        n = libc.vm_read_into(tid, addr, _buf, chunk)
+        if n <= 0:
+            raise _fault()
+        data = _buf.raw[:n]
+        nul = data.find(b"\0")
+        if nul >= 0:
+            return out + data[:nul]
+        out += data
+        addr += n
+    raise OSError(errno.ENAMETOOLONG, "string too long")
+
+
+def write(tid: int, addr: int, data: bytes) -> None:
+    if not data:
+        return
+    if addr == 0 or libc.vm_write(tid, addr, data) != len(data):
+        raise _fault()
+
+
+def read_iovec(tid: int, addr: int, count: int) -> list[tuple[int, int]]:
+    """The (base, len) pairs of a struct iovec array (readv/writev)."""
+    if count < 0 or count > 1024:  # UIO_MAXIOV
+        raise OSError(errno.EINVAL, "bad iovec count")
+    raw = read(tid, addr, 16 * count)
+    return [
+        (int.from_bytes(raw[i : i + 8], "little"), int.from_bytes(raw[i + 8 : i + 16], "little"))
+        for i in range(0, len(raw), 16)
+    ]

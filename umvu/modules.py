@@ -1,0 +1,158 @@
+"""Loading, listing and removing modules (pluggy plugins).
+
+Modules are looked up by name in the entry-point group ``umvu.modules`` (the
+built-in ones and any installed package), or given as the source of a ``.py``
+file (``vu_insmod ./mine.py`` sends the file's text, read in the caller's
+own view, so a module file may itself live on a virtual mount).
+"""
+
+from __future__ import annotations
+
+import errno
+import types
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from umvu import hookspecs
+from umvu.registry import Mount
+from umvu.vfs import FileSystem
+
+if TYPE_CHECKING:
+    from umvu.hypervisor import Hypervisor
+
+GROUP = "umvu.modules"
+
+
+def available() -> dict[str, Any]:
+    """Entry points of every installed module, by name."""
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+class ModuleError(Exception):
+    """A refusal to show to the user, with the errno the command exits with."""
+
+    def __init__(self, err: int, message: str) -> None:
+        super().__init__(message)
+        self.errno = err
+
+
+@dataclass(eq=False)
+class ModuleContext:
+    """A module's handle on the hypervisor."""
+
+    name: str
+    plugin: Any
+    hv: Hypervisor
+    mounts: list[Mount] = field(default_factory=list)
+
+    def mount(self, target: str, fs: FileSystem, source: str = "none", fstype: str | None = None,
+              options: str = "") -> Mount:
+        """Mount ``fs`` at canonical path ``target`` for every process of the session."""
+        m = Mount(target.rstrip("/") or "/", fs, source, fstype or fs.fstype, options, self.name, auto=True)
+        self.hv.registry.add(m)
+        self.mounts.append(m)
+        return m
+
+    def unmount(self, target: str) -> None:
+        m = self.hv.registry.remove(target)
+        if m in self.mounts:
+            self.mounts.remove(m)
+
+    def log(self, message: str) -> None:
+        self.hv.log(f"{self.name}: {message}")
+
+
+class ModuleManager:
+    def __init__(self, hv: Hypervisor) -> None:
+        self.hv = hv
+        self.pm = pluggy.PluginManager("umvu")
+        self.pm.add_hookspecs(hookspecs)
+        self.loaded: dict[str, ModuleContext] = {}
+
+    def _only(self, name: str, hook: str) -> Any:
+        others = [p for n, p in self.pm.list_name_plugin() if n != name]
+        return self.pm.subset_hook_caller(hook, remove_plugins=others)
+
+    def insmod(self, name: str, source: str | None = None, path: str | None = None) -> str:
+        if source is not None:
+            mod = types.ModuleType(name)
+            mod.__file__ = path
+            try:
+                exec(compile(source, path or name, "exec"), mod.__dict__)
+            except Exception as e:
+                raise ModuleError(errno.ENOEXEC, f"{path}: {type(e).__name__}: {e}") from None
+            plugin = mod
+        else:
+            eps = available()
+            if name not in eps:
+                names = ", ".join(sorted(eps)) or "none"
+                raise ModuleError(errno.ENOENT, f"unknown module '{name}'; available: {names}")
+            plugin = eps[name].load()
+        if name in self.loaded:
+            raise ModuleError(errno.EEXIST, f"module '{name}' is already loaded")
+        self.pm.register(plugin, name=name)
+        ctx = ModuleContext(name, plugin, self.hv)
+        self.loaded[name] = ctx
+        try:
+            self._only(name, "vu_module_load")(vu=ctx)
+        except Exception as e:
+            for m in list(ctx.mounts):
+                self.hv.registry.remove(m.point)
+            del self.loaded[name]
+            self.pm.unregister(name=name)
+            if isinstance(e, OSError):
+                raise ModuleError(e.errno or errno.EIO, f"{name}: {e.strerror or e}") from None
+            raise ModuleError(errno.EIO, f"{name}: {type(e).__name__}: {e}") from None
+        return name
+
+    def describe(self, name: str) -> str:
+        return self._only(name, "vu_module_describe")() or ""
+
+    def users(self, name: str) -> dict[str, int]:
+        """What uses a module: its mounts, open files and cwds in its mounts."""
+        mounts = [m for m in self.hv.registry if m.module == name]
+        files, cwds = set(), 0
+        seen_tables, seen_fs = set(), set()
+        for t in self.hv.tracer.tracees.values():
+            if id(t.files) not in seen_tables:
+                seen_tables.add(id(t.files))
+                files.update(id(of) for of in t.files.fds.values() if of.mount.module == name)
+            if id(t.fs) not in seen_fs:
+                seen_fs.add(id(t.fs))
+                if t.fs.cwd_virtual and any(self.hv.registry.lookup(t.fs.cwd) is m for m in mounts):
+                    cwds += 1
+        return {"mounts": len(mounts), "user_mounts": sum(1 for m in mounts if not m.auto),
+                "files": len(files), "cwds": cwds}
+
+    def rmmod(self, name: str) -> None:
+        ctx = self.loaded.get(name)
+        if ctx is None:
+            raise ModuleError(errno.ENOENT, f"module '{name}' is not loaded")
+        u = self.users(name)
+        busy = []
+        if u["files"]:
+            busy.append(f"{u['files']} open file(s)")
+        if u["cwds"]:
+            busy.append(f"{u['cwds']} process(es) with their cwd inside")
+        if u["user_mounts"]:
+            busy.append(f"{u['user_mounts']} mount(s) made with vumount")
+        if busy:
+            raise ModuleError(errno.EBUSY, f"module '{name}' is in use: {', '.join(busy)}")
+        for m in list(ctx.mounts):
+            ctx.unmount(m.point)
+        try:
+            self._only(name, "vu_module_unload")(vu=ctx)
+        finally:
+            del self.loaded[name]
+            self.pm.unregister(name=name)
+
+    def lsmod(self) -> list[dict[str, Any]]:
+        rows = []
+        for name in self.loaded:
+            u = self.users(name)
+            rows.append({"name": name, "description": self.describe(name),
+                         "users": u["mounts"] + u["files"] + u["cwds"], **u})
+        return rows

@@ -1,0 +1,145 @@
+"""Path resolution in a process's view: the one walk every path call takes.
+
+A path is resolved component by component from the caller's cwd, root or
+dirfd, through real and virtual trees alike: each component is looked up in
+whichever tree holds it (the mount registry is asked one dict lookup per
+component), symlinks are followed with the kernel's rules (40 links at most,
+absolute targets restart at the process's root, "..'" is lexical on the
+resolved prefix, so it climbs out of a mount point as on Linux).  The result is
+canonical, so the registry's longest-prefix answer is the responsible module.
+"""
+
+from __future__ import annotations
+
+import errno
+import inspect
+import os
+import stat as stat_mod
+from dataclasses import dataclass
+
+from umvu.registry import Mount, MountRegistry
+
+MAXSYMLINKS = 40
+NAME_MAX = 255
+
+
+@dataclass
+class FsView:
+    """cwd, root and umask of a process: the kernel's fs_struct, shared by CLONE_FS.
+
+    ``cwd`` is canonical.  When it is real the kernel's cwd is the same
+    directory; ``cwd`` may then be None, meaning "ask /proc when needed",
+    because real chdirs run natively.  When it is virtual the kernel's cwd is
+    stale and every relative path is resolved, and rewritten, by umvu.
+    """
+
+    cwd: str | None = None
+    cwd_virtual: bool = False
+    root: str = "/"
+    umask: int = 0o022
+
+    def copy(self) -> FsView:
+        return FsView(self.cwd, self.cwd_virtual, self.root, self.umask)
+
+
+@dataclass
+class Resolved:
+    path: str  # canonical
+    mount: Mount | None  # None: the real file system
+    st: os.stat_result | None  # lstat of the final component, if it was looked up and exists
+
+    @property
+    def virtual(self) -> bool:
+        return self.mount is not None
+
+
+def _join(parent: str, name: str) -> str:
+    return "/" + name if parent == "/" else parent + "/" + name
+
+
+def _parent(path: str, root: str) -> str:
+    if path == root or path == "/":
+        return path
+    return path.rsplit("/", 1)[0] or "/"
+
+
+async def _maybe(value):
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+async def lstat_in(mount: Mount | None, path: str) -> os.stat_result:
+    if mount is None:
+        return os.lstat(path)
+    return await _maybe(mount.fs.lstat(mount.inner(path)))
+
+
+async def readlink_in(mount: Mount | None, path: str) -> str:
+    if mount is None:
+        return os.readlink(path)
+    target = await _maybe(mount.fs.readlink(mount.inner(path)))
+    return os.fsdecode(target)
+
+
+async def resolve(registry: MountRegistry, start: str, path: str, follow: bool, root: str = "/") -> Resolved:
+    """Resolve ``path`` (relative to canonical ``start``) as the kernel would.
+
+    A missing last component is not an error (``st`` is None): the caller
+    decides (open with O_CREAT, mkdir... want that).  A missing or non-directory
+    intermediate component raises ENOENT or ENOTDIR, a loop ELOOP.
+    """
+    if not path:
+        raise OSError(errno.ENOENT, "empty path")
+    if path.endswith("/"):
+        follow = True  # "link/" names the directory the link points to
+    cur = root if path.startswith("/") else start
+    mount = registry.lookup(cur) if registry else None
+    stack = [p for p in reversed(path.split("/")) if p and p != "."]
+    links = 0
+    st: os.stat_result | None = None
+    if not stack:  # "/" or "." or "dir/."
+        st = await lstat_in(mount, cur)
+        return Resolved(cur, mount, st)
+    while stack:
+        name = stack.pop()
+        if name == "..":
+            if cur != root:
+                cur = _parent(cur, root)
+                mount = registry.lookup(cur) if registry else None
+            st = None
+            if not stack:
+                st = await lstat_in(mount, cur)
+            continue
+        if len(name) > NAME_MAX:
+            raise OSError(errno.ENAMETOOLONG, "name too long")
+        nxt = _join(cur, name)
+        nmount = (registry.at(nxt) if registry else None) or mount
+        last = not stack
+        try:
+            st = await lstat_in(nmount, nxt)
+        except FileNotFoundError:
+            if last:
+                return Resolved(nxt, nmount, None)
+            raise
+        if stat_mod.S_ISLNK(st.st_mode) and (follow or not last):
+            links += 1
+            if links > MAXSYMLINKS:
+                raise OSError(errno.ELOOP, "too many levels of symbolic links")
+            target = await readlink_in(nmount, nxt)
+            if not target:
+                raise OSError(errno.ENOENT, "empty symlink")
+            stack.extend(p for p in reversed(target.split("/")) if p and p != ".")
+            if target.startswith("/"):
+                cur = root
+                mount = registry.lookup(cur) if registry else None
+            if not stack:  # a link to "/" or "."
+                st = await lstat_in(mount, cur)
+                return Resolved(cur, mount, st)
+            continue
+        if not last and not stat_mod.S_ISDIR(st.st_mode):
+            raise OSError(errno.ENOTDIR, "not a directory")
+        cur, mount = nxt, nmount
+    if path.endswith("/") and st is not None and not stat_mod.S_ISDIR(st.st_mode):
+        raise OSError(errno.ENOTDIR, "not a directory")
+    return Resolved(cur, mount, st)

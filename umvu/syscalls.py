@@ -1,0 +1,207 @@
+"""The syscall table: the one place that says what shape each call has.
+
+Everything else is derived from it: the seccomp filter (which calls stop at
+all), the per-fd filter layers (which calls stop for a virtual fd), argument
+decoding in the dispatcher, and the debug log's formatting.  Adding a call is
+adding a line (VUOS keeps the same fact in vu_syscalls.conf, gVisor in
+linux64.go).
+
+Columns: name, x86_64 number, aarch64 number (- where the call does not exist),
+argument kinds, family (the handler in dispatch.py that serves the call when
+it is virtual).
+
+Argument kinds:
+  path   a path whose last component is followed if it is a symlink
+  lpath  a path whose last component is not followed (lstat, unlink, mkdir...)
+  apath  followed unless the call's ``atflags`` has AT_SYMLINK_NOFOLLOW;
+         with AT_EMPTY_PATH and "" it names the ``dirfd`` itself
+  fpath  not followed unless ``atflags`` has AT_SYMLINK_FOLLOW (linkat)
+  opath  followed unless ``oflags`` has O_NOFOLLOW, or O_CREAT|O_EXCL
+  dirfd  the directory a following relative path is looked up from
+  fd     a file descriptor (a virtual one makes the call stop: see bpf.py)
+  atflags, oflags   the flags that decide the above
+  str    a string that is not looked up (a symlink's target)
+  anything else (int, ptr, size, mode, ...) is a plain value, named for the log
+
+A call stops in the base filter when it has a path argument or its family is
+in ALWAYS_TRACED; it stops in an fd layer when one of its ``fd``/``dirfd``
+arguments is a virtual fd of the calling process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from umvu import arch
+
+# The control channel: a call number no Linux kernel has (ASCII "VU").
+# Outside umvu the kernel answers ENOSYS, which is how the commands know.
+VU_CONTROL_NR = 0x5655
+
+_TABLE = """
+# name          x86_64 aarch64 args                                   family
+read              0     63   fd,ptr,size                               read
+write             1     64   fd,ptr,size                               write
+open              2     -    opath,oflags,mode                         open
+close             3     57   fd                                        close
+stat              4     -    path,ptr                                  stat
+fstat             5     80   fd,ptr                                    stat
+lstat             6     -    lpath,ptr                                 stat
+lseek             8     62   fd,int,whence                             lseek
+mmap              9     222  ptr,size,int,int,fd,int                   mmap
+ioctl             16    29   fd,hex,ptr                                ioctl
+pread64           17    67   fd,ptr,size,int                           read
+pwrite64          18    68   fd,ptr,size,int                           write
+readv             19    65   fd,ptr,int                                read
+writev            20    66   fd,ptr,int                                write
+access            21    -    path,mode                                 access
+dup               32    23   fd                                        dup
+dup2              33    -    fd,fd                                     dup
+sendfile          40    71   fd,fd,ptr,size                            nocopy
+execve            59    221  path,ptr,ptr                              exec
+fcntl             72    25   fd,int,hex                                fcntl
+flock             73    32   fd,int                                    fdnoop
+fsync             74    82   fd                                        fsync
+fdatasync         75    83   fd                                        fsync
+truncate          76    45   path,int                                  truncate
+ftruncate         77    46   fd,int                                    truncate
+getdents          78    -    fd,ptr,size                               getdents
+getcwd            79    17   ptr,size                                  getcwd
+chdir             80    49   path                                      chdir
+fchdir            81    50   fd                                        chdir
+rename            82    -    lpath,lpath                               rename
+mkdir             83    -    lpath,mode                                mkdir
+rmdir             84    -    lpath                                     rmdir
+creat             85    -    opath,mode                                open
+link              86    -    lpath,lpath                               link
+unlink            87    -    lpath                                     unlink
+symlink           88    -    str,lpath                                 symlink
+readlink          89    -    lpath,ptr,size                            readlink
+chmod             90    -    path,mode                                 chmod
+fchmod            91    52   fd,mode                                   chmod
+chown             92    -    path,int,int                              chown
+fchown            93    55   fd,int,int                                chown
+lchown            94    -    lpath,int,int                             chown
+umask             95    166  mode                                      umask
+utime             132   -    path,ptr                                  utime
+mknod             133   -    lpath,mode,hex                            mknod
+statfs            137   43   path,ptr                                  statfs
+fstatfs           138   44   fd,ptr                                    statfs
+readahead         187   213  fd,int,size                               fdnoop
+setxattr          188   5    path,str,ptr,size,int                     xattr
+lsetxattr         189   6    lpath,str,ptr,size,int                    xattr
+fsetxattr         190   7    fd,str,ptr,size,int                       xattr
+getxattr          191   8    path,str,ptr,size                         xattr
+lgetxattr         192   9    lpath,str,ptr,size                        xattr
+fgetxattr         193   10   fd,str,ptr,size                           xattr
+listxattr         194   11   path,ptr,size                             xattr
+llistxattr        195   12   lpath,ptr,size                            xattr
+flistxattr        196   13   fd,ptr,size                               xattr
+removexattr       197   14   path,str                                  xattr
+lremovexattr      198   15   lpath,str                                 xattr
+fremovexattr      199   16   fd,str                                    xattr
+getdents64        217   61   fd,ptr,size                               getdents
+fadvise64         221   223  fd,int,int,int                            fdnoop
+utimes            235   -    path,ptr                                  utime
+openat            257   56   dirfd,opath,oflags,mode                   open
+mkdirat           258   34   dirfd,lpath,mode                          mkdir
+mknodat           259   33   dirfd,lpath,mode,hex                      mknod
+fchownat          260   54   dirfd,apath,int,int,atflags               chown
+futimesat         261   -    dirfd,path,ptr                            utime
+newfstatat        262   79   dirfd,apath,ptr,atflags                   stat
+unlinkat          263   35   dirfd,lpath,hex                           unlink
+renameat          264   38   dirfd,lpath,dirfd,lpath                   rename
+linkat            265   37   dirfd,fpath,dirfd,lpath,atflags           link
+symlinkat         266   36   str,dirfd,lpath                           symlink
+readlinkat        267   78   dirfd,lpath,ptr,size                      readlink
+fchmodat          268   53   dirfd,path,mode                           chmod
+faccessat         269   48   dirfd,path,mode                           access
+splice            275   76   fd,ptr,fd,ptr,size,hex                    nocopy
+tee               276   77   fd,fd,size,hex                            nocopy
+sync_file_range   277   84   fd,int,int,hex                            fsync
+utimensat         280   88   dirfd,apath,ptr,atflags                   utime
+fallocate         285   47   fd,int,int,int                            fallocate
+dup3              292   24   fd,fd,oflags                              dup
+preadv            295   69   fd,ptr,int,int                            read
+pwritev           296   70   fd,ptr,int,int                            write
+syncfs            306   267  fd                                        fsync
+renameat2         316   276  dirfd,lpath,dirfd,lpath,hex               rename
+copy_file_range   326   285  fd,ptr,fd,ptr,size,hex                   nocopy
+preadv2           327   286  fd,ptr,int,int,hex                        read
+pwritev2          328   287  fd,ptr,int,int,hex                       write
+execveat          322   281  dirfd,apath,ptr,ptr,atflags               exec
+statx             332   291  dirfd,apath,atflags,hex,ptr               statx
+close_range       436   436  int,int,hex                               close_range
+openat2           437   437  dirfd,path,ptr,size                       openat2
+faccessat2        439   439  dirfd,apath,mode,atflags                  access
+fchmodat2         452   452  dirfd,apath,mode,atflags                  chmod
+vu_control        0x5655 0x5655 int,ptr,size,ptr,size                  control
+"""
+
+# Families whose calls must stop even without a path or a virtual fd: the
+# process's view (cwd, umask, fd table) changes through them.
+ALWAYS_TRACED = frozenset({"getcwd", "chdir", "umask", "close_range", "control"})
+
+PATH_KINDS = frozenset({"path", "lpath", "apath", "fpath", "opath"})
+
+
+@dataclass(frozen=True)
+class Syscall:
+    name: str
+    nr: int  # on this machine's architecture
+    args: tuple[str, ...]
+    family: str
+
+    @property
+    def path_args(self) -> tuple[int, ...]:
+        return tuple(i for i, k in enumerate(self.args) if k in PATH_KINDS)
+
+    @property
+    def fd_args(self) -> tuple[int, ...]:
+        """Arguments that name an fd (dirfds included): a virtual one must stop."""
+        return tuple(i for i, k in enumerate(self.args) if k in ("fd", "dirfd"))
+
+    def arg_index(self, kind: str) -> int | None:
+        try:
+            return self.args.index(kind)
+        except ValueError:
+            return None
+
+
+def _parse(table: str, arch_name: str) -> dict[int, Syscall]:
+    column = {"x86_64": 1, "aarch64": 2}[arch_name]
+    calls: dict[int, Syscall] = {}
+    for line in table.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.split()
+        if len(fields) != 5:
+            raise ValueError(f"syscall table: bad line {line!r}")
+        number = fields[column]
+        if number == "-":
+            continue
+        nr = int(number, 0)
+        if nr in calls:
+            raise ValueError(f"syscall table: number {nr} twice ({calls[nr].name}, {fields[0]})")
+        calls[nr] = Syscall(fields[0], nr, tuple(fields[3].split(",")), fields[4])
+    return calls
+
+
+def table_for(arch_name: str) -> dict[int, Syscall]:
+    """The table for one architecture (tests check aarch64 parses too)."""
+    return _parse(_TABLE, arch_name)
+
+
+BY_NR: dict[int, Syscall] = table_for(arch.NAME)
+BY_NAME: dict[str, Syscall] = {c.name: c for c in BY_NR.values()}
+
+
+def base_traced(calls: dict[int, Syscall] = BY_NR) -> set[int]:
+    """Numbers that stop in every tracee: path calls and view-changing calls."""
+    return {nr for nr, c in calls.items() if c.path_args or c.family in ALWAYS_TRACED}
+
+
+def fd_traced(calls: dict[int, Syscall] = BY_NR) -> dict[int, tuple[int, ...]]:
+    """For each call with fd arguments, which argument positions hold fds."""
+    return {nr: c.fd_args for nr, c in calls.items() if c.fd_args}

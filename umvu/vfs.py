@@ -1,0 +1,139 @@
+"""The file system service contract: what a module implements to serve a mount.
+
+Methods have the shape of the system calls (as VUOS's vumodule.h), so a module
+that mirrors a host directory is almost the ``os`` module itself (see
+modules/unreal.py).  The core resolves every path before calling: ``path`` is
+always absolute *inside the mount* ("/" is the mount's root), "." and ".."
+are gone and every symlink on the way has been followed; only the last
+component may be a symlink, and only for the calls that do not follow it
+(lstat, readlink, unlink...).
+
+Errors are raised as ``OSError(errno, ...)``: the tracee gets exactly that
+errno.  Any other exception becomes EIO and a log line.  Every method may be
+``async def``; the tracee that asked waits stopped while others run.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import Any, NamedTuple
+
+
+class DirEntry(NamedTuple):
+    name: str
+    ino: int
+    type: int  # DT_* value (the S_IFMT bits >> 12), 0 if unknown
+
+
+def _nosys(what: str) -> OSError:
+    return OSError(errno.ENOSYS, f"{what} is not implemented by this file system")
+
+
+class FileSystem:
+    """Base class for a mounted file system; override what you serve.
+
+    Methods not overridden fail with ENOSYS (EOPNOTSUPP for the xattr calls,
+    as Linux file systems without xattrs do), so a read-only file system only
+    needs lstat, readlink, open, read, getdents and close.
+    """
+
+    #: shown by findmnt/df later, and in vu_lsmod
+    fstype = "vfs"
+
+    # -- names ------------------------------------------------------------
+    def lstat(self, path: str) -> os.stat_result:
+        raise _nosys("lstat")
+
+    def readlink(self, path: str) -> str:
+        raise OSError(errno.EINVAL, "not a symlink")
+
+    def access(self, path: str, mode: int) -> None:
+        """Default: the permission bits of lstat for the caller's uid/gid."""
+        st = self.lstat(path)
+        if mode == os.F_OK:
+            return
+        uid, gids = os.geteuid(), set(os.getgroups()) | {os.getegid()}
+        if uid == 0:
+            if mode & os.X_OK and not (st.st_mode & 0o111) and not stat.S_ISDIR(st.st_mode):
+                raise OSError(errno.EACCES, "not executable")
+            return
+        shift = 6 if st.st_uid == uid else 3 if st.st_gid in gids else 0
+        if (st.st_mode >> shift) & mode != mode:
+            raise OSError(errno.EACCES, "permission denied")
+
+    def statfs(self, path: str) -> os.statvfs_result:
+        raise _nosys("statfs")
+
+    # -- open files ---------------------------------------------------------
+    def open(self, path: str, flags: int, mode: int) -> Any:
+        """Return any handle; the core passes it back to read/write/close."""
+        raise _nosys("open")
+
+    def close(self, handle: Any) -> None:
+        pass
+
+    def read(self, handle: Any, size: int, offset: int) -> bytes:
+        raise OSError(errno.EINVAL, "read not supported")
+
+    def write(self, handle: Any, data: bytes, offset: int) -> int:
+        raise OSError(errno.EINVAL, "write not supported")
+
+    def fstat(self, handle: Any) -> os.stat_result:
+        raise _nosys("fstat")
+
+    def getdents(self, handle: Any) -> list[DirEntry]:
+        """The whole listing of an open directory, "." and ".." included."""
+        raise OSError(errno.ENOTDIR, "not a directory")
+
+    def fsync(self, handle: Any, datasync: bool) -> None:
+        pass
+
+    def ftruncate(self, handle: Any, length: int) -> None:
+        raise _nosys("ftruncate")
+
+    # -- changes by name ------------------------------------------------------
+    def mkdir(self, path: str, mode: int) -> None:
+        raise _nosys("mkdir")
+
+    def rmdir(self, path: str) -> None:
+        raise _nosys("rmdir")
+
+    def unlink(self, path: str) -> None:
+        raise _nosys("unlink")
+
+    def rename(self, old: str, new: str, flags: int) -> None:
+        raise _nosys("rename")
+
+    def link(self, old: str, new: str) -> None:
+        raise _nosys("link")
+
+    def symlink(self, target: str, path: str) -> None:
+        raise _nosys("symlink")
+
+    def chmod(self, path: str, mode: int) -> None:
+        raise _nosys("chmod")
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        raise _nosys("chown")
+
+    def truncate(self, path: str, length: int) -> None:
+        raise _nosys("truncate")
+
+    def utime(self, path: str, times_ns: tuple[int, int] | None) -> None:
+        """Set (atime, mtime) in ns; None means now. UTIME_OMIT arrives resolved."""
+        raise _nosys("utime")
+
+    # -- extended attributes ----------------------------------------------------
+    def getxattr(self, path: str, name: str) -> bytes:
+        raise OSError(errno.EOPNOTSUPP, "no xattrs")
+
+    def listxattr(self, path: str) -> list[str]:
+        raise OSError(errno.EOPNOTSUPP, "no xattrs")
+
+    def setxattr(self, path: str, name: str, value: bytes, flags: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "no xattrs")
+
+    def removexattr(self, path: str, name: str) -> None:
+        raise OSError(errno.EOPNOTSUPP, "no xattrs")
