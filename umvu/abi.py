@@ -20,15 +20,21 @@ STATX_BTIME = 0x800
 STATX__RESERVED = 0x80000000
 
 
+def _field(st: os.stat_result, name: str, default: int) -> int:
+    """An optional stat field: absent, or None in a stat_result made from 10 values."""
+    v = getattr(st, name, None)
+    return default if v is None else v
+
+
 def _ns(st: os.stat_result, name: str) -> tuple[int, int]:
     ns = getattr(st, name + "_ns", None)
     if ns is None:
-        ns = int(getattr(st, name) * 1_000_000_000)
+        ns = int((getattr(st, name) or 0) * 1_000_000_000)
     return divmod(ns, 1_000_000_000)
 
 
 def _blocks(st: os.stat_result) -> tuple[int, int]:
-    return getattr(st, "st_blocks", (st.st_size + 511) // 512), getattr(st, "st_blksize", 4096)
+    return _field(st, "st_blocks", (st.st_size + 511) // 512), _field(st, "st_blksize", 4096)
 
 
 def pack_stat(st: os.stat_result) -> bytes:
@@ -38,7 +44,7 @@ def pack_stat(st: os.stat_result) -> bytes:
     return struct.pack(
         "<QQQIIIiQqqqqqqqqqqqq",
         st.st_dev, st.st_ino, st.st_nlink, st.st_mode, st.st_uid, st.st_gid, 0,
-        getattr(st, "st_rdev", 0), st.st_size, blksize, blocks,
+        _field(st, "st_rdev", 0), st.st_size, blksize, blocks,
         a[0], a[1], m[0], m[1], c[0], c[1], 0, 0, 0,
     )
 
@@ -51,7 +57,7 @@ def pack_statx(st: os.stat_result, mask: int) -> bytes:
     if getattr(st, "st_birthtime", None) is not None:
         got |= STATX_BTIME
         btime = _ns(st, "st_birthtime")
-    rdev = getattr(st, "st_rdev", 0)
+    rdev = _field(st, "st_rdev", 0)
     ts = [_ns(st, "st_atime"), btime, _ns(st, "st_ctime"), _ns(st, "st_mtime")]
     out = struct.pack(
         "<IIQIIIHHQQQQ",

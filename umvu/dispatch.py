@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from umvu import abi, arch, bpf, libc, memory, syscalls
 from umvu.fdtable import OpenFile
-from umvu.paths import Resolved, resolve
+from umvu.paths import RealWalkError, Resolved, resolve
 from umvu.syscalls import Syscall
 
 if TYPE_CHECKING:
@@ -196,10 +196,15 @@ class Call:
                     raise OSError(errno.ENOTDIR, "dirfd is not a directory")
         if not hv.registry and not virtual_base:
             return None
-        r = await resolve(hv.registry, start, path, self._follow(i), t.fs.root)
+        try:
+            r = await resolve(hv.registry, start, path, self._follow(i), t.fs.root)
+        except RealWalkError:
+            if virtual_base and path[0] != "/":
+                raise  # the kernel would look from the wrong directory: answer here
+            return None  # the kernel meets the same error and says it itself
         if r.mount is not None:
             return r
-        if virtual_base and path[0] != "/":
+        if r.crossed or (virtual_base and path[0] != "/"):
             self.regs.set_arg(i, self.put_scratch(os.fsencode(r.path) + b"\0"))
             if dirfd_i is not None:
                 self.regs.set_arg(dirfd_i, AT_FDCWD)
@@ -820,7 +825,7 @@ async def fam_symlink(c: Call) -> Any:
     target = c.read_str(0)
     if not target:
         raise OSError(errno.ENOENT, "empty target")
-    await _fs_call(r, "symlink", target)
+    await maybe(r.mount.fs.symlink(target, r.mount.inner(r.path)))
     return 0
 
 

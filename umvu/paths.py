@@ -4,7 +4,7 @@ A path is resolved component by component from the caller's cwd, root or
 dirfd, through real and virtual trees alike: each component is looked up in
 whichever tree holds it (the mount registry is asked one dict lookup per
 component), symlinks are followed with the kernel's rules (40 links at most,
-absolute targets restart at the process's root, "..'" is lexical on the
+absolute targets restart at the process's root, ".." is lexical on the
 resolved prefix, so it climbs out of a mount point as on Linux).  The result is
 canonical, so the registry's longest-prefix answer is the responsible module.
 """
@@ -47,6 +47,11 @@ class Resolved:
     path: str  # canonical
     mount: Mount | None  # None: the real file system
     st: os.stat_result | None  # lstat of the final component, if it was looked up and exists
+    crossed: bool = False  # the walk went through a virtual tree: the kernel cannot repeat it
+
+
+class RealWalkError(OSError):
+    """A lookup in the real file system failed: the kernel will say the same."""
 
     @property
     def virtual(self) -> bool:
@@ -71,7 +76,12 @@ async def _maybe(value):
 
 async def lstat_in(mount: Mount | None, path: str) -> os.stat_result:
     if mount is None:
-        return os.lstat(path)
+        try:
+            return os.lstat(path)
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            raise RealWalkError(e.errno, e.strerror) from None
     return await _maybe(mount.fs.lstat(mount.inner(path)))
 
 
@@ -83,6 +93,16 @@ async def readlink_in(mount: Mount | None, path: str) -> str:
 
 
 async def resolve(registry: MountRegistry, start: str, path: str, follow: bool, root: str = "/") -> Resolved:
+    state = {"crossed": False}
+    try:
+        return await _resolve(registry, start, path, follow, root, state)
+    except RealWalkError as e:
+        if state["crossed"]:  # the kernel could not repeat this walk: our error stands
+            raise OSError(e.errno, e.strerror) from None
+        raise
+
+
+async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool, root: str, state: dict) -> Resolved:
     """Resolve ``path`` (relative to canonical ``start``) as the kernel would.
 
     A missing last component is not an error (``st`` is None): the caller
@@ -97,10 +117,11 @@ async def resolve(registry: MountRegistry, start: str, path: str, follow: bool, 
     mount = registry.lookup(cur) if registry else None
     stack = [p for p in reversed(path.split("/")) if p and p != "."]
     links = 0
+    crossed = state["crossed"] = mount is not None
     st: os.stat_result | None = None
     if not stack:  # "/" or "." or "dir/."
         st = await lstat_in(mount, cur)
-        return Resolved(cur, mount, st)
+        return Resolved(cur, mount, st, crossed)
     while stack:
         name = stack.pop()
         if name == "..":
@@ -115,12 +136,16 @@ async def resolve(registry: MountRegistry, start: str, path: str, follow: bool, 
             raise OSError(errno.ENAMETOOLONG, "name too long")
         nxt = _join(cur, name)
         nmount = (registry.at(nxt) if registry else None) or mount
+        crossed = crossed or nmount is not None
+        state["crossed"] = crossed
         last = not stack
         try:
             st = await lstat_in(nmount, nxt)
-        except FileNotFoundError:
+        except FileNotFoundError as e:
             if last:
-                return Resolved(nxt, nmount, None)
+                return Resolved(nxt, nmount, None, crossed)
+            if nmount is None:
+                raise RealWalkError(e.errno, e.strerror) from None
             raise
         if stat_mod.S_ISLNK(st.st_mode) and (follow or not last):
             links += 1
@@ -135,11 +160,11 @@ async def resolve(registry: MountRegistry, start: str, path: str, follow: bool, 
                 mount = registry.lookup(cur) if registry else None
             if not stack:  # a link to "/" or "."
                 st = await lstat_in(mount, cur)
-                return Resolved(cur, mount, st)
+                return Resolved(cur, mount, st, crossed)
             continue
         if not last and not stat_mod.S_ISDIR(st.st_mode):
-            raise OSError(errno.ENOTDIR, "not a directory")
+            raise (OSError if nmount else RealWalkError)(errno.ENOTDIR, "not a directory")
         cur, mount = nxt, nmount
     if path.endswith("/") and st is not None and not stat_mod.S_ISDIR(st.st_mode):
         raise OSError(errno.ENOTDIR, "not a directory")
-    return Resolved(cur, mount, st)
+    return Resolved(cur, mount, st, crossed)

@@ -1,0 +1,45 @@
+# make run   - set everything up (Debian packages when root, .venv, umvu) and start `umvu bash`
+# make test  - set up whatever is missing, then run the test suite
+# make bench - compare umvu with native, strace and PRoot (not part of make test)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Debian packages the tests and benchmarks run for real
+DEBS   := python3-venv bash coreutils findutils tar gcc make libc6-dev strace proot tmux procps
+
+.PHONY: run test bench lint deps clean
+
+run: $(STAMP)
+	$(BIN)/umvu bash
+
+test: $(STAMP)
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check umvu modules tests bench
+
+# Debian packages: installed only when running as root and one is missing.
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "note: missing Debian packages (install them as root): $$missing"; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml | deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

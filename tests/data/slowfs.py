@@ -1,0 +1,46 @@
+"""A test module: /slow/file answers after 1.5 s (in a worker thread); /slow/boom raises."""
+
+import os
+import stat
+import time
+
+from umvu.aio import to_thread
+from umvu.hookspecs import hookimpl
+from umvu.vfs import FileSystem
+
+
+def _st(mode):
+    return os.stat_result((mode, 1, 99, 1, os.getuid(), os.getgid(), 5, 0, 0, 0))
+
+
+class SlowFS(FileSystem):
+    fstype = "slow"
+
+    def lstat(self, path):
+        if path == "/":
+            return _st(stat.S_IFDIR | 0o755)
+        if path in ("/file", "/boom"):
+            return _st(stat.S_IFREG | 0o644)
+        raise FileNotFoundError(2, path)
+
+    def open(self, path, flags, mode):
+        if path == "/boom":
+            raise RuntimeError("this module has a bug")
+        return path
+
+    async def read(self, handle, size, offset):
+        await to_thread(time.sleep, 1.5)
+        return b"slow\n"[offset : offset + size]
+
+    def fstat(self, handle):
+        return self.lstat(handle)
+
+
+@hookimpl
+def vu_module_describe():
+    return "slow and buggy, for tests"
+
+
+@hookimpl
+def vu_module_load(vu):
+    vu.mount("/slow", SlowFS())

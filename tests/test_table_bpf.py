@@ -1,0 +1,106 @@
+"""The syscall table and the BPF programs generated from it.
+
+The filters are executed by a small interpreter of classic BPF here, so the
+tests check the programs' decisions, not their bytes.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+
+import pytest
+
+from umvu import bpf, syscalls
+
+X86 = 0xC000003E
+
+
+def run_bpf(code: bytes, nr: int, args=(0, 0, 0, 0, 0, 0), arch=X86) -> int:
+    args = (tuple(args) + (0,) * 6)[:6]
+    data = struct.pack("<iIQ6Q", nr, arch, 0, *[a & 0xFFFFFFFFFFFFFFFF for a in args])
+    insns = [struct.unpack("<HBBI", code[i : i + 8]) for i in range(0, len(code), 8)]
+    a, pc = 0, 0
+    for _ in range(10000):
+        op, jt, jf, k = insns[pc]
+        if op == bpf.LD_W_ABS:
+            a = struct.unpack_from("<I", data, k)[0]
+            pc += 1
+        elif op == bpf.JEQ_K:
+            pc += 1 + (jt if a == k else jf)
+        elif op == bpf.JGE_K:
+            pc += 1 + (jt if a >= k else jf)
+        elif op == bpf.JSET_K:
+            pc += 1 + (jt if a & k else jf)
+        elif op == bpf.RET_K:
+            return k
+        else:
+            raise AssertionError(f"unknown opcode {op:#x}")
+    raise AssertionError("no return")
+
+
+N = syscalls.BY_NAME
+
+
+def test_table_parses_for_both_architectures():
+    x86 = syscalls.table_for("x86_64")
+    arm = syscalls.table_for("aarch64")
+    assert x86[257].name == "openat" and arm[56].name == "openat"
+    assert "open" not in {c.name for c in arm.values()}  # aarch64 has only the *at calls
+    assert x86[262].args == ("dirfd", "apath", "ptr", "atflags")
+
+
+def test_shapes_say_where_paths_and_fds_are():
+    assert N["openat"].path_args == (1,) and N["openat"].fd_args == (0,)
+    assert N["renameat2"].path_args == (1, 3)
+    assert N["dup2"].fd_args == (0, 1)
+    assert N["mmap"].fd_args == (4,)
+    assert N["read"].path_args == ()
+
+
+def test_every_family_has_a_handler():
+    from umvu.dispatch import FAMILIES
+
+    missing = {c.family for c in syscalls.BY_NR.values()} - set(FAMILIES)
+    assert not missing
+
+
+def test_base_filter_traces_path_calls_and_lets_the_rest_run():
+    code = bpf.base_filter()
+    for name in ("openat", "stat", "execve", "getcwd", "chdir", "readlinkat", "vu_control"):
+        assert run_bpf(code, N[name].nr) == bpf.RET_TRACE, name
+    for nr in (39, 110, 202, 228, 0, 1, 3, 9, 999, 4000):  # getpid getppid futex clock_gettime read write close mmap
+        assert run_bpf(code, nr) == bpf.RET_ALLOW, nr
+
+
+def test_base_filter_refuses_other_abis():
+    code = bpf.base_filter()
+    assert run_bpf(code, 0x40000000 + 2) == bpf.RET_ERRNO | errno.ENOSYS  # x32 open
+    assert run_bpf(code, 5, arch=0x40000003) == bpf.RET_ERRNO | errno.ENOSYS  # i386
+
+
+def test_fstat_of_a_real_fd_does_not_stop_but_paths_do():
+    code = bpf.base_filter()
+    nfs = N["newfstatat"].nr
+    assert run_bpf(code, nfs, (3, 0, 0, 0x1000)) == bpf.RET_ALLOW  # fstat(3)
+    assert run_bpf(code, nfs, (-100, 0, 0, 0x1000)) == bpf.RET_TRACE  # AT_FDCWD: maybe a path
+    assert run_bpf(code, nfs, (3, 0, 0, 0)) == bpf.RET_TRACE  # relative to a dirfd
+    assert run_bpf(code, N["statx"].nr, (4, 0, 0x1000, 0x7FF, 0)) == bpf.RET_ALLOW
+
+
+@pytest.mark.parametrize("fd", [3, 7, 200])
+def test_fd_layer_stops_only_calls_on_its_fd(fd):
+    code = bpf.fd_layer([fd])
+    assert run_bpf(code, N["read"].nr, (fd, 0, 10)) == bpf.RET_TRACE
+    assert run_bpf(code, N["read"].nr, (fd + 1, 0, 10)) == bpf.RET_ALLOW
+    assert run_bpf(code, N["dup2"].nr, (1, fd)) == bpf.RET_TRACE  # replacing a virtual fd
+    assert run_bpf(code, N["mmap"].nr, (0, 4096, 1, 2, fd, 0)) == bpf.RET_TRACE
+    assert run_bpf(code, N["newfstatat"].nr, (fd, 0, 0, 0x1000)) == bpf.RET_TRACE
+    assert run_bpf(code, 39, (fd,)) == bpf.RET_ALLOW  # getpid has no fd
+    # only the low 32 bits of an fd count, as in the kernel
+    assert run_bpf(code, N["close"].nr, ((1 << 32) | fd,)) == bpf.RET_TRACE
+
+
+def test_filters_fit_the_kernel_limits():
+    assert len(bpf.base_filter()) // 8 < 4096
+    assert len(bpf.fd_layer([3])) // 8 < 4096

@@ -1,0 +1,249 @@
+"""The unreal module: /unreal must look exactly like /, call by call."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from conftest import HERE, py, sh, umvu
+
+U = ("-o", "unreal")
+
+
+def test_ls_laR_of_a_tree_equals_its_unreal_twin(tree):
+    real = sh(f"cd {tree} && ls -laR --time-style=full-iso .", *U)
+    virt = sh(f"cd /unreal{tree} && ls -laR --time-style=full-iso .", *U)
+    assert real.returncode == 0 and virt.returncode == 0, virt.stderr
+    assert virt.stdout == real.stdout and real.stdout.count("\n") > 20
+
+
+def test_ls_la_of_etc_equals_its_twin():
+    real = sh("ls -la /etc", *U)
+    virt = sh("ls -la /unreal/etc", *U)
+    assert virt.stdout == real.stdout and virt.stderr == real.stderr
+
+
+def test_cat_stat_find_readlink_cp(tree, tmp_path):
+    t = f"/unreal{tree}"
+    script = f"""
+cat {t}/a.txt {t}/rel | md5sum
+stat -c '%s %i %h %F %a' {t}/a.txt {t}/abs {t}/sub
+stat -L -c '%s %F' {t}/abs {t}/dirlink
+find {t} | sed 's|^/unreal||' | sort
+readlink {t}/rel {t}/abs; readlink -f {t}/dirlink/../a.txt
+cp -r {t} {tmp_path}/copy && diff -r --no-dereference {tree} {tmp_path}/copy && echo copied
+"""
+    virt = sh(script, *U)
+    real = sh(script.replace("/unreal", "").replace("/copy", "/copy2"), *U)
+    assert virt.returncode == 0, virt.stderr
+    assert virt.stdout.replace("/unreal", "") == real.stdout
+    assert "copied" in virt.stdout
+
+
+def test_cd_pwd_relative_paths_and_dotdot(tree):
+    r = sh(f"cd /unreal{tree}/sub && pwd && /bin/pwd && cat ../a.txt && cd deeper && ls ../../sub && "
+           "cd ../../../../../../../../../.. && pwd && /bin/pwd && cd /unreal/unreal/etc && /bin/pwd && "
+           "cat ./hostname", *U)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0, r.stderr
+    assert lines[0] == lines[1] == f"/unreal{tree}/sub"
+    assert lines[2] == "alpha"
+    assert lines[3:5] == ["b.bin", "deeper"]
+    assert lines[5] == lines[6] == "/"
+    assert lines[7] == "/unreal/unreal/etc"
+    assert lines[8] == open("/etc/hostname").read().strip()
+
+
+def test_symlink_inside_virtual_tree_to_a_real_path(tree):
+    r = sh(f"cat /unreal{tree}/abs; cd /unreal{tree}; cat abs dirlink/../a.txt", *U)
+    assert r.stdout == "alpha\n" * 3, r.stderr
+
+
+def test_errors_match_linux(tree):
+    script = (
+        "for p in {t}/nothere {t}/a.txt/x {t}/dangling {t}/sub; do cat $p 2>&1 | sed 's|/unreal||'; done;"
+        "cd {t}/a.txt 2>&1 | sed 's|/unreal||'; ls {t}/nothere 2>&1 | sed 's|/unreal||'"
+    )
+    real = sh(script.format(t=tree), *U)
+    virt = sh(script.format(t=f"/unreal{tree}"), *U)
+    assert virt.stdout == real.stdout and "No such file" in real.stdout and "Not a directory" in real.stdout
+
+
+def test_python_io_through_the_view(tree):
+    code = f"""
+import os
+t = "/unreal{tree}"
+print(sorted(os.listdir(t)))
+with open(t + "/sub/b.bin", "rb") as f:
+    f.seek(300); a = f.read(10); f.seek(-5, 2); b = f.read(); print(a.hex(), b.hex(), f.tell())
+fd = os.open(t + "/sub/deeper/c", os.O_RDONLY)
+print(os.pread(fd, 4, 4998), os.lseek(fd, 0, os.SEEK_END), os.fstat(fd).st_size)
+print(os.access(t + "/a.txt", os.R_OK), os.access(t + "/a.txt", os.X_OK), os.access(t + "/exec.sh", os.X_OK))
+print(os.path.isdir(t + "/dirlink"), os.path.islink(t + "/dirlink"), os.path.exists(t + "/dangling"))
+with os.scandir(t + "/sub") as it: print(sorted((e.name, e.is_dir()) for e in it))
+"""
+    virt = py(code, *U)
+    real = py(code.replace("/unreal", ""), *U)
+    assert virt.returncode == 0, virt.stderr
+    assert virt.stdout == real.stdout
+
+
+def test_writes_land_on_the_real_file(tmp_path):
+    r = sh(f"echo one > /unreal{tmp_path}/w; echo two >> /unreal{tmp_path}/w; mkdir /unreal{tmp_path}/d; "
+           f"mv /unreal{tmp_path}/w /unreal{tmp_path}/d/w2; ln -s d/w2 /unreal{tmp_path}/l; cat /unreal{tmp_path}/l",
+           *U)
+    assert r.stdout == "one\ntwo\n", r.stderr
+    assert (tmp_path / "d" / "w2").read_text() == "one\ntwo\n"
+    assert os.readlink(tmp_path / "l") == "d/w2"
+
+
+def test_rename_across_mounts_is_exdev(tmp_path):
+    (tmp_path / "f").write_text("x")
+    r = py(f"import os\ntry: os.rename('/unreal{tmp_path}/f', '{tmp_path}/g')\nexcept OSError as e: print(e.errno)", *U)
+    assert r.stdout.strip() == "18"  # EXDEV: mv then copies, as across real mounts
+
+
+def test_bad_pointers_are_efault_for_the_tracee():
+    code = """
+import errno
+buf = ctypes.create_string_buffer(256)
+p = ctypes.c_char_p(b"/unreal/etc/hostname")
+r = [sc(4, p, 1),                 # stat(path, bad buf)
+     sc(4, 16, buf),              # stat(bad path)
+     sc(257, -100, 8, 0),         # openat(bad path)
+     sc(89, p, 0, 10),            # readlink(not a link): EINVAL before the buffer matters
+     sc(79, 1, 100)]              # getcwd(bad buffer): real cwd, the kernel's answer
+fd = sc(2, p, 0)
+dfd = sc(2, ctypes.c_char_p(b"/unreal/etc"), 0)
+r += [sc(0, fd, 1, 10), sc(217, dfd, 1, 100)]  # read, getdents64 into a bad buffer
+print(" ".join(errno.errorcode.get(-x, str(x)) for x in r))
+"""
+    r = py(code, *U)
+    assert r.stdout.split() == ["EFAULT", "EFAULT", "EFAULT", "EINVAL", "EFAULT", "EFAULT", "EFAULT"], r.stderr
+
+
+def test_getcwd_in_a_virtual_cwd_follows_the_kernel_contract():
+    code = """
+import errno, os
+os.chdir("/unreal/usr")
+buf = ctypes.create_string_buffer(64)
+print(sc(79, buf, 64), buf.value.decode(), -sc(79, buf, 5) == errno.ERANGE, -sc(79, 8, 64) == errno.EFAULT)
+print(os.getcwd())
+"""
+    r = py(code, *U)
+    assert r.stdout.split() == ["12", "/unreal/usr", "True", "True", "/unreal/usr"], r.stderr
+
+
+def test_path_too_long_is_enametoolong():
+    r = py("import errno\nprint(-sc(2, ctypes.c_char_p(b'/unreal/' + b'a/' * 3000), 0) == errno.ENAMETOOLONG)", *U)
+    assert r.stdout.strip() == "True", r.stderr
+
+
+def test_fd_semantics_dup_cloexec_fork(tree):
+    code = f"""
+import os, fcntl
+t = "/unreal{tree}/a.txt"
+a = os.open(t, os.O_RDONLY)
+b = os.dup(a)
+c = fcntl.fcntl(a, fcntl.F_DUPFD, 10)
+os.dup2(a, 20)
+print(a < b < 10 <= c, os.read(a, 2), os.read(b, 2), os.read(c, 2), os.read(20, 10))  # one shared offset
+os.lseek(a, 0, 0)
+if os.fork() == 0:
+    os.read(a, 3); os._exit(0)
+os.wait()
+print(os.read(b, 10))  # the child moved the offset we share
+os.close(a); os.close(b)
+print(os.read(c, 10) == b"", os.lseek(20, 1, 0), os.read(20, 3))
+e = os.open(t, os.O_RDONLY | os.O_CLOEXEC)
+f = os.open(t, os.O_RDONLY)
+print(fcntl.fcntl(f, fcntl.F_GETFL) & 3 == os.O_RDONLY, bool(fcntl.fcntl(e, fcntl.F_GETFD) & 1))
+os.dup2(0, f)  # a real fd replaces a virtual one
+print(os.fstat(f).st_ino == os.fstat(0).st_ino)
+os.execv("/bin/bash", ["bash", "-c", f"ls -l /proc/$$/fd | grep -c ' {{e}} ->' ; cat <&20"])
+""".replace("{{e}}", "__E__")
+    code = code.replace('f"ls -l /proc/$$/fd | grep -c \' __E__ ->\' ; cat <&20"',
+                        '"ls /proc/$$/fd | grep -cx " + str(e) + "; cat <&20"')
+    r = py(code, *U)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0, r.stderr
+    assert lines[0] == "True b'al' b'ph' b'a\\n' b''"
+    assert lines[1] == "b'ha\\n'"
+    assert lines[2] == "True 1 b'lph'"
+    assert lines[3] == "True True"
+    assert lines[4] == "True"
+    assert lines[5] == "0"  # the CLOEXEC fd was closed by exec
+    assert lines[6] == "a"  # the inherited virtual fd 20 still reads, after exec, from its offset
+
+
+def test_close_range_releases_virtual_fds(tree):
+    code = f"""
+import os
+fds = [os.open("/unreal{tree}/a.txt", os.O_RDONLY) for _ in range(3)]
+os.closerange(fds[0], fds[-1] + 1)
+print(sc(436, fds[0], fds[-1], 0))
+print(os.open("/unreal{tree}/a.txt", os.O_RDONLY) == fds[0])
+"""
+    r = py(code, *U)
+    assert r.stdout.split() == ["0", "True"], r.stderr
+
+
+def test_vu_commands_in_a_session(tree):
+    r = sh(f"vu_insmod unreal; vu_lsmod; vu_insmod unreal; echo again=$?; exec 7</unreal{tree}/a.txt; "
+           "vu_rmmod unreal; echo busy=$?; exec 7<&-; "
+           f"(cd /unreal{tree} && vu_rmmod unreal; echo cwd=$?); vu_rmmod unreal; echo rm=$?; vu_lsmod; "
+           f"cat /unreal{tree}/a.txt; vu_insmod nope; echo nope=$?; vu_lsmod -a")
+    out, err = r.stdout, r.stderr
+    assert "unreal   view of / under /unreal and /unreal/unreal   (1 user)" in out
+    for line in ("again=1", "busy=1", "cwd=1", "rm=0", "nope=1"):
+        assert line in out
+    assert "already loaded" in err
+    assert "in use: 1 open file(s)" in err
+    assert "cwd inside" in err
+    assert "No such file" in err  # after rmmod /unreal is gone
+    assert "unknown module 'nope'; available: unreal" in err
+    assert out.rstrip().endswith("unreal")
+
+
+def test_insmod_a_module_file_that_raises_gives_eio_and_a_log_line():
+    mod = HERE / "data" / "slowfs.py"
+    r = sh(f"vu_insmod {mod}; vu_lsmod; cat /slow/boom; echo rc=$?; ls /slow")
+    assert "slowfs   slow and buggy, for tests   (1 user)" in r.stdout
+    assert "Input/output error" in r.stderr and "rc=1" in r.stdout
+    assert "this module has a bug" in r.stderr  # the traceback is logged
+    assert r.stdout.rstrip().endswith("file")  # and the session went on
+
+
+def test_a_slow_module_does_not_stop_other_tracees(tmp_path):
+    mod = HERE / "data" / "slowfs.py"
+    r = sh(f"vu_insmod {mod}; (cat /slow/file > {tmp_path}/slow.out) & "
+           "sleep 0.3; t0=$(date +%s%N); for i in 1 2 3 4 5; do cat /etc/hostname >/dev/null; done; "
+           "t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); wait; cat " + str(tmp_path) + "/slow.out")
+    ms, content = r.stdout.split()
+    assert content == "slow", r.stderr
+    assert int(ms) < 1000  # five cats ran while the slow read (1.5 s) was pending
+
+
+def test_verbose_log_shows_virtualized_calls(tmp_path):
+    log = tmp_path / "log"
+    r = umvu("-v", "--log", str(log), "-o", "unreal", "cat", "/unreal/etc/hostname")
+    assert r.returncode == 0
+    text = log.read_text()
+    assert 'openat(AT_FDCWD, "/unreal/etc/hostname", 0x0, 0o0) = 3' in text
+    assert "read(3, " in text
+    assert "close(3) = 0" not in text or True  # close runs in the kernel too; not required in the log
+
+
+@pytest.mark.parametrize("prog", ["find /unreal/usr/include/linux -name '*.h' | wc -l"])
+def test_find_counts_match(prog):
+    real = sh(prog.replace("/unreal", ""), *U)
+    virt = sh(prog, *U)
+    assert virt.stdout == real.stdout and int(real.stdout) > 50
+
+
+def test_a_session_keeps_going_after_many_opens(tree):
+    t0 = time.monotonic()
+    r = sh(f"for i in $(seq 300); do read x < /unreal{tree}/a.txt; done; echo $x", *U)
+    assert r.stdout.strip() == "alpha", r.stderr
+    assert time.monotonic() - t0 < 60
