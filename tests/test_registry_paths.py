@@ -24,7 +24,12 @@ class MemFS(FileSystem):
         kind = self.tree.get(path)
         if kind is None:
             raise FileNotFoundError(errno.ENOENT, path)
-        mode = stat.S_IFDIR | 0o755 if kind == "dir" else stat.S_IFLNK | 0o777 if isinstance(kind, tuple) else stat.S_IFREG | 0o644
+        if kind == "dir":
+            mode = stat.S_IFDIR | 0o755
+        elif isinstance(kind, tuple):
+            mode = stat.S_IFLNK | 0o777
+        else:
+            mode = stat.S_IFREG | 0o644
         return os.stat_result((mode, 1, 1, 1, 0, 0, 0, 0, 0, 0))
 
     def readlink(self, path):

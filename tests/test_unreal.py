@@ -217,12 +217,13 @@ def test_insmod_a_module_file_that_raises_gives_eio_and_a_log_line():
 
 def test_a_slow_module_does_not_stop_other_tracees(tmp_path):
     mod = HERE / "data" / "slowfs.py"
-    r = sh(f"vu_insmod {mod}; (cat /slow/file > {tmp_path}/slow.out) & "
-           "sleep 0.3; t0=$(date +%s%N); for i in 1 2 3 4 5; do cat /etc/hostname >/dev/null; done; "
-           "t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); wait; cat " + str(tmp_path) + "/slow.out")
-    ms, content = r.stdout.split()
-    assert content == "slow", r.stderr
-    assert int(ms) < 1000  # five cats ran while the slow read (1.5 s) was pending
+    # The slow read takes 1.5 s in a worker thread; five other cats, one of
+    # them on the same module, must finish while it is still pending.
+    log = tmp_path / "order"
+    r = sh(f"vu_insmod {mod}; (cat /slow/file; echo slow-done >> {log}) & "
+           "sleep 0.3; for i in 1 2 3 4; do cat /etc/hostname >/dev/null; done; ls /slow >/dev/null; "
+           f"echo others-done >> {log}; wait; cat {log}")
+    assert r.stdout.split() == ["slow", "others-done", "slow-done"], r.stderr
 
 
 def test_verbose_log_shows_virtualized_calls(tmp_path):
@@ -232,7 +233,7 @@ def test_verbose_log_shows_virtualized_calls(tmp_path):
     text = log.read_text()
     assert 'openat(AT_FDCWD, "/unreal/etc/hostname", 0x0, 0o0) = 3' in text
     assert "read(3, " in text
-    assert "close(3) = 0" not in text or True  # close runs in the kernel too; not required in the log
+    assert "ld.so.cache" not in text  # real calls are not virtualized, so not logged
 
 
 @pytest.mark.parametrize("prog", ["find /unreal/usr/include/linux -name '*.h' | wc -l"])

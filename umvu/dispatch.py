@@ -299,6 +299,9 @@ async def fam_open(c: Call) -> Any:
         flags, mode = os.O_CREAT | os.O_WRONLY | os.O_TRUNC, c.args[1]
     else:
         flags, mode = s32(c.arg("oflags")), c.arg("mode")
+    # Without O_CREAT the mode register is whatever the caller left there; the
+    # kernel keeps only the permission bits either way.
+    mode &= 0o7777
     r = await c.target()
     if r is None:
         return REAL
@@ -309,7 +312,7 @@ async def fam_open(c: Call) -> Any:
             raise OSError(errno.ENOENT, "no such file")
         if c.read_str(c.sc.path_args[0]).endswith("/"):
             raise OSError(errno.EISDIR, "is a directory")
-        mode = mode & 0o7777 & ~c.t.fs.umask
+        mode &= ~c.t.fs.umask
     else:
         if flags & os.O_CREAT and flags & os.O_EXCL:
             raise OSError(errno.EEXIST, "exists")

@@ -6,7 +6,7 @@ import time
 
 from umvu.aio import to_thread
 from umvu.hookspecs import hookimpl
-from umvu.vfs import FileSystem
+from umvu.vfs import DirEntry, FileSystem
 
 
 def _st(mode):
@@ -34,6 +34,11 @@ class SlowFS(FileSystem):
 
     def fstat(self, handle):
         return self.lstat(handle)
+
+    def getdents(self, handle):
+        if handle != "/":
+            return super().getdents(handle)
+        return [DirEntry(n, 1, t) for n, t in ((".", 4), ("..", 4), ("boom", 8), ("file", 8))]
 
 
 @hookimpl

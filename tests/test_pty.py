@@ -1,0 +1,90 @@
+"""An interactive `umvu bash` in a pseudo-terminal: job control must work as in a real terminal."""
+
+import os
+import shutil
+import time
+
+import pexpect
+import pytest
+
+PROMPT = "PROMPT\\$ "
+
+
+@pytest.fixture
+def shell():
+    env = dict(os.environ, PS1="PROMPT$ ", TERM="dumb")
+    child = pexpect.spawn(shutil.which("umvu"), ["bash", "--norc", "--noprofile", "-i"],
+                          env=env, encoding="utf-8", timeout=15, dimensions=(24, 200))
+    child.expect(PROMPT)
+    yield child
+    if child.isalive():
+        child.sendline("exit 0")
+        child.expect(pexpect.EOF)
+        child.close()
+
+
+def started(cmdline: str, timeout: float = 10) -> None:
+    """Wait until a process runs ``cmdline``: a key typed before that reaches the shell, not the job."""
+    want = cmdline.replace(" ", "\0").encode() + b"\0"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if f.read() == want:
+                        return
+            except OSError:
+                pass
+        time.sleep(0.02)
+    raise AssertionError(f"{cmdline!r} never started")
+
+
+def run(child, line):
+    child.sendline(line)
+    child.expect(PROMPT)
+    return child.before
+
+
+def test_ctrl_c_interrupts_the_foreground_job(shell):
+    shell.sendline("sleep 30.5")
+    started("sleep 30.5")
+    shell.sendintr()
+    shell.expect(PROMPT)
+    assert run(shell, "echo status=$?").split()[-1] == "status=130"
+
+
+def test_ctrl_z_stops_and_fg_resumes(shell):
+    shell.sendline("cat")
+    shell.expect_exact("cat")
+    shell.sendline("first")
+    shell.expect_exact("first")  # echoed by the tty, then by cat
+    shell.sendcontrol("z")
+    shell.expect("Stopped")
+    shell.expect(PROMPT)
+    assert "cat" in run(shell, "jobs")
+    shell.sendline("fg")
+    shell.expect_exact("cat")
+    shell.sendline("second")
+    shell.expect("second\r\n.*second")
+    shell.sendcontrol("d")  # EOF ends cat
+    shell.expect(PROMPT)
+    assert run(shell, "echo status=$?").split()[-1] == "status=0"
+
+
+def test_bg_resumes_in_the_background(shell):
+    shell.sendline("sleep 2.5")
+    started("sleep 2.5")
+    shell.sendcontrol("z")
+    shell.expect("Stopped")
+    shell.expect(PROMPT)
+    assert "Stopped" in run(shell, "jobs")
+    run(shell, "bg")
+    assert "Running" in run(shell, "jobs")
+    assert run(shell, "wait %1; echo w=$?").split()[-1] == "w=0"
+
+
+def test_exit_status_reaches_the_caller(shell):
+    shell.sendline("exit 7")
+    shell.expect(pexpect.EOF)
+    shell.close()
+    assert shell.exitstatus == 7
