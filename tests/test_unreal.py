@@ -248,3 +248,21 @@ def test_a_session_keeps_going_after_many_opens(tree):
     r = sh(f"for i in $(seq 300); do read x < /unreal{tree}/a.txt; done; echo $x", *U)
     assert r.stdout.strip() == "alpha", r.stderr
     assert time.monotonic() - t0 < 60
+
+
+def test_processes_running_before_insmod_see_the_mount():
+    # Until something is mounted path calls do not stop at all; vu_insmod
+    # must then reach processes already blocked in a call (a sleep, a read).
+    r = sh('python3 -c "import time; time.sleep(1); print(open(\'/unreal/etc/hostname\').read().strip())" & '
+           "(read x; cat /unreal/etc/hostname) < <(sleep 1.2; echo go) & "
+           "vu_insmod unreal; wait; echo done")
+    host = open("/etc/hostname").read().strip()
+    assert r.stdout.split() == [host, host, "done"], r.stderr
+
+
+def test_no_path_call_stops_before_anything_is_mounted(tmp_path):
+    # The debug log at level 2 records every stop; none is a path call here.
+    log = tmp_path / "log"
+    r = umvu("-vv", "--log", str(log), "cat", "/etc/hostname")
+    assert r.returncode == 0
+    assert "openat" not in log.read_text()

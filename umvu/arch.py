@@ -9,7 +9,7 @@ PTRACE_GETREGSET/NT_PRSTATUS and NT_ARM_SYSTEM_CALL) and nothing else changes.
 from __future__ import annotations
 
 import ctypes
-import platform
+import os
 
 from umvu import libc
 
@@ -73,9 +73,9 @@ class X86_64Regs(ctypes.Structure):
 ARCHES = {"x86_64": ("x86_64", 0xC000003E, X86_64Regs), "aarch64": ("aarch64", 0xC00000B7, None)}
 
 try:
-    NAME, AUDIT_ARCH, Regs = ARCHES[platform.machine()]
+    NAME, AUDIT_ARCH, Regs = ARCHES[os.uname().machine]
 except KeyError:  # pragma: no cover - depends on the machine
-    raise ImportError(f"umvu does not support the {platform.machine()} architecture yet") from None
+    raise ImportError(f"umvu does not support the {os.uname().machine} architecture yet") from None
 if Regs is None:  # pragma: no cover
     raise ImportError(f"umvu's syscall table knows {NAME}, but its register access is not written yet")
 

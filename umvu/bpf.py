@@ -119,8 +119,16 @@ def _empty_path_fast(calls: dict[int, syscalls.Syscall]) -> list[Insn]:
     return prog
 
 
-def base_filter(calls: dict[int, syscalls.Syscall] = syscalls.BY_NR, audit_arch: int = arch.AUDIT_ARCH) -> bytes:
-    traced = syscalls.base_traced(calls)
+def base_filter(calls: dict[int, syscalls.Syscall] = syscalls.BY_NR, audit_arch: int = arch.AUDIT_ARCH,
+                paths: bool = True) -> bytes:
+    """The filter every tracee starts with; ``paths=False`` leaves path calls unstopped.
+
+    While nothing is mounted no path can be virtual, so a session starts with
+    the light filter (only the calls that change the view stop) and stacks the
+    full one on every process when the first mount appears: until then
+    programs run at native speed.
+    """
+    traced = syscalls.base_traced(calls, paths)
     enosys = RET_ERRNO | errno.ENOSYS
     head: list[Insn] = [
         (LD_W_ABS, 0, 0, OFF_ARCH),
@@ -132,7 +140,7 @@ def base_filter(calls: dict[int, syscalls.Syscall] = syscalls.BY_NR, audit_arch:
     ]
     # Every path through the empty-path blocks that loads an argument ends
     # in a RET, so the search below still finds nr in A.
-    return assemble(head + _empty_path_fast(calls) + _search(_runs(traced)))
+    return assemble(head + (_empty_path_fast(calls) if paths else []) + _search(_runs(traced)))
 
 
 def fd_layer(fds: Iterable[int], calls: dict[int, syscalls.Syscall] = syscalls.BY_NR,

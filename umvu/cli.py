@@ -44,13 +44,16 @@ def umvu_main(argv: list[str] | None = None) -> int:
         except OSError as e:
             return _fail("umvu", f"cannot open log file {args.log}: {e.strerror}")
     from umvu.hypervisor import Hypervisor
-    from umvu.modules import ModuleError
 
     hv = Hypervisor(debug=debug, logfile=logfile)
-    try:
-        hv.preload([m for group in args.insmod for m in group.split(",") if m])
-    except ModuleError as e:
-        return _fail("umvu", str(e))
+    preload = [m for group in args.insmod for m in group.split(",") if m]
+    if preload:  # the module machinery costs start-up time: only when asked for
+        from umvu.modules import ModuleError
+
+        try:
+            hv.preload(preload)
+        except ModuleError as e:
+            return _fail("umvu", str(e))
     # Like a shell waiting for its child: the terminal's signals are for the command.
     for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGTTOU, signal.SIGTTIN):
         signal.signal(s, signal.SIG_IGN)

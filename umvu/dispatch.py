@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import inspect
 import os
 import stat as stat_mod
 import struct
-import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +71,7 @@ def s64(v: int) -> int:
 
 async def maybe(value: Any) -> Any:
     """Modules may be sync or async: await only what needs it."""
-    if inspect.isawaitable(value):
+    if hasattr(value, "__await__"):
         return await value
     return value
 
@@ -995,6 +993,8 @@ async def serve(hv: Hypervisor, t: Tracee, sc: Syscall, regs: arch.Regs) -> None
     except OSError as e:
         res = -(e.errno or errno.EIO)
     except Exception:
+        import traceback  # only on a module bug: keep it out of start-up
+
         hv.log(f"[{t.tid}] {sc.name}: a module raised:\n{traceback.format_exc().rstrip()}")
         res = -errno.EIO
     if res is REAL:

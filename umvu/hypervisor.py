@@ -10,12 +10,14 @@ import errno
 import json
 import sys
 from collections.abc import Coroutine
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from umvu import dispatch, memory, syscalls
 from umvu.fdtable import OpenFile
-from umvu.modules import ModuleError, ModuleManager
 from umvu.tracer import Tracee, Tracer
+
+if TYPE_CHECKING:  # pluggy and entry points cost start-up time: imported on first use
+    from umvu.modules import ModuleManager
 
 ALWAYS = syscalls.ALWAYS_TRACED
 
@@ -32,7 +34,9 @@ class Hypervisor:
 
     @property
     def modules(self) -> ModuleManager:
-        if self._modules is None:  # pluggy and entry points cost start-up time: load on demand
+        if self._modules is None:
+            from umvu.modules import ModuleManager
+
             self._modules = ModuleManager(self)
         return self._modules
 
@@ -51,6 +55,8 @@ class Hypervisor:
             t.cont()
             return None
         if not self.registry and not t.files and not t.fs.cwd_virtual and sc.family not in ALWAYS:
+            if self.debug > 1:
+                self.log(f"[{t.tid}] {sc.name}(...) = (real: nothing virtual here)")
             t.cont()  # nothing virtual exists for this process: the kernel's call
             return None
         return dispatch.serve(self, t, sc, regs)
@@ -76,6 +82,8 @@ class Hypervisor:
         op, inaddr, inlen, outaddr, outlen = c.args[:5]
         if op != 1 or inlen > 1 << 20:
             return -errno.EINVAL
+        from umvu.modules import ModuleError
+
         try:
             req = json.loads(memory.read(c.t.tid, inaddr, inlen))
             reply = self.serve_request(req, c.t)
@@ -97,6 +105,7 @@ class Hypervisor:
         op = req["op"]
         if op == "insmod":
             name = self.modules.insmod(req["name"], req.get("source"), req.get("path"))
+            self.mounts_changed()
             return {"name": name}
         if op == "rmmod":
             self.modules.rmmod(req["name"])
@@ -110,7 +119,14 @@ class Hypervisor:
         if op == "mounts":
             return {"mounts": [{"point": m.point, "source": m.source, "fstype": m.fstype,
                                 "options": m.options, "module": m.module} for m in self.registry]}
+        from umvu.modules import ModuleError
+
         raise ModuleError(errno.EINVAL, f"unknown request '{op}'")
+
+    def mounts_changed(self) -> None:
+        """Path calls need not stop while nothing is mounted; once something is, they must."""
+        if self.registry:
+            self.tracer.trace_paths()
 
     # -- running -------------------------------------------------------------------------------
     def preload(self, names: list[str]) -> None:

@@ -9,10 +9,9 @@ int (ctypes would pass a 32-bit int into a 64-bit register).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)  # glibc's soname on every Linux umvu runs on
 _ptrace = _libc.ptrace
 _ptrace.restype = ctypes.c_long
 _syscall = _libc.syscall

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import types
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -28,6 +27,8 @@ GROUP = "umvu.modules"
 
 def available() -> dict[str, Any]:
     """Entry points of every installed module, by name."""
+    from importlib.metadata import entry_points  # slow to import: only when modules are asked for
+
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 

@@ -197,9 +197,9 @@ BY_NR: dict[int, Syscall] = table_for(arch.NAME)
 BY_NAME: dict[str, Syscall] = {c.name: c for c in BY_NR.values()}
 
 
-def base_traced(calls: dict[int, Syscall] = BY_NR) -> set[int]:
-    """Numbers that stop in every tracee: path calls and view-changing calls."""
-    return {nr for nr, c in calls.items() if c.path_args or c.family in ALWAYS_TRACED}
+def base_traced(calls: dict[int, Syscall] = BY_NR, paths: bool = True) -> set[int]:
+    """Numbers that stop in every tracee: view-changing calls, and path calls once anything is mounted."""
+    return {nr for nr, c in calls.items() if (paths and c.path_args) or c.family in ALWAYS_TRACED}
 
 
 def fd_traced(calls: dict[int, Syscall] = BY_NR) -> dict[int, tuple[int, ...]]:

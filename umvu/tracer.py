@@ -94,6 +94,7 @@ class Process:
     def __init__(self, tgid: int, layers: set[int] | None = None) -> None:
         self.tgid = tgid
         self.layers: set[int] = set(layers or ())  # fd numbers with a filter layer
+        self.needs_paths = False  # the path filter must still be stacked on this process
 
 
 class Tracee:
@@ -194,10 +195,12 @@ class Tracer:
         self._done: deque[tuple[Tracee, Coroutine, Any]] = deque()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.release_file: Callable[[OpenFile], None] = lambda of: None
+        self.paths_traced = True  # path calls stop in every process (see trace_paths)
 
     # -- start ---------------------------------------------------------------------
     def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> int:
-        filt = bpf.base_filter()
+        self.paths_traced = bool(self.registry)
+        filt = bpf.base_filter(paths=self.paths_traced)
         prog_code = ctypes.create_string_buffer(filt, len(filt))
         fprog = ctypes.create_string_buffer(bpf.sock_fprog(filt, ctypes.addressof(prog_code)), 16)
         r, w = os.pipe()
@@ -298,7 +301,10 @@ class Tracer:
             return
         sig = os.WSTOPSIG(status)
         event = status >> 16
-        if event == libc.PTRACE_EVENT_SECCOMP:
+        if t.proc.needs_paths and event in (libc.PTRACE_EVENT_SECCOMP, libc.PTRACE_EVENT_STOP) \
+                and sig not in STOP_SIGNALS:
+            self._step(t, self._stack_path_filter(t, event == libc.PTRACE_EVENT_SECCOMP), None)
+        elif event == libc.PTRACE_EVENT_SECCOMP:
             coro = self.on_syscall(t)
             if coro is not None:
                 self._step(t, coro, None)
@@ -374,7 +380,11 @@ class Tracer:
                 flags = 0
         else:  # fork, vfork
             flags = 0
-        proc = parent.proc if flags & CLONE_THREAD else Process(child_tid, parent.proc.layers)
+        if flags & CLONE_THREAD:
+            proc = parent.proc
+        else:
+            proc = Process(child_tid, parent.proc.layers)
+            proc.needs_paths = parent.proc.needs_paths  # its first stop will do it
         fs = parent.fs if flags & CLONE_FS else parent.fs.copy()
         files = parent.files if flags & CLONE_FILES else parent.files.copy()
         child = Tracee(child_tid, proc, fs, files)
@@ -382,6 +392,60 @@ class Tracer:
         early = self.early.pop(child_tid, None)
         if early is not None:
             self._handle(child_tid, early)
+
+    # -- the path filter, stacked when the first mount appears ----------------------------
+    def trace_paths(self) -> None:
+        """From now on path calls stop in every process: stack the full base filter on each.
+
+        A process is interrupted (PTRACE_INTERRUPT) and made to run seccomp(2)
+        in place of its next system call, which then runs again under the new
+        filter; a blocked call is restarted by the kernel as after a signal.
+        """
+        if self.paths_traced:
+            return
+        self.paths_traced = True
+        self._path_filter = bpf.base_filter(paths=True)
+        chosen: dict[Process, Tracee] = {}
+        for t in self.tracees.values():
+            if t.proc not in chosen or (chosen[t.proc].task is not None and t.task is None):
+                chosen[t.proc] = t
+        for proc, t in chosen.items():
+            proc.needs_paths = True
+            # A thread held in a stop by a handler gets the interrupt when resumed.
+            libc.try_ptrace(libc.PTRACE_INTERRUPT, t.tid, 0, 0)
+
+    async def _stack_path_filter(self, t: Tracee, at_entry: bool) -> None:
+        if not t.proc.needs_paths:  # another thread of the process did it (TSYNC)
+            t.cont()
+            return
+        t.proc.needs_paths = False
+        if not at_entry:  # an interrupt stop: run to the next system call's entry
+            await t.next_syscall_stop()
+        saved = t.getregs().copy()
+        regs = saved.copy()
+        code = self._path_filter
+        try:
+            code_addr = t.scratch(regs, code)[0]
+            fprog_addr = (code_addr - 32) & ~15
+            from umvu import memory
+
+            memory.write(t.tid, fprog_addr, bpf.sock_fprog(code, code_addr))
+        except OSError as e:
+            self.log(f"[{t.tid}] cannot stack the path filter: {e}")
+            t.cont()
+            return
+        regs.nr = NR_SECCOMP
+        regs.set_arg(0, libc.SECCOMP_SET_MODE_FILTER)
+        regs.set_arg(1, libc.SECCOMP_FILTER_FLAG_TSYNC)
+        regs.set_arg(2, fprog_addr)
+        arch.setregs(t.tid, regs)
+        await t.next_syscall_stop()  # seccomp(2) ran in place of the call
+        ret = t.getregs().ret
+        if ret != 0:
+            self.log(f"[{t.tid}] cannot stack the path filter: seccomp returned {ret}")
+        saved.rewind_syscall(saved.nr)  # the caller's own call, now under the new filter
+        arch.setregs(t.tid, saved)
+        t.cont()
 
     def _exec(self, t: Tracee) -> None:
         try:
