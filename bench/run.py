@@ -61,6 +61,7 @@ def runners(exe: dict[str, str]) -> dict[str, list[str] | None]:
         "native": [],
         "umvu": [umvu],
         "umvu -o unreal": [umvu, "-o", "unreal"],
+        "umvu --pin -o unreal": [umvu, "--pin", "-o", "unreal"],
         "C tracer": [exe["ctracer"]],
         "strace -f": [strace, "-f", "-o", "/dev/null"] if strace else None,
         "proot": [proot] if proot else None,
@@ -70,7 +71,7 @@ def runners(exe: dict[str, str]) -> dict[str, list[str] | None]:
 def command(runner: str, prefix: list[str], cmd: str, unreal: bool) -> list[str]:
     if unreal and runner == "umvu":
         return []  # /unreal does not exist without the module
-    if unreal and runner != "umvu -o unreal":
+    if unreal and "unreal" not in runner:
         if runner == "proot":
             prefix = prefix + ["-b", "/usr:/unreal/usr"]  # PRoot's own way to show the same view
         else:
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     for wname, med in rows[:-1]:
         base = med["native"]
         cells = [f"{med[n] / base:.2f}x" if n in med else "n/a" for n in names if n != "native"]
-        lines.append(f"| {wname} | {base:.3f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {wname.replace('|', chr(92) + '|')} | {base:.3f} | " + " | ".join(cells) + " |")
     lines += ["", "Start-up (`RUNNER true`, seconds): "
               + ", ".join(f"{n} {v:.3f}" for n, v in startup.items()), "",
               "Cost of one intercepted call (the stat workload, minus native, per call, microseconds): "
@@ -147,6 +148,10 @@ NOTES = """
   module, so path calls must be resolved against a mount.  The /unreal row
   compares umvu reading through the module with the others reading the
   same files at their real paths (PRoot binds /usr at /unreal/usr).
+* Ratios include each runner's start-up (umvu's is about 0.15 s, a Python
+  interpreter starting), which dominates the short workloads: compare the
+  start-up line below before reading a 0.05 s workload's ratio.
+* **umvu --pin** runs the hypervisor and the workload on one CPU.
 * **C tracer** (bench/ctracer.c) is the smallest seccomp + ptrace tracer
   that stops on the same kind of calls and resumes them at once: the floor
   for any ptrace-based design on this machine.

@@ -23,8 +23,8 @@ Argument kinds:
   str    a string that is not looked up (a symlink's target)
   anything else (int, ptr, size, mode, ...) is a plain value, named for the log
 
-A call stops in the base filter when it has a path argument or its family is
-in ALWAYS_TRACED; it stops in an fd layer when one of its ``fd``/``dirfd``
+A call stops in the base filter when its family is in ALWAYS_TRACED, or when
+it has a path argument and something is mounted (bpf.base_filter(paths=...)); it stops in an fd layer when one of its ``fd``/``dirfd``
 arguments is a virtual fd of the calling process.
 """
 
