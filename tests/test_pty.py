@@ -1,20 +1,20 @@
 """An interactive `umvu bash` in a pseudo-terminal: job control must work as in a real terminal."""
 
 import os
-import shutil
 import time
 
 import pexpect
 import pytest
+from conftest import UMVU, env
 
 PROMPT = "PROMPT\\$ "
 
 
 @pytest.fixture
 def shell():
-    env = dict(os.environ, PS1="PROMPT$ ", TERM="dumb")
-    child = pexpect.spawn(shutil.which("umvu"), ["bash", "--norc", "--noprofile", "-i"],
-                          env=env, encoding="utf-8", timeout=15, dimensions=(24, 200))
+    e = dict(env(), PS1="PROMPT$ ", TERM="dumb")
+    child = pexpect.spawn(UMVU, ["bash", "--norc", "--noprofile", "-i"],
+                          env=e, encoding="utf-8", timeout=15, dimensions=(24, 200))
     child.expect(PROMPT)
     yield child
     if child.isalive():
