@@ -266,3 +266,14 @@ def test_no_path_call_stops_before_anything_is_mounted(tmp_path):
     r = umvu("-vv", "--log", str(log), "cat", "/etc/hostname")
     assert r.returncode == 0
     assert "openat" not in log.read_text()
+
+
+def test_vu_commands_are_found_when_umvu_is_started_by_its_path():
+    # `make run` starts .venv/bin/umvu with .venv/bin not on PATH.
+    import subprocess
+
+    from conftest import UMVU
+
+    r = subprocess.run([UMVU, "-o", "unreal", "bash", "-c", "vu_lsmod"], capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"}, timeout=60)
+    assert r.stdout.startswith("unreal   view of /"), r.stderr

@@ -65,10 +65,25 @@ def umvu_main(argv: list[str] | None = None) -> int:
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, lambda sig, _frame: hv.tracer.signal_root(sig))
     try:
-        hv.tracer.spawn(command)
+        hv.tracer.spawn(command, _command_env())
     except OSError as e:
         return _fail("umvu", e.strerror or str(e))
     return hv.tracer.run()
+
+
+def _command_env() -> dict[str, str]:
+    """The environment of COMMAND: ours, with vu_insmod & co. reachable.
+
+    umvu may be started as .venv/bin/umvu with that directory not on PATH;
+    the commands that talk to it live next to it, so append it (appending
+    shadows nothing the user chose).
+    """
+    env = dict(os.environ)
+    here = os.path.dirname(os.path.abspath(sys.argv[0] or ""))
+    path = env.get("PATH", "/usr/bin:/bin")
+    if os.path.exists(os.path.join(here, "vu_insmod")) and here not in path.split(":"):
+        env["PATH"] = f"{path}:{here}"
+    return env
 
 
 def _client(prog: str, description: str, argv: list[str] | None, build) -> int:

@@ -24,8 +24,9 @@ Argument kinds:
   anything else (int, ptr, size, mode, ...) is a plain value, named for the log
 
 A call stops in the base filter when its family is in ALWAYS_TRACED, or when
-it has a path argument and something is mounted (bpf.base_filter(paths=...)); it stops in an fd layer when one of its ``fd``/``dirfd``
-arguments is a virtual fd of the calling process.
+it has a path argument and something is mounted (bpf.base_filter(paths=...));
+it stops in an fd layer when one of its ``fd``/``dirfd`` arguments is a
+virtual fd of the calling process.
 """
 
 from __future__ import annotations
