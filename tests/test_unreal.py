@@ -277,3 +277,15 @@ def test_vu_commands_are_found_when_umvu_is_started_by_its_path():
     r = subprocess.run([UMVU, "-o", "unreal", "bash", "-c", "vu_lsmod"], capture_output=True, text=True,
                        env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"}, timeout=60)
     assert r.stdout.startswith("unreal   view of /"), r.stderr
+
+
+def test_gcc_and_make_inside_unreal(tmp_path):
+    (tmp_path / "greet.h").write_text('#define GREETING "hi"\nstatic inline int answer(void) { return 7; }\n')
+    (tmp_path / "hello.c").write_text((HERE / "data" / "hello.c").read_text())
+    (tmp_path / "Makefile").write_text("hello: hello.c greet.h\n\tgcc -O2 -o $@ hello.c\n")
+    r = sh(f"cd /unreal{tmp_path} && make -s && make -s && echo built", *U)
+    assert r.stdout.split() == ["built"], r.stderr
+    # the binary went through the module to the real directory, and runs there
+    import subprocess
+
+    assert subprocess.run([str(tmp_path / "hello")], capture_output=True, text=True).stdout.strip() == "hi, 7"
