@@ -246,19 +246,14 @@ class Call:
         """Stack a seccomp filter so that calls naming ``fd`` stop (see bpf.py)."""
         t = self.t
         code = bpf.fd_layer([fd])
-        regs = t.getregs()
         try:
-            code_addr = t.scratch(regs, code)[0]
+            fprog_addr = t.place_filter(code)
         except OSError:  # no stack room below sp: map a scratch page in the tracee
             page = await t.inject(NR_MMAP, 0, 8192, 3, 0x22, (1 << 64) - 1, 0)
             if page < 0 and page > -4096:
                 self.hv.log(f"[{t.tid}] cannot map scratch memory: {os.strerror(-page)}")
                 return
-            code_addr = page
-            memory.write(t.tid, code_addr, code)
-        fprog = bpf.sock_fprog(code, code_addr)
-        fprog_addr = (code_addr - 32) & ~15
-        memory.write(t.tid, fprog_addr, fprog)
+            fprog_addr = t.place_filter(code, at=page)
         ret = await t.inject(NR_SECCOMP, libc.SECCOMP_SET_MODE_FILTER, libc.SECCOMP_FILTER_FLAG_TSYNC, fprog_addr)
         if ret != 0:
             self.hv.log(f"[{t.tid}] could not stack the fd filter for fd {fd}: {ret}")

@@ -163,6 +163,23 @@ class Tracee:
         await self.next_syscall_stop()  # exit
         return self.getregs().ret
 
+    def place_filter(self, code: bytes, at: int | None = None) -> int:
+        """Put a seccomp program and its sock_fprog in the tracee; the fprog's address.
+
+        At ``at`` when given (a page mapped for it), else below the stack.
+        Raises OSError when the memory cannot be written.
+        """
+        from umvu import memory
+
+        if at is None:  # the stack grows down: the fprog goes below the code
+            at = self.scratch(self.getregs(), code)[0]
+            fprog_addr = (at - 32) & ~15
+        else:  # a page of its own: the fprog goes after the code, inside the page
+            memory.write(self.tid, at, code)
+            fprog_addr = at + ((len(code) + 15) & ~15)
+        memory.write(self.tid, fprog_addr, bpf.sock_fprog(code, at))
+        return fprog_addr
+
     def scratch(self, regs: arch.Regs, *blobs: bytes) -> list[int]:
         """Write blobs below the stack's red zone; their addresses.
 
@@ -423,13 +440,8 @@ class Tracer:
             await t.next_syscall_stop()
         saved = t.getregs().copy()
         regs = saved.copy()
-        code = self._path_filter
         try:
-            code_addr = t.scratch(regs, code)[0]
-            fprog_addr = (code_addr - 32) & ~15
-            from umvu import memory
-
-            memory.write(t.tid, fprog_addr, bpf.sock_fprog(code, code_addr))
+            fprog_addr = t.place_filter(self._path_filter)
         except OSError as e:
             self.log(f"[{t.tid}] cannot stack the path filter: {e}")
             t.cont()
