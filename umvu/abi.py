@@ -37,21 +37,23 @@ def _blocks(st: os.stat_result) -> tuple[int, int]:
     return _field(st, "st_blocks", (st.st_size + 511) // 512), _field(st, "st_blksize", 4096)
 
 
-def pack_stat(st: os.stat_result) -> bytes:
-    """struct stat (asm/stat.h, x86_64): 144 bytes."""
+def pack_stat(st: os.stat_result, dev: int | None = None) -> bytes:
+    """struct stat (asm/stat.h, x86_64): 144 bytes; ``dev`` replaces st_dev (the mount's)."""
     blocks, blksize = _blocks(st)
     a, m, c = _ns(st, "st_atime"), _ns(st, "st_mtime"), _ns(st, "st_ctime")
     return struct.pack(
         "<QQQIIIiQqqqqqqqqqqqq",
-        st.st_dev, st.st_ino, st.st_nlink, st.st_mode, st.st_uid, st.st_gid, 0,
+        st.st_dev if dev is None else dev, st.st_ino, st.st_nlink, st.st_mode, st.st_uid, st.st_gid, 0,
         _field(st, "st_rdev", 0), st.st_size, blksize, blocks,
         a[0], a[1], m[0], m[1], c[0], c[1], 0, 0, 0,
     )
 
 
-def pack_statx(st: os.stat_result, mask: int) -> bytes:
+def pack_statx(st: os.stat_result, mask: int, dev: int | None = None) -> bytes:
     """struct statx (linux/stat.h): 256 bytes, basic stats (and btime if known)."""
     blocks, blksize = _blocks(st)
+    if dev is None:
+        dev = st.st_dev
     got = STATX_BASIC_STATS
     btime = (0, 0)
     if getattr(st, "st_birthtime", None) is not None:
@@ -67,7 +69,7 @@ def pack_statx(st: os.stat_result, mask: int) -> bytes:
     for sec, nsec in ts:
         out += struct.pack("<qIi", sec, nsec, 0)
     out += struct.pack(
-        "<IIIIQ", os.major(rdev), os.minor(rdev), os.major(st.st_dev), os.minor(st.st_dev), 0
+        "<IIIIQ", os.major(rdev), os.minor(rdev), os.major(dev), os.minor(dev), 0
     )
     return out + bytes(256 - len(out))
 

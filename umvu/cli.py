@@ -1,4 +1,4 @@
-"""Command-line entry points: umvu, vu_insmod, vu_rmmod, vu_lsmod."""
+"""Command-line entry points: umvu, vu_insmod, vu_rmmod, vu_lsmod, vumount, vuumount, vuchroot."""
 
 from __future__ import annotations
 
@@ -160,6 +160,115 @@ def lsmod_main(argv: list[str] | None = None) -> int:
         return run
 
     return _client("vu_lsmod", "List the modules loaded in the running umvu session.", argv, build)
+
+
+def _abs(path: str) -> str:
+    return path if path.startswith("/") or not path else os.path.abspath(path)
+
+
+def _mount_error(prog: str, what: str, err: int, request) -> int:
+    """The hypervisor's reason when it has one, else the errno's text; exit 32 as mount(8)."""
+    try:
+        reason = request("mount_error").get("error") or os.strerror(err)
+    except Exception:
+        reason = os.strerror(err)
+    return _fail(prog, f"{what}: {reason}", 32)
+
+
+def vumount_main(argv: list[str] | None = None) -> int:
+    def build(p: argparse.ArgumentParser):
+        p.add_argument("-t", "--types", metavar="TYPE", help="file system type (see vu_lsmod; vufs: bind, merge, cow)")
+        p.add_argument("-o", "--options", default="", metavar="OPTS",
+                       help="comma-separated options: ro, noexec, ... and the file system's own")
+        p.add_argument("-r", "--read-only", action="store_true", help="same as -o ro")
+        p.add_argument("source", nargs="?", help="what to mount (a directory for vufs; a:b:c for vufs merge)")
+        p.add_argument("target", nargs="?", help="the mount point, an existing directory")
+
+        def run(args, request):
+            from umvu import libc
+
+            if args.source is None:  # list the virtual mounts, as mount(8) prints them
+                for m in request("mounts")["mounts"]:
+                    opts = ",".join(o for o in (m.get("flags", ""), m["options"]) if o)
+                    print(f"{m['source']} on {m['point']} type {m['fstype']} ({opts})")
+                return 0
+            if args.target is None:
+                return _fail("vumount", "a SOURCE and a TARGET are needed (see --help)")
+            opts = [o for o in args.options.split(",") if o]
+            if args.read_only:
+                opts.append("ro")
+            opts = [f"upper={_abs(o[6:])}" if o.startswith("upper=") else o for o in opts]
+            source = args.source
+            if (args.types or "") == "vufs":
+                source = ":".join(_abs(s) for s in source.split(":"))
+            target = _abs(args.target)
+            import ctypes
+
+            enc = os.fsencode
+            ret = libc.raw_syscall(165, ctypes.c_char_p(enc(source)), ctypes.c_char_p(enc(target)),
+                                   ctypes.c_char_p(enc(args.types or "")), 0, ctypes.c_char_p(enc(",".join(opts))))
+            if ret < 0:
+                return _mount_error("vumount", f"mounting {args.source} on {args.target}", -ret, request)
+            return 0
+
+        return run
+
+    return _client("vumount", "Mount a file system in the running umvu session (the host never sees it). "
+                   "Without arguments: list the virtual mounts.", argv, build)
+
+
+def vuumount_main(argv: list[str] | None = None) -> int:
+    def build(p: argparse.ArgumentParser):
+        p.add_argument("-l", "--lazy", action="store_true",
+                       help="detach now; open files keep working until closed (MNT_DETACH)")
+        p.add_argument("targets", nargs="+", metavar="TARGET", help="a mount point")
+
+        def run(args, request):
+            import ctypes
+
+            from umvu import libc
+
+            request("lsmod")  # fails with a clear message outside umvu
+            status = 0
+            for target in args.targets:
+                ret = libc.raw_syscall(166, ctypes.c_char_p(os.fsencode(_abs(target))), 2 if args.lazy else 0)
+                if ret == -22:
+                    status = _fail("vuumount", f"{target}: not mounted", 32)
+                elif ret < 0:
+                    status = _mount_error("vuumount", target, -ret, request)
+            return status
+
+        return run
+
+    return _client("vuumount", "Unmount file systems mounted in the running umvu session.", argv, build)
+
+
+def vuchroot_main(argv: list[str] | None = None) -> int:
+    def build(p: argparse.ArgumentParser):
+        p.add_argument("root", metavar="DIR", help="the directory COMMAND sees as /")
+        p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
+                       help="run inside (default: $SHELL, then /bin/sh)")
+
+        def run(args, request):
+            request("lsmod")  # fails with a clear message outside umvu
+            try:
+                os.chroot(args.root)
+                os.chdir("/")
+            except OSError as e:
+                return _fail("vuchroot", f"cannot change root directory to '{args.root}': {e.strerror}", 125)
+            command = args.command or [os.environ.get("SHELL") or "/bin/sh", "-i"]
+            try:
+                os.execvp(command[0], command)
+            except OSError as e:
+                if e.errno == 2 and not args.command:
+                    os.execv("/bin/sh", ["/bin/sh", "-i"])
+                return _fail("vuchroot", f"failed to run command '{command[0]}': {e.strerror}",
+                             127 if e.errno == 2 else 126)
+
+        return run
+
+    return _client("vuchroot", "Run COMMAND with DIR as its root directory, in the running umvu session "
+                   "(no privileges needed).", argv, build)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from umvu import abi, arch, bpf, libc, memory, syscalls
 from umvu.fdtable import OpenFile
 from umvu.paths import RealWalkError, Resolved, resolve
+from umvu.registry import Mount
 from umvu.syscalls import Syscall
 
 if TYPE_CHECKING:
@@ -47,6 +48,13 @@ NR_OPENAT = syscalls.BY_NAME["openat"].nr
 NR_SECCOMP = 317
 NR_MMAP = syscalls.BY_NAME["mmap"].nr
 PLACEHOLDER = b"/dev/null\0"
+PATH_MAX = 4096
+
+# What a call will do to the name it resolves: see FileSystem.host_path.
+Intent = str | None | Callable[[os.stat_result | None], str | None]
+WRITE_INTENTS = frozenset({"write", "create", "remove", "rename"})
+# Families that may read the mount tables umvu writes under /proc.
+SYNTHETIC_FAMILIES = frozenset({"open", "stat", "statx", "access"})
 
 
 class _Sentinel:
@@ -89,6 +97,8 @@ class Call:
         self.rewritten = False
         self.strings: dict[int, str] = {}
         self._scratch = regs.sp - arch.RED_ZONE
+        self.via: dict[int, Mount] = {}  # path arguments handed to a module's host path
+        self.real: Resolved | None = None  # the last real path target() resolved
 
     # -- arguments -------------------------------------------------------------------
     def arg(self, kind: str) -> int:
@@ -123,7 +133,7 @@ class Call:
     # -- who is responsible --------------------------------------------------------------
     def _follow(self, i: int) -> bool:
         kind = self.sc.args[i]
-        if kind == "path":
+        if kind in ("path", "str"):
             return True
         if kind == "lpath":
             return False
@@ -138,12 +148,30 @@ class Call:
             return True
         raise AssertionError(kind)
 
-    async def target(self, i: int | None = None) -> Resolved | None:
-        """Resolve path argument ``i``; None when the real file system serves it.
+    def _rewrite(self, i: int, dirfd_i: int | None, path: str) -> None:
+        """Make the kernel see canonical/host ``path`` in argument ``i``."""
+        self.regs.set_arg(i, self.put_scratch(os.fsencode(path) + b"\0"))
+        if dirfd_i is not None:
+            self.regs.set_arg(dirfd_i, AT_FDCWD)
+        self.rewritten = True
 
-        For a real answer reached through a virtual cwd or dirfd the kernel
-        could not find the file by itself: the path argument is rewritten to
-        the canonical one (and the dirfd to AT_FDCWD).
+    async def locate(self, i: int) -> Resolved:
+        """Resolve path argument ``i`` in the caller's view, real or virtual: no rewrite, no passthrough."""
+        r = await self.target(i, None, locate=True)
+        assert r is not None
+        return r
+
+    async def target(self, i: int | None = None, intent: Intent = "read", locate: bool = False) -> Resolved | None:
+        """Resolve path argument ``i``; None when the kernel runs the call.
+
+        None covers three cases: a real file (the kernel finds it by itself);
+        a real file reached through a virtual cwd or dirfd, or in a chroot
+        (the argument is rewritten to the canonical path, the dirfd to
+        AT_FDCWD); a virtual file whose module gave a host path for
+        ``intent`` (rewritten to it: passthrough, see FileSystem.host_path).
+        ``intent`` None means the call must be served here.  ``intent`` may
+        be a function of the lstat (None: no such name) when the call's
+        effect depends on whether the name exists.
         """
         sc = self.sc
         if i is None:
@@ -156,6 +184,7 @@ class Call:
         t = self.t
         hv = self.hv
         dirfd = s32(self.args[dirfd_i]) if dirfd_i is not None else AT_FDCWD
+        confined = t.fs.root != "/" or locate
         if not path:
             empty_ok = sc.args[i] == "apath" and self.arg("atflags") & AT_EMPTY_PATH or sc.family == "utime"
             if not empty_ok:
@@ -165,6 +194,8 @@ class Call:
             else:
                 of = t.files.get(dirfd)
                 if of is None:
+                    if locate:
+                        return await self._locate_fd(dirfd)
                     return None
                 r = Resolved(of.path, of.mount, None)
                 r.of = of  # type: ignore[attr-defined]
@@ -174,7 +205,7 @@ class Call:
             start = t.fs.root
         elif dirfd == AT_FDCWD:
             virtual_base = t.fs.cwd_virtual
-            if not hv.registry and not virtual_base:
+            if not hv.registry and not virtual_base and not confined:
                 return None
             start = self.cwd()
         else:
@@ -184,7 +215,7 @@ class Call:
                     raise OSError(errno.ENOTDIR, "dirfd is not a directory")
                 start, virtual_base = of.path, True
             else:
-                if not hv.registry:
+                if not hv.registry and not confined:
                     return None
                 try:
                     start = os.readlink(f"/proc/{t.tid}/fd/{dirfd}")
@@ -192,22 +223,56 @@ class Call:
                     raise OSError(errno.EBADF, "bad dirfd") from None
                 if not start.startswith("/"):
                     raise OSError(errno.ENOTDIR, "dirfd is not a directory")
-        if not hv.registry and not virtual_base:
+        if not hv.registry and not virtual_base and not confined:
             return None
+        if len(path) >= PATH_MAX:
+            raise OSError(errno.ENAMETOOLONG, "path too long")
         try:
-            r = await resolve(hv.registry, start, path, self._follow(i), t.fs.root)
+            r = await resolve(hv.registry, start, path, self._follow(i), t.fs.root, self._magic)
+            if locate:
+                return r
         except RealWalkError:
-            if virtual_base and path[0] != "/":
-                raise  # the kernel would look from the wrong directory: answer here
+            if (virtual_base and path[0] != "/") or confined:
+                raise  # the kernel would look from the wrong place: answer here
             return None  # the kernel meets the same error and says it itself
-        if r.mount is not None:
+        m = r.mount
+        if m is None and r.path.startswith("/proc/") and sc.family in SYNTHETIC_FAMILIES:
+            m = hv.proc.synthetic(r.path)
+            if m is not None:
+                return Resolved(r.path, m, r.st, True)
+        if m is not None:
+            if callable(intent):
+                intent = intent(r.st)
+            if m.flags:
+                if intent == "exec" and "noexec" in m.flags:
+                    raise OSError(errno.EACCES, "mounted noexec")
+                if intent in WRITE_INTENTS and m.readonly and not (intent == "create" and r.st is not None):
+                    raise OSError(errno.EROFS, "read-only file system")
+            if intent is not None:
+                host = await maybe(m.fs.host_path(m.inner(r.path), intent, r.st))
+                if host is not None:
+                    self._rewrite(i, dirfd_i, host)
+                    self.via[i] = m
+                    return None
             return r
-        if r.crossed or (virtual_base and path[0] != "/"):
-            self.regs.set_arg(i, self.put_scratch(os.fsencode(r.path) + b"\0"))
-            if dirfd_i is not None:
-                self.regs.set_arg(dirfd_i, AT_FDCWD)
-            self.rewritten = True
+        self.real = r
+        if r.crossed or confined or (virtual_base and path[0] != "/"):
+            self._rewrite(i, dirfd_i, r.path)
         return None
+
+    async def _locate_fd(self, fd: int) -> Resolved:
+        try:
+            path = os.readlink(f"/proc/{self.t.tid}/fd/{fd}")
+        except OSError:
+            raise OSError(errno.EBADF, "bad fd") from None
+        return Resolved(path, None, None)
+
+    def _magic(self, path: str) -> str | None:
+        return self.hv.proc.magic(self.t, path)
+
+    def mount_of(self, i: int, r: Resolved | None) -> Mount | None:
+        """The mount behind path argument ``i``, passthrough included (None: real)."""
+        return r.mount if r is not None else self.via.get(i)
 
     # -- ending the call ------------------------------------------------------------------
     async def run_real(self) -> None:
@@ -286,6 +351,19 @@ def _need(r: Resolved) -> os.stat_result:
 
 # -- open, close, dup ---------------------------------------------------------------------
 
+def _open_intent(flags: int) -> Callable[[os.stat_result | None], str | None]:
+    def intent(st: os.stat_result | None) -> str | None:
+        if flags & os.O_PATH:
+            return "read"
+        if st is None:
+            return "create" if flags & os.O_CREAT else None
+        if flags & os.O_CREAT and flags & os.O_EXCL:
+            return None  # EEXIST, said here
+        return "write" if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC else "read"
+
+    return intent
+
+
 @family("open")
 async def fam_open(c: Call) -> Any:
     if c.sc.name == "creat":
@@ -295,11 +373,11 @@ async def fam_open(c: Call) -> Any:
     # Without O_CREAT the mode register is whatever the caller left there; the
     # kernel keeps only the permission bits either way.
     mode &= 0o7777
-    r = await c.target()
+    acc = flags & os.O_ACCMODE
+    r = await c.target(intent=_open_intent(flags))
     if r is None:
         return REAL
     st = r.st
-    acc = flags & os.O_ACCMODE
     if st is None:
         if not flags & os.O_CREAT:
             raise OSError(errno.ENOENT, "no such file")
@@ -344,7 +422,12 @@ async def fam_open(c: Call) -> Any:
 
 @family("openat2")
 async def fam_openat2(c: Call) -> Any:
-    r = await c.target()
+    size = c.args[3]
+    if size < 24:
+        return REAL  # EINVAL from the kernel
+    flags, _mode, how = struct.unpack("<QQQ", memory.read(c.t.tid, c.args[2], 24))
+    # RESOLVE_* flags name the dirfd, which a rewrite loses: only plain opens pass through.
+    r = await c.target(intent=None if how else _open_intent(flags))
     if r is None:
         return REAL
     raise OSError(errno.ENOSYS, "openat2 on a virtual path: use openat")
@@ -595,30 +678,30 @@ async def fam_nocopy(c: Call) -> Any:
 
 # -- names ---------------------------------------------------------------------------------
 
-async def _stat_of(c: Call) -> os.stat_result | None:
-    """The stat a stat-family call asks for; None when it is real."""
+async def _stat_of(c: Call) -> tuple[os.stat_result, int] | None:
+    """The stat a stat-family call asks for, and the st_dev to show; None when it is real."""
     if c.sc.args[0] == "fd":
         of = c.vfd(0)
         if of is None:
             return None
-        return await maybe(of.mount.fs.fstat(of.handle))
+        return await maybe(of.mount.fs.fstat(of.handle)), of.mount.dev
     r = await c.target()
     if r is None:
         return None
     of = getattr(r, "of", None)
     if of is not None:
-        return await maybe(of.mount.fs.fstat(of.handle))
-    return _need(r)
+        return await maybe(of.mount.fs.fstat(of.handle)), of.mount.dev
+    return _need(r), r.mount.dev
 
 
 @family("stat")
 async def fam_stat(c: Call) -> Any:
     if c.sc.name == "newfstatat" and c.args[3] & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH):
         return REAL  # the kernel says EINVAL itself
-    st = await _stat_of(c)
-    if st is None:
+    got = await _stat_of(c)
+    if got is None:
         return REAL
-    c.write(c.args[c.sc.arg_index("ptr")], abi.pack_stat(st))
+    c.write(c.args[c.sc.arg_index("ptr")], abi.pack_stat(*got))
     return 0
 
 
@@ -628,10 +711,10 @@ async def fam_statx(c: Call) -> Any:
     known = AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE
     if flags & ~known or mask & abi.STATX__RESERVED:
         return REAL  # EINVAL from the kernel
-    st = await _stat_of(c)
-    if st is None:
+    got = await _stat_of(c)
+    if got is None:
         return REAL
-    c.write(c.args[4], abi.pack_statx(st, mask))
+    c.write(c.args[4], abi.pack_statx(got[0], mask, got[1]))
     return 0
 
 
@@ -653,11 +736,34 @@ async def fam_statfs(c: Call) -> Any:
     return 0
 
 
+def view_path(c: Call, path: str) -> str:
+    """A canonical path as the caller shows it: relative to its root."""
+    root = c.t.fs.root
+    if root == "/":
+        return path
+    if path == root:
+        return "/"
+    if path.startswith(root + "/"):
+        return path[len(root):]
+    return "(unreachable)" + path
+
+
 @family("readlink")
 async def fam_readlink(c: Call) -> Any:
     r = await c.target()
     if r is None:
-        return REAL
+        real = c.real
+        if real is None or not real.path.startswith("/proc/") or real.path.startswith("/proc/self"):
+            return REAL
+        target = c._magic(real.path)  # /proc/PID/cwd, root, fd/N of a process with a virtual one
+        if target is None:
+            return REAL
+        size = s32(c.args[c.sc.arg_index("size")])
+        if size <= 0:
+            raise OSError(errno.EINVAL, "bad buffer size")
+        data = os.fsencode(view_path(c, target))[:size]
+        c.write(c.args[c.sc.arg_index("ptr")], data)
+        return len(data)
     size = s32(c.args[c.sc.arg_index("size")])
     if size <= 0:
         raise OSError(errno.EINVAL, "bad buffer size")
@@ -676,10 +782,12 @@ async def fam_access(c: Call) -> Any:
         return REAL
     if c.sc.name == "faccessat2" and c.arg("atflags") & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         return REAL
-    r = await c.target()
+    r = await c.target(intent=None if mode & os.W_OK else "read")
     if r is None:
         return REAL
-    _need(r)
+    st = _need(r)
+    if mode & os.W_OK and r.mount.readonly and not stat_mod.S_ISLNK(st.st_mode):
+        raise OSError(errno.EROFS, "read-only file system")
     await _fs_call(r, "access", mode)
     return 0
 
@@ -687,9 +795,9 @@ async def fam_access(c: Call) -> Any:
 @family("getcwd")
 async def fam_getcwd(c: Call) -> Any:
     fs = c.t.fs
-    if not fs.cwd_virtual:
+    if not fs.cwd_virtual and fs.root == "/":
         return REAL
-    data = os.fsencode(fs.cwd) + b"\0"
+    data = os.fsencode(view_path(c, c.cwd())) + b"\0"
     if c.args[1] < len(data):
         raise OSError(errno.ERANGE, "buffer too small")
     c.write(c.args[0], data)
@@ -708,8 +816,15 @@ async def fam_chdir(c: Call) -> Any:
             raise OSError(errno.ENOTDIR, "not a directory")
         fs.cwd, fs.cwd_virtual = of.path, True
         return 0
-    r = await c.target()
+    r = await c.target(intent=None)
     if r is None:
+        if fs.root != "/":  # the kernel goes to the canonical path; the view's cwd is that
+            ret = await c.t.finish_syscall(c.regs)
+            if ret == 0:
+                fs.cwd, fs.cwd_virtual = c.real.path, False
+            c.resume_with(ret)
+            c.result = ret  # type: ignore[attr-defined]
+            return DONE
         fs.cwd, fs.cwd_virtual = None, False  # the kernel's answer, read when needed
         return REAL
     st = _need(r)
@@ -728,7 +843,7 @@ async def fam_umask(c: Call) -> Any:
 
 @family("exec")
 async def fam_exec(c: Call) -> Any:
-    r = await c.target()
+    r = await c.target(intent="exec")
     if r is None:
         return REAL
     _need(r)
@@ -740,7 +855,7 @@ async def fam_exec(c: Call) -> Any:
 
 @family("mkdir")
 async def fam_mkdir(c: Call) -> Any:
-    r = await c.target()
+    r = await c.target(intent="create")
     if r is None:
         return REAL
     if r.st is not None:
@@ -751,7 +866,7 @@ async def fam_mkdir(c: Call) -> Any:
 
 @family("rmdir")
 async def fam_rmdir(c: Call) -> Any:
-    r = await c.target()
+    r = await c.target(intent="remove")
     if r is None:
         return REAL
     _need(r)
@@ -765,7 +880,7 @@ async def fam_rmdir(c: Call) -> Any:
 async def fam_unlink(c: Call) -> Any:
     if c.sc.name == "unlinkat" and c.args[2] & AT_REMOVEDIR:
         return await fam_rmdir(c)
-    r = await c.target()
+    r = await c.target(intent="remove")
     if r is None:
         return REAL
     st = _need(r)
@@ -776,16 +891,17 @@ async def fam_unlink(c: Call) -> Any:
 
 
 async def _two_paths(c: Call) -> tuple[Resolved | None, Resolved | None]:
+    """Both names of rename/link; EXDEV unless one mount (or none) holds both."""
     a, b = c.sc.path_args
-    return await c.target(a), await c.target(b)
+    ra, rb = await c.target(a, "rename"), await c.target(b, "rename")
+    if c.mount_of(a, ra) is not c.mount_of(b, rb) or (ra is None) != (rb is None):
+        raise OSError(errno.EXDEV, "across mounts")
+    return ra, rb
 
 
 def _same_mount(ra: Resolved | None, rb: Resolved | None) -> bool:
-    if ra is None and rb is None:
-        return True
-    if ra is None or rb is None or ra.mount is not rb.mount:
-        raise OSError(errno.EXDEV, "across mounts")
-    return False
+    """True when the kernel runs the call (both real, or both passed through)."""
+    return ra is None
 
 
 @family("rename")
@@ -813,7 +929,7 @@ async def fam_link(c: Call) -> Any:
 
 @family("symlink")
 async def fam_symlink(c: Call) -> Any:
-    r = await c.target()
+    r = await c.target(intent="create")
     if r is None:
         return REAL
     if r.st is not None:
@@ -825,11 +941,15 @@ async def fam_symlink(c: Call) -> Any:
     return 0
 
 
-async def _path_or_fd(c: Call) -> Resolved | None:
+async def _path_or_fd(c: Call, intent: str = "write") -> Resolved | None:
     if c.sc.args[0] == "fd":
         of = c.vfd(0)
-        return None if of is None else Resolved(of.path, of.mount, None)
-    r = await c.target()
+        if of is None:
+            return None
+        if intent != "read" and of.mount.readonly:
+            raise OSError(errno.EROFS, "read-only file system")
+        return Resolved(of.path, of.mount, None)
+    r = await c.target(intent=intent)
     if r is not None and getattr(r, "of", None) is None:
         _need(r)
     return r
@@ -867,7 +987,7 @@ async def fam_truncate(c: Call) -> Any:
             raise OSError(errno.EINVAL, "not open for writing")
         await maybe(of.mount.fs.ftruncate(of.handle, length))
         return 0
-    r = await c.target()
+    r = await c.target(intent="write")
     if r is None:
         return REAL
     st = _need(r)
@@ -908,7 +1028,7 @@ async def fam_utime(c: Call) -> Any:
 
 @family("mknod")
 async def fam_mknod(c: Call) -> Any:
-    r = await c.target()
+    r = await c.target(intent="create")
     if r is None:
         return REAL
     if r.st is not None:
@@ -919,7 +1039,7 @@ async def fam_mknod(c: Call) -> Any:
 @family("xattr")
 async def fam_xattr(c: Call) -> Any:
     name = c.sc.name.lstrip("lf")
-    r = await _path_or_fd(c)
+    r = await _path_or_fd(c, "read" if name in ("getxattr", "listxattr") else "write")
     if r is None:
         return REAL
     if name == "listxattr":
@@ -947,6 +1067,107 @@ async def fam_xattr(c: Call) -> Any:
         await _fs_call(r, "setxattr", attr, value, s32(c.args[4]))
         return 0
     await _fs_call(r, "removexattr", attr)
+    return 0
+
+
+# -- the mount table and the root ----------------------------------------------------------------
+
+def _opt_str(c: Call, i: int, limit: int = 4096) -> str:
+    """A string argument that may be NULL (mount's source, type and data)."""
+    if not c.args[i]:
+        return ""
+    return os.fsdecode(memory.read_cstring(c.t.tid, c.args[i], limit))
+
+
+async def _source_on_host(c: Call, source: str, fstype: str) -> str:
+    """A path source (vufs, bind) as the host knows it; other sources pass as they are.
+
+    Several directories (merge) are separated by ':'.
+    """
+    if not source or fstype not in c.hv.modules.path_sources():
+        return source
+    return ":".join([await _one_source(c, part) for part in source.split(":")])
+
+
+async def _one_source(c: Call, source: str) -> str:
+    c.strings[0] = source
+    r = await c.locate(0)
+    if r.st is None:
+        raise OSError(errno.ENOENT, f"{source}: no such file or directory")
+    if r.mount is None:
+        return r.path
+    host = await maybe(r.mount.fs.host_path(r.mount.inner(r.path), "read", r.st))
+    if host is None:
+        raise OSError(errno.EINVAL, f"{source} is served by {r.mount.fstype}, not a real directory")
+    return host
+
+
+@family("mount")
+async def fam_mount(c: Call) -> Any:
+    hv = c.hv
+    fstype, flags = _opt_str(c, 2, 256), c.args[3] & 0xFFFFFFFF
+    data = _opt_str(c, 4)
+    bind = flags & 4096  # MS_BIND
+    remount = flags & 32
+    if not remount and not (hv.serves("vufs") if bind else hv.serves(fstype)):
+        known = _kernel_filesystems()
+        if bind or fstype in known or flags & (1 << 17 | 1 << 18 | 1 << 19 | 1 << 20 | 8192):
+            return REAL  # a kernel file system, a propagation change, a move: the kernel decides
+        hv.mount_errors[c.t.tid] = f"unknown file system type '{fstype}'"
+        raise OSError(errno.ENODEV, "unknown file system type")
+    target = await c.locate(1)
+    if target.st is None:
+        raise OSError(errno.ENOENT, "mount point does not exist")
+    if remount and target.mount is None:
+        return REAL
+    try:
+        source = await _source_on_host(c, _opt_str(c, 0), "vufs" if bind else fstype)
+        hv.mount(fstype, source, target.path, flags, data)
+    except OSError as e:
+        hv.mount_errors[c.t.tid] = e.strerror or os.strerror(e.errno or errno.EIO)
+        raise
+    return 0
+
+
+def _kernel_filesystems() -> set[str]:
+    try:
+        with open("/proc/filesystems") as f:
+            return {line.split()[-1] for line in f if line.strip()}
+    except OSError:
+        return set()
+
+
+@family("umount")
+async def fam_umount(c: Call) -> Any:
+    flags = c.args[1] & 0xFFFFFFFF
+    if flags & 8:  # UMOUNT_NOFOLLOW: the target is looked up like an lstat
+        c.sc = syscalls.Syscall(c.sc.name, c.sc.nr, ("lpath", "hex"), c.sc.family)
+    r = await c.locate(0)
+    if r.st is None:
+        raise OSError(errno.ENOENT, "no such file or directory")
+    if c.hv.registry.at(r.path) is None:
+        return REAL  # a host mount point, or none: the kernel says EINVAL or EPERM
+    try:
+        c.hv.umount(r.path, flags)
+    except OSError as e:
+        c.hv.mount_errors[c.t.tid] = e.strerror or ""
+        raise
+    return 0
+
+
+@family("chroot")
+async def fam_chroot(c: Call) -> Any:
+    r = await c.locate(0)
+    st = _need(r)
+    if not stat_mod.S_ISDIR(st.st_mode):
+        raise OSError(errno.ENOTDIR, "not a directory")
+    if r.mount is not None:
+        await _fs_call(r, "access", os.X_OK)
+    elif not os.access(r.path, os.X_OK):
+        raise OSError(errno.EACCES, "permission denied")
+    c.t.fs.root = r.path
+    if not c.hv.tracer.paths_traced:
+        c.hv.tracer.trace_paths()  # every path of this process must now be seen
     return 0
 
 

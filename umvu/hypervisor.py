@@ -12,8 +12,10 @@ import sys
 from collections.abc import Coroutine
 from typing import IO, TYPE_CHECKING, Any
 
-from umvu import dispatch, memory, syscalls
+from umvu import dispatch, memory, mounts, syscalls
 from umvu.fdtable import OpenFile
+from umvu.procfs import ProcView
+from umvu.registry import Mount
 from umvu.tracer import Tracee, Tracer
 
 if TYPE_CHECKING:  # pluggy and entry points cost start-up time: imported on first use
@@ -31,6 +33,8 @@ class Hypervisor:
         self.registry = self.tracer.registry
         self._modules: ModuleManager | None = None
         self.by_nr = syscalls.BY_NR
+        self.proc = ProcView(self.tracer)
+        self.mount_errors: dict[int, str] = {}  # tid -> why its last mount(2) failed (for vumount)
 
     @property
     def modules(self) -> ModuleManager:
@@ -54,7 +58,7 @@ class Hypervisor:
         if sc is None:
             t.cont()
             return None
-        if not self.registry and not t.files and not t.fs.cwd_virtual and sc.family not in ALWAYS:
+        if not self.registry and not t.files and t.fs.plain and sc.family not in ALWAYS:
             if self.debug > 1:
                 self.log(f"[{t.tid}] {sc.name}(...) = (real: nothing virtual here)")
             t.cont()  # nothing virtual exists for this process: the kernel's call
@@ -76,6 +80,76 @@ class Hypervisor:
                     pass
         except Exception as e:
             self.log(f"{of.mount.module}: close of {of.path} failed: {e!r}")
+
+    # -- the mount table -----------------------------------------------------------------------
+    def serves(self, fstype: str) -> bool:
+        """Whether a loaded module mounts ``fstype`` (else the kernel decides)."""
+        return self._modules is not None and self.modules.serves(fstype)
+
+    def mount(self, fstype: str, source: str, point: str, flags: int, data: str) -> Mount:
+        """mount(2) in the view; raises OSError with the errno mount(2) returns."""
+        generic, options = mounts.parse(flags, data)
+        if flags & mounts.MS_REMOUNT:
+            m = self.registry.at(point)
+            if m is None:
+                raise OSError(errno.EINVAL, f"{point} is not a mount point")
+            m.flags = generic
+            return m
+        if flags & mounts.MS_BIND:
+            options = ",".join(o for o in ("bind", options) if o)
+            fstype = "vufs"
+        if not self.serves(fstype):
+            loaded = ", ".join(sorted(self.modules.filesystems())) if self._modules else ""
+            raise OSError(errno.ENODEV, f"unknown file system type '{fstype}'"
+                          + (f" (loaded modules mount: {loaded})" if loaded else " (no module loaded mounts it)"))
+        name, fs = self.modules.mount_fs(fstype, source, point, options)
+        shown = fs.fstype if type(fs).fstype != "vfs" and fs.fstype != "vfs" else fstype
+        m = Mount(point, fs, source or "none", shown, options, name, flags=generic)
+        if getattr(fs, "readonly", False):
+            m.flags = m.flags | {"ro"}
+        self.registry.add(m)
+        self.mounts_changed()
+        return m
+
+    def mount_users(self, m: Mount) -> tuple[int, int]:
+        """(open files, processes with their cwd) inside mount ``m``."""
+        files, cwds, seen = set(), 0, set()
+        for t in self.tracer.tracees.values():
+            files.update(id(of) for of in t.files.fds.values() if of.mount is m)
+            if id(t.fs) not in seen:
+                seen.add(id(t.fs))
+                if t.fs.cwd_virtual and self.registry.lookup(t.fs.cwd) is m:
+                    cwds += 1
+        return len(files), cwds
+
+    def umount(self, point: str, flags: int) -> None:
+        mounts.check_umount_flags(flags)
+        m = self.registry.at(point)
+        if m is None:
+            raise OSError(errno.EINVAL, f"{point} is not a mount point")
+        if not flags & mounts.MNT_DETACH:
+            files, cwds = self.mount_users(m)
+            if files or cwds or self.registry.below(point):
+                raise OSError(errno.EBUSY, f"{point} is busy")
+        elif flags & mounts.MNT_EXPIRE:
+            raise OSError(errno.EAGAIN, "not expired")
+        for inner in reversed(self.registry.below(point)) if flags & mounts.MNT_DETACH else ():
+            self._drop(inner)
+        self._drop(m)
+
+    def _drop(self, m: Mount) -> None:
+        self.registry.remove(m.point)
+        if self._modules is not None:
+            self.modules.forget_mount(m)
+        try:
+            ret = m.fs.unmount()
+            if hasattr(ret, "send"):
+                try:
+                    ret.send(None)
+                except StopIteration:
+                    pass
+        except Exception as e:
+            self.log(f"{m.module}: unmount of {m.point} failed: {e!r}")
 
     # -- the control channel -------------------------------------------------------------------
     async def control(self, c: dispatch.Call) -> int:
@@ -116,8 +190,12 @@ class Hypervisor:
             from umvu.modules import available
 
             return {"modules": sorted(available())}
+        if op == "mount_error":
+            return {"error": self.mount_errors.pop(t.tid, "")}
         if op == "mounts":
-            return {"mounts": [{"point": m.point, "source": m.source, "fstype": m.fstype,
+            from umvu.mounts import generic_options
+
+            return {"mounts": [{"point": m.point, "source": m.source, "fstype": m.fstype, "flags": generic_options(m),
                                 "options": m.options, "module": m.module} for m in self.registry]}
         from umvu.modules import ModuleError
 

@@ -109,6 +109,46 @@ class ModuleManager:
             raise ModuleError(errno.EIO, f"{name}: {type(e).__name__}: {e}") from None
         return name
 
+    def filesystems(self) -> set[str]:
+        types: set[str] = set()
+        for name in self.loaded:
+            for answer in self._only(name, "vu_filesystems")():
+                types.update(answer or ())
+        return types
+
+    def path_sources(self) -> set[str]:
+        """File system types whose source is a directory (resolved in the caller's view)."""
+        types: set[str] = set()
+        for name in self.loaded:
+            mod = self.loaded[name].plugin
+            types.update(getattr(mod, "PATH_SOURCES", ()))
+        return types
+
+    def serves(self, fstype: str) -> bool:
+        return fstype in self.filesystems()
+
+    def mount_fs(self, fstype: str, source: str, target: str, options: str) -> tuple[str, FileSystem]:
+        """(module name, file system) for a mount(2); the module's OSError goes to the caller."""
+        for name, ctx in self.loaded.items():
+            if fstype not in set().union(*(a or () for a in self._only(name, "vu_filesystems")())):
+                continue
+            try:
+                fs = self._only(name, "vu_mount")(vu=ctx, fstype=fstype, source=source, target=target,
+                                                   options=options)
+            except OSError:
+                raise
+            except Exception as e:
+                self.hv.log(f"{name}: mount raised {e!r}")
+                raise OSError(errno.EIO, f"{name}: {type(e).__name__}: {e}") from None
+            if fs is not None:
+                return name, fs
+        raise OSError(errno.ENODEV, f"unknown file system type '{fstype}'")
+
+    def forget_mount(self, m: Mount) -> None:
+        ctx = self.loaded.get(m.module)
+        if ctx is not None and m in ctx.mounts:
+            ctx.mounts.remove(m)
+
     def describe(self, name: str) -> str:
         return self._only(name, "vu_module_describe")() or ""
 

@@ -15,6 +15,7 @@ import errno
 import inspect
 import os
 import stat as stat_mod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from umvu.registry import Mount, MountRegistry
@@ -37,6 +38,11 @@ class FsView:
     cwd_virtual: bool = False
     root: str = "/"
     umask: int = 0o022
+
+    @property
+    def plain(self) -> bool:
+        """Nothing of the view shows in this process's cwd or root."""
+        return not self.cwd_virtual and self.root == "/"
 
     def copy(self) -> FsView:
         return FsView(self.cwd, self.cwd_virtual, self.root, self.umask)
@@ -92,8 +98,17 @@ async def readlink_in(mount: Mount | None, path: str) -> str:
     return os.fsdecode(target)
 
 
-async def resolve(registry: MountRegistry, start: str, path: str, follow: bool, root: str = "/") -> Resolved:
-    state = {"crossed": False}
+Magic = Callable[[str], "str | None"]
+
+
+def within(path: str, root: str) -> bool:
+    return root == "/" or path == root or path.startswith(root + "/")
+
+
+async def resolve(registry: MountRegistry, start: str, path: str, follow: bool, root: str = "/",
+                  magic: Magic | None = None) -> Resolved:
+    """See _resolve; ``magic`` answers /proc's magic links for the calling process."""
+    state = {"crossed": False, "magic": magic}
     try:
         return await _resolve(registry, start, path, follow, root, state)
     except RealWalkError as e:
@@ -113,7 +128,7 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
         raise OSError(errno.ENOENT, "empty path")
     if path.endswith("/"):
         follow = True  # "link/" names the directory the link points to
-    cur = root if path.startswith("/") else start
+    cur = root if path.startswith("/") or not within(start, root) else start  # no way out of a chroot
     mount = registry.lookup(cur) if registry else None
     stack = [p for p in reversed(path.split("/")) if p and p != "."]
     links = 0
@@ -151,6 +166,15 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
             links += 1
             if links > MAXSYMLINKS:
                 raise OSError(errno.ELOOP, "too many levels of symbolic links")
+            jump = state["magic"](nxt) if nmount is None and state["magic"] and nxt.startswith("/proc/") else None
+            if jump is not None:  # a magic link: it leads to a place, not to a text
+                cur = jump
+                crossed = state["crossed"] = True  # the kernel would go elsewhere: rewrite
+                mount = registry.lookup(cur) if registry else None
+                if not stack:
+                    st = await lstat_in(mount, cur)
+                    return Resolved(cur, mount, st, crossed)
+                continue
             target = await readlink_in(nmount, nxt)
             if not target:
                 raise OSError(errno.ENOENT, "empty symlink")

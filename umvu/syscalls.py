@@ -132,6 +132,9 @@ preadv2           327   286  fd,ptr,int,int,hex                        read
 pwritev2          328   287  fd,ptr,int,int,hex                       write
 execveat          322   281  dirfd,apath,ptr,ptr,atflags               exec
 statx             332   291  dirfd,apath,atflags,hex,ptr               statx
+chroot            161   51   path                                      chroot
+mount             165   40   str,path,str,hex,ptr                      mount
+umount2           166   39   path,hex                                  umount
 close_range       436   436  int,int,hex                               close_range
 openat2           437   437  dirfd,path,ptr,size                       openat2
 faccessat2        439   439  dirfd,apath,mode,atflags                  access
@@ -141,7 +144,7 @@ vu_control        0x5655 0x5655 int,ptr,size,ptr,size                  control
 
 # Families whose calls must stop even without a path or a virtual fd: the
 # process's view (cwd, umask, fd table) changes through them.
-ALWAYS_TRACED = frozenset({"getcwd", "chdir", "umask", "close_range", "control"})
+ALWAYS_TRACED = frozenset({"getcwd", "chdir", "umask", "close_range", "control", "mount", "umount", "chroot"})
 
 PATH_KINDS = frozenset({"path", "lpath", "apath", "fpath", "opath"})
 

@@ -42,6 +42,9 @@ class FileSystem:
     #: shown by findmnt/df later, and in vu_lsmod
     fstype = "vfs"
 
+    def unmount(self) -> None:
+        """The mount is gone (for a lazy unmount: from the tree; open files may go on)."""
+
     # -- names ------------------------------------------------------------
     def lstat(self, path: str) -> os.stat_result:
         raise _nosys("lstat")
@@ -124,6 +127,24 @@ class FileSystem:
     def utime(self, path: str, times_ns: tuple[int, int] | None) -> None:
         """Set (atime, mtime) in ns; None means now. UTIME_OMIT arrives resolved."""
         raise _nosys("utime")
+
+    # -- passthrough ----------------------------------------------------------------
+    def host_path(self, path: str, intent: str, st: os.stat_result | None) -> str | None:
+        """A host path the kernel can run this call on by itself, or None: serve it here.
+
+        A module whose files are real files elsewhere (vufs) answers with
+        their host path: the call is rewritten and runs natively, and an
+        open gives the process a real fd, so its reads, writes, mmap and
+        exec never stop again.  ``intent`` says what the call will do:
+        "read" (stat, open read-only, readlink...), "exec", "write" (open for
+        writing, chmod, truncate...: a copy-on-write module copies the file
+        up first), "create" (mkdir, symlink, open O_CREAT: the name may not
+        exist yet), "remove" (unlink, rmdir) and "rename" (each name of
+        rename and link).  ``st`` is the lstat the core already has (None:
+        no such name).  The core has already refused writes on a read-only
+        mount (EROFS) and exec on a noexec one.
+        """
+        return None
 
     # -- extended attributes ----------------------------------------------------
     def getxattr(self, path: str, name: str) -> bytes:

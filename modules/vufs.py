@@ -1,0 +1,470 @@
+"""vufs: host directories seen elsewhere: bind, merge (read-only union) and copy-on-write.
+
+    vumount -t vufs SOURCE TARGET                        # bind (the default)
+    vumount -t vufs -o merge DIR1:DIR2:... TARGET        # union, first wins, read-only
+    vumount -t vufs -o cow,upper=CHANGES SOURCE TARGET   # SOURCE is never written
+
+Files are real files somewhere, so vufs gives the core their host path
+(``host_path``) and the kernel does the work: a process that opens a file gets
+a real fd, and reads, writes, mmap and exec run natively.  vufs serves itself
+only what has no single host file behind it: directories (a union listing,
+and the mount's own st_dev), and the changes that must leave a trace in the
+upper directory (unlink, rmdir, rename, link under cow).
+
+Copy-on-write keeps overlayfs's model with markers an ordinary user can
+create: a file is copied up to the upper directory before its first change,
+a deletion leaves ``.wh.NAME`` beside where NAME was, and a name that has both
+an upper object and a ``.wh.NAME`` hides everything the lower tree has under
+it (an opaque directory).  The upper directory alone records the changes: a
+later mount with the same upper shows them again.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import tempfile
+
+from umvu.abi import StatFs, dtype_of, host_statfs
+from umvu.hookspecs import hookimpl
+from umvu.vfs import DirEntry, FileSystem
+
+WH = ".wh."
+PATH_SOURCES = ("vufs",)  # the core resolves these sources in the caller's view
+MODES = ("bind", "merge", "cow")
+
+
+def _join(base: str, path: str) -> str:
+    return base if path == "/" else base.rstrip("/") + path
+
+
+def _split(path: str) -> tuple[str, str]:
+    parent, name = path.rsplit("/", 1)
+    return parent or "/", name
+
+
+def _lexists(p: str) -> bool:
+    try:
+        os.lstat(p)
+        return True
+    except OSError:
+        return False
+
+
+class DirHandle:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+class Vufs(FileSystem):
+    fstype = "vufs"
+
+    def __init__(self, mode: str, lowers: list[str], upper: str | None = None, own_upper: bool = False) -> None:
+        self.mode = mode
+        self.lowers = lowers
+        self.upper = upper
+        self.own_upper = own_upper  # made for this mount: removed at unmount
+        self.readonly = mode == "merge"
+        self._visible: dict[str, bool] = {}  # cow: does the lower tree show under this directory?
+
+    # -- where a name lives ------------------------------------------------------------------
+    def _lower_visible(self, d: str) -> bool:
+        """cow: whether lower entries show in directory ``d`` (no whiteout on the way)."""
+        v = self._visible.get(d)
+        if v is None:
+            if d == "/":
+                v = True
+            else:
+                parent, name = _split(d)
+                v = self._lower_visible(parent) and not _lexists(_join(self.upper, parent) + "/" + WH + name)
+            self._visible[d] = v
+        return v
+
+    def _find(self, path: str) -> str | None:
+        """The host path of the topmost object named ``path``, or None."""
+        if self.mode == "bind":
+            return _join(self.lowers[0], path)
+        if path != "/" and _split(path)[1].startswith(WH):
+            return None
+        if self.mode == "merge":
+            for layer in self.lowers:
+                h = _join(layer, path)
+                if _lexists(h):
+                    return h
+            return None
+        up = _join(self.upper, path)
+        if _lexists(up):
+            return up
+        parent, name = _split(path)
+        if not self._lower_visible(parent) or _lexists(_join(self.upper, parent) + "/" + WH + name):
+            return None
+        lo = _join(self.lowers[0], path)
+        return lo if _lexists(lo) else None
+
+    def _layers_of_dir(self, path: str) -> list[str]:
+        """Host directories whose entries make up directory ``path``, topmost first."""
+        if self.mode == "bind":
+            return [_join(self.lowers[0], path)]
+        if self.mode == "merge":
+            out = []
+            for layer in self.lowers:
+                h = _join(layer, path)
+                try:
+                    if stat.S_ISDIR(os.lstat(h).st_mode):
+                        out.append(h)
+                    else:
+                        break  # a non-directory hides the layers below it
+                except OSError:
+                    continue
+            return out
+        out = []
+        up = _join(self.upper, path)
+        if os.path.isdir(up) and not os.path.islink(up):
+            out.append(up)
+        elif _lexists(up):
+            return []
+        if self._lower_visible(path):
+            lo = _join(self.lowers[0], path)
+            if os.path.isdir(lo) and not os.path.islink(lo):
+                out.append(lo)
+        return out
+
+    def _host(self, path: str) -> str:
+        h = self._find(path)
+        if h is None:
+            raise OSError(errno.ENOENT, "no such file or directory")
+        return h
+
+    # -- copy-on-write ------------------------------------------------------------------------
+    def _in_upper(self, host: str) -> bool:
+        return self.mode == "bind" or host.startswith(self.upper.rstrip("/") + "/") or host == self.upper
+
+    def _copy_up(self, path: str) -> str:
+        """The upper path of ``path``, copying it (and its parents) up first."""
+        if self.mode == "bind":
+            return _join(self.lowers[0], path)
+        if self.mode == "merge":
+            raise OSError(errno.EROFS, "read-only file system")
+        up = _join(self.upper, path)
+        if _lexists(up):
+            return up
+        src = self._host(path)
+        if path != "/":
+            self._copy_up(_split(path)[0])
+        st = os.lstat(src)
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(up, stat.S_IMODE(st.st_mode) | 0o700)
+            os.chmod(up, stat.S_IMODE(st.st_mode))
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(src), up)
+        elif stat.S_ISREG(st.st_mode):
+            tmp = _join(self.upper, _split(path)[0]) + "/" + WH + ".umvu-copy-up"
+            shutil.copyfile(src, tmp, follow_symlinks=False)
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.rename(tmp, up)
+        elif stat.S_ISFIFO(st.st_mode):
+            os.mkfifo(up, stat.S_IMODE(st.st_mode))
+        else:
+            os.mknod(up, st.st_mode, st.st_rdev)
+        try:
+            os.utime(up, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            os.chown(up, st.st_uid, st.st_gid, follow_symlinks=False)
+        except OSError:
+            pass  # an ordinary user keeps their own ownership, as cp does
+        return up
+
+    def _prepare_new(self, path: str) -> str:
+        """The host path where a new ``path`` goes (its parents copied up)."""
+        if self.mode == "bind":
+            return _join(self.lowers[0], path)
+        parent, name = _split(path)
+        if name.startswith(WH):
+            raise OSError(errno.EINVAL, f"names starting with {WH} are vufs's own")
+        self._copy_up(parent)
+        return _join(self.upper, path)
+
+    def _whiteout(self, path: str) -> None:
+        """Hide the lower ``path`` (cow), if the lower tree shows one."""
+        parent, name = _split(path)
+        if not self._lower_visible(parent) or not _lexists(_join(self.lowers[0], path)):
+            return
+        wh = _join(self.upper, parent) + "/" + WH + name
+        if not _lexists(wh):
+            self._copy_up(parent)
+            with open(wh, "x"):
+                pass
+            self._visible.clear()
+
+    # -- passthrough ---------------------------------------------------------------------------
+    def host_path(self, path: str, intent: str, st: os.stat_result | None) -> str | None:
+        is_dir = st is not None and stat.S_ISDIR(st.st_mode)
+        if intent in ("read", "exec"):
+            if st is None or is_dir:
+                return None  # ENOENT said by the core; directories are listed here
+            return self._find(path)
+        if self.mode == "bind":
+            return _join(self.lowers[0], path)
+        if intent == "write":
+            return None if st is None else self._copy_up(path)
+        if intent == "create":
+            return self._prepare_new(path) if st is None else None
+        return None  # remove, rename: whiteouts to write
+
+    # -- names ----------------------------------------------------------------------------------
+    def lstat(self, path: str) -> os.stat_result:
+        return os.lstat(self._host(path))
+
+    def readlink(self, path: str) -> str:
+        return os.readlink(self._host(path))
+
+    def access(self, path: str, mode: int) -> None:
+        h = self._host(path)
+        if mode & os.W_OK and not self._in_upper(h):
+            mode &= ~os.W_OK  # the upper copy will be writable: judge the rest
+        if not os.access(h, mode, effective_ids=True, follow_symlinks=False):
+            raise OSError(errno.EACCES, "permission denied")
+
+    def statfs(self, path: str) -> StatFs:
+        return host_statfs(self.upper or self.lowers[0])
+
+    # -- open files --------------------------------------------------------------------------
+    def open(self, path: str, flags: int, mode: int) -> int | DirHandle:
+        h = self._find(path)
+        if h is not None and stat.S_ISDIR(os.lstat(h).st_mode) and not flags & os.O_CREAT:
+            return DirHandle(path)
+        writes = flags & (os.O_CREAT | os.O_TRUNC) or flags & os.O_ACCMODE != os.O_RDONLY
+        if h is None:
+            h = self._prepare_new(path)
+        elif writes:
+            h = self._copy_up(path)
+        return os.open(h, flags | os.O_CLOEXEC, mode)
+
+    def close(self, handle: int | DirHandle) -> None:
+        if isinstance(handle, int):
+            os.close(handle)
+
+    def read(self, handle: int, size: int, offset: int) -> bytes:
+        return os.pread(handle, size, offset)
+
+    def write(self, handle: int, data: bytes, offset: int) -> int:
+        return os.pwrite(handle, data, offset)
+
+    def fstat(self, handle: int | DirHandle) -> os.stat_result:
+        if isinstance(handle, DirHandle):
+            return self.lstat(handle.path)
+        return os.fstat(handle)
+
+    def fsync(self, handle: int | DirHandle, datasync: bool) -> None:
+        if isinstance(handle, int):
+            (os.fdatasync if datasync else os.fsync)(handle)
+
+    def ftruncate(self, handle: int, length: int) -> None:
+        os.ftruncate(handle, length)
+
+    def getdents(self, handle: DirHandle) -> list[DirEntry]:
+        if not isinstance(handle, DirHandle):
+            raise OSError(errno.ENOTDIR, "not a directory")
+        path = handle.path
+        me = self.lstat(path)
+        parent = self.lstat(_split(path)[0]) if path != "/" else me
+        out = [DirEntry(".", me.st_ino, dtype_of(me.st_mode)), DirEntry("..", parent.st_ino, dtype_of(parent.st_mode))]
+        seen: set[str] = set()
+        layers = self._layers_of_dir(path)
+        for k, layer in enumerate(layers):
+            is_upper = self.mode == "cow" and k == 0 and layer.startswith(self.upper)
+            try:
+                entries = list(os.scandir(layer))
+            except OSError:
+                continue
+            for e in entries:
+                name = e.name
+                if self.mode != "bind" and name.startswith(WH):
+                    if is_upper:
+                        seen.add(name[len(WH):])  # a whiteout hides the lower name
+                    continue
+                if name in seen:
+                    continue
+                seen.add(name)
+                out.append(DirEntry(name, e.inode(), dtype_of(e.stat(follow_symlinks=False).st_mode)))
+        return out
+
+    # -- changes ---------------------------------------------------------------------------------
+    def mkdir(self, path: str, mode: int) -> None:
+        os.mkdir(self._prepare_new(path), mode)
+
+    def symlink(self, target: str, path: str) -> None:
+        os.symlink(target, self._prepare_new(path))
+
+    def unlink(self, path: str) -> None:
+        h = self._host(path)
+        if self.mode == "bind" or self._in_upper(h):
+            os.unlink(h)
+        if self.mode == "cow":
+            self._whiteout(path)
+
+    def rmdir(self, path: str) -> None:
+        h = self._host(path)
+        if self.mode == "bind":
+            os.rmdir(h)
+            return
+        if len(self.getdents(DirHandle(path))) > 2:
+            raise OSError(errno.ENOTEMPTY, "directory not empty")
+        if self._in_upper(h):
+            for name in os.listdir(h):  # only whiteouts are left in it
+                os.unlink(os.path.join(h, name))
+            os.rmdir(h)
+        self._whiteout(path)
+
+    def rename(self, old: str, new: str, flags: int) -> None:
+        if self.mode == "bind":
+            _renameat2(_join(self.lowers[0], old), _join(self.lowers[0], new), flags)
+            return
+        src = self._host(old)
+        if stat.S_ISDIR(os.lstat(src).st_mode) and not self._in_upper(src):
+            raise OSError(errno.EXDEV, "a lower directory is not renamed (programs copy it)")
+        if stat.S_ISDIR(os.lstat(src).st_mode) and _lexists(_join(self.lowers[0], old)) and self._lower_visible(old):
+            raise OSError(errno.EXDEV, "a merged directory is not renamed (programs copy it)")
+        dst_exists = self._find(new) is not None
+        if flags & 1 and dst_exists:  # RENAME_NOREPLACE
+            raise OSError(errno.EEXIST, "exists")
+        if flags & 2 and not dst_exists:  # RENAME_EXCHANGE
+            raise OSError(errno.ENOENT, "no such file or directory")
+        if dst_exists:
+            dst = self._host(new)
+            if stat.S_ISDIR(os.lstat(dst).st_mode) and not flags & 2:
+                if not stat.S_ISDIR(os.lstat(src).st_mode):
+                    raise OSError(errno.EISDIR, "is a directory")
+                if len(self.getdents(DirHandle(new))) > 2:
+                    raise OSError(errno.ENOTEMPTY, "directory not empty")
+        up_old = self._copy_up(old)
+        up_new = self._copy_up(new) if flags & 2 else self._prepare_new(new)
+        if not flags & 2 and _lexists(up_new) and stat.S_ISDIR(os.lstat(up_new).st_mode):
+            for name in os.listdir(up_new):  # an empty merged directory: whiteouts only
+                os.unlink(os.path.join(up_new, name))
+        _renameat2(up_old, up_new, flags)
+        self._whiteout(old) if not flags & 2 else None
+        if _lexists(_join(self.lowers[0], new)):  # the lower object at NEW stays hidden
+            parent, name = _split(new)
+            wh = _join(self.upper, parent) + "/" + WH + name
+            if not _lexists(wh) and self._lower_visible(parent):
+                with open(wh, "x"):
+                    pass
+                self._visible.clear()
+
+    def link(self, old: str, new: str) -> None:
+        if self._find(new) is not None:
+            raise OSError(errno.EEXIST, "exists")
+        os.link(self._copy_up(old), self._prepare_new(new), follow_symlinks=False)
+
+    def chmod(self, path: str, mode: int) -> None:
+        os.chmod(self._copy_up(path), mode, follow_symlinks=True)
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        os.chown(self._copy_up(path), uid, gid, follow_symlinks=False)
+
+    def truncate(self, path: str, length: int) -> None:
+        os.truncate(self._copy_up(path), length)
+
+    def utime(self, path: str, times_ns: tuple[int, int] | None) -> None:
+        h = self._copy_up(path)
+        if times_ns is None:
+            os.utime(h, follow_symlinks=False)
+        else:
+            os.utime(h, ns=times_ns, follow_symlinks=False)
+
+    def getxattr(self, path: str, name: str) -> bytes:
+        return os.getxattr(self._host(path), name, follow_symlinks=False)
+
+    def listxattr(self, path: str) -> list[str]:
+        return os.listxattr(self._host(path), follow_symlinks=False)
+
+    def setxattr(self, path: str, name: str, value: bytes, flags: int) -> None:
+        os.setxattr(self._copy_up(path), name, value, flags, follow_symlinks=False)
+
+    def removexattr(self, path: str, name: str) -> None:
+        os.removexattr(self._copy_up(path), name, follow_symlinks=False)
+
+    def unmount(self) -> None:
+        if self.own_upper and self.upper:
+            shutil.rmtree(self.upper, ignore_errors=True)
+
+
+def _renameat2(old: str, new: str, flags: int) -> None:
+    if not flags:
+        os.rename(old, new)
+        return
+    import ctypes
+
+    from umvu import libc
+
+    ret = libc.raw_syscall(316, -100, ctypes.c_char_p(os.fsencode(old)), -100, ctypes.c_char_p(os.fsencode(new)),
+                           flags)
+    if ret < 0:
+        raise OSError(-ret, os.strerror(-ret))
+
+
+def parse_options(options: str) -> tuple[str, str | None]:
+    mode, upper = "bind", None
+    for opt in filter(None, options.split(",")):
+        key, _, value = opt.partition("=")
+        if key in MODES and not value:
+            mode = key
+        elif key == "upper" and value:
+            upper = value
+        else:
+            raise OSError(errno.EINVAL, f"vufs: unknown option '{opt}' (known: bind, merge, cow, upper=DIR)")
+    if upper and mode != "cow":
+        raise OSError(errno.EINVAL, "vufs: upper= goes with cow")
+    return mode, upper
+
+
+def _directory(path: str, what: str) -> str:
+    if not path.startswith("/"):
+        raise OSError(errno.EINVAL, f"vufs: {what} {path!r} must be an absolute path")
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise OSError(e.errno, f"vufs: {what} {path}: {e.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise OSError(errno.ENOTDIR, f"vufs: {what} {path} is not a directory")
+    return os.path.realpath(path)
+
+
+def make(source: str, options: str) -> Vufs:
+    mode, upper = parse_options(options)
+    lowers = [_directory(p, "source") for p in source.split(":")] if source else []
+    if not lowers:
+        raise OSError(errno.EINVAL, "vufs: a source directory is needed")
+    if mode != "merge" and len(lowers) > 1:
+        raise OSError(errno.EINVAL, "vufs: several sources (a:b) go with merge")
+    own = False
+    if mode == "cow":
+        if upper is None:
+            upper, own = tempfile.mkdtemp(prefix="umvu-cow-"), True
+        else:
+            os.makedirs(upper, exist_ok=True) if not os.path.exists(upper) else None
+            upper = _directory(upper, "upper")
+        low = lowers[0]
+        if upper == low or upper.startswith(low.rstrip("/") + "/") or low.startswith(upper.rstrip("/") + "/"):
+            raise OSError(errno.EINVAL, "vufs: upper and source must not contain each other")
+    return Vufs(mode, lowers, upper, own)
+
+
+@hookimpl
+def vu_module_describe() -> str:
+    return "directories seen elsewhere: bind, merge, copy-on-write (vumount -t vufs)"
+
+
+@hookimpl
+def vu_filesystems() -> list[str]:
+    return ["vufs"]
+
+
+@hookimpl
+def vu_mount(vu, fstype: str, source: str, target: str, options: str) -> Vufs | None:
+    if fstype != "vufs":
+        return None
+    return make(source, options)
