@@ -267,8 +267,16 @@ class Call:
             raise OSError(errno.EBADF, "bad fd") from None
         return Resolved(path, None, None)
 
-    def _magic(self, path: str) -> str | None:
-        return self.hv.proc.magic(self.t, path)
+    async def _magic(self, mount: Mount | None, path: str, st: os.stat_result | None) -> tuple[str, str] | None:
+        """/proc's magic links answered for this process, wherever /proc is seen (a vufs bind too)."""
+        host = path
+        if mount is not None:
+            host = await maybe(mount.fs.host_path(mount.inner(path), "read", st))
+            if host is None:
+                return None
+        if not host.startswith("/proc/"):
+            return None
+        return self.hv.proc.magic(self.t, host)
 
     def mount_of(self, i: int, r: Resolved | None) -> Mount | None:
         """The mount behind path argument ``i``, passthrough included (None: real)."""
@@ -278,6 +286,13 @@ class Call:
     async def run_real(self) -> None:
         t = self.t
         if not self.rewritten:
+            t.cont()
+            return
+        if self.sc.family == "exec":
+            # A successful exec replaces the registers, so nothing is restored; the
+            # tracer must see the exec event itself.  A failed one leaves the
+            # rewritten path register behind, which the caller does not read.
+            arch.setregs(t.tid, self.regs)
             t.cont()
             return
         ret = await t.finish_syscall(self.regs)
@@ -406,7 +421,7 @@ async def fam_open(c: Call) -> Any:
     regs.nr = NR_OPENAT
     regs.set_arg(0, AT_FDCWD)
     regs.set_arg(1, c.put_scratch(PLACEHOLDER))
-    regs.set_arg(2, os.O_PATH | (flags & os.O_CLOEXEC))
+    regs.set_arg(2, os.O_RDONLY | (flags & os.O_CLOEXEC))  # pollable: always ready, as a file
     regs.set_arg(3, 0)
     fd = await c.t.finish_syscall(regs)
     if fd < 0:
@@ -755,13 +770,14 @@ async def fam_readlink(c: Call) -> Any:
         real = c.real
         if real is None or not real.path.startswith("/proc/") or real.path.startswith("/proc/self"):
             return REAL
-        target = c._magic(real.path)  # /proc/PID/cwd, root, fd/N of a process with a virtual one
-        if target is None:
+        link = await c._magic(None, real.path, None)  # /proc/PID/cwd, root, fd/N of a process with a virtual one
+        if link is None:
             return REAL
+        target = view_path(c, link[1]) if link[0] == "place" else link[1]
         size = s32(c.args[c.sc.arg_index("size")])
         if size <= 0:
             raise OSError(errno.EINVAL, "bad buffer size")
-        data = os.fsencode(view_path(c, target))[:size]
+        data = os.fsencode(target)[:size]
         c.write(c.args[c.sc.arg_index("ptr")], data)
         return len(data)
     size = s32(c.args[c.sc.arg_index("size")])

@@ -15,7 +15,7 @@ import errno
 import inspect
 import os
 import stat as stat_mod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from umvu.registry import Mount, MountRegistry
@@ -98,7 +98,8 @@ async def readlink_in(mount: Mount | None, path: str) -> str:
     return os.fsdecode(target)
 
 
-Magic = Callable[[str], "str | None"]
+# (mount, canonical path, lstat) of a symlink -> ("text", link text) or ("place", canonical path) or None
+Magic = Callable[[Mount | None, str, os.stat_result], Awaitable[tuple[str, str] | None]]
 
 
 def within(path: str, root: str) -> bool:
@@ -166,16 +167,19 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
             links += 1
             if links > MAXSYMLINKS:
                 raise OSError(errno.ELOOP, "too many levels of symbolic links")
-            jump = state["magic"](nxt) if nmount is None and state["magic"] and nxt.startswith("/proc/") else None
-            if jump is not None:  # a magic link: it leads to a place, not to a text
-                cur = jump
+            magic = state["magic"]
+            jump = None
+            if magic is not None and (nmount is not None or nxt.startswith("/proc/")):
+                jump = await magic(nmount, nxt, st)
+            if jump is not None and jump[0] == "place":  # a magic link: it leads to a place, not to a text
+                cur = jump[1]
                 crossed = state["crossed"] = True  # the kernel would go elsewhere: rewrite
                 mount = registry.lookup(cur) if registry else None
                 if not stack:
                     st = await lstat_in(mount, cur)
                     return Resolved(cur, mount, st, crossed)
                 continue
-            target = await readlink_in(nmount, nxt)
+            target = jump[1] if jump is not None else await readlink_in(nmount, nxt)
             if not target:
                 raise OSError(errno.ENOENT, "empty symlink")
             stack.extend(p for p in reversed(target.split("/")) if p and p != ".")

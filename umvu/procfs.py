@@ -71,15 +71,19 @@ class ProcView:
         except OSError:
             pass
 
-    def magic(self, caller: Tracee, path: str) -> str | None:
-        """The canonical path a /proc magic link leads to in the view, or None: ask the host.
+    def magic(self, caller: Tracee, path: str) -> tuple[str, str] | None:
+        """Where a /proc magic link leads in the view: ("text", link text) or ("place", canonical path).
 
-        ``path`` is a canonical real path under /proc that is a symlink.
+        ``path`` is a host path under /proc that is a symlink; None: the host's answer is right.
         """
         if path == "/proc/self":
-            return f"/proc/{caller.proc.tgid}"
+            return "text", str(caller.proc.tgid)
         if path == "/proc/thread-self":
-            return f"/proc/{caller.proc.tgid}/task/{caller.tid}"
+            return "text", f"{caller.proc.tgid}/task/{caller.tid}"
+        place = self._place(caller, path)
+        return None if place is None else ("place", place)
+
+    def _place(self, caller: Tracee, path: str) -> str | None:
         m = _PID_PATH.match(path)
         if not m or m.group(3) in ("mounts", "mountinfo"):
             return None
