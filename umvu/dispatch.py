@@ -860,11 +860,105 @@ async def fam_umask(c: Call) -> Any:
 @family("exec")
 async def fam_exec(c: Call) -> Any:
     r = await c.target(intent="exec")
-    if r is None:
-        return REAL
-    _need(r)
-    c.hv.log(f"[{c.t.tid}] exec of {r.path}: executing virtual files is not supported yet")
-    raise OSError(errno.EACCES, "exec of a virtual file")
+    if r is not None:  # a file only a module holds: the kernel gets a private copy of it
+        st = _need(r)
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise OSError(errno.EACCES, "not a regular file")
+        await _fs_call(r, "access", os.X_OK)
+        c._rewrite(c.sc.path_args[0], c.sc.path_args[0] - 1 if c.sc.name == "execveat" else None,
+                   await c.hv.shadows.copy_of(r.mount, r.path, st))
+    elif not c.rewritten:
+        return REAL  # a real file named as the kernel sees it: nothing of the view is involved
+    await _exec_interpreter(c)
+    return REAL
+
+
+async def _exec_interpreter(c: Call) -> None:
+    """Run a script's or a dynamic binary's interpreter as the view names it.
+
+    The kernel reads "#!/path" and PT_INTERP and opens those paths itself, on
+    the host: a script whose interpreter lives in a virtual tree (a venv in a
+    cow mount), or any binary in a chroot, would get the host's or none.
+    Then the exec becomes one of the interpreter, with the arguments the
+    kernel would have made: for "#!" (interp, [arg], file, argv[1:]); for
+    ld.so (ld.so, --argv0, argv[0], file, argv[1:]).
+    """
+    i = c.sc.path_args[0]
+    host = os.fsdecode(memory.read_cstring(c.t.tid, c.regs.args()[i]))
+    confined = c.t.fs.root != "/"
+    try:
+        with open(host, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return  # the kernel will say why
+    if head.startswith(b"#!"):
+        line = head[2:].split(b"\n", 1)[0].strip()
+        if not line:
+            return
+        parts = line.split(None, 1)
+        interp, extra = os.fsdecode(parts[0]), [parts[1]] if len(parts) > 1 else []
+        ld_style = False
+    elif head.startswith(b"\x7fELF") and confined:
+        interp = _pt_interp(host)
+        if interp is None:
+            return
+        extra, ld_style = [], True
+    else:
+        return
+    t = c.t
+    try:
+        ri = await resolve(c.hv.registry, c.cwd(), interp, True, t.fs.root, c._magic)
+    except OSError:
+        return
+    if ri.st is None:
+        return
+    if ri.mount is None:
+        if ri.path == interp and not confined:
+            return  # the host finds the same interpreter
+        interp_host = ri.path
+    else:
+        interp_host = await maybe(ri.mount.fs.host_path(ri.mount.inner(ri.path), "exec", ri.st))
+        if interp_host is None:
+            interp_host = await c.hv.shadows.copy_of(ri.mount, ri.path, ri.st)
+    argv_addr = c.args[i + 1]
+    old = memory.read_pointers(t.tid, argv_addr) if argv_addr else []
+    file_ptr = c.args[i]  # the name as the caller wrote it: the interpreter opens it in the view
+    if ld_style:
+        new = [c.put_scratch(os.fsencode(interp_host) + b"\0"), c.put_scratch(b"--argv0\0"),
+               old[0] if old else c.put_scratch(b"\0"), file_ptr, *old[1:]]
+    else:
+        new = [c.put_scratch(os.fsencode(interp) + b"\0"),
+               *[c.put_scratch(x + b"\0") for x in extra], file_ptr, *old[1:]]
+    array = c.put_scratch(struct.pack(f"<{len(new) + 1}Q", *new, 0))
+    regs = c.regs
+    if c.sc.name == "execveat":
+        envp = c.args[3]
+        regs.nr = syscalls.BY_NAME["execve"].nr
+        regs.set_arg(2, envp)
+    regs.set_arg(0, c.put_scratch(os.fsencode(interp_host) + b"\0"))
+    regs.set_arg(1, array)
+    c.rewritten = True
+
+
+def _pt_interp(path: str) -> str | None:
+    """The ELF program interpreter (PT_INTERP) of a 64-bit little-endian binary."""
+    try:
+        with open(path, "rb") as f:
+            ehdr = f.read(64)
+            if len(ehdr) < 64 or ehdr[4] != 2:
+                return None
+            phoff, = struct.unpack_from("<Q", ehdr, 32)
+            phentsize, phnum = struct.unpack_from("<HH", ehdr, 54)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+            for k in range(phnum):
+                p_type, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", table, k * phentsize)
+                if p_type == 3:  # PT_INTERP
+                    f.seek(p_offset)
+                    return os.fsdecode(f.read(p_filesz).rstrip(b"\0"))
+    except (OSError, struct.error):
+        return None
+    return None
 
 
 # -- changes by name --------------------------------------------------------------------------

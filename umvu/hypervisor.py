@@ -16,6 +16,7 @@ from umvu import dispatch, memory, mounts, syscalls
 from umvu.fdtable import OpenFile
 from umvu.procfs import ProcView
 from umvu.registry import Mount
+from umvu.shadows import Shadows
 from umvu.tracer import Tracee, Tracer
 
 if TYPE_CHECKING:  # pluggy and entry points cost start-up time: imported on first use
@@ -34,6 +35,7 @@ class Hypervisor:
         self._modules: ModuleManager | None = None
         self.by_nr = syscalls.BY_NR
         self.proc = ProcView(self.tracer)
+        self.shadows = Shadows()
         self.mount_errors: dict[int, str] = {}  # tid -> why its last mount(2) failed (for vumount)
 
     @property

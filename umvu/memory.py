@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import struct
 
 from umvu import libc
 
@@ -77,3 +78,16 @@ def read_iovec(tid: int, addr: int, count: int) -> list[tuple[int, int]]:
         (int.from_bytes(raw[i : i + 8], "little"), int.from_bytes(raw[i + 8 : i + 16], "little"))
         for i in range(0, len(raw), 16)
     ]
+
+
+def read_pointers(tid: int, addr: int, limit: int = 1 << 17) -> list[int]:
+    """A NULL-terminated array of pointers (argv, envp), without the NULL."""
+    out: list[int] = []
+    while len(out) < limit:
+        chunk = read(tid, addr, min(512, 4096 - addr % 4096))  # never past a page the array may end on
+        for (p,) in struct.iter_unpack("<Q", chunk):
+            if p == 0:
+                return out
+            out.append(p)
+        addr += 512
+    raise OSError(errno.E2BIG, "argument list too long")

@@ -1,0 +1,286 @@
+"""vufs and the mount table, end to end: real programs in bind, merge and cow mounts."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import py, sh
+
+V = ("-o", "vufs")
+ROOT = os.geteuid() == 0
+
+
+def tree_hash(root) -> str:
+    """Names, types, modes, link targets and contents of a whole tree."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            h.update(f"{os.path.relpath(p, root)}\0{st.st_mode:o}\0{st.st_mtime_ns}\0".encode())
+            if os.path.islink(p):
+                h.update(os.readlink(p).encode())
+            elif os.path.isfile(p):
+                with open(p, "rb") as f:
+                    h.update(f.read())
+    return h.hexdigest()
+
+
+@pytest.fixture
+def proj(tmp_path):
+    """A small C project under git, and an empty mount point."""
+    src = tmp_path / "proj"
+    src.mkdir()
+    (src / "Makefile").write_text("all: hello\nhello: hello.c greet.h\n\tgcc -o hello hello.c\n")
+    (src / "greet.h").write_text('#define GREETING "hello from cow"\n')
+    (src / "hello.c").write_text('#include <stdio.h>\n#include "greet.h"\nint main(void){puts(GREETING);return 0;}\n')
+    (src / "docs").mkdir()
+    (src / "docs" / "old.txt").write_text("old\n")
+    git = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q"], cwd=src, check=True)
+    subprocess.run([*git, "add", "."], cwd=src, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=src, check=True)
+    (tmp_path / "mnt").mkdir()
+    return src
+
+
+GIT = "git -c user.email=t@example.org -c user.name=t"
+
+
+def test_cow_changes_go_to_upper_and_lower_stays_byte_identical(proj, tmp_path):
+    before = tree_hash(proj)
+    up, mnt = tmp_path / "up", tmp_path / "mnt"
+    r = sh(f"vumount -t vufs -o cow,upper={up} {proj} {mnt} && cd {mnt} && "
+           "echo more >> hello.c && echo new > new.txt && rm docs/old.txt && mkdir d2 && "
+           "mv new.txt d2/moved.txt && chmod 600 greet.h && ls -A . docs d2 && cat hello.c | tail -1", *V)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [".:", ".git", "Makefile", "d2", "docs", "greet.h", "hello.c", "d2:", "moved.txt",
+                                "docs:", "more"]
+    assert tree_hash(proj) == before
+    assert (up / "docs" / ".wh.old.txt").exists()  # the deletion is recorded in the upper directory
+    # A later mount of the same upper shows the same changes.
+    r = sh(f"vumount -t vufs -o cow,upper={up} {proj} {mnt} && cd {mnt} && ls -A docs d2 && "
+           "stat -c %a greet.h && tail -1 hello.c", *V)
+    assert r.stdout.split() == ["d2:", "moved.txt", "docs:", "600", "more"], r.stderr
+    assert tree_hash(proj) == before
+
+
+def test_real_workloads_in_a_cow_overlay(proj, tmp_path):
+    """git, make, tar, sqlite3 and python in a copy-on-write view; the lower tree does not change."""
+    for tool in ("git", "make", "gcc", "tar", "sqlite3"):
+        if not shutil.which(tool):
+            pytest.fail(f"{tool} is missing: `make test` installs it when run as root")
+    before = tree_hash(proj)
+    up, mnt = tmp_path / "up", tmp_path / "mnt"
+    tarball = tmp_path / "inc.tar"
+    subprocess.run(["tar", "cf", str(tarball), "-C", "/usr/include", "linux"], check=True)
+    script = f"""set -e
+vumount -t vufs -o cow,upper={up} {proj} {mnt}
+cd {mnt}
+{GIT} checkout -q -b try
+make -s
+./hello
+echo '#define GREETING "changed"' > greet.h
+make -s
+./hello
+{GIT} commit -qam wip
+{GIT} log --format=%s | tr '\\n' ' '; echo
+{GIT} checkout -q main
+cat greet.h
+{GIT} status --short
+mkdir x && tar xf {tarball} -C x && find x -type f | wc -l
+sqlite3 db.sqlite 'create table t(a); insert into t values (1),(2),(3);' && sqlite3 db.sqlite 'select sum(a) from t'
+"""
+    r = sh(script, *V, timeout=240)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:3] == ["hello from cow", "changed", "wip init "], r.stdout
+    assert lines[3] == '#define GREETING "hello from cow"'
+    assert "?? db.sqlite" not in lines[4:]  # git status ran before sqlite3
+    assert int(lines[-2]) == sum(len(f) for _, _, f in os.walk("/usr/include/linux"))
+    assert lines[-1] == "6"
+    assert tree_hash(proj) == before
+
+
+def _wheel(dest) -> str:
+    """A minimal pure-Python wheel (no network, no build backend needed to install it)."""
+    import zipfile
+
+    path = dest / "tinypkg-1.0-py3-none-any.whl"
+    files = {
+        "tinypkg/__init__.py": "VALUE = 42\n",
+        "tinypkg-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: tinypkg\nVersion: 1.0\n",
+        "tinypkg-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(f"{name},,\n" for name in files) + "tinypkg-1.0.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+        z.writestr("tinypkg-1.0.dist-info/RECORD", record)
+    return path.name
+
+
+def test_pip_install_into_a_venv_inside_cow(tmp_path):
+    """python -m venv and pip install in a cow mount: venv/bin/pip's "#!" names a python only the view has."""
+    base = tmp_path / "base"
+    base.mkdir()
+    wheel = _wheel(base)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    before = tree_hash(base)
+    py3 = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    r = sh(f"set -e; vumount -t vufs -o cow {base} {mnt}; cd {mnt}; {py3} -m venv venv; "
+           f"venv/bin/pip install -q --no-index --disable-pip-version-check {wheel}; "
+           "venv/bin/python -c 'import tinypkg; print(tinypkg.VALUE)'", *V, timeout=300)
+    assert r.stdout.strip() == "42", r.stdout + r.stderr
+    assert tree_hash(base) == before
+    assert not (base / "venv").exists()
+
+
+def test_bind_hands_out_real_fds_and_runs_binaries(tmp_path, tree):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    code = f"""import os
+fd = os.open("{mnt}/sub/b.bin", os.O_RDONLY)
+print(os.readlink(f"/proc/self/fd/{{fd}}"))  # a real fd: the kernel names the host file
+print(os.read(fd, 4) == bytes(range(4)))
+print(os.stat("{mnt}").st_dev != os.stat("{tree}").st_dev)
+print(sorted(os.listdir("{mnt}")) == sorted(os.listdir("{tree}")))
+"""
+    r = sh(f"vumount -t vufs {tree} {mnt} && {sys.executable} -c '{code}' && {mnt}/exec.sh", *V)
+    assert r.stdout.split() == [f"{tree}/sub/b.bin", "True", "True", "True", "hi"], r.stderr
+
+
+def test_merge_is_a_read_only_union_first_wins(tmp_path):
+    a, b, mnt = tmp_path / "a", tmp_path / "b", tmp_path / "mnt"
+    for d in (a, b, mnt):
+        d.mkdir()
+    (a / "both").write_text("from a\n")
+    (b / "both").write_text("from b\n")
+    (b / "only_b").write_text("b\n")
+    (a / "d").mkdir()
+    (b / "d").mkdir()
+    (a / "d" / "x").write_text("")
+    (b / "d" / "y").write_text("")
+    r = sh(f"vumount -t vufs -o merge {a}:{b} {mnt} && cat {mnt}/both && ls {mnt} {mnt}/d && "
+           f"touch {mnt}/new; echo touch=$?; rm {mnt}/both; echo rm=$?; grep ' {mnt} ' /proc/self/mounts", *V)
+    assert r.stdout.split("\n")[:7] == ["from a", f"{mnt}:", "both", "d", "only_b", "", f"{mnt}/d:"], r.stdout
+    assert "x\ny\ntouch=1\nrm=1\n" in r.stdout
+    assert "Read-only file system" in r.stderr
+    assert f"{a}:{b} {mnt} vufs ro,relatime,merge 0 0" in r.stdout
+
+
+def test_mount_boundaries_behave_like_linux(tmp_path, tree):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    (tmp_path / "outside").write_text("out\n")
+    code = f"""
+import errno, os
+def err(f, *a):
+    try:
+        f(*a)
+        return "ok"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+print(err(os.rename, "{mnt}/a.txt", "{tmp_path}/a.txt"))
+print(err(os.link, "{mnt}/a.txt", "{tmp_path}/hl"))
+print(err(os.rename, "{tmp_path}/outside", "{mnt}/outside"))
+print(err(os.rename, "{mnt}/a.txt", "{mnt}/renamed.txt"))
+print(os.path.samefile("{mnt}/..", "{tmp_path}"))
+os.chdir("{mnt}/sub")
+print(os.getcwd(), sorted(os.listdir("../..")) == sorted(os.listdir("{tmp_path}")))
+print("mnt" in os.listdir("{tmp_path}"))
+os.symlink("{mnt}/renamed.txt", "{tmp_path}/in")      # real -> virtual
+print(open("{tmp_path}/in").read().strip())
+os.symlink("{tmp_path}/outside", "{mnt}/out")          # virtual -> real
+print(open("{mnt}/out").read().strip())
+os.symlink("loop2", "{mnt}/loop1"); os.symlink("loop1", "{mnt}/loop2")
+print(err(os.stat, "{mnt}/loop1"))
+print(err(os.stat, "{mnt}/" + "x" * 4100))
+print(err(os.stat, "{mnt}/" + "x" * 300))
+"""
+    r = sh(f"vumount -t vufs {tree} {mnt} && {sys.executable} -c '{code}'", *V)
+    assert r.stdout.split("\n")[:-1] == [
+        "EXDEV", "EXDEV", "EXDEV", "ok", "True", f"{mnt}/sub True", "True", "alpha", "out",
+        "ELOOP", "ENAMETOOLONG", "ENAMETOOLONG"], r.stderr
+
+
+def test_ro_and_noexec_mount_options(tmp_path, tree):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = sh(f"vumount -t vufs -o ro,noexec {tree} {mnt}; cat {mnt}/a.txt; echo x > {mnt}/a.txt; echo w=$?; "
+           f"mkdir {mnt}/n; echo mkdir=$?; {mnt}/exec.sh; echo exec=$?; "
+           f"mount -o remount,rw {mnt} 2>/dev/null || vumount -t vufs -o remount,rw x {mnt}; "
+           f"grep ' {mnt} ' /proc/self/mounts", *V)
+    assert "alpha\nw=1\nmkdir=1\nexec=126\n" in r.stdout, r.stdout + r.stderr
+    assert r.stderr.count("Read-only file system") == 2
+    assert "Permission denied" in r.stderr
+    assert f"{tree} {mnt} vufs rw,noexec,relatime 0 0" in r.stdout  # remount,rw keeps noexec, as Linux
+    assert (tree / "a.txt").read_text() == "alpha\n"
+
+
+def test_findmnt_df_mtab_and_mountinfo_show_virtual_mounts(tmp_path, tree):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = sh(f"vumount -t vufs -o cow {tree} {mnt} && findmnt -n -o TARGET,SOURCE,FSTYPE {mnt} && "
+           f"df --output=target {mnt} | tail -1 && grep -c ' {mnt} ' /etc/mtab && "
+           f"awk '$5 == \"{mnt}\" {{print $7, $8, $9}}' /proc/self/mountinfo && stat -f -c %n {mnt} && "
+           f"vumount | grep -c ' on {mnt} type vufs'", *V)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(mnt), str(tree), "vufs", str(mnt), "1", "-", "vufs", str(tree), str(mnt), "1"]
+    host = open("/proc/self/mountinfo").read()
+    assert str(mnt) not in host  # the host never saw it
+
+
+@pytest.mark.skipif(not ROOT, reason="util-linux mount refuses -t for ordinary users before calling mount(2)")
+def test_util_linux_mount_and_umount_as_root(tmp_path, tree):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = sh(f"mount -t vufs -o cow {tree} {mnt} && cat {mnt}/a.txt && findmnt -n -o FSTYPE {mnt} && "
+           f"umount {mnt} && ls {mnt} | wc -l && mount --bind {tree} {mnt} && cat {mnt}/with\\ space && "
+           f"umount -l {mnt} && echo done", *V)
+    assert r.stdout.split() == ["alpha", "vufs", "0", "space", "done"], r.stderr
+    assert str(mnt) not in open("/proc/self/mountinfo").read()
+
+
+def test_raw_mount_and_umount2_errors_match_linux(tmp_path, tree):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    code = f"""
+import ctypes, errno
+def s(p):
+    return ctypes.c_char_p(p.encode()) if p is not None else None
+def name(ret):
+    return "0" if ret == 0 else errno.errorcode[-ret]
+print(name(sc(165, s("{tree}"), s("{mnt}"), s("nosuchfs"), 0, s(""))))
+print(name(sc(165, s("{tree}"), s("{mnt}"), s("vufs"), 0, s("frobnicate"))))
+print(name(sc(165, s("{tree}"), s("{tmp_path}/missing"), s("vufs"), 0, s(""))))
+print(name(sc(165, s("{tree}/missing"), s("{mnt}"), s("vufs"), 0, s(""))))
+print(name(sc(166, s("{mnt}"), 0)))
+print(name(sc(165, s("{tree}"), s("{mnt}"), s("vufs"), 0, s("cow"))))
+print(name(sc(165, s("{tree}"), s("{mnt}"), s("vufs"), 0, s(""))))
+fd = os.open("{mnt}/sub", os.O_RDONLY)
+print(name(sc(166, s("{mnt}"), 0)))
+print(name(sc(166, s("{mnt}"), 1 << 10)))
+print(name(sc(166, s("{mnt}"), 2)))
+print(len(os.listdir(fd)), os.path.exists("{mnt}/a.txt"))
+os.close(fd)
+"""
+    r = py(code, *V)
+    assert r.stdout.split() == ["ENODEV", "EINVAL", "ENOENT", "ENOENT", "EINVAL", "0", "EBUSY", "EBUSY",
+                                "EINVAL", "0", "2", "False"], r.stderr
+
+
+def test_umount_after_the_last_user_leaves_and_rmmod_waits(tmp_path, tree):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = sh(f"vumount -t vufs {tree} {mnt}; vu_rmmod vufs; echo rmmod=$?; (cd {mnt}; vuumount {mnt}; echo busy=$?); "
+           f"vuumount {mnt}; echo um=$?; vuumount {mnt}; echo again=$?; vu_rmmod vufs; echo rmmod=$?", *V)
+    assert "rmmod=1\nbusy=32\num=0\nagain=32\nrmmod=0\n" in r.stdout, r.stdout + r.stderr
+    assert "not mounted" in r.stderr

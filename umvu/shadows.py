@@ -1,0 +1,64 @@
+"""Private host copies of virtual files, for what only the kernel can do with a file.
+
+The kernel execs and maps host files only.  A file that a module holds and
+cannot name on the host (no ``host_path``) is copied, once per version, to a
+private directory of the session, and the kernel is given the copy (VUOS does
+the same).  The copies go when the session ends.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+
+from umvu.registry import Mount
+
+CHUNK = 1 << 20
+
+
+async def _maybe(v):
+    if hasattr(v, "__await__"):
+        return await v
+    return v
+
+
+class Shadows:
+    def __init__(self) -> None:
+        self._dir: str | None = None
+        self._cache: dict[tuple[int, str], tuple[str, tuple[int, int, int]]] = {}
+
+    def _directory(self) -> str:
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="umvu-shadow-")
+            atexit.register(shutil.rmtree, self._dir, True)
+        return self._dir
+
+    async def copy_of(self, mount: Mount, path: str, st: os.stat_result) -> str:
+        """A host path with the content of virtual file ``path`` (canonical) as ``st`` describes it."""
+        key = (mount.id, path)
+        version = (st.st_mtime_ns, st.st_size, st.st_ino)
+        hit = self._cache.get(key)
+        if hit is not None and hit[1] == version and os.path.exists(hit[0]):
+            return hit[0]
+        fs, inner = mount.fs, mount.inner(path)
+        dest = os.path.join(self._directory(), f"{len(self._cache)}-{os.path.basename(path) or 'file'}")
+        handle = await _maybe(fs.open(inner, os.O_RDONLY, 0))
+        try:
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o700)
+            try:
+                offset = 0
+                while True:
+                    data = await _maybe(fs.read(handle, CHUNK, offset))
+                    if not data:
+                        break
+                    os.write(fd, data)
+                    offset += len(data)
+            finally:
+                os.close(fd)
+        finally:
+            await _maybe(fs.close(handle))
+        os.chmod(dest, (st.st_mode & 0o777) | 0o400)
+        self._cache[key] = (dest, version)
+        return dest
