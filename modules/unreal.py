@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from umvu.abi import StatFs, dtype_of, host_statfs
+from umvu.abi import StatFs, dtype_of, host_statfs, renameat2
 from umvu.hookspecs import hookimpl
 from umvu.vfs import DirEntry, FileSystem
 
@@ -81,9 +81,10 @@ class Unreal(FileSystem):
         os.unlink(self.real(path))
 
     def rename(self, old: str, new: str, flags: int) -> None:
-        if flags:
-            raise OSError(22, "rename flags are not supported by unreal")
-        os.rename(self.real(old), self.real(new))
+        renameat2(self.real(old), self.real(new), flags)
+
+    def mknod(self, path: str, mode: int, dev: int) -> None:
+        os.mknod(self.real(path), mode, dev)
 
     def link(self, old: str, new: str) -> None:
         os.link(self.real(old), self.real(new), follow_symlinks=False)

@@ -27,7 +27,7 @@ import shutil
 import stat
 import tempfile
 
-from umvu.abi import StatFs, dtype_of, host_statfs
+from umvu.abi import StatFs, dtype_of, host_statfs, renameat2
 from umvu.hookspecs import hookimpl
 from umvu.vfs import DirEntry, FileSystem
 
@@ -298,6 +298,9 @@ class Vufs(FileSystem):
     def symlink(self, target: str, path: str) -> None:
         os.symlink(target, self._prepare_new(path))
 
+    def mknod(self, path: str, mode: int, dev: int) -> None:
+        os.mknod(self._prepare_new(path), mode, dev)
+
     def unlink(self, path: str) -> None:
         h = self._host(path)
         if self.mode == "bind" or self._in_upper(h):
@@ -320,7 +323,7 @@ class Vufs(FileSystem):
 
     def rename(self, old: str, new: str, flags: int) -> None:
         if self.mode == "bind":
-            _renameat2(_join(self.lowers[0], old), _join(self.lowers[0], new), flags)
+            renameat2(_join(self.lowers[0], old), _join(self.lowers[0], new), flags)
             return
         src = self._host(old)
         if stat.S_ISDIR(os.lstat(src).st_mode) and not self._in_upper(src):
@@ -344,7 +347,7 @@ class Vufs(FileSystem):
         if not flags & 2 and _lexists(up_new) and stat.S_ISDIR(os.lstat(up_new).st_mode):
             for name in os.listdir(up_new):  # an empty merged directory: whiteouts only
                 os.unlink(os.path.join(up_new, name))
-        _renameat2(up_old, up_new, flags)
+        renameat2(up_old, up_new, flags)
         self._whiteout(old) if not flags & 2 else None
         if _lexists(_join(self.lowers[0], new)):  # the lower object at NEW stays hidden
             parent, name = _split(new)
@@ -390,20 +393,6 @@ class Vufs(FileSystem):
     def unmount(self) -> None:
         if self.own_upper and self.upper:
             shutil.rmtree(self.upper, ignore_errors=True)
-
-
-def _renameat2(old: str, new: str, flags: int) -> None:
-    if not flags:
-        os.rename(old, new)
-        return
-    import ctypes
-
-    from umvu import libc
-
-    ret = libc.raw_syscall(316, -100, ctypes.c_char_p(os.fsencode(old)), -100, ctypes.c_char_p(os.fsencode(new)),
-                           flags)
-    if ret < 0:
-        raise OSError(-ret, os.strerror(-ret))
 
 
 def parse_options(options: str) -> tuple[str, str | None]:

@@ -125,3 +125,14 @@ def host_statfs(path: str) -> StatFs:
         raise OSError(-ret, os.strerror(-ret), path)
     v = _STATFS.unpack(buf.raw)
     return StatFs(v[0], v[1], v[2], v[3], v[4], v[5], v[6], (v[7], v[8]), v[9], v[10], v[11])
+
+
+def renameat2(old: str, new: str, flags: int) -> None:
+    """rename(2) with RENAME_NOREPLACE/EXCHANGE (Python's os.rename has no flags)."""
+    if not flags:
+        os.rename(old, new)
+        return
+    ret = libc.raw_syscall(316, -100, ctypes.c_char_p(os.fsencode(old)), -100, ctypes.c_char_p(os.fsencode(new)),
+                           flags)
+    if ret < 0:
+        raise OSError(-ret, os.strerror(-ret))

@@ -47,6 +47,7 @@ MAX_RW_COUNT = 0x7FFFF000
 NR_OPENAT = syscalls.BY_NAME["openat"].nr
 NR_SECCOMP = 317
 NR_MMAP = syscalls.BY_NAME["mmap"].nr
+NR_CLOSE = syscalls.BY_NAME["close"].nr
 PLACEHOLDER = b"/dev/null\0"
 PATH_MAX = 4096
 
@@ -251,6 +252,8 @@ class Call:
             if intent is not None:
                 host = await maybe(m.fs.host_path(m.inner(r.path), intent, r.st))
                 if host is not None:
+                    if path.endswith("/") and not host.endswith("/"):
+                        host += "/"  # the kernel's trailing-slash rules (EISDIR, ENOTDIR) still apply
                     self._rewrite(i, dirfd_i, host)
                     self.via[i] = m
                     return None
@@ -672,9 +675,42 @@ async def fam_fallocate(c: Call) -> Any:
 
 @family("mmap")
 async def fam_mmap(c: Call) -> Any:
-    if c.vfd(4) is None:
+    """Map a private host copy of the virtual file (see shadows.py).
+
+    The copy is opened in the tracee in place of the call, mapped with the
+    caller's arguments, and closed again.  Writes through a shared writable
+    map reach the module when the file's last fd is closed.
+    """
+    of = c.vfd(4)
+    if of is None:
         return REAL
-    raise OSError(errno.ENODEV, "mmap of a virtual file is not supported yet")
+    prot, flags = c.args[2], c.args[3]
+    shared_write = flags & 0x3 == 0x1 and prot & 0x2  # MAP_SHARED, PROT_WRITE
+    if not of.readable or (shared_write and not of.writable):
+        raise OSError(errno.EACCES, "the fd's access mode does not allow this map")
+    if of.is_dir:
+        raise OSError(errno.ENODEV, "a directory")
+    st = await maybe(of.mount.fs.fstat(of.handle))
+    shadow = await c.hv.shadows.copy_of(of.mount, of.path, st)
+    if shared_write:
+        of.shadow = shadow
+    regs = c.regs
+    regs.nr = NR_OPENAT
+    regs.set_arg(0, AT_FDCWD)
+    regs.set_arg(1, c.put_scratch(os.fsencode(shadow) + b"\0"))
+    regs.set_arg(2, (os.O_RDWR if shared_write else os.O_RDONLY) | os.O_CLOEXEC)
+    regs.set_arg(3, 0)
+    fd = await c.t.finish_syscall(regs)
+    if fd < 0:
+        c.resume_with(fd)
+        return DONE
+    args = list(c.args[:6])
+    args[4] = fd
+    ret = await c.t.inject(NR_MMAP, *args)
+    await c.t.inject(NR_CLOSE, fd)
+    c.resume_with(ret)
+    c.result = ret  # type: ignore[attr-defined]
+    return DONE
 
 
 @family("ioctl")
@@ -813,6 +849,13 @@ async def fam_getcwd(c: Call) -> Any:
     fs = c.t.fs
     if not fs.cwd_virtual and fs.root == "/":
         return REAL
+    if fs.cwd_virtual:
+        try:
+            gone = (await resolve(c.hv.registry, "/", fs.cwd, True)).st is None
+        except OSError:
+            gone = True
+        if gone:
+            raise OSError(errno.ENOENT, "the current directory was removed")
     data = os.fsencode(view_path(c, c.cwd())) + b"\0"
     if c.args[1] < len(data):
         raise OSError(errno.ERANGE, "buffer too small")
@@ -974,8 +1017,17 @@ async def fam_mkdir(c: Call) -> Any:
     return 0
 
 
+def _last_name(c: Call) -> str:
+    return c.read_str(c.sc.path_args[0]).rstrip("/").rsplit("/", 1)[-1]
+
+
 @family("rmdir")
 async def fam_rmdir(c: Call) -> Any:
+    last = _last_name(c)
+    if last in (".", "..") and (c.hv.registry or not c.t.fs.plain):
+        r = await c.locate(c.sc.path_args[0])
+        if r.mount is not None or not c.t.fs.plain:
+            raise OSError(errno.EINVAL if last == "." else errno.ENOTEMPTY, "rmdir of . or ..")
     r = await c.target(intent="remove")
     if r is None:
         return REAL
@@ -990,6 +1042,15 @@ async def fam_rmdir(c: Call) -> Any:
 async def fam_unlink(c: Call) -> Any:
     if c.sc.name == "unlinkat" and c.args[2] & AT_REMOVEDIR:
         return await fam_rmdir(c)
+    i = c.sc.path_args[0]
+    if c.read_str(i).endswith("/") and (c.hv.registry or not c.t.fs.plain):
+        c.strings[i] = c.read_str(i).rstrip("/") or "/"
+        r = await c.locate(i)  # the name itself, not followed: Linux judges it
+        if r.mount is None and not r.crossed and c.t.fs.plain:
+            return REAL
+        if r.st is None:
+            raise OSError(errno.ENOENT, "no such file or directory")
+        raise OSError(errno.EISDIR if stat_mod.S_ISDIR(r.st.st_mode) else errno.ENOTDIR, "trailing slash")
     r = await c.target(intent="remove")
     if r is None:
         return REAL
@@ -1016,11 +1077,13 @@ def _same_mount(ra: Resolved | None, rb: Resolved | None) -> bool:
 
 @family("rename")
 async def fam_rename(c: Call) -> Any:
+    flags = c.args[4] & 0xFFFFFFFF if c.sc.name == "renameat2" else 0
+    if flags & ~7 or (flags & 2 and flags & 5):  # unknown; EXCHANGE with NOREPLACE or WHITEOUT
+        raise OSError(errno.EINVAL, "bad rename flags")
     ra, rb = await _two_paths(c)
     if _same_mount(ra, rb):
         return REAL
     _need(ra)
-    flags = c.args[4] if c.sc.name == "renameat2" else 0
     await maybe(ra.mount.fs.rename(ra.mount.inner(ra.path), rb.mount.inner(rb.path), flags))
     return 0
 
@@ -1143,12 +1206,19 @@ async def fam_mknod(c: Call) -> Any:
         return REAL
     if r.st is not None:
         raise OSError(errno.EEXIST, "exists")
-    raise OSError(errno.EPERM, "mknod on a virtual file system")
+    mode = c.arg("mode")
+    if not stat_mod.S_IFMT(mode):
+        mode |= stat_mod.S_IFREG
+    dev = c.args[c.sc.args.index("hex")]
+    await _fs_call(r, "mknod", (mode & ~0o7777) | (mode & 0o7777 & ~c.t.fs.umask), dev)
+    return 0
 
 
 @family("xattr")
 async def fam_xattr(c: Call) -> Any:
-    name = c.sc.name.lstrip("lf")
+    name = c.sc.name
+    if name[0] in "lf" and name[1:] in ("getxattr", "setxattr", "listxattr", "removexattr"):
+        name = name[1:]
     r = await _path_or_fd(c, "read" if name in ("getxattr", "listxattr") else "write")
     if r is None:
         return REAL

@@ -31,6 +31,7 @@ class OpenFile:
     offset: int = 0
     refs: int = 0
     dents: list[DirEntry] | None = field(default=None, repr=False)
+    shadow: str | None = None  # a host copy mapped MAP_SHARED writable: written back at release
 
     @property
     def readable(self) -> bool:

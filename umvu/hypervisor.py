@@ -25,6 +25,18 @@ if TYPE_CHECKING:  # pluggy and entry points cost start-up time: imported on fir
 ALWAYS = syscalls.ALWAYS_TRACED
 
 
+def _now(ret: Any) -> Any:
+    """Run a module method to its end here (a coroutine that does not suspend)."""
+    if hasattr(ret, "send"):
+        try:
+            ret.send(None)
+        except StopIteration as stop:
+            return stop.value
+        ret.close()
+        raise OSError(errno.EIO, "the module's method would have to wait here")
+    return ret
+
+
 class Hypervisor:
     def __init__(self, debug: int = 0, logfile: IO[str] | None = None) -> None:
         self.debug = debug
@@ -73,13 +85,18 @@ class Hypervisor:
 
     def release(self, of: OpenFile) -> None:
         """The last fd of a virtual open file went away: tell its module."""
+        fs = of.mount.fs
+        if of.shadow is not None:  # what a shared map wrote goes back to the module first
+            try:
+                with open(of.shadow, "rb") as f:
+                    offset = 0
+                    while data := f.read(1 << 20):
+                        _now(fs.write(of.handle, data, offset))
+                        offset += len(data)
+            except Exception as e:
+                self.log(f"{of.mount.module}: writing back the map of {of.path} failed: {e!r}")
         try:
-            ret = of.mount.fs.close(of.handle)
-            if hasattr(ret, "send"):
-                try:
-                    ret.send(None)
-                except StopIteration:
-                    pass
+            _now(fs.close(of.handle))
         except Exception as e:
             self.log(f"{of.mount.module}: close of {of.path} failed: {e!r}")
 

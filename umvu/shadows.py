@@ -59,6 +59,6 @@ class Shadows:
                 os.close(fd)
         finally:
             await _maybe(fs.close(handle))
-        os.chmod(dest, (st.st_mode & 0o777) | 0o400)
+        os.chmod(dest, (st.st_mode & 0o777) | 0o600)
         self._cache[key] = (dest, version)
         return dest

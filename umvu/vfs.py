@@ -100,6 +100,10 @@ class FileSystem:
     def mkdir(self, path: str, mode: int) -> None:
         raise _nosys("mkdir")
 
+    def mknod(self, path: str, mode: int, dev: int) -> None:
+        """A fifo, socket, device or empty regular file (``mode`` has the S_IFMT bits)."""
+        raise OSError(errno.EPERM, "mknod not supported")
+
     def rmdir(self, path: str) -> None:
         raise _nosys("rmdir")
 
