@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Debian packages the tests and benchmarks run for real
-DEBS   := python3-venv bash coreutils findutils tar gcc make libc6-dev strace proot tmux procps
+DEBS   := python3-venv bash coreutils findutils tar gcc make libc6-dev strace proot tmux procps git sqlite3 util-linux
 
 .PHONY: run test bench lint deps clean
 

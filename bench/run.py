@@ -79,6 +79,74 @@ def command(runner: str, prefix: list[str], cmd: str, unreal: bool) -> list[str]
     return prefix + ["bash", "-c", cmd]
 
 
+def vufs_setup(tmp: Path) -> Path:
+    """A source tree for the vufs rows: headers under git, a small C project, a 100 MB file."""
+    src = tmp / "src"
+    shutil.copytree("/usr/include", src / "include", symlinks=True)
+    git = ["git", "-c", "user.email=b@example.org", "-c", "user.name=b", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q"], cwd=src, check=True)
+    subprocess.run([*git, "add", "include"], cwd=src, check=True)
+    subprocess.run([*git, "commit", "-qm", "tree"], cwd=src, check=True)
+    proj = src / "cproj"
+    proj.mkdir()
+    for i in range(24):
+        (proj / f"f{i}.c").write_text(f"#include <stdio.h>\n#include <string.h>\nint f{i}(const char *s)"
+                                      f"{{ return (int)strlen(s) + {i}; }}\n")
+    (proj / "main.c").write_text("int main(void) { return 0; }\n")
+    objs = " ".join(f"f{i}.o" for i in range(24))
+    (proj / "Makefile").write_text(f"prog: main.o {objs}\n\tgcc -o $@ $^\n%.o: %.c\n\tgcc -O2 -c $<\n"
+                                   "clean:\n\trm -f *.o prog\n")
+    with open(src / "big", "wb") as f:
+        f.write(os.urandom(1 << 20) * 100)
+    return src
+
+
+VUFS_WORKLOADS = [
+    ("tar cf - include | wc -c", "tar cf - include | wc -c"),
+    ("find include -type f | wc -l", "find include -type f | wc -l"),
+    ("git status (repo of /usr/include)", "git status --short | wc -l"),
+    ("make of 25 C files", "make -s -C cproj clean && make -s -C cproj"),
+    ("100 MB sequential read (cat)", "cat big > /dev/null"),
+]
+
+
+def vufs_rows(tmp: Path, runs: int) -> list[tuple[str, dict[str, float]]]:
+    src = vufs_setup(tmp)
+    mnt = tmp / "mnt"
+    mnt.mkdir()
+    umvu = str(VENV_BIN / "umvu")
+    proot = shutil.which("proot")
+    rows = []
+    for wname, cmd in VUFS_WORKLOADS:
+        variants = {
+            "native": ["bash", "-c", f"cd {src} && {cmd}"],
+            "umvu vufs bind": [umvu, "-o", "vufs", "bash", "-c",
+                               f"vumount -t vufs {src} {mnt} && cd {mnt} && {cmd}"],
+            "umvu vufs cow": [umvu, "-o", "vufs", "bash", "-c",
+                              f"vumount -t vufs -o cow {src} {mnt} && cd {mnt} && {cmd}"],
+            "proot -b": [proot, "-b", f"{src}:{mnt}", "bash", "-c", f"cd {mnt} && {cmd}"] if proot else None,
+        }
+        med = {}
+        for rname, argv_ in variants.items():
+            if argv_ is None:
+                continue
+            timed(argv_)
+            med[rname] = statistics.median(timed(argv_) for _ in range(runs))
+        rows.append((wname, med))
+        print(wname, {k: round(v, 4) for k, v in med.items()}, flush=True)
+    return rows
+
+
+def table(rows: list[tuple[str, dict[str, float]]], names: list[str]) -> list[str]:
+    lines = ["| workload | native (s) | " + " | ".join(n for n in names if n != "native") + " |",
+             "|---|---:|" + "---:|" * (len(names) - 1)]
+    for wname, med in rows:
+        base = med["native"]
+        cells = [f"{med[n] / base:.2f}x" if n in med else "n/a" for n in names if n != "native"]
+        lines.append(f"| {wname.replace('|', chr(92) + '|')} | {base:.3f} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def timed(argv: list[str]) -> float:
     t0 = time.perf_counter()
     r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -113,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         startup = {rname: statistics.median(timed(run_with[rname] + ["true"]) for _ in range(args.runs))
                    for rname in names}
         rows.append(("`RUNNER true` (start-up, seconds)", startup))
+        vrows = vufs_rows(tmp, args.runs)
 
     # per-stop cost: the stat workload minus native, per call
     stat_row = next(med for wname, med in rows if wname.startswith("20,000 stat()"))
@@ -123,16 +192,16 @@ def main(argv: list[str] | None = None) -> int:
              f"{args.runs} runs, wall time, ratio to native (lower is better).", "",
              f"Machine: {os.cpu_count()} CPUs, kernel {os.uname().release}, Python {sys.version.split()[0]}, "
              f"measured {time.strftime('%Y-%m-%d')}.", "",
-             "| workload | native (s) | " + " | ".join(n for n in names if n != "native") + " |",
-             "|---|---:|" + "---:|" * (len(names) - 1)]
-    for wname, med in rows[:-1]:
-        base = med["native"]
-        cells = [f"{med[n] / base:.2f}x" if n in med else "n/a" for n in names if n != "native"]
-        lines.append(f"| {wname.replace('|', chr(92) + '|')} | {base:.3f} | " + " | ".join(cells) + " |")
+             *table(rows[:-1], names)]
     lines += ["", "Start-up (`RUNNER true`, seconds): "
               + ", ".join(f"{n} {v:.3f}" for n, v in startup.items()), "",
               "Cost of one intercepted call (the stat workload, minus native, per call, microseconds): "
               + ", ".join(f"{n} {v:.1f}" for n, v in per_stop.items()), ""]
+    lines += ["## File-heavy work in vufs mounts", "",
+              "The same commands in a source tree (a copy of /usr/include under git, a 25-file C project, a "
+              "100 MB file) at its real path, through a vufs bind and a vufs cow mount of it, and through "
+              "PRoot binding it at the same place (`proot -b`).  Start-up is included.", "",
+              *table(vrows, ["native", "umvu vufs bind", "umvu vufs cow", "proot -b"]), ""]
     missing = [n for n, p in run_with.items() if p is None]
     if missing:
         lines += [f"Not installed here, so not measured: {', '.join(missing)}.", ""]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from umvu.abi import StatFs, dtype_of, host_statfs, renameat2
+from umvu.abi import StatFs, dtype_of, dtype_of_entry, host_statfs, renameat2
 from umvu.hookspecs import hookimpl
 from umvu.vfs import DirEntry, FileSystem
 
@@ -57,12 +57,13 @@ class Unreal(FileSystem):
 
     def getdents(self, handle: int) -> list[DirEntry]:
         st = os.fstat(handle)
-        parent = os.stat("..", dir_fd=handle)
+        # not "..": looking it up needs search permission on a directory that may only be readable
+        parent = os.stat(os.path.dirname(os.readlink(f"/proc/self/fd/{handle}")))
         entries = [DirEntry(".", st.st_ino, dtype_of(st.st_mode)),
                    DirEntry("..", parent.st_ino, dtype_of(parent.st_mode))]
         with os.scandir(handle) as it:
             for e in it:
-                entries.append(DirEntry(e.name, e.inode(), dtype_of(e.stat(follow_symlinks=False).st_mode)))
+                entries.append(DirEntry(e.name, e.inode(), dtype_of_entry(e)))
         return entries
 
     def fsync(self, handle: int, datasync: bool) -> None:

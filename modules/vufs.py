@@ -27,7 +27,7 @@ import shutil
 import stat
 import tempfile
 
-from umvu.abi import StatFs, dtype_of, host_statfs, renameat2
+from umvu.abi import StatFs, dtype_of, dtype_of_entry, host_statfs, renameat2
 from umvu.hookspecs import hookimpl
 from umvu.vfs import DirEntry, FileSystem
 
@@ -46,11 +46,16 @@ def _split(path: str) -> tuple[str, str]:
 
 
 def _lexists(p: str) -> bool:
+    """Whether ``p`` exists; a lookup the caller may not make (EACCES) is an error, as it would be for them."""
     try:
         os.lstat(p)
         return True
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return False
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:  # a whiteout of a name near NAME_MAX cannot exist
+            return False
+        raise
 
 
 class DirHandle:
@@ -288,7 +293,7 @@ class Vufs(FileSystem):
                 if name in seen:
                     continue
                 seen.add(name)
-                out.append(DirEntry(name, e.inode(), dtype_of(e.stat(follow_symlinks=False).st_mode)))
+                out.append(DirEntry(name, e.inode(), dtype_of_entry(e)))
         return out
 
     # -- changes ---------------------------------------------------------------------------------

@@ -78,6 +78,20 @@ def dtype_of(mode: int) -> int:
     return stat.S_IFMT(mode) >> 12
 
 
+def dtype_of_entry(e: os.DirEntry) -> int:
+    """d_type of a scandir entry without a stat (which a directory without x would refuse)."""
+    try:
+        if e.is_symlink():
+            return stat.S_IFLNK >> 12
+        if e.is_dir(follow_symlinks=False):
+            return stat.S_IFDIR >> 12
+        if e.is_file(follow_symlinks=False):
+            return stat.S_IFREG >> 12
+        return dtype_of(e.stat(follow_symlinks=False).st_mode)
+    except OSError:
+        return 0  # DT_UNKNOWN: the caller stats if it cares
+
+
 def pack_dirent64(e: DirEntry, next_off: int) -> bytes:
     name = os.fsencode(e.name) + b"\0"
     reclen = (19 + len(name) + 7) & ~7

@@ -1309,6 +1309,16 @@ async def fam_mount(c: Call) -> Any:
     return 0
 
 
+def _host_mount_points() -> set[str]:
+    from umvu.mounts import unescape
+
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return {unescape(line.split(" ")[4]) for line in f}
+    except (OSError, IndexError):
+        return set()
+
+
 def _kernel_filesystems() -> set[str]:
     try:
         with open("/proc/filesystems") as f:
@@ -1326,7 +1336,9 @@ async def fam_umount(c: Call) -> Any:
     if r.st is None:
         raise OSError(errno.ENOENT, "no such file or directory")
     if c.hv.registry.at(r.path) is None:
-        return REAL  # a host mount point, or none: the kernel says EINVAL or EPERM
+        if r.mount is None and r.path in _host_mount_points():
+            return REAL  # the host's: the kernel decides (EPERM for an ordinary user)
+        raise OSError(errno.EINVAL, "not a mount point")
     try:
         c.hv.umount(r.path, flags)
     except OSError as e:

@@ -112,7 +112,7 @@ def _escape(s: str) -> str:
     return "".join(out)
 
 
-def _unescape(s: str) -> str:
+def unescape(s: str) -> str:
     i, out = 0, []
     while i < len(s):
         if s[i] == "\\" and len(s[i + 1 : i + 4]) == 3 and s[i + 1 : i + 4].isdigit():
@@ -165,7 +165,7 @@ def mountinfo(pid: int, mounts: list[Mount], root: str = "/") -> str:
     for line in host.splitlines():
         f = line.split(" ")
         if len(f) > 4:
-            real.append((int(f[0]), _unescape(f[4])))
+            real.append((int(f[0]), unescape(f[4])))
     lines = [host.rstrip("\n")] if host.strip() else []
     for m in mounts:
         point = _visible(m.point, root)
