@@ -284,3 +284,54 @@ def test_umount_after_the_last_user_leaves_and_rmmod_waits(tmp_path, tree):
            f"vuumount {mnt}; echo um=$?; vuumount {mnt}; echo again=$?; vu_rmmod vufs; echo rmmod=$?", *V)
     assert "rmmod=1\nbusy=32\num=0\nagain=32\nrmmod=0\n" in r.stdout, r.stdout + r.stderr
     assert "not mounted" in r.stderr
+
+
+def test_dynamic_loader_loads_libraries_from_virtual_trees(tmp_path):
+    """ld.so opens and maps a library under /unreal (a private copy) and under a vufs bind (a real fd)."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (tmp_path / "greet.c").write_text('#include <stdio.h>\nvoid greet(void) { puts("greeted"); }\n')
+    (tmp_path / "main.c").write_text("void greet(void);\nint main(void) { greet(); return 0; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib / "libgreet.so"), str(tmp_path / "greet.c")], check=True)
+    subprocess.run(["gcc", "-o", str(tmp_path / "main"), str(tmp_path / "main.c"), f"-L{lib}", "-lgreet"], check=True)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    hidden = tmp_path / "hidden"
+    lib.rename(hidden)  # the library exists only where the views put it
+    r = sh(f"LD_LIBRARY_PATH=/unreal{hidden} {tmp_path}/main; vumount -t vufs {hidden} {mnt} && "
+           f"LD_LIBRARY_PATH={mnt} {tmp_path}/main; cp {tmp_path}/main {mnt}/ && LD_LIBRARY_PATH={mnt} {mnt}/main",
+           "-o", "vufs,unreal")
+    assert r.stdout.split() == ["greeted"] * 3, r.stderr
+
+
+def test_io_uring_is_refused_while_a_view_exists(tmp_path, tree):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    code = f"""
+import ctypes, errno
+params = ctypes.create_string_buffer(120)
+print(errno.errorcode.get(-sc(425, 4, params), "fd"))
+print(sc(165, ctypes.c_char_p(b"{tree}"), ctypes.c_char_p(b"{mnt}"), ctypes.c_char_p(b"vufs"), 0, None))
+print(errno.errorcode.get(-sc(425, 4, params), "fd"))
+"""
+    r = py(code, *V)
+    lines = r.stdout.split()
+    assert lines[1:] == ["0", "ENOSYS"], r.stderr
+    assert lines[0] != "ENOSYS"  # before anything is mounted the kernel answers
+
+
+def test_a_private_cow_upper_goes_with_the_session(tmp_path, tree):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = sh(f"vumount -t vufs -o cow {tree} {mnt} && echo x > {mnt}/new && cat {mnt}/new", *V)
+    assert r.stdout == "x\n", r.stderr  # the write went to a private upper directory...
+    uppers = [p for p in os.listdir(tempfile_dir()) if p.startswith("umvu-cow-")]
+    assert not any((tempfile_dir() / p / "new").exists() for p in uppers)  # ...which the session's end removed
+    assert not (tree / "new").exists()
+
+
+def tempfile_dir():
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.gettempdir())

@@ -68,7 +68,10 @@ def umvu_main(argv: list[str] | None = None) -> int:
         hv.tracer.spawn(command, _command_env())
     except OSError as e:
         return _fail("umvu", e.strerror or str(e))
-    return hv.tracer.run()
+    try:
+        return hv.tracer.run()
+    finally:
+        hv.shutdown()
 
 
 def _command_env() -> dict[str, str]:

@@ -720,6 +720,14 @@ async def fam_ioctl(c: Call) -> Any:
     raise OSError(errno.ENOTTY, "no ioctls on this file")
 
 
+@family("bypass")
+async def fam_bypass(c: Call) -> Any:
+    """Calls whose work the kernel would do out of umvu's sight (io_uring opens files itself)."""
+    if not c.hv.registry and c.t.fs.plain:
+        return REAL
+    raise OSError(errno.ENOSYS, f"{c.sc.name} would bypass the view: use the plain system calls")
+
+
 @family("nocopy")
 async def fam_nocopy(c: Call) -> Any:
     if not any(c.vfd(i) for i in c.sc.fd_args):

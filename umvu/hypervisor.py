@@ -232,4 +232,12 @@ class Hypervisor:
 
     def run(self, argv: list[str]) -> int:
         self.tracer.spawn(argv)
-        return self.tracer.run()
+        try:
+            return self.tracer.run()
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """The session is over: unmount what is left (a cow mount's private upper goes), innermost first."""
+        for m in sorted(self.registry, key=lambda m: m.point.count("/"), reverse=True):
+            self._drop(m)

@@ -139,12 +139,15 @@ close_range       436   436  int,int,hex                               close_ran
 openat2           437   437  dirfd,path,ptr,size                       openat2
 faccessat2        439   439  dirfd,apath,mode,atflags                  access
 fchmodat2         452   452  dirfd,apath,mode,atflags                  chmod
+io_uring_setup    425   425  int,ptr                                   bypass
 vu_control        0x5655 0x5655 int,ptr,size,ptr,size                  control
 """
 
 # Families whose calls must stop even without a path or a virtual fd: the
-# process's view (cwd, umask, fd table) changes through them.
-ALWAYS_TRACED = frozenset({"getcwd", "chdir", "umask", "close_range", "control", "mount", "umount", "chroot"})
+# process's view (cwd, root, umask, fd table, mount table) changes through
+# them, or (bypass) they would act on files out of umvu's sight.
+ALWAYS_TRACED = frozenset({"getcwd", "chdir", "umask", "close_range", "control", "mount", "umount", "chroot",
+                           "bypass"})
 
 PATH_KINDS = frozenset({"path", "lpath", "apath", "fpath", "opath"})
 
