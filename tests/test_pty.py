@@ -88,3 +88,16 @@ def test_exit_status_reaches_the_caller(shell):
     shell.expect(pexpect.EOF)
     shell.close()
     assert shell.exitstatus == 7
+
+
+def test_ctrl_c_interrupts_a_read_waiting_on_a_slow_module(shell):
+    """The module takes 1.5 s to answer; Ctrl-C ends the wait at once, as the kernel ends a blocked read."""
+    run(shell, f"vu_insmod {os.path.dirname(__file__)}/data/slowfs.py")
+    shell.sendline("cat /slow/file")
+    started("cat /slow/file")
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    shell.sendcontrol("c")
+    shell.expect(PROMPT)
+    assert time.monotonic() - t0 < 0.8
+    assert run(shell, "echo $?").split()[-1] == "130"

@@ -289,3 +289,25 @@ def test_gcc_and_make_inside_unreal(tmp_path):
     import subprocess
 
     assert subprocess.run([str(tmp_path / "hello")], capture_output=True, text=True).stdout.strip() == "hi, 7"
+
+
+def test_a_signal_ends_a_call_waiting_on_a_slow_module_with_eintr():
+    code = f"""
+import signal, time
+def stop(*a):
+    raise TimeoutError
+signal.signal(signal.SIGALRM, stop)
+os.system("vu_insmod {HERE}/data/slowfs.py")
+fd = os.open("/slow/file", os.O_RDONLY)
+signal.setitimer(signal.ITIMER_REAL, 0.2)
+t0 = time.monotonic()
+try:
+    os.read(fd, 10)
+except TimeoutError:
+    print("interrupted", time.monotonic() - t0 < 1.0)
+signal.signal(signal.SIGALRM, lambda *a: None)   # a handler that returns: Python retries (PEP 475)
+signal.setitimer(signal.ITIMER_REAL, 0.2)
+print(os.read(fd, 10))
+"""
+    r = py(code)
+    assert r.stdout.split("\n")[:2] == ["interrupted True", "b'slow\\n'"], r.stderr

@@ -53,6 +53,7 @@ OPTIONS = (
 )
 
 SPIN_SECONDS = 50e-6
+INTERRUPT_POLL = 0.05  # how often tracees waiting on a module are checked for signals
 
 
 class _NextStop:
@@ -107,6 +108,7 @@ class Tracee:
         self.files = files
         files.users += 1
         self.task: Coroutine | None = None  # handler waiting for this tracee
+        self.at_entry = False  # stopped at a call's seccomp stop, the call not yet run
         self.pending_signals: list[int] = []
         self.regs = arch.Regs()
 
@@ -130,6 +132,7 @@ class Tracee:
         Signals that arrive meanwhile are held back and delivered when the
         handler resumes the tracee for good.
         """
+        self.at_entry = False
         while True:
             libc.try_ptrace(libc.PTRACE_SYSCALL, self.tid, 0, 0)
             status = await NEXT_STOP
@@ -213,6 +216,7 @@ class Tracer:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.release_file: Callable[[OpenFile], None] = lambda of: None
         self.paths_traced = True  # path calls stop in every process (see trace_paths)
+        self._waiting: dict[Tracee, Coroutine] = {}  # tracees whose handler waits on a worker thread
 
     # -- start ---------------------------------------------------------------------
     def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> int:
@@ -290,7 +294,12 @@ class Tracer:
                 if tid:
                     handle(tid, status)
                     continue
-                select.select([self._wake_r], [], [])
+                if self._waiting:  # a signal for a tracee waiting on a module must not wait with it
+                    if not select.select([self._wake_r], [], [], INTERRUPT_POLL)[0]:
+                        self._check_interrupts()
+                        continue
+                else:
+                    select.select([self._wake_r], [], [])
                 try:
                     while os.read(self._wake_r, 4096):
                         pass
@@ -322,6 +331,7 @@ class Tracer:
                 and sig not in STOP_SIGNALS:
             self._step(t, self._stack_path_filter(t, event == libc.PTRACE_EVENT_SECCOMP), None)
         elif event == libc.PTRACE_EVENT_SECCOMP:
+            t.at_entry = True
             coro = self.on_syscall(t)
             if coro is not None:
                 self._step(t, coro, None)
@@ -362,6 +372,27 @@ class Tracer:
             fut = self._pool.submit(req.fn, *req.args)
             fut.add_done_callback(lambda f, t=t, coro=coro: self._offload_done(t, coro, f))
             t.task = _WAITING_OFFLOAD
+            self._waiting[t] = coro
+
+    def _check_interrupts(self) -> None:
+        """End with EINTR the calls of waiting tracees that have a deliverable signal pending.
+
+        A tracee stopped by ptrace does not act on a signal until resumed, so
+        Ctrl-C on a program blocked in a slow module would wait for the module;
+        the kernel interrupts such waits, and so does umvu.  The worker thread
+        finishes on its own; its result is dropped.
+        """
+        for t, coro in list(self._waiting.items()):
+            if t.task is not _WAITING_OFFLOAD or not t.at_entry or not _signal_pending(t.tid):
+                continue
+            del self._waiting[t]
+            t.task = None
+            coro.close()
+            regs = t.getregs()
+            regs.nr = -1
+            regs.ret = -errno.EINTR
+            arch.setregs(t.tid, regs)
+            t.cont()
 
     def _offload_done(self, t: Tracee, coro: Coroutine, fut: concurrent.futures.Future) -> None:
         exc = fut.exception()
@@ -374,10 +405,11 @@ class Tracer:
     def _finish_offloads(self) -> None:
         while self._done:
             t, coro, result = self._done.popleft()
-            if self.tracees.get(t.tid) is t and t.task is _WAITING_OFFLOAD:
+            if self._waiting.get(t) is coro and self.tracees.get(t.tid) is t and t.task is _WAITING_OFFLOAD:
+                del self._waiting[t]
                 self._step(t, coro, result)
             else:
-                coro.close()  # the tracee died meanwhile
+                coro.close()  # the tracee died, or a signal ended its call, meanwhile
 
     # -- process life ------------------------------------------------------------------
     def _new_child(self, parent: Tracee, event: int) -> None:
@@ -501,6 +533,7 @@ class Tracer:
         if t.task is not None and t.task is not _WAITING_OFFLOAD:
             t.task.close()
         t.task = None
+        self._waiting.pop(t, None)
         self._drop_files(t)
         if t.tid == self.root_tid:
             if os.WIFEXITED(status):
@@ -514,6 +547,27 @@ class Tracer:
                 os.kill(self.root_tid, sig)
             except ProcessLookupError:
                 pass
+
+
+_QUIET_BY_DEFAULT = sum(1 << (s - 1) for s in (signal.SIGCHLD, signal.SIGURG, signal.SIGWINCH, signal.SIGCONT,
+                                               signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU))
+
+
+def _signal_pending(tid: int) -> bool:
+    """Whether ``tid`` has a signal pending that it neither blocks nor ignores (/proc/TID/status)."""
+    fields = {}
+    try:
+        with open(f"/proc/{tid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"):
+                    fields[key] = int(value, 16)
+    except (OSError, ValueError):
+        return False
+    pending = fields.get("SigPnd", 0) | fields.get("ShdPnd", 0)
+    pending &= ~fields.get("SigBlk", 0) & ~fields.get("SigIgn", 0)
+    # Signals whose default is to be ignored or to stop do not end a system call unless caught.
+    return bool(pending & (fields.get("SigCgt", 0) | ~_QUIET_BY_DEFAULT))
 
 
 class _WaitingOffload:
