@@ -65,6 +65,7 @@ class DirHandle:
 
 class Vufs(FileSystem):
     fstype = "vufs"
+    real_files = True
 
     def __init__(self, mode: str, lowers: list[str], upper: str | None = None, own_upper: bool = False) -> None:
         self.mode = mode
@@ -72,6 +73,8 @@ class Vufs(FileSystem):
         self.upper = upper
         self.own_upper = own_upper  # made for this mount: removed at unmount
         self.readonly = mode == "merge"
+        if mode == "bind":  # everything is the source's own: real fds for directories too
+            self.real_dirs = True
         self._visible: dict[str, bool] = {}  # cow: does the lower tree show under this directory?
 
     # -- where a name lives ------------------------------------------------------------------
@@ -207,8 +210,8 @@ class Vufs(FileSystem):
     def host_path(self, path: str, intent: str, st: os.stat_result | None) -> str | None:
         is_dir = st is not None and stat.S_ISDIR(st.st_mode)
         if intent in ("read", "exec"):
-            if st is None or is_dir:
-                return None  # ENOENT said by the core; directories are listed here
+            if st is None or (is_dir and self.mode != "bind"):
+                return None  # ENOENT said by the core; union directories are listed here
             return self._find(path)
         if self.mode == "bind":
             return _join(self.lowers[0], path)
@@ -335,7 +338,7 @@ class Vufs(FileSystem):
             raise OSError(errno.EXDEV, "a lower directory is not renamed (programs copy it)")
         if stat.S_ISDIR(os.lstat(src).st_mode) and _lexists(_join(self.lowers[0], old)) and self._lower_visible(old):
             raise OSError(errno.EXDEV, "a merged directory is not renamed (programs copy it)")
-        dst_exists = self._find(new) is not None
+        dst_exists = (dst := self._find(new)) is not None and _lexists(dst)
         if flags & 1 and dst_exists:  # RENAME_NOREPLACE
             raise OSError(errno.EEXIST, "exists")
         if flags & 2 and not dst_exists:  # RENAME_EXCHANGE
@@ -363,7 +366,8 @@ class Vufs(FileSystem):
                 self._visible.clear()
 
     def link(self, old: str, new: str) -> None:
-        if self._find(new) is not None:
+        dst = self._find(new)
+        if dst is not None and _lexists(dst):
             raise OSError(errno.EEXIST, "exists")
         os.link(self._copy_up(old), self._prepare_new(new), follow_symlinks=False)
 

@@ -148,13 +148,19 @@ def test_bind_hands_out_real_fds_and_runs_binaries(tmp_path, tree):
     mnt.mkdir()
     code = f"""import os
 fd = os.open("{mnt}/sub/b.bin", os.O_RDONLY)
-print(os.readlink(f"/proc/self/fd/{{fd}}"))  # a real fd: the kernel names the host file
+print(os.readlink(f"/proc/self/fd/{{fd}}"))  # named in the view...
+print(os.fstat(fd).st_ino == os.stat("{tree}/sub/b.bin").st_ino)  # ...but the host file itself
 print(os.read(fd, 4) == bytes(range(4)))
-print(os.stat("{mnt}").st_dev != os.stat("{tree}").st_dev)
+print(os.stat("{mnt}").st_dev == os.stat("{tree}").st_dev)  # a bind shows the st_dev of its source, as on Linux
 print(sorted(os.listdir("{mnt}")) == sorted(os.listdir("{tree}")))
+d = os.open("{mnt}/sub", os.O_RDONLY)
+os.fchdir(d)
+print(os.getcwd(), sorted(os.listdir("..")) == sorted(os.listdir("{tmp_path}/mnt")))
 """
-    r = sh(f"vumount -t vufs {tree} {mnt} && {sys.executable} -c '{code}' && {mnt}/exec.sh", *V)
-    assert r.stdout.split() == [f"{tree}/sub/b.bin", "True", "True", "True", "hi"], r.stderr
+    r = sh(f"vumount -t vufs {tree} {mnt} && {sys.executable} -c '{code}' && {mnt}/exec.sh", "-v", *V)
+    assert r.stdout.split() == [f"{mnt}/sub/b.bin", "True", "True", "True", "True", f"{mnt}/sub", "True", "hi"], \
+        r.stderr
+    assert " read(" not in r.stderr and "getdents64(" not in r.stderr  # the kernel's own I/O: no stops
 
 
 def test_merge_is_a_read_only_union_first_wins(tmp_path):

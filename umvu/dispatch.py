@@ -54,6 +54,11 @@ PATH_MAX = 4096
 # What a call will do to the name it resolves: see FileSystem.host_path.
 Intent = str | None | Callable[[os.stat_result | None], str | None]
 WRITE_INTENTS = frozenset({"write", "create", "remove", "rename"})
+# Families worth a host path (FileSystem.host_path): the kernel's work gives
+# something umvu cannot (a real fd, an exec).  Handing it any other call costs
+# a second stop (the rewritten argument is restored at the call's exit), while
+# serving it from the module's own (host) calls takes one.
+PASSTHROUGH_FAMILIES = frozenset({"open", "openat2", "exec"})
 # Families that may read the mount tables umvu writes under /proc.
 SYNTHETIC_FAMILIES = frozenset({"open", "stat", "statx", "access"})
 
@@ -100,6 +105,7 @@ class Call:
         self._scratch = regs.sp - arch.RED_ZONE
         self.via: dict[int, Mount] = {}  # path arguments handed to a module's host path
         self.real: Resolved | None = None  # the last real path target() resolved
+        self.handed: tuple[str, str] | None = None  # (view path, host path) given to the kernel
 
     # -- arguments -------------------------------------------------------------------
     def arg(self, kind: str) -> int:
@@ -224,6 +230,9 @@ class Call:
                     raise OSError(errno.EBADF, "bad dirfd") from None
                 if not start.startswith("/"):
                     raise OSError(errno.ENOTDIR, "dirfd is not a directory")
+                view = t.files.view_of(t.tid, dirfd)
+                if view is not None:  # a real directory fd a module handed out
+                    start, virtual_base = view, True
         if not hv.registry and not virtual_base and not confined:
             return None
         if len(path) >= PATH_MAX:
@@ -249,9 +258,10 @@ class Call:
                     raise OSError(errno.EACCES, "mounted noexec")
                 if intent in WRITE_INTENTS and m.readonly and not (intent == "create" and r.st is not None):
                     raise OSError(errno.EROFS, "read-only file system")
-            if intent is not None:
+            if intent is not None and sc.family in PASSTHROUGH_FAMILIES:
                 host = await maybe(m.fs.host_path(m.inner(r.path), intent, r.st))
                 if host is not None:
+                    self.handed = (r.path, host)
                     if path.endswith("/") and not host.endswith("/"):
                         host += "/"  # the kernel's trailing-slash rules (EISDIR, ENOTDIR) still apply
                     self._rewrite(i, dirfd_i, host)
@@ -299,6 +309,8 @@ class Call:
             t.cont()
             return
         ret = await t.finish_syscall(self.regs)
+        if ret >= 0 and self.handed is not None and self.sc.family in ("open", "openat2"):
+            t.files.hosted[ret] = self.handed  # a real fd: remember where it is in the view
         self.resume_with(ret)
 
     def skip(self, ret: int) -> None:
@@ -743,14 +755,22 @@ async def _stat_of(c: Call) -> tuple[os.stat_result, int] | None:
         of = c.vfd(0)
         if of is None:
             return None
-        return await maybe(of.mount.fs.fstat(of.handle)), of.mount.dev
+        return _dev(of.mount, await maybe(of.mount.fs.fstat(of.handle)))
     r = await c.target()
     if r is None:
         return None
     of = getattr(r, "of", None)
     if of is not None:
-        return await maybe(of.mount.fs.fstat(of.handle)), of.mount.dev
-    return _need(r), r.mount.dev
+        return _dev(of.mount, await maybe(of.mount.fs.fstat(of.handle)))
+    return _dev(r.mount, _need(r))
+
+
+def _dev(m: Mount, st: os.stat_result) -> tuple[os.stat_result, int]:
+    """The stat and the st_dev to show: the mount's, or the host's for a host file handed out as such."""
+    fs = m.fs
+    if fs.real_files and (fs.real_dirs or not stat_mod.S_ISDIR(st.st_mode)):
+        return st, st.st_dev
+    return st, m.dev
 
 
 @family("stat")
@@ -878,6 +898,9 @@ async def fam_chdir(c: Call) -> Any:
         of = c.vfd(0)
         if of is None:
             fs.cwd, fs.cwd_virtual = None, False
+            view = c.t.files.view_of(c.t.tid, s32(c.args[0]))
+            if view is not None:  # a real directory fd a module handed out names a place in the view
+                fs.cwd, fs.cwd_virtual = view, True
             return REAL
         if not of.is_dir:
             raise OSError(errno.ENOTDIR, "not a directory")

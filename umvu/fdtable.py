@@ -48,6 +48,23 @@ class FdTable:
     def __init__(self) -> None:
         self.fds: dict[int, OpenFile] = {}
         self.users = 0  # threads/processes sharing this table
+        # Real fds a module handed out (host_path): fd -> (view path, host path).  The
+        # kernel owns them and closes them unseen, so an entry is trusted only while
+        # the fd still names that host path.
+        self.hosted: dict[int, tuple[str, str]] = {}
+
+    def view_of(self, tid: int, fd: int) -> str | None:
+        """The view's path of real fd ``fd`` if a module handed it out, else None."""
+        entry = self.hosted.get(fd)
+        if entry is None:
+            return None
+        try:
+            if os.readlink(f"/proc/{tid}/fd/{fd}") == entry[1]:
+                return entry[0]
+        except OSError:
+            pass
+        del self.hosted[fd]
+        return None
 
     def __bool__(self) -> bool:
         return bool(self.fds)
@@ -77,6 +94,7 @@ class FdTable:
     def copy(self) -> FdTable:
         new = FdTable()
         new.fds = dict(self.fds)
+        new.hosted = dict(self.hosted)
         for of in new.fds.values():
             of.refs += 1
         return new

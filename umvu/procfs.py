@@ -105,7 +105,9 @@ class ProcView:
             except OSError:
                 return None
         of = t.files.get(int(what[3:]))
-        return of.path if of is not None else None
+        if of is not None:
+            return of.path
+        return t.files.view_of(t.tid, int(what[3:]))  # a real fd a module handed out
 
     def synthetic(self, path: str) -> Mount | None:
         """The mount serving a /proc file umvu must write itself (the mount tables)."""

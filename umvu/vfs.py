@@ -41,6 +41,11 @@ class FileSystem:
 
     #: shown by findmnt/df later, and in vu_lsmod
     fstype = "vfs"
+    #: non-directories are host files handed out by ``host_path``: stat shows
+    #: their host st_dev, as fstat of the real fd a process gets does
+    real_files = False
+    #: directories too (a bind: Linux shows a bind mount with its source's st_dev)
+    real_dirs = False
 
     def unmount(self) -> None:
         """The mount is gone (for a lazy unmount: from the tree; open files may go on)."""
