@@ -13,10 +13,10 @@ import os
 
 from umvu.abi import StatFs, dtype_of, dtype_of_entry, host_statfs, renameat2
 from umvu.hookspecs import hookimpl
-from umvu.vfs import DirEntry, FileSystem
+from umvu.vfs import DirEntry, FileSystem, HostFdLocks
 
 
-class Unreal(FileSystem):
+class Unreal(HostFdLocks, FileSystem):
     fstype = "unreal"
 
     def __init__(self, root: str = "/") -> None:

@@ -29,7 +29,7 @@ import tempfile
 
 from umvu.abi import StatFs, dtype_of, dtype_of_entry, host_statfs, renameat2
 from umvu.hookspecs import hookimpl
-from umvu.vfs import DirEntry, FileSystem
+from umvu.vfs import DirEntry, FileSystem, HostFdLocks
 
 WH = ".wh."
 PATH_SOURCES = ("vufs",)  # the core resolves these sources in the caller's view
@@ -63,7 +63,7 @@ class DirHandle:
         self.path = path
 
 
-class Vufs(FileSystem):
+class Vufs(HostFdLocks, FileSystem):
     fstype = "vufs"
     real_files = True
 

@@ -22,12 +22,11 @@ KNOWN = {
     "rename.across_dirs_open_cwd": CWD_IS_A_PATH,
     "dir.removed_cwd": CWD_IS_A_PATH,
     "open.tmpfile": "linkat of /proc/self/fd/N of an O_TMPFILE into a view: the fd's mount is not known (EXDEV)",
-    "lock.flock": "flock on a module-held fd is accepted but not enforced",
 }
 PER_MODE = {
     "bind": {"rename.across_dirs_open_cwd", "dir.removed_cwd", "open.tmpfile"},
     "cow": {"rename.across_dirs_open_cwd", "dir.removed_cwd", "open.tmpfile"},
-    "unreal": {"rename.across_dirs_open_cwd", "dir.removed_cwd", "open.tmpfile", "lock.flock"},
+    "unreal": {"rename.across_dirs_open_cwd", "dir.removed_cwd", "open.tmpfile"},
 }
 
 

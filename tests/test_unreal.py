@@ -311,3 +311,35 @@ print(os.read(fd, 10))
 """
     r = py(code)
     assert r.stdout.split("\n")[:2] == ["interrupted True", "b'slow\\n'"], r.stderr
+
+
+def test_flock_and_record_locks_on_virtual_fds_conflict_between_processes(tree):
+    code = f"""
+import fcntl, struct
+path = "/unreal{tree}/a.txt"
+a = os.open(path, os.O_RDWR)
+fcntl.flock(a, fcntl.LOCK_EX)
+fcntl.lockf(a, fcntl.LOCK_EX, 2, 0)
+pid = os.fork()
+if pid == 0:
+    b = os.open(path, os.O_RDWR)
+    out = []
+    try:
+        fcntl.flock(b, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        out.append("flock busy")
+    try:
+        fcntl.lockf(b, fcntl.LOCK_EX | fcntl.LOCK_NB, 2, 0)
+    except OSError:
+        out.append("record busy")
+    got = fcntl.fcntl(b, fcntl.F_GETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 0, 2, 0))
+    out.append("held" if struct.unpack("hhqqi4x", got)[0] == fcntl.F_WRLCK else "free")
+    fcntl.lockf(b, fcntl.LOCK_EX | fcntl.LOCK_NB, 2, 10)  # another range is free
+    print(", ".join(out), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+fcntl.flock(a, fcntl.LOCK_UN)
+print("unlocked")
+"""
+    r = py(code, *U)
+    assert r.stdout.split("\n")[:2] == ["flock busy, record busy, held", "unlocked"], r.stderr

@@ -341,3 +341,10 @@ def tempfile_dir():
     from pathlib import Path
 
     return Path(tempfile.gettempdir())
+
+
+def test_mounting_a_type_loads_its_module_as_the_kernel_does(tmp_path, tree):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = sh(f"vu_lsmod; vumount -t vufs {tree} {mnt} && cat {mnt}/a.txt && vu_lsmod")
+    assert r.stdout.startswith("alpha\nvufs "), r.stdout + r.stderr

@@ -532,12 +532,48 @@ async def fam_fcntl(c: Call) -> Any:
     if cmd == F_SETFL:
         of.flags = (of.flags & ~SETFL_MASK) | (c.args[2] & SETFL_MASK)
         return 0
-    if cmd in (F_GETLK, F_OFD_GETLK):
-        c.write(c.args[2], struct.pack("<h", 2))  # F_UNLCK: record locks are not shared yet
-        return 0
-    if cmd in (F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW):
-        return 0
+    if cmd in (F_GETLK, F_OFD_GETLK, F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW):
+        return await _record_lock(c, of, cmd)
     return REAL  # F_GETFD/F_SETFD and the rest act on the placeholder
+
+
+FLOCK = struct.Struct("<hhqqi4x")  # struct flock: l_type, l_whence, l_start, l_len, l_pid
+
+
+async def _record_lock(c: Call, of: OpenFile, cmd: int) -> int:
+    """fcntl record locks on a virtual fd: the module's ``lock`` decides (see vfs.HostFdLocks)."""
+    l_type, whence, start, length, _pid = FLOCK.unpack(memory.read(c.t.tid, c.args[2], FLOCK.size))
+    if l_type not in (0, 1, 2):  # F_RDLCK, F_WRLCK, F_UNLCK
+        raise OSError(errno.EINVAL, "bad lock type")
+    if l_type == 0 and not of.readable or l_type == 1 and not of.writable:
+        raise OSError(errno.EBADF, "the fd's access mode does not allow this lock")
+    if whence == os.SEEK_CUR:
+        start, whence = start + of.offset, os.SEEK_SET
+    elif whence == os.SEEK_END:
+        start, whence = start + (await maybe(of.mount.fs.fstat(of.handle))).st_size, os.SEEK_SET
+    elif whence != os.SEEK_SET:
+        raise OSError(errno.EINVAL, "bad whence")
+    if start < 0:
+        raise OSError(errno.EINVAL, "negative start")
+    get = cmd in (F_GETLK, F_OFD_GETLK)
+    wait = cmd in (F_SETLKW, F_OFD_SETLKW)
+    got = await maybe(of.mount.fs.lock(of.handle, "get" if get else "wait" if wait else "set", l_type, start, length))
+    if get:
+        c.write(c.args[2], FLOCK.pack(*(got or (2, 0, start, length, 0))))
+    return 0
+
+
+@family("flock")
+async def fam_flock(c: Call) -> Any:
+    of = c.vfd(0)
+    if of is None:
+        return REAL
+    op = s32(c.args[1])
+    kind = op & ~4  # LOCK_NB
+    if kind not in (1, 2, 8):  # LOCK_SH, LOCK_EX, LOCK_UN
+        raise OSError(errno.EINVAL, "bad flock operation")
+    await maybe(of.mount.fs.flock(of.handle, op))
+    return 0
 
 
 # -- I/O ---------------------------------------------------------------------------------
@@ -1320,7 +1356,7 @@ async def fam_mount(c: Call) -> Any:
     data = _opt_str(c, 4)
     bind = flags & 4096  # MS_BIND
     remount = flags & 32
-    if not remount and not (hv.serves("vufs") if bind else hv.serves(fstype)):
+    if not remount and not hv.autoload("vufs" if bind else fstype):
         known = _kernel_filesystems()
         if bind or fstype in known or flags & (1 << 17 | 1 << 18 | 1 << 19 | 1 << 20 | 8192):
             return REAL  # a kernel file system, a propagation change, a move: the kernel decides

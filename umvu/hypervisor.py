@@ -105,6 +105,27 @@ class Hypervisor:
         """Whether a loaded module mounts ``fstype`` (else the kernel decides)."""
         return self._modules is not None and self.modules.serves(fstype)
 
+    def autoload(self, fstype: str) -> bool:
+        """Whether ``fstype`` is served, loading the module of that name if one is installed.
+
+        The kernel loads a file system's module on the first mount of its
+        type (request_module "fs-TYPE"); so does umvu.
+        """
+        if self.serves(fstype):
+            return True
+        if not fstype or "/" in fstype:
+            return False
+        from umvu.modules import ModuleError, available
+
+        if fstype not in available() or (self._modules is not None and fstype in self.modules.loaded):
+            return False
+        try:
+            self.modules.insmod(fstype)
+        except ModuleError as e:
+            self.log(f"loading module {fstype} for a mount: {e}")
+            return False
+        return self.serves(fstype)
+
     def mount(self, fstype: str, source: str, point: str, flags: int, data: str) -> Mount:
         """mount(2) in the view; raises OSError with the errno mount(2) returns."""
         generic, options = mounts.parse(flags, data)

@@ -61,7 +61,7 @@ dup2              33    -    fd,fd                                     dup
 sendfile          40    71   fd,fd,ptr,size                            nocopy
 execve            59    221  path,ptr,ptr                              exec
 fcntl             72    25   fd,int,hex                                fcntl
-flock             73    32   fd,int                                    fdnoop
+flock             73    32   fd,int                                    flock
 fsync             74    82   fd                                        fsync
 fdatasync         75    83   fd                                        fsync
 truncate          76    45   path,int                                  truncate

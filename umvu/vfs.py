@@ -101,6 +101,15 @@ class FileSystem:
     def ftruncate(self, handle: Any, length: int) -> None:
         raise _nosys("ftruncate")
 
+    def flock(self, handle: Any, op: int) -> None:
+        """flock(2) on an open file; default: granted, not enforced (see HostFdLocks)."""
+
+    def lock(self, handle: Any, how: str, l_type: int, start: int, length: int) -> tuple | None:
+        """fcntl record locks: ``how`` is "get", "set" or "wait"; for "get" the conflicting
+        lock as (l_type, SEEK_SET, start, length, pid), or None: no conflict.
+        Default: granted, not enforced (see HostFdLocks)."""
+        return None
+
     # -- changes by name ------------------------------------------------------
     def mkdir(self, path: str, mode: int) -> None:
         raise _nosys("mkdir")
@@ -167,3 +176,56 @@ class FileSystem:
 
     def removexattr(self, path: str, name: str) -> None:
         raise OSError(errno.EOPNOTSUPP, "no xattrs")
+
+
+class HostFdLocks:
+    """Locks for a file system whose handles are host fds (mix in before FileSystem).
+
+    Each virtual open file has its own host fd, so open-file-description locks
+    on it (flock, and fcntl's OFD locks) conflict exactly between open files,
+    as the kernel's do.  Record locks are taken as OFD locks: POSIX per-process
+    locks would all belong to the hypervisor.  A lock that must wait is retried
+    every 20 ms from a worker thread, so the waiting process can be
+    interrupted and no lock is taken for a caller that is gone.
+    """
+
+    async def flock(self, handle: int, op: int) -> None:
+        import fcntl
+
+        if not isinstance(handle, int):
+            return  # not a host fd (a directory listed by the module): granted
+        while True:
+            try:
+                fcntl.flock(handle, op | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if op & fcntl.LOCK_NB:
+                    raise
+            await _pause()
+
+    async def lock(self, handle: int, how: str, l_type: int, start: int, length: int) -> tuple | None:
+        import fcntl
+        import struct
+
+        if not isinstance(handle, int):
+            return None
+        layout = struct.Struct("<hhqqi4x")
+        if how == "get":
+            got = layout.unpack(fcntl.fcntl(handle, 36, layout.pack(l_type, 0, start, length, 0)))  # F_OFD_GETLK
+            return None if got[0] == 2 else got
+        while True:
+            try:
+                fcntl.fcntl(handle, 37, layout.pack(l_type, 0, start, length, 0))  # F_OFD_SETLK
+                return None
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES) or how != "wait":
+                    raise
+            await _pause()
+
+
+async def _pause() -> None:
+    import time
+
+    from umvu.aio import to_thread
+
+    await to_thread(time.sleep, 0.02)
