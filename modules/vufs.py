@@ -45,6 +45,18 @@ def _split(path: str) -> tuple[str, str]:
     return parent or "/", name
 
 
+def _lstat(p: str) -> os.stat_result | None:
+    """lstat, or None if there is no such name; other errors (EACCES) are the caller's too."""
+    try:
+        return os.lstat(p)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            return None
+        raise
+
+
 def _lexists(p: str) -> bool:
     """Whether ``p`` exists; a lookup the caller may not make (EACCES) is an error, as it would be for them."""
     try:
@@ -76,8 +88,26 @@ class Vufs(HostFdLocks, FileSystem):
         if mode == "bind":  # everything is the source's own: real fds for directories too
             self.real_dirs = True
         self._visible: dict[str, bool] = {}  # cow: does the lower tree show under this directory?
+        self._wh: dict[str, frozenset[str]] = {}  # cow: whiteouts per directory
 
     # -- where a name lives ------------------------------------------------------------------
+    def _changed(self) -> None:
+        """Whiteouts were made or removed: forget what was derived from them."""
+        self._visible.clear()
+        self._wh.clear()
+
+    def _whiteouts(self, d: str) -> frozenset[str]:
+        """cow: the names whited out in directory ``d`` (read once: only vufs writes whiteouts)."""
+        names = self._wh.get(d)
+        if names is None:
+            try:
+                with os.scandir(_join(self.upper, d)) as it:
+                    names = frozenset(e.name[len(WH):] for e in it if e.name.startswith(WH))
+            except (FileNotFoundError, NotADirectoryError):
+                names = frozenset()
+            self._wh[d] = names
+        return names
+
     def _lower_visible(self, d: str) -> bool:
         """cow: whether lower entries show in directory ``d`` (no whiteout on the way)."""
         v = self._visible.get(d)
@@ -86,30 +116,41 @@ class Vufs(HostFdLocks, FileSystem):
                 v = True
             else:
                 parent, name = _split(d)
-                v = self._lower_visible(parent) and not _lexists(_join(self.upper, parent) + "/" + WH + name)
+                v = self._lower_visible(parent) and name not in self._whiteouts(parent)
             self._visible[d] = v
         return v
 
-    def _find(self, path: str) -> str | None:
-        """The host path of the topmost object named ``path``, or None."""
+    def _locate(self, path: str) -> tuple[str, os.stat_result] | None:
+        """The host path and lstat of the topmost object named ``path``, or None."""
         if self.mode == "bind":
-            return _join(self.lowers[0], path)
+            h = _join(self.lowers[0], path)
+            return h, os.lstat(h)
         if path != "/" and _split(path)[1].startswith(WH):
             return None
         if self.mode == "merge":
             for layer in self.lowers:
                 h = _join(layer, path)
-                if _lexists(h):
-                    return h
+                st = _lstat(h)
+                if st is not None:
+                    return h, st
             return None
         up = _join(self.upper, path)
-        if _lexists(up):
-            return up
+        st = _lstat(up)
+        if st is not None:
+            return up, st
         parent, name = _split(path)
-        if not self._lower_visible(parent) or _lexists(_join(self.upper, parent) + "/" + WH + name):
+        if not self._lower_visible(parent) or name in self._whiteouts(parent):
             return None
         lo = _join(self.lowers[0], path)
-        return lo if _lexists(lo) else None
+        st = _lstat(lo)
+        return None if st is None else (lo, st)
+
+    def _find(self, path: str) -> str | None:
+        """The host path of the topmost object named ``path``, or None."""
+        if self.mode == "bind":
+            return _join(self.lowers[0], path)
+        found = self._locate(path)
+        return None if found is None else found[0]
 
     def _layers_of_dir(self, path: str) -> list[str]:
         """Host directories whose entries make up directory ``path``, topmost first."""
@@ -204,7 +245,7 @@ class Vufs(HostFdLocks, FileSystem):
             self._copy_up(parent)
             with open(wh, "x"):
                 pass
-            self._visible.clear()
+            self._changed()
 
     # -- passthrough ---------------------------------------------------------------------------
     def host_path(self, path: str, intent: str, st: os.stat_result | None) -> str | None:
@@ -223,7 +264,10 @@ class Vufs(HostFdLocks, FileSystem):
 
     # -- names ----------------------------------------------------------------------------------
     def lstat(self, path: str) -> os.stat_result:
-        return os.lstat(self._host(path))
+        found = self._locate(path)
+        if found is None:
+            raise OSError(errno.ENOENT, "no such file or directory")
+        return found[1]
 
     def readlink(self, path: str) -> str:
         return os.readlink(self._host(path))
@@ -327,6 +371,7 @@ class Vufs(HostFdLocks, FileSystem):
             for name in os.listdir(h):  # only whiteouts are left in it
                 os.unlink(os.path.join(h, name))
             os.rmdir(h)
+            self._changed()
         self._whiteout(path)
 
     def rename(self, old: str, new: str, flags: int) -> None:
@@ -356,6 +401,7 @@ class Vufs(HostFdLocks, FileSystem):
             for name in os.listdir(up_new):  # an empty merged directory: whiteouts only
                 os.unlink(os.path.join(up_new, name))
         renameat2(up_old, up_new, flags)
+        self._changed()  # directories (and their whiteouts) may have moved
         self._whiteout(old) if not flags & 2 else None
         if _lexists(_join(self.lowers[0], new)):  # the lower object at NEW stays hidden
             parent, name = _split(new)
@@ -363,7 +409,7 @@ class Vufs(HostFdLocks, FileSystem):
             if not _lexists(wh) and self._lower_visible(parent):
                 with open(wh, "x"):
                     pass
-                self._visible.clear()
+                self._changed()
 
     def link(self, old: str, new: str) -> None:
         dst = self._find(new)
