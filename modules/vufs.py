@@ -45,6 +45,24 @@ def _split(path: str) -> tuple[str, str]:
     return parent or "/", name
 
 
+class _writable:
+    """Give the owner write permission on a directory for a moment (copy-up into a 0555 directory)."""
+
+    def __init__(self, d: str) -> None:
+        self.d = d
+        self.mode: int | None = None
+
+    def __enter__(self) -> None:
+        mode = stat.S_IMODE(os.lstat(self.d).st_mode)
+        if not mode & stat.S_IWUSR and os.geteuid() != 0:
+            os.chmod(self.d, mode | stat.S_IWUSR | stat.S_IXUSR)
+            self.mode = mode
+
+    def __exit__(self, *exc: object) -> None:
+        if self.mode is not None:
+            os.chmod(self.d, self.mode)
+
+
 def _lstat(p: str) -> os.stat_result | None:
     """lstat, or None if there is no such name; other errors (EACCES) are the caller's too."""
     try:
@@ -201,7 +219,12 @@ class Vufs(HostFdLocks, FileSystem):
             return up
         src = self._host(path)
         if path != "/":
-            self._copy_up(_split(path)[0])
+            parent_up = self._copy_up(_split(path)[0])
+            with _writable(parent_up):  # a copy is not a creation: a 0555 directory takes it
+                return self._copy_one(src, up, path)
+        return self._copy_one(src, up, path)
+
+    def _copy_one(self, src: str, up: str, path: str) -> str:
         st = os.lstat(src)
         if stat.S_ISDIR(st.st_mode):
             os.mkdir(up, stat.S_IMODE(st.st_mode) | 0o700)
@@ -261,6 +284,9 @@ class Vufs(HostFdLocks, FileSystem):
         if intent == "create":
             return self._prepare_new(path) if st is None else None
         return None  # remove, rename: whiteouts to write
+
+    def guard_handed(self, host: str, readonly: bool) -> bool:
+        return readonly or (self.mode != "bind" and not self._in_upper(host))  # a lower file
 
     # -- names ----------------------------------------------------------------------------------
     def lstat(self, path: str) -> os.stat_result:
@@ -379,22 +405,25 @@ class Vufs(HostFdLocks, FileSystem):
             renameat2(_join(self.lowers[0], old), _join(self.lowers[0], new), flags)
             return
         src = self._host(old)
-        if stat.S_ISDIR(os.lstat(src).st_mode) and not self._in_upper(src):
-            raise OSError(errno.EXDEV, "a lower directory is not renamed (programs copy it)")
-        if stat.S_ISDIR(os.lstat(src).st_mode) and _lexists(_join(self.lowers[0], old)) and self._lower_visible(old):
-            raise OSError(errno.EXDEV, "a merged directory is not renamed (programs copy it)")
-        dst_exists = (dst := self._find(new)) is not None and _lexists(dst)
-        if flags & 1 and dst_exists:  # RENAME_NOREPLACE
+        src_dir = stat.S_ISDIR(os.lstat(src).st_mode)
+        if src_dir and (not self._in_upper(src) or self._merged(old)):
+            raise OSError(errno.EXDEV, "a directory with lower entries is not renamed (programs copy it)")
+        dst = self._find(new)
+        dst_st = _lstat(dst) if dst is not None else None
+        if flags & 1 and dst_st is not None:  # RENAME_NOREPLACE
             raise OSError(errno.EEXIST, "exists")
-        if flags & 2 and not dst_exists:  # RENAME_EXCHANGE
-            raise OSError(errno.ENOENT, "no such file or directory")
-        if dst_exists:
-            dst = self._host(new)
-            if stat.S_ISDIR(os.lstat(dst).st_mode) and not flags & 2:
-                if not stat.S_ISDIR(os.lstat(src).st_mode):
-                    raise OSError(errno.EISDIR, "is a directory")
-                if len(self.getdents(DirHandle(new))) > 2:
-                    raise OSError(errno.ENOTEMPTY, "directory not empty")
+        if flags & 2:  # RENAME_EXCHANGE: NEW moves too
+            if dst_st is None:
+                raise OSError(errno.ENOENT, "no such file or directory")
+            if stat.S_ISDIR(dst_st.st_mode) and (not self._in_upper(dst) or self._merged(new)):
+                raise OSError(errno.EXDEV, "a directory with lower entries is not renamed (programs copy it)")
+        elif dst_st is not None:
+            if stat.S_ISDIR(dst_st.st_mode) and not src_dir:
+                raise OSError(errno.EISDIR, "is a directory")
+            if src_dir and not stat.S_ISDIR(dst_st.st_mode):
+                raise OSError(errno.ENOTDIR, "not a directory")
+            if stat.S_ISDIR(dst_st.st_mode) and len(self.getdents(DirHandle(new))) > 2:
+                raise OSError(errno.ENOTEMPTY, "directory not empty")
         up_old = self._copy_up(old)
         up_new = self._copy_up(new) if flags & 2 else self._prepare_new(new)
         if not flags & 2 and _lexists(up_new) and stat.S_ISDIR(os.lstat(up_new).st_mode):
@@ -410,6 +439,10 @@ class Vufs(HostFdLocks, FileSystem):
                 with open(wh, "x"):
                     pass
                 self._changed()
+
+    def _merged(self, path: str) -> bool:
+        """cow: whether the lower tree shows entries under directory ``path``."""
+        return self._lower_visible(path) and os.path.isdir(_join(self.lowers[0], path))
 
     def link(self, old: str, new: str) -> None:
         dst = self._find(new)

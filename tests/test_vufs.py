@@ -348,3 +348,81 @@ def test_mounting_a_type_loads_its_module_as_the_kernel_does(tmp_path, tree):
     mnt.mkdir()
     r = sh(f"vu_lsmod; vumount -t vufs {tree} {mnt} && cat {mnt}/a.txt && vu_lsmod")
     assert r.stdout.startswith("alpha\nvufs "), r.stdout + r.stderr
+
+
+def test_cow_corner_cases_keep_the_lower_tree_and_linux_errnos(tmp_path):
+    low, mnt = tmp_path / "low", tmp_path / "mnt"
+    (low / "ro").mkdir(parents=True)
+    (low / "ro" / "f").write_text("f\n")
+    (low / "ro").chmod(0o555)
+    (low / "file").write_text("x\n")
+    (low / "meta").write_text("m\n")
+    (low / "meta").chmod(0o644)
+    (low / "d").mkdir()
+    mnt.mkdir()
+    before = tree_hash(low)
+    code = f"""
+import errno, os
+def err(f, *a):
+    try:
+        f(*a)
+        return "ok"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+m = "{mnt}"
+print(err(os.rmdir, m + "/file"))                       # rmdir of a file: ENOTDIR, and the file stays
+print(os.path.exists(m + "/file"))
+with open(m + "/ro/f", "a") as f:                       # a file in a 0555 directory can still change
+    f.write("more\\n")
+print(" ".join(open(m + "/ro/f").read().split()))
+fd = os.open(m + "/meta", os.O_RDONLY)                  # a real fd on the lower file...
+os.fchmod(fd, 0o600)                                    # ...changes the view, not the lower tree
+print(oct(os.stat(m + "/meta").st_mode & 0o777))
+print(err(os.rename, m + "/d", m + "/file"))            # a directory over a file: ENOTDIR
+os.mkdir(m + "/new")
+print(err(os.rename, m + "/new", m + "/file"))
+"""
+    r = sh(f"vumount -t vufs -o cow {low} {mnt} && {sys.executable} -c '{code}'", *V)
+    (low / "ro").chmod(0o755)
+    assert r.stdout.split() == ["ENOTDIR", "True", "f", "more", "0o600", "EXDEV", "ENOTDIR"], r.stderr
+    (low / "ro").chmod(0o555)
+    assert tree_hash(low) == before
+    (low / "ro").chmod(0o755)
+
+
+def test_fchmod_on_a_read_only_bind_is_erofs(tmp_path, tree):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    code = f"""import errno, os
+fd = os.open("{mnt}/a.txt", os.O_RDONLY)
+try:
+    os.fchmod(fd, 0o600)
+except OSError as e:
+    print(errno.errorcode[e.errno])
+"""
+    r = sh(f"vumount -t vufs -o ro {tree} {mnt} && {sys.executable} -c '{code}'", *V)
+    assert r.stdout.split() == ["EROFS"], r.stderr
+    assert oct((tree / "a.txt").stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_script_in_a_view_gets_all_its_arguments(tmp_path):
+    """Many arguments: the argv array the interpreter gets is rebuilt across page boundaries."""
+    low, mnt = tmp_path / "low", tmp_path / "mnt"
+    (low / "venv" / "bin").mkdir(parents=True)
+    mnt.mkdir()
+    (low / "venv" / "bin" / "py").symlink_to(sys.executable)
+    (low / "count").write_text(f"#!{mnt}/venv/bin/py\nimport sys\nprint(len(sys.argv) - 1, sys.argv[-1])\n")
+    (low / "count").chmod(0o755)
+    r = sh(f"vumount -t vufs -o cow {low} {mnt} && {mnt}/count $(seq 1 3000)", *V)
+    assert r.stdout.split() == ["3000", "3000"], r.stderr
+
+
+def test_private_copies_of_same_named_programs_stay_apart(tmp_path):
+    for d, word in (("d1", "one"), ("d2", "two")):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "prog").write_text(f"#!/bin/sh\necho {word}\n")
+        (tmp_path / d / "prog").chmod(0o755)
+    u = f"/unreal{tmp_path}"
+    r = sh(f"{u}/d1/prog; echo '#!/bin/sh' > {u}/d1/prog; echo 'echo one again' >> {u}/d1/prog; "
+           f"{u}/d1/prog; {u}/d2/prog; {u}/d1/prog", "-o", "unreal")
+    assert r.stdout.split("\n")[:4] == ["one", "one again", "two", "one again"], r.stderr

@@ -143,9 +143,13 @@ def base_filter(calls: dict[int, syscalls.Syscall] = syscalls.BY_NR, audit_arch:
     return assemble(head + (_empty_path_fast(calls) if paths else []) + _search(_runs(traced)))
 
 
+# Calls that change a file through an fd alone (no path: they would not stop).
+METADATA_CALLS = frozenset({"fchmod", "fchown", "fsetxattr", "fremovexattr"})
+
+
 def fd_layer(fds: Iterable[int], calls: dict[int, syscalls.Syscall] = syscalls.BY_NR,
-             audit_arch: int = arch.AUDIT_ARCH) -> bytes:
-    """A filter that makes every call naming one of ``fds`` stop."""
+             audit_arch: int = arch.AUDIT_ARCH, only: frozenset[str] | None = None) -> bytes:
+    """A filter that makes every call naming one of ``fds`` stop (``only``: just the calls named)."""
     fds = sorted(set(fds))
     prog: list[Insn] = [
         (LD_W_ABS, 0, 0, OFF_ARCH),
@@ -155,6 +159,8 @@ def fd_layer(fds: Iterable[int], calls: dict[int, syscalls.Syscall] = syscalls.B
     ]
     always = syscalls.base_traced(calls)
     for nr, positions in sorted(syscalls.fd_traced(calls).items()):
+        if only is not None and calls[nr].name not in only:
+            continue
         if nr in always and not _has_empty_path_shortcut(calls[nr]):
             continue  # stops anyway
         block: list[Insn] = []

@@ -200,13 +200,15 @@ class Call:
                 path = "."
             else:
                 of = t.files.get(dirfd)
-                if of is None:
-                    if locate:
-                        return await self._locate_fd(dirfd)
+                if of is not None:
+                    r = Resolved(of.path, of.mount, None)
+                    r.of = of  # type: ignore[attr-defined]
+                    return r
+                if locate:
+                    return await self._locate_fd(dirfd)
+                if not t.files.hosted or t.files.view_of(t.tid, dirfd) is None:
                     return None
-                r = Resolved(of.path, of.mount, None)
-                r.of = of  # type: ignore[attr-defined]
-                return r
+                path = "."  # a real fd a module handed out: the file it names in the view
         virtual_base = False
         if path[0] == "/":
             start = t.fs.root
@@ -311,6 +313,9 @@ class Call:
         ret = await t.finish_syscall(self.regs)
         if ret >= 0 and self.handed is not None and self.sc.family in ("open", "openat2"):
             t.files.hosted[ret] = self.handed  # a real fd: remember where it is in the view
+            m = self.via.get(self.sc.path_args[0])
+            if m is not None and m.fs.guard_handed(self.handed[1], m.readonly) and ret not in t.proc.layers:
+                await self.add_layer(ret, bpf.METADATA_CALLS)  # fchmod & co. must not reach that file
         self.resume_with(ret)
 
     def skip(self, ret: int) -> None:
@@ -337,10 +342,12 @@ class Call:
         if fd not in t.proc.layers:
             await self.add_layer(fd)
 
-    async def add_layer(self, fd: int) -> None:
-        """Stack a seccomp filter so that calls naming ``fd`` stop (see bpf.py)."""
+    async def add_layer(self, fd: int, only: frozenset[str] | None = None) -> None:
+        """Stack a seccomp filter so that calls naming ``fd`` stop (``only``: just those calls)."""
         t = self.t
-        code = bpf.fd_layer([fd])
+        if only is not None and fd in t.proc.meta_layers:
+            return
+        code = bpf.fd_layer([fd], only=only)
         try:
             fprog_addr = t.place_filter(code)
         except OSError:  # no stack room below sp: map a scratch page in the tracee
@@ -353,7 +360,7 @@ class Call:
         if ret != 0:
             self.hv.log(f"[{t.tid}] could not stack the fd filter for fd {fd}: {ret}")
             return
-        t.proc.layers.add(fd)
+        (t.proc.layers if only is None else t.proc.meta_layers).add(fd)
 
 
 Handler = Callable[[Call], Awaitable[Any]]
@@ -1098,7 +1105,8 @@ async def fam_rmdir(c: Call) -> Any:
     r = await c.target(intent="remove")
     if r is None:
         return REAL
-    _need(r)
+    if not stat_mod.S_ISDIR(_need(r).st_mode):
+        raise OSError(errno.ENOTDIR, "not a directory")
     if r.path == r.mount.point:
         raise OSError(errno.EBUSY, "a mount point")
     await _fs_call(r, "rmdir")
@@ -1185,7 +1193,7 @@ async def _path_or_fd(c: Call, intent: str = "write") -> Resolved | None:
     if c.sc.args[0] == "fd":
         of = c.vfd(0)
         if of is None:
-            return None
+            return await _handed_out(c, intent)
         if intent != "read" and of.mount.readonly:
             raise OSError(errno.EROFS, "read-only file system")
         return Resolved(of.path, of.mount, None)
@@ -1195,11 +1203,26 @@ async def _path_or_fd(c: Call, intent: str = "write") -> Resolved | None:
     return r
 
 
+async def _handed_out(c: Call, intent: str) -> Resolved | None:
+    """fchmod & co. on a real fd a module handed out: the module changes the file (cow copies it up)."""
+    t = c.t
+    view = t.files.view_of(t.tid, s32(c.args[0])) if t.files.hosted else None
+    m = c.hv.registry.lookup(view) if view is not None else None
+    if m is None:
+        return None
+    if intent != "read" and m.readonly:
+        raise OSError(errno.EROFS, "read-only file system")
+    st = await maybe(m.fs.lstat(m.inner(view)))
+    return Resolved(view, m, st)
+
+
 @family("chmod")
 async def fam_chmod(c: Call) -> Any:
     r = await _path_or_fd(c)
     if r is None:
         return REAL
+    if r.st is not None and stat_mod.S_ISLNK(r.st.st_mode):
+        raise OSError(errno.EOPNOTSUPP, "symlinks have no mode of their own")
     await _fs_call(r, "chmod", c.arg("mode") & 0o7777)
     return 0
 
@@ -1359,14 +1382,15 @@ async def fam_mount(c: Call) -> Any:
     if not remount and not hv.autoload("vufs" if bind else fstype):
         known = _kernel_filesystems()
         if bind or fstype in known or flags & (1 << 17 | 1 << 18 | 1 << 19 | 1 << 20 | 8192):
-            return REAL  # a kernel file system, a propagation change, a move: the kernel decides
+            # a kernel file system, a propagation change, a move: the kernel decides, on the place the view names
+            return _kernel_mount(c, 1, await c.locate(1))
         hv.mount_errors[c.t.tid] = f"unknown file system type '{fstype}'"
         raise OSError(errno.ENODEV, "unknown file system type")
     target = await c.locate(1)
     if target.st is None:
         raise OSError(errno.ENOENT, "mount point does not exist")
     if remount and target.mount is None:
-        return REAL
+        return _kernel_mount(c, 1, target)
     try:
         source = await _source_on_host(c, _opt_str(c, 0), "vufs" if bind else fstype)
         hv.mount(fstype, source, target.path, flags, data)
@@ -1374,6 +1398,15 @@ async def fam_mount(c: Call) -> Any:
         hv.mount_errors[c.t.tid] = e.strerror or os.strerror(e.errno or errno.EIO)
         raise
     return 0
+
+
+def _kernel_mount(c: Call, i: int, target: Resolved) -> Any:
+    """Let the kernel mount or unmount the host directory ``target`` names; never one of the view's."""
+    if target.mount is not None:
+        raise OSError(errno.EINVAL, "a kernel mount on a virtual directory")
+    if target.crossed or not c.t.fs.plain or c.read_str(i) != target.path:
+        c._rewrite(i, None, target.path)
+    return REAL
 
 
 def _host_mount_points() -> set[str]:
@@ -1404,7 +1437,7 @@ async def fam_umount(c: Call) -> Any:
         raise OSError(errno.ENOENT, "no such file or directory")
     if c.hv.registry.at(r.path) is None:
         if r.mount is None and r.path in _host_mount_points():
-            return REAL  # the host's: the kernel decides (EPERM for an ordinary user)
+            return _kernel_mount(c, 0, r)  # the host's: the kernel decides (EPERM for an ordinary user)
         raise OSError(errno.EINVAL, "not a mount point")
     try:
         c.hv.umount(r.path, flags)

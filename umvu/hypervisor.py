@@ -133,7 +133,7 @@ class Hypervisor:
             m = self.registry.at(point)
             if m is None:
                 raise OSError(errno.EINVAL, f"{point} is not a mount point")
-            m.flags = generic
+            m.flags = generic | ({"ro"} if getattr(m.fs, "readonly", False) else set())
             return m
         if flags & mounts.MS_BIND:
             options = ",".join(o for o in ("bind", options) if o)
@@ -152,13 +152,24 @@ class Hypervisor:
         return m
 
     def mount_users(self, m: Mount) -> tuple[int, int]:
-        """(open files, processes with their cwd) inside mount ``m``."""
-        files, cwds, seen = set(), 0, set()
+        """(open files, processes with their cwd or root) inside mount ``m``.
+
+        Open files count the real fds the module handed out too, while the fd
+        still names what was handed out.
+        """
+        files, cwds, seen, seen_tables = set(), 0, set(), set()
         for t in self.tracer.tracees.values():
-            files.update(id(of) for of in t.files.fds.values() if of.mount is m)
+            if id(t.files) not in seen_tables:
+                seen_tables.add(id(t.files))
+                files.update(id(of) for of in t.files.fds.values() if of.mount is m)
+                for fd, (view, _host) in list(t.files.hosted.items()):
+                    if self.registry.lookup(view) is m and t.files.view_of(t.tid, fd) is not None:
+                        files.add((id(t.files), fd))
             if id(t.fs) not in seen:
                 seen.add(id(t.fs))
                 if t.fs.cwd_virtual and self.registry.lookup(t.fs.cwd) is m:
+                    cwds += 1
+                elif t.fs.root != "/" and self.registry.lookup(t.fs.root) is m:
                     cwds += 1
         return len(files), cwds
 

@@ -89,5 +89,5 @@ def read_pointers(tid: int, addr: int, limit: int = 1 << 17) -> list[int]:
             if p == 0:
                 return out
             out.append(p)
-        addr += 512
+        addr += len(chunk)
     raise OSError(errno.E2BIG, "argument list too long")

@@ -9,6 +9,7 @@ the same).  The copies go when the session ends.
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import shutil
 import tempfile
@@ -28,6 +29,7 @@ class Shadows:
     def __init__(self) -> None:
         self._dir: str | None = None
         self._cache: dict[tuple[int, str], tuple[str, tuple[int, int, int]]] = {}
+        self._serial = itertools.count()  # every copy a new name: a running old copy stays intact
 
     def _directory(self) -> str:
         if self._dir is None:
@@ -43,7 +45,7 @@ class Shadows:
         if hit is not None and hit[1] == version and os.path.exists(hit[0]):
             return hit[0]
         fs, inner = mount.fs, mount.inner(path)
-        dest = os.path.join(self._directory(), f"{len(self._cache)}-{os.path.basename(path) or 'file'}")
+        dest = os.path.join(self._directory(), f"{next(self._serial)}-{os.path.basename(path) or 'file'}")
         handle = await _maybe(fs.open(inner, os.O_RDONLY, 0))
         try:
             fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o700)

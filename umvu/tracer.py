@@ -95,6 +95,7 @@ class Process:
     def __init__(self, tgid: int, layers: set[int] | None = None) -> None:
         self.tgid = tgid
         self.layers: set[int] = set(layers or ())  # fd numbers with a filter layer
+        self.meta_layers: set[int] = set()  # fd numbers whose fchmod & co. stop (see bpf.METADATA_CALLS)
         self.needs_paths = False  # the path filter must still be stacked on this process
 
 
@@ -217,6 +218,7 @@ class Tracer:
         self.release_file: Callable[[OpenFile], None] = lambda of: None
         self.paths_traced = True  # path calls stop in every process (see trace_paths)
         self._waiting: dict[Tracee, Coroutine] = {}  # tracees whose handler waits on a worker thread
+        self._next_check = 0.0  # when the waiting tracees are next checked for signals
 
     # -- start ---------------------------------------------------------------------
     def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> int:
@@ -284,6 +286,8 @@ class Tracer:
                 if self._done:
                     self._finish_offloads()
                     continue
+                if self._waiting and time.monotonic() >= self._next_check:  # busy or not, on time
+                    self._check_interrupts()
                 # Nothing now: spin a little (a stop is usually microseconds away)
                 deadline = time.perf_counter() + SPIN_SECONDS
                 while time.perf_counter() < deadline:
@@ -382,16 +386,23 @@ class Tracer:
         the kernel interrupts such waits, and so does umvu.  The worker thread
         finishes on its own; its result is dropped.
         """
+        self._next_check = time.monotonic() + INTERRUPT_POLL
         for t, coro in list(self._waiting.items()):
+            if self.tracees.get(t.tid) is not t:
+                del self._waiting[t]
+                continue
             if t.task is not _WAITING_OFFLOAD or not t.at_entry or not _signal_pending(t.tid):
                 continue
             del self._waiting[t]
             t.task = None
             coro.close()
-            regs = t.getregs()
-            regs.nr = -1
-            regs.ret = -errno.EINTR
-            arch.setregs(t.tid, regs)
+            try:
+                regs = t.getregs()
+                regs.nr = -1
+                regs.ret = -errno.EINTR
+                arch.setregs(t.tid, regs)
+            except OSError:
+                continue  # killed meanwhile: its exit is on the way
             t.cont()
 
     def _offload_done(self, t: Tracee, coro: Coroutine, fut: concurrent.futures.Future) -> None:
@@ -433,6 +444,7 @@ class Tracer:
             proc = parent.proc
         else:
             proc = Process(child_tid, parent.proc.layers)
+            proc.meta_layers = set(parent.proc.meta_layers)
             proc.needs_paths = parent.proc.needs_paths  # its first stop will do it
         fs = parent.fs if flags & CLONE_FS else parent.fs.copy()
         files = parent.files if flags & CLONE_FILES else parent.files.copy()
@@ -505,6 +517,7 @@ class Tracer:
             self._drop_files(old)
         for other in [x for x in self.tracees.values() if x.proc is t.proc and x is not t]:
             del self.tracees[other.tid]  # de_thread() killed the other threads
+            self._waiting.pop(other, None)
             self._drop_files(other)
         if t.files.users > 1:  # exec unshares the fd table
             shared = t.files

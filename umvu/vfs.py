@@ -164,6 +164,15 @@ class FileSystem:
         """
         return None
 
+    def guard_handed(self, host: str, readonly: bool) -> bool:
+        """Whether the real fd handed out for ``host`` must not change the file by itself.
+
+        Then fchmod, fchown, fsetxattr and fremovexattr on it stop and reach
+        this module (a copy-on-write module copies the file up; a read-only
+        mount says EROFS).  Default: on a read-only mount.
+        """
+        return readonly
+
     # -- extended attributes ----------------------------------------------------
     def getxattr(self, path: str, name: str) -> bytes:
         raise OSError(errno.EOPNOTSUPP, "no xattrs")
