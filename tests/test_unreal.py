@@ -343,3 +343,30 @@ print("unlocked")
 """
     r = py(code, *U)
     assert r.stdout.split("\n")[:2] == ["flock busy, record busy, held", "unlocked"], r.stderr
+
+
+def test_shared_writable_maps_reach_the_file_at_msync_munmap_and_exit(tmp_path):
+    target = tmp_path / "m"
+    target.write_bytes(b"." * 8192)
+    code = f"""
+import ctypes, mmap
+libc = ctypes.CDLL(None, use_errno=True)
+real = "{target}"
+fd = os.open("/unreal" + real, os.O_RDWR)
+m = mmap.mmap(fd, 8192, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+os.close(fd)                       # the map keeps the file, as with the kernel
+m[0:5] = b"FIRST"
+m.flush()                          # msync
+print(open(real, "rb").read(5))
+m[5:11] = b"SECOND"
+m.close()                          # munmap
+print(open(real, "rb").read(11))
+fd = os.open("/unreal" + real, os.O_RDWR)
+m = mmap.mmap(fd, 8192, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+os.close(fd)
+m[11:15] = b"EXIT"
+os._exit(0)                        # no munmap: the exit unmaps
+"""
+    r = py(code, *U)
+    assert r.stdout.split() == ["b'FIRST'", "b'FIRSTSECOND'"], r.stderr
+    assert target.read_bytes()[:15] == b"FIRSTSECONDEXIT"

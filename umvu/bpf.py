@@ -143,6 +143,22 @@ def base_filter(calls: dict[int, syscalls.Syscall] = syscalls.BY_NR, audit_arch:
     return assemble(head + (_empty_path_fast(calls) if paths else []) + _search(_runs(traced)))
 
 
+def calls_layer(names: Iterable[str], calls: dict[int, syscalls.Syscall] = syscalls.BY_NR,
+                audit_arch: int = arch.AUDIT_ARCH) -> bytes:
+    """A filter that makes the calls named stop, whatever their arguments (munmap, msync)."""
+    wanted = {c.nr for c in calls.values() if c.name in set(names)}
+    prog: list[Insn] = [
+        (LD_W_ABS, 0, 0, OFF_ARCH),
+        (JEQ_K, 1, 0, audit_arch),
+        (RET_K, 0, 0, RET_ALLOW),
+        (LD_W_ABS, 0, 0, OFF_NR),
+    ]
+    for nr in sorted(wanted):
+        prog += [(JEQ_K, 0, 1, nr), (RET_K, 0, 0, RET_TRACE)]
+    prog.append((RET_K, 0, 0, RET_ALLOW))
+    return assemble(prog)
+
+
 # Calls that change a file through an fd alone (no path: they would not stop).
 METADATA_CALLS = frozenset({"fchmod", "fchown", "fsetxattr", "fremovexattr"})
 

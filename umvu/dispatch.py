@@ -763,9 +763,37 @@ async def fam_mmap(c: Call) -> Any:
     args[4] = fd
     ret = await c.t.inject(NR_MMAP, *args)
     await c.t.inject(NR_CLOSE, fd)
+    if shared_write and not -4096 < s64(ret) < 0:
+        proc = c.t.proc
+        of.refs += 1  # the map holds the open file, as a vma does
+        proc.maps[ret] = (of, c.args[1])
+        if not proc.maps_traced:  # from now on munmap and msync stop in this process
+            code = bpf.calls_layer(("munmap", "msync"))
+            r = await c.t.inject(NR_SECCOMP, libc.SECCOMP_SET_MODE_FILTER, libc.SECCOMP_FILTER_FLAG_TSYNC,
+                                 c.t.place_filter(code))
+            proc.maps_traced = r == 0
     c.resume_with(ret)
     c.result = ret  # type: ignore[attr-defined]
     return DONE
+
+
+@family("unmap")
+async def fam_unmap(c: Call) -> Any:
+    """munmap and msync over shared writable maps of private copies: the module gets the data."""
+    maps = c.t.proc.maps
+    if not maps:
+        return REAL
+    addr, length = c.args[0], c.args[1]
+    for start, (of, size) in list(maps.items()):
+        if start < addr + length and addr < start + size:  # overlaps
+            if c.sc.name == "msync":
+                c.hv.write_back(of)
+            elif addr <= start and start + size <= addr + length:
+                del maps[start]
+                c.hv.unmap(of)
+            else:
+                c.hv.write_back(of)  # a part: the rest stays mapped
+    return REAL
 
 
 @family("ioctl")

@@ -43,6 +43,7 @@ class Hypervisor:
         self.logfile = logfile or sys.stderr
         self.tracer = Tracer(self.on_syscall, self.log)
         self.tracer.release_file = self.release
+        self.tracer.unmap_file = self.unmap
         self.registry = self.tracer.registry
         self._modules: ModuleManager | None = None
         self.by_nr = syscalls.BY_NR
@@ -84,21 +85,32 @@ class Hypervisor:
         pass
 
     def release(self, of: OpenFile) -> None:
-        """The last fd of a virtual open file went away: tell its module."""
-        fs = of.mount.fs
-        if of.shadow is not None:  # what a shared map wrote goes back to the module first
-            try:
-                with open(of.shadow, "rb") as f:
-                    offset = 0
-                    while data := f.read(1 << 20):
-                        _now(fs.write(of.handle, data, offset))
-                        offset += len(data)
-            except Exception as e:
-                self.log(f"{of.mount.module}: writing back the map of {of.path} failed: {e!r}")
+        """The last fd (or map) of a virtual open file went away: tell its module."""
+        self.write_back(of)
         try:
-            _now(fs.close(of.handle))
+            _now(of.mount.fs.close(of.handle))
         except Exception as e:
             self.log(f"{of.mount.module}: close of {of.path} failed: {e!r}")
+
+    def write_back(self, of: OpenFile) -> None:
+        """What a shared writable map wrote into the private copy goes to the module."""
+        if of.shadow is None:
+            return
+        try:
+            with open(of.shadow, "rb") as f:
+                offset = 0
+                while data := f.read(1 << 20):
+                    _now(of.mount.fs.write(of.handle, data, offset))
+                    offset += len(data)
+        except Exception as e:
+            self.log(f"{of.mount.module}: writing back the map of {of.path} failed: {e!r}")
+
+    def unmap(self, of: OpenFile) -> None:
+        """A shared writable map of ``of`` went: write back, drop the map's reference."""
+        self.write_back(of)
+        of.refs -= 1
+        if of.refs == 0:
+            self.release(of)
 
     # -- the mount table -----------------------------------------------------------------------
     def serves(self, fstype: str) -> bool:

@@ -50,6 +50,8 @@ fstat             5     80   fd,ptr                                    stat
 lstat             6     -    lpath,ptr                                 stat
 lseek             8     62   fd,int,whence                             lseek
 mmap              9     222  ptr,size,int,int,fd,int                   mmap
+munmap            11    215  ptr,size                                  unmap
+msync             26    227  ptr,size,hex                              unmap
 ioctl             16    29   fd,hex,ptr                                ioctl
 pread64           17    67   fd,ptr,size,int                           read
 pwrite64          18    68   fd,ptr,size,int                           write

@@ -96,6 +96,10 @@ class Process:
         self.tgid = tgid
         self.layers: set[int] = set(layers or ())  # fd numbers with a filter layer
         self.meta_layers: set[int] = set()  # fd numbers whose fchmod & co. stop (see bpf.METADATA_CALLS)
+        # Shared writable maps of private copies of virtual files: start -> (open file, length).
+        # Like the kernel's vmas they hold a reference on the open file; munmap and msync stop.
+        self.maps: dict[int, tuple[OpenFile, int]] = {}
+        self.maps_traced = False
         self.needs_paths = False  # the path filter must still be stacked on this process
 
 
@@ -216,6 +220,7 @@ class Tracer:
         self._done: deque[tuple[Tracee, Coroutine, Any]] = deque()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.release_file: Callable[[OpenFile], None] = lambda of: None
+        self.unmap_file: Callable[[OpenFile], None] = lambda of: None
         self.paths_traced = True  # path calls stop in every process (see trace_paths)
         self._waiting: dict[Tracee, Coroutine] = {}  # tracees whose handler waits on a worker thread
         self._next_check = 0.0  # when the waiting tracees are next checked for signals
@@ -445,6 +450,10 @@ class Tracer:
         else:
             proc = Process(child_tid, parent.proc.layers)
             proc.meta_layers = set(parent.proc.meta_layers)
+            proc.maps_traced = parent.proc.maps_traced
+            for start, (of, length) in parent.proc.maps.items():  # fork copies the mappings
+                of.refs += 1
+                proc.maps[start] = (of, length)
             proc.needs_paths = parent.proc.needs_paths  # its first stop will do it
         fs = parent.fs if flags & CLONE_FS else parent.fs.copy()
         files = parent.files if flags & CLONE_FILES else parent.files.copy()
@@ -515,6 +524,8 @@ class Tracer:
             t.tid = old.tid
             self.tracees[t.tid] = t
             self._drop_files(old)
+        if t.proc.maps:  # exec replaced the address space
+            self._drop_maps(t.proc)
         for other in [x for x in self.tracees.values() if x.proc is t.proc and x is not t]:
             del self.tracees[other.tid]  # de_thread() killed the other threads
             self._waiting.pop(other, None)
@@ -541,8 +552,16 @@ class Tracer:
             for of in t.files.release_all():
                 self.release_file(of)
 
+    def _drop_maps(self, proc: Process) -> None:
+        """The process's mappings went (exit, exec): write back, and drop their references."""
+        maps, proc.maps = proc.maps, {}
+        for of, _length in maps.values():
+            self.unmap_file(of)
+
     def _gone(self, t: Tracee, status: int) -> None:
         del self.tracees[t.tid]
+        if t.proc.maps and not any(x.proc is t.proc for x in self.tracees.values()):
+            self._drop_maps(t.proc)
         if t.task is not None and t.task is not _WAITING_OFFLOAD:
             t.task.close()
         t.task = None
