@@ -67,6 +67,9 @@ out["fchdir_outside"] = sorted(os.listdir("../../../..")) == listing
 out["secret_seen"] = os.path.exists(outside_dir + "/secret")
 os.chdir("/")
 out["exec"] = subprocess.run(["/bin/cat", "/etc/marker"], capture_output=True, text=True).stdout.strip()
+out["exe"] = subprocess.run(["/bin/readlink", "/proc/self/exe"], capture_output=True, text=True).stdout.strip()
+out["fd_link"] = subprocess.run(["/bin/sh", "-c", "echo via-fd > /proc/self/fd/1"], capture_output=True,
+                                text=True).stdout.strip()
 print(json.dumps(out))
 """
 
@@ -80,5 +83,6 @@ def test_classic_chroot_escapes_fail(newroot, tmp_path):
     assert out == {
         "cwd": "/", "dotdot": True, "absolute_symlink": True, "relative_symlink": True,
         "proc_self_root": True, "proc_self_root_link": "/", "openat_outside_dirfd": True,
-        "fchdir_outside": True, "secret_seen": False, "exec": "inside",
+        "fchdir_outside": True, "secret_seen": False, "exec": "inside", "exe": "/usr/bin/readlink",
+        "fd_link": "via-fd",
     }

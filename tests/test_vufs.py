@@ -426,3 +426,15 @@ def test_private_copies_of_same_named_programs_stay_apart(tmp_path):
     r = sh(f"{u}/d1/prog; echo '#!/bin/sh' > {u}/d1/prog; echo 'echo one again' >> {u}/d1/prog; "
            f"{u}/d1/prog; {u}/d2/prog; {u}/d1/prog", "-o", "unreal")
     assert r.stdout.split("\n")[:4] == ["one", "one again", "two", "one again"], r.stderr
+
+
+def test_a_real_script_whose_interpreter_only_the_view_has(tmp_path):
+    low, mnt = tmp_path / "low", tmp_path / "mnt"
+    low.mkdir()
+    mnt.mkdir()
+    (low / "py").symlink_to(sys.executable)
+    script = tmp_path / "hello"
+    script.write_text(f"#!{mnt}/py\nimport sys\nprint('hello from', sys.argv[0])\n")
+    script.chmod(0o755)
+    r = sh(f"vumount -t vufs {low} {mnt} && {script}", *V)
+    assert r.stdout.strip() == f"hello from {script}", r.stderr

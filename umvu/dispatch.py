@@ -921,7 +921,11 @@ async def fam_readlink(c: Call) -> Any:
     st = _need(r)
     if not stat_mod.S_ISLNK(st.st_mode):
         raise OSError(errno.EINVAL, "not a symlink")
-    target = os.fsencode(await _fs_call(r, "readlink"))[:size]
+    link = await c._magic(r.mount, r.path, st)  # /proc bound into the view (a chroot's)
+    if link is not None and link[0] != "final":
+        target = os.fsencode(view_path(c, link[1]) if link[0] == "place" else link[1])[:size]
+    else:
+        target = os.fsencode(await _fs_call(r, "readlink"))[:size]
     c.write(c.args[c.sc.arg_index("ptr")], target)
     return len(target)
 
@@ -1004,15 +1008,22 @@ async def fam_umask(c: Call) -> Any:
 
 @family("exec")
 async def fam_exec(c: Call) -> Any:
+    c.t.exec_view = None
     r = await c.target(intent="exec")
     if r is not None:  # a file only a module holds: the kernel gets a private copy of it
-        st = _need(r)
+        of = getattr(r, "of", None)  # fexecve: execveat(fd, "", AT_EMPTY_PATH)
+        st = await maybe(of.mount.fs.fstat(of.handle)) if of is not None else _need(r)
+        c.t.exec_view = r.path
         if not stat_mod.S_ISREG(st.st_mode):
             raise OSError(errno.EACCES, "not a regular file")
         await _fs_call(r, "access", os.X_OK)
         c._rewrite(c.sc.path_args[0], c.sc.path_args[0] - 1 if c.sc.name == "execveat" else None,
                    await c.hv.shadows.copy_of(r.mount, r.path, st))
-    elif not c.rewritten:
+    elif c.handed is not None:
+        c.t.exec_view = c.handed[0]
+    elif c.rewritten and c.real is not None:
+        c.t.exec_view = c.real.path  # a chroot's program: /proc/self/exe names it in the view
+    elif not c.rewritten and not c.hv.registry:
         return REAL  # a real file named as the kernel sees it: nothing of the view is involved
     await _exec_interpreter(c)
     return REAL
@@ -1030,6 +1041,13 @@ async def _exec_interpreter(c: Call) -> None:
     """
     i = c.sc.path_args[0]
     host = os.fsdecode(memory.read_cstring(c.t.tid, c.regs.args()[i]))
+    if not host.startswith("/"):  # not rewritten: as the kernel will look it up
+        dirfd = s32(c.args[0]) if c.sc.name == "execveat" else AT_FDCWD
+        try:
+            base = c.cwd() if dirfd == AT_FDCWD else os.readlink(f"/proc/{c.t.tid}/fd/{dirfd}")
+        except OSError:
+            return
+        host = os.path.join(base, host)
     confined = c.t.fs.root != "/"
     try:
         with open(host, "rb") as f:
@@ -1067,7 +1085,11 @@ async def _exec_interpreter(c: Call) -> None:
             interp_host = await c.hv.shadows.copy_of(ri.mount, ri.path, ri.st)
     argv_addr = c.args[i + 1]
     old = memory.read_pointers(t.tid, argv_addr) if argv_addr else []
-    file_ptr = c.args[i]  # the name as the caller wrote it: the interpreter opens it in the view
+    # The name as the caller wrote it (the interpreter opens it in the view), unless it is
+    # relative to a dirfd (execveat) that the interpreter would not know.
+    file_ptr = c.args[i]
+    if c.sc.name == "execveat" and not c.read_str(i).startswith("/"):
+        file_ptr = c.put_scratch(os.fsencode(c.t.exec_view or host) + b"\0")
     if ld_style:
         new = [c.put_scratch(os.fsencode(interp_host) + b"\0"), c.put_scratch(b"--argv0\0"),
                old[0] if old else c.put_scratch(b"\0"), file_ptr, *old[1:]]

@@ -98,7 +98,8 @@ async def readlink_in(mount: Mount | None, path: str) -> str:
     return os.fsdecode(target)
 
 
-# (mount, canonical path, lstat) of a symlink -> ("text", link text) or ("place", canonical path) or None
+# (mount, canonical path, lstat) of a symlink -> ("text", link text), ("place", canonical path),
+# ("final", host path the kernel must open itself) or None (an ordinary symlink)
 Magic = Callable[[Mount | None, str, os.stat_result], Awaitable[tuple[str, str] | None]]
 
 
@@ -171,6 +172,10 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
             jump = None
             if magic is not None and (nmount is not None or nxt.startswith("/proc/")):
                 jump = await magic(nmount, nxt, st)
+            if jump is not None and jump[0] == "final":  # only the kernel can open it (a pipe, a tty)
+                if stack:
+                    raise OSError(errno.ENOTDIR, "not a directory")
+                return Resolved(jump[1], None, st, True)
             if jump is not None and jump[0] == "place":  # a magic link: it leads to a place, not to a text
                 cur = jump[1]
                 crossed = state["crossed"] = True  # the kernel would go elsewhere: rewrite

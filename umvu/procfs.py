@@ -21,7 +21,7 @@ from umvu.vfs import FileSystem
 if TYPE_CHECKING:
     from umvu.tracer import Tracee, Tracer
 
-_PID_PATH = re.compile(r"^/proc/(\d+)(?:/task/(\d+))?/(cwd|root|fd/\d+|mounts|mountinfo)$")
+_PID_PATH = re.compile(r"^/proc/(\d+)(?:/task/(\d+))?/(cwd|root|exe|fd/\d+|mounts|mountinfo)$")
 
 
 class MountTableFS(FileSystem):
@@ -80,6 +80,19 @@ class ProcView:
             return "text", str(caller.proc.tgid)
         if path == "/proc/thread-self":
             return "text", f"{caller.proc.tgid}/task/{caller.tid}"
+        m = _PID_PATH.match(path)
+        if m and m.group(3).startswith("fd/") and caller.fs.root != "/":
+            # In a chroot the host's text would be re-read under the root: go where the fd is.
+            place = self._place(caller, path)
+            if place is not None:
+                return "place", place
+            try:
+                text = os.readlink(path)
+            except OSError:
+                return None
+            if text.startswith("/") and not text.endswith(" (deleted)"):
+                return "place", text
+            return "final", path  # a pipe, a socket, a deleted file: the kernel opens it
         place = self._place(caller, path)
         return None if place is None else ("place", place)
 
@@ -95,6 +108,8 @@ class ProcView:
             root = caller.fs.root
             inside = root == "/" or t.fs.root == root or t.fs.root.startswith(root + "/")
             return t.fs.root if inside else root
+        if what == "exe":
+            return t.proc.exe  # the program as the view named it (None: the host's answer is right)
         if what == "cwd":
             if t.fs.cwd_virtual:
                 return t.fs.cwd

@@ -100,6 +100,7 @@ class Process:
         # Like the kernel's vmas they hold a reference on the open file; munmap and msync stop.
         self.maps: dict[int, tuple[OpenFile, int]] = {}
         self.maps_traced = False
+        self.exe: str | None = None  # the running program's path in the view, when the host's differs
         self.needs_paths = False  # the path filter must still be stacked on this process
 
 
@@ -114,6 +115,7 @@ class Tracee:
         files.users += 1
         self.task: Coroutine | None = None  # handler waiting for this tracee
         self.at_entry = False  # stopped at a call's seccomp stop, the call not yet run
+        self.exec_view: str | None = None  # the view's name of the program an exec in flight runs
         self.pending_signals: list[int] = []
         self.regs = arch.Regs()
 
@@ -526,6 +528,7 @@ class Tracer:
             self._drop_files(old)
         if t.proc.maps:  # exec replaced the address space
             self._drop_maps(t.proc)
+        t.proc.exe, t.exec_view = t.exec_view, None
         for other in [x for x in self.tracees.values() if x.proc is t.proc and x is not t]:
             del self.tracees[other.tid]  # de_thread() killed the other threads
             self._waiting.pop(other, None)
