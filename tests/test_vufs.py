@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import py, sh
+from conftest import UMVU, env, py, sh
 
 V = ("-o", "vufs")
 ROOT = os.geteuid() == 0
@@ -327,20 +327,15 @@ print(errno.errorcode.get(-sc(425, 4, params), "fd"))
 
 
 def test_a_private_cow_upper_goes_with_the_session(tmp_path, tree):
-    mnt = tmp_path / "mnt"
+    mnt, tmpdir = tmp_path / "mnt", tmp_path / "tmpdir"
     mnt.mkdir()
-    r = sh(f"vumount -t vufs -o cow {tree} {mnt} && echo x > {mnt}/new && cat {mnt}/new", *V)
-    assert r.stdout == "x\n", r.stderr  # the write went to a private upper directory...
-    uppers = [p for p in os.listdir(tempfile_dir()) if p.startswith("umvu-cow-")]
-    assert not any((tempfile_dir() / p / "new").exists() for p in uppers)  # ...which the session's end removed
+    tmpdir.mkdir()
+    r = subprocess.run([UMVU, "-o", "vufs", "bash", "-c",
+                        f"vumount -t vufs -o cow {tree} {mnt} && echo x > {mnt}/new && cat {mnt}/new && ls $TMPDIR"],
+                       capture_output=True, text=True, env=dict(env(), TMPDIR=str(tmpdir)), timeout=60)
+    assert r.stdout.startswith("x\numvu-cow-"), r.stdout + r.stderr  # the write went to a private upper...
+    assert not any(p.name.startswith("umvu-cow-") for p in tmpdir.iterdir())  # ...which the session removed
     assert not (tree / "new").exists()
-
-
-def tempfile_dir():
-    import tempfile
-    from pathlib import Path
-
-    return Path(tempfile.gettempdir())
 
 
 def test_mounting_a_type_loads_its_module_as_the_kernel_does(tmp_path, tree):
