@@ -433,3 +433,29 @@ def test_a_real_script_whose_interpreter_only_the_view_has(tmp_path):
     script.chmod(0o755)
     r = sh(f"vumount -t vufs {low} {mnt} && {script}", *V)
     assert r.stdout.strip() == f"hello from {script}", r.stderr
+
+
+def test_trailing_slash_on_a_symlink_to_a_directory(tmp_path):
+    low, mnt = tmp_path / "low", tmp_path / "mnt"
+    (low / "d").mkdir(parents=True)
+    (low / "link").symlink_to("d")
+    mnt.mkdir()
+    code = f"""import errno, os
+for call in (os.rmdir, os.unlink):
+    try:
+        call("{mnt}/link/")
+    except OSError as e:
+        print(errno.errorcode[e.errno])
+print(os.path.isdir("{mnt}/d"), os.path.islink("{mnt}/link"))
+"""
+    r = sh(f"vumount -t vufs -o cow {low} {mnt} && {sys.executable} -c '{code}'", *V)
+    assert r.stdout.split() == ["ENOTDIR", "ENOTDIR", "True", "True"], r.stderr
+
+
+def test_mountinfo_shows_a_bind_with_its_source_device(tmp_path, tree):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    r = sh(f"vumount -t vufs {tree} {mnt} && awk '$5 == \"{mnt}\" {{print $3}}' /proc/self/mountinfo && "
+           f"stat -c '%Hd:%Ld' {mnt}", *V)
+    lines = r.stdout.split()
+    assert len(lines) == 2 and lines[0] == lines[1], r.stdout + r.stderr

@@ -162,6 +162,21 @@ class Call:
             self.regs.set_arg(dirfd_i, AT_FDCWD)
         self.rewritten = True
 
+    async def locate_name(self, i: int) -> Resolved:
+        """Path argument ``i`` without its trailing slashes, the last component not followed."""
+        saved_str, saved_sc = self.strings.get(i), self.sc
+        self.strings[i] = self.read_str(i).rstrip("/") or "/"
+        self.sc = Syscall(self.sc.name, self.sc.nr, tuple("lpath" if k == i else a for k, a in enumerate(self.sc.args)),
+                          self.sc.family)
+        try:
+            return await self.locate(i)
+        finally:
+            self.sc = saved_sc
+            if saved_str is None:
+                self.strings.pop(i, None)
+            else:
+                self.strings[i] = saved_str
+
     async def locate(self, i: int) -> Resolved:
         """Resolve path argument ``i`` in the caller's view, real or virtual: no rewrite, no passthrough."""
         r = await self.target(i, None, locate=True)
@@ -1147,6 +1162,11 @@ def _last_name(c: Call) -> str:
 
 @family("rmdir")
 async def fam_rmdir(c: Call) -> Any:
+    i = c.sc.path_args[0]
+    if c.read_str(i).endswith("/") and c.read_str(i).rstrip("/") and (c.hv.registry or not c.t.fs.plain):
+        name = await c.locate_name(i)  # "link/" names the link, which rmdir does not follow
+        if name.st is not None and stat_mod.S_ISLNK(name.st.st_mode) and (name.mount or name.crossed):
+            raise OSError(errno.ENOTDIR, "a symlink")
     last = _last_name(c)
     if last in (".", "..") and (c.hv.registry or not c.t.fs.plain):
         r = await c.locate(c.sc.path_args[0])
@@ -1169,8 +1189,7 @@ async def fam_unlink(c: Call) -> Any:
         return await fam_rmdir(c)
     i = c.sc.path_args[0]
     if c.read_str(i).endswith("/") and (c.hv.registry or not c.t.fs.plain):
-        c.strings[i] = c.read_str(i).rstrip("/") or "/"
-        r = await c.locate(i)  # the name itself, not followed: Linux judges it
+        r = await c.locate_name(i)  # the name itself, not followed: Linux judges it
         if r.mount is None and not r.crossed and c.t.fs.plain:
             return REAL
         if r.st is None:

@@ -171,7 +171,13 @@ def mountinfo(pid: int, mounts: list[Mount], root: str = "/") -> str:
         point = _visible(m.point, root)
         if point is None:
             continue
-        major, minor = os.major(m.dev), os.minor(m.dev)
+        dev = m.dev
+        if getattr(m.fs, "real_dirs", False):  # a bind shows its source's device, as on Linux
+            try:
+                dev = os.stat(m.source).st_dev
+            except OSError:
+                pass
+        major, minor = os.major(dev), os.minor(dev)
         sup = "ro" if m.readonly else "rw"
         if m.options:
             sup += "," + m.options
