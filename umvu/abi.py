@@ -106,6 +106,10 @@ def pack_dirent(e: DirEntry, next_off: int) -> bytes:
     return body + bytes(reclen - len(body) - 1) + bytes([e.type])
 
 
+# struct flock (asm-generic/fcntl.h, 64-bit): l_type, l_whence, l_start, l_len, l_pid
+FLOCK = struct.Struct("<hhqqi4x")
+
+
 class StatFs(NamedTuple):
     f_type: int
     f_bsize: int

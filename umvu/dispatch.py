@@ -559,12 +559,9 @@ async def fam_fcntl(c: Call) -> Any:
     return REAL  # F_GETFD/F_SETFD and the rest act on the placeholder
 
 
-FLOCK = struct.Struct("<hhqqi4x")  # struct flock: l_type, l_whence, l_start, l_len, l_pid
-
-
 async def _record_lock(c: Call, of: OpenFile, cmd: int) -> int:
     """fcntl record locks on a virtual fd: the module's ``lock`` decides (see vfs.HostFdLocks)."""
-    l_type, whence, start, length, _pid = FLOCK.unpack(memory.read(c.t.tid, c.args[2], FLOCK.size))
+    l_type, whence, start, length, _pid = abi.FLOCK.unpack(memory.read(c.t.tid, c.args[2], abi.FLOCK.size))
     if l_type not in (0, 1, 2):  # F_RDLCK, F_WRLCK, F_UNLCK
         raise OSError(errno.EINVAL, "bad lock type")
     if l_type == 0 and not of.readable or l_type == 1 and not of.writable:
@@ -581,7 +578,7 @@ async def _record_lock(c: Call, of: OpenFile, cmd: int) -> int:
     wait = cmd in (F_SETLKW, F_OFD_SETLKW)
     got = await maybe(of.mount.fs.lock(of.handle, "get" if get else "wait" if wait else "set", l_type, start, length))
     if get:
-        c.write(c.args[2], FLOCK.pack(*(got or (2, 0, start, length, 0))))
+        c.write(c.args[2], abi.FLOCK.pack(*(got or (2, 0, start, length, 0))))
     return 0
 
 

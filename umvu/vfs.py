@@ -214,11 +214,11 @@ class HostFdLocks:
 
     async def lock(self, handle: int, how: str, l_type: int, start: int, length: int) -> tuple | None:
         import fcntl
-        import struct
+
+        from umvu.abi import FLOCK as layout
 
         if not isinstance(handle, int):
             return None
-        layout = struct.Struct("<hhqqi4x")
         if how == "get":
             got = layout.unpack(fcntl.fcntl(handle, 36, layout.pack(l_type, 0, start, length, 0)))  # F_OFD_GETLK
             return None if got[0] == 2 else got
