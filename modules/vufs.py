@@ -76,16 +76,7 @@ def _lstat(p: str) -> os.stat_result | None:
 
 
 def _lexists(p: str) -> bool:
-    """Whether ``p`` exists; a lookup the caller may not make (EACCES) is an error, as it would be for them."""
-    try:
-        os.lstat(p)
-        return True
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    except OSError as e:
-        if e.errno == errno.ENAMETOOLONG:  # a whiteout of a name near NAME_MAX cannot exist
-            return False
-        raise
+    return _lstat(p) is not None
 
 
 class DirHandle:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from umvu import abi, arch, bpf, libc, memory, syscalls
 from umvu.fdtable import OpenFile
-from umvu.paths import RealWalkError, Resolved, resolve
+from umvu.paths import RealWalkError, Resolved, resolve, seen_from
 from umvu.registry import Mount
 from umvu.syscalls import Syscall
 
@@ -900,14 +900,8 @@ async def fam_statfs(c: Call) -> Any:
 
 def view_path(c: Call, path: str) -> str:
     """A canonical path as the caller shows it: relative to its root."""
-    root = c.t.fs.root
-    if root == "/":
-        return path
-    if path == root:
-        return "/"
-    if path.startswith(root + "/"):
-        return path[len(root):]
-    return "(unreachable)" + path
+    seen = seen_from(path, c.t.fs.root)
+    return "(unreachable)" + path if seen is None else seen
 
 
 @family("readlink")

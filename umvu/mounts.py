@@ -17,6 +17,7 @@ import errno
 import os
 from collections.abc import Iterable
 
+from umvu.paths import seen_from
 from umvu.registry import Mount
 
 MS_RDONLY = 1
@@ -133,17 +134,6 @@ def _host(pid: int, name: str) -> str:
             return f.read()
 
 
-def _visible(point: str, root: str) -> str | None:
-    """A mount point as a process chrooted at ``root`` sees it (None: outside)."""
-    if root == "/":
-        return point
-    if point == root:
-        return "/"
-    if point.startswith(root + "/"):
-        return point[len(root):]
-    return None
-
-
 def _parent_id(m: Mount, virtual: Iterable[Mount], real: list[tuple[int, str]]) -> int:
     """The mount the mount point lies on: the longest containing point, virtual or real."""
     best_len, best = -1, 1
@@ -168,7 +158,7 @@ def mountinfo(pid: int, mounts: list[Mount], root: str = "/") -> str:
             real.append((int(f[0]), unescape(f[4])))
     lines = [host.rstrip("\n")] if host.strip() else []
     for m in mounts:
-        point = _visible(m.point, root)
+        point = seen_from(m.point, root)
         if point is None:
             continue
         dev = m.dev
@@ -190,7 +180,7 @@ def mounts(pid: int, mounts: list[Mount], root: str = "/") -> str:
     host = _host(pid, "mounts")
     lines = [host.rstrip("\n")] if host.strip() else []
     for m in mounts:
-        point = _visible(m.point, root)
+        point = seen_from(m.point, root)
         if point is None:
             continue
         opts = generic_options(m) + ("," + m.options if m.options else "")

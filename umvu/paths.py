@@ -107,6 +107,17 @@ def within(path: str, root: str) -> bool:
     return root == "/" or path == root or path.startswith(root + "/")
 
 
+def seen_from(path: str, root: str) -> str | None:
+    """Canonical ``path`` as a process chrooted at ``root`` names it; None: outside its root."""
+    if root == "/":
+        return path
+    if path == root:
+        return "/"
+    if path.startswith(root + "/"):
+        return path[len(root):]
+    return None
+
+
 async def resolve(registry: MountRegistry, start: str, path: str, follow: bool, root: str = "/",
                   magic: Magic | None = None) -> Resolved:
     """See _resolve; ``magic`` answers /proc's magic links for the calling process."""
