@@ -193,7 +193,7 @@ class Hypervisor:
         if not flags & mounts.MNT_DETACH:
             files, cwds = self.mount_users(m)
             if files or cwds or self.registry.below(point):
-                raise OSError(errno.EBUSY, f"{point} is busy")
+                raise OSError(errno.EBUSY, "target is busy")
         elif flags & mounts.MNT_EXPIRE:
             raise OSError(errno.EAGAIN, "not expired")
         for inner in reversed(self.registry.below(point)) if flags & mounts.MNT_DETACH else ():
