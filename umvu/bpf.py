@@ -164,8 +164,12 @@ METADATA_CALLS = frozenset({"fchmod", "fchown", "fsetxattr", "fremovexattr"})
 
 
 def fd_layer(fds: Iterable[int], calls: dict[int, syscalls.Syscall] = syscalls.BY_NR,
-             audit_arch: int = arch.AUDIT_ARCH, only: frozenset[str] | None = None) -> bytes:
-    """A filter that makes every call naming one of ``fds`` stop (``only``: just the calls named)."""
+             audit_arch: int = arch.AUDIT_ARCH, only: frozenset[str] | None = None,
+             also: Iterable[int] = ()) -> bytes:
+    """A filter that makes every call naming one of ``fds`` stop (``only``: just the calls named).
+
+    ``also``: call numbers that stop whatever their arguments (poll, whose fds are in memory).
+    """
     fds = sorted(set(fds))
     prog: list[Insn] = [
         (LD_W_ABS, 0, 0, OFF_ARCH),
@@ -173,6 +177,8 @@ def fd_layer(fds: Iterable[int], calls: dict[int, syscalls.Syscall] = syscalls.B
         (RET_K, 0, 0, RET_ALLOW),  # the base filter already refused other ABIs
         (LD_W_ABS, 0, 0, OFF_NR),
     ]
+    for nr in sorted(set(also)):
+        prog += [(JEQ_K, 0, 1, nr), (RET_K, 0, 0, RET_TRACE)]
     always = syscalls.base_traced(calls)
     for nr, positions in sorted(syscalls.fd_traced(calls).items()):
         if only is not None and calls[nr].name not in only:

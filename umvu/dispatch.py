@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import socket
 import stat as stat_mod
 import struct
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from umvu.fdtable import OpenFile
 from umvu.paths import RealWalkError, Resolved, resolve, seen_from
 from umvu.registry import Mount
 from umvu.syscalls import Syscall
+from umvu.vfs import Connect
 
 if TYPE_CHECKING:
     from umvu.hypervisor import Hypervisor
@@ -48,6 +50,8 @@ NR_OPENAT = syscalls.BY_NAME["openat"].nr
 NR_SECCOMP = 317
 NR_MMAP = syscalls.BY_NAME["mmap"].nr
 NR_CLOSE = syscalls.BY_NAME["close"].nr
+NR_SOCKET = 41  # not in the table: never stopped on
+NR_CONNECT = 42
 PLACEHOLDER = b"/dev/null\0"
 PATH_MAX = 4096
 
@@ -357,10 +361,14 @@ class Call:
         if fd not in t.proc.layers:
             await self.add_layer(fd)
 
-    async def add_layer(self, fd: int, only: frozenset[str] | None = None) -> None:
-        """Stack a seccomp filter so that calls naming ``fd`` stop (``only``: just those calls)."""
+    async def add_layer(self, fd: int, only: frozenset[str] | None = None, record: bool = True) -> None:
+        """Stack a seccomp filter so that calls naming ``fd`` stop (``only``: just those calls).
+
+        ``record``: remember it in the process (the fd table's layers, or the
+        metadata ones), so that it is not stacked twice.
+        """
         t = self.t
-        if only is not None and fd in t.proc.meta_layers:
+        if only is not None and record and fd in t.proc.meta_layers:
             return
         code = bpf.fd_layer([fd], only=only)
         try:
@@ -375,7 +383,8 @@ class Call:
         if ret != 0:
             self.hv.log(f"[{t.tid}] could not stack the fd filter for fd {fd}: {ret}")
             return
-        (t.proc.layers if only is None else t.proc.meta_layers).add(fd)
+        if record:
+            (t.proc.layers if only is None else t.proc.meta_layers).add(fd)
 
 
 Handler = Callable[[Call], Awaitable[Any]]
@@ -449,6 +458,8 @@ async def fam_open(c: Call) -> Any:
         raise OSError(errno.EINVAL, "bad access mode")
     fs = r.mount.fs
     handle = await maybe(fs.open(r.mount.inner(r.path), flags & ~os.O_CLOEXEC, mode))
+    if isinstance(handle, Connect):
+        return await _hand_socket(c, handle, flags)
     if st is None:
         st = await maybe(fs.lstat(r.mount.inner(r.path)))
     of = OpenFile(r.mount, handle, r.path, flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_CLOEXEC | os.O_NOCTTY),
@@ -467,6 +478,47 @@ async def fam_open(c: Call) -> Any:
         return DONE
     c.hv.opened(of)
     await c.install_vfd(of, fd)
+    c.resume_with(fd)
+    c.result = fd  # type: ignore[attr-defined]
+    return DONE
+
+
+async def _hand_socket(c: Call, want: Connect, flags: int) -> Any:
+    """The open becomes socket(2) plus connect(2) to the hypervisor (see vfs.Connect)."""
+    t = c.t
+    regs = c.regs
+    regs.nr = NR_SOCKET
+    regs.set_arg(0, socket.AF_UNIX)
+    regs.set_arg(1, want.kind | (socket.SOCK_CLOEXEC if flags & os.O_CLOEXEC else 0)
+                 | (socket.SOCK_NONBLOCK if flags & os.O_NONBLOCK else 0))
+    regs.set_arg(2, 0)
+    fd = await t.finish_syscall(regs)
+    if fd < 0:
+        c.resume_with(fd)
+        return DONE
+    listener, name = c.hv.listener(want.kind)
+    addr = struct.pack("<H", socket.AF_UNIX) + name
+    [at] = t.scratch(t.getregs(), addr)
+    ret = await t.inject(NR_CONNECT, fd, at, len(addr))
+    ours = None
+    if ret == 0:
+        try:
+            ours, _ = listener.accept()
+            pid = struct.unpack("<iII", ours.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+            if pid != t.proc.tgid:  # someone else on the host found the name: not ours to serve
+                ours.close()
+                ours, ret = None, -errno.EAGAIN
+        except OSError as e:
+            ret = -(e.errno or errno.EIO)
+    if ours is None:
+        await t.inject(NR_CLOSE, fd)
+        c.resume_with(ret if ret < 0 else -errno.EIO)
+        return DONE
+    inode = os.stat(f"/proc/{t.tid}/fd/{fd}").st_ino
+    consumer = want.connected(ours, inode)
+    if consumer is not None:
+        c.hv.sockets[inode] = consumer
+        await c.add_layer(fd, only=WRITE_CALLS, record=False)
     c.resume_with(fd)
     c.result = fd  # type: ignore[attr-defined]
     return DONE
@@ -644,11 +696,30 @@ async def fam_read(c: Call) -> Any:
     return len(data)
 
 
+WRITE_CALLS = frozenset({"write", "writev"})
+
+
+async def _socket_write(c: Call) -> Any:
+    """A write on a socket handed out with a consumer (vfs.Connect): the consumer takes it."""
+    try:
+        inode = os.stat(f"/proc/{c.t.tid}/fd/{s32(c.args[0])}").st_ino
+    except OSError:
+        return REAL
+    consumer = c.hv.sockets.get(inode)
+    if consumer is None:
+        return REAL
+    data = b"".join(memory.read(c.t.tid, a, n) for a, n in _buffers(c))
+    ret = consumer(data)
+    if ret < 0:
+        raise OSError(-ret, os.strerror(-ret))
+    return ret
+
+
 @family("write")
 async def fam_write(c: Call) -> Any:
     of = c.vfd(0)
     if of is None:
-        return REAL
+        return await _socket_write(c) if c.hv.sockets and c.sc.name in WRITE_CALLS else REAL
     if not of.writable:
         raise OSError(errno.EBADF, "not open for writing")
     off = _io_offset(c, of)
@@ -676,6 +747,9 @@ async def fam_lseek(c: Call) -> Any:
         new = off
     elif whence == os.SEEK_CUR:
         new = of.offset + off
+    elif whence in (os.SEEK_DATA, os.SEEK_HOLE) and \
+            (new := await maybe(of.mount.fs.seek(of.handle, off, whence))) is not None:
+        pass
     elif whence in (os.SEEK_END, os.SEEK_DATA, os.SEEK_HOLE):
         size = (await maybe(of.mount.fs.fstat(of.handle))).st_size
         if whence == os.SEEK_END:
@@ -735,9 +809,16 @@ async def fam_fdnoop(c: Call) -> Any:
 
 @family("fallocate")
 async def fam_fallocate(c: Call) -> Any:
-    if c.vfd(0) is None:
+    of = c.vfd(0)
+    if of is None:
         return REAL
-    raise OSError(errno.EOPNOTSUPP, "fallocate is not supported here")
+    if not of.writable:
+        raise OSError(errno.EBADF, "not open for writing")
+    mode, offset, length = s32(c.args[1]), s64(c.args[2]), s64(c.args[3])
+    if offset < 0 or length <= 0:
+        raise OSError(errno.EINVAL, "bad range")
+    await maybe(of.mount.fs.fallocate(of.handle, mode, offset, length))
+    return 0
 
 
 @family("mmap")
@@ -1453,7 +1534,11 @@ async def fam_mount(c: Call) -> Any:
         return _kernel_mount(c, 1, target)
     try:
         source = await _source_on_host(c, _opt_str(c, 0), "vufs" if bind else fstype)
-        hv.mount(fstype, source, target.path, flags, data)
+        hv.caller = c.t.tid
+        try:
+            hv.mount(fstype, source, target.path, flags, data)
+        finally:
+            hv.caller = 0
     except OSError as e:
         hv.mount_errors[c.t.tid] = e.strerror or os.strerror(e.errno or errno.EIO)
         raise

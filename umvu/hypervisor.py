@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import IO, TYPE_CHECKING, Any
 
-from umvu import dispatch, memory, mounts, syscalls
+from umvu import arch, dispatch, memory, mounts, syscalls
 from umvu.fdtable import OpenFile
 from umvu.procfs import ProcView
 from umvu.registry import Mount
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # pluggy and entry points cost start-up time: imported on fir
     from umvu.modules import ModuleManager
 
 ALWAYS = syscalls.ALWAYS_TRACED
+_REVOKED_CALLS = frozenset({"read", "readv", "write", "writev", "close"})
 
 
 def _now(ret: Any) -> Any:
@@ -50,6 +52,10 @@ class Hypervisor:
         self.proc = ProcView(self.tracer)
         self.shadows = Shadows()
         self.mount_errors: dict[int, str] = {}  # tid -> why its last mount(2) failed (for vumount)
+        self.caller = 0  # the tid whose mount(2) a module's vu_mount is serving
+        self._listeners: dict[int, tuple[Any, bytes]] = {}
+        # socket inode -> what takes the writes a process makes on it (see vfs.Connect)
+        self.sockets: dict[int, Callable[[bytes], int]] = {}
 
     @property
     def modules(self) -> ModuleManager:
@@ -71,6 +77,17 @@ class Hypervisor:
         regs = t.getregs()
         sc = self.by_nr.get(regs.nr)
         if sc is None:
+            if t.proc.revoked and regs.nr in (7, 271):  # poll, ppoll: see _revoked_poll
+                self._revoked_poll(t, regs)
+            t.cont()
+            return None
+        if t.proc.revoked and regs.rdi in t.proc.revoked and sc.name in _REVOKED_CALLS:
+            if sc.name == "close":
+                t.proc.revoked.discard(regs.rdi)
+            else:  # an unmounted /dev/fuse: the daemon's loop ends
+                regs.nr = -1
+                regs.ret = -errno.ENODEV
+                arch.setregs(t.tid, regs)
             t.cont()
             return None
         if not self.registry and not t.files and t.fs.plain and sc.family not in ALWAYS:
@@ -79,6 +96,39 @@ class Hypervisor:
             t.cont()  # nothing virtual exists for this process: the kernel's call
             return None
         return dispatch.serve(self, t, sc, regs)
+
+    def _revoked_poll(self, t: Tracee, regs: Any) -> None:
+        """poll of one revoked fd says POLLERR at once, as the kernel's for an unmounted /dev/fuse.
+
+        libfuse reads it so: "already unmounted", and does not try umount2 again.
+        """
+        import struct
+
+        if regs.rsi != 1:
+            return
+        try:
+            fd, events, _ = struct.unpack("<ihh", memory.read(t.tid, regs.rdi, 8))
+            if fd not in t.proc.revoked:
+                return
+            memory.write(t.tid, regs.rdi, struct.pack("<ihh", fd, events, 0x008))  # POLLERR
+        except OSError:
+            return
+        regs.nr = -1
+        regs.ret = 1
+        arch.setregs(t.tid, regs)
+
+    def listener(self, kind: int) -> tuple[Any, bytes]:
+        """A listening Unix socket of type ``kind`` and its abstract name (see vfs.Connect)."""
+        if kind not in self._listeners:
+            import socket
+
+            sock = socket.socket(socket.AF_UNIX, kind | socket.SOCK_CLOEXEC)
+            name = b"\0umvu-" + os.urandom(12).hex().encode()
+            sock.bind(name)
+            sock.listen(64)
+            sock.settimeout(2)
+            self._listeners[kind] = (sock, name)
+        return self._listeners[kind]
 
     # -- open files -----------------------------------------------------------------------
     def opened(self, of: OpenFile) -> None:
@@ -125,6 +175,7 @@ class Hypervisor:
         """
         if self.serves(fstype):
             return True
+        fstype = fstype.partition(".")[0]  # fuse.sshfs: the fuse module
         if not fstype or "/" in fstype:
             return False
         from umvu.modules import ModuleError, available
@@ -156,6 +207,7 @@ class Hypervisor:
                           + (f" (loaded modules mount: {loaded})" if loaded else " (no module loaded mounts it)"))
         name, fs = self.modules.mount_fs(fstype, source, point, options)
         shown = fs.fstype if type(fs).fstype != "vfs" and fs.fstype != "vfs" else fstype
+        options = getattr(fs, "shown_options", options)  # fuse: user_id=...,group_id=..., not fd=
         m = Mount(point, fs, source or "none", shown, options, name, flags=generic)
         if getattr(fs, "readonly", False):
             m.flags = m.flags | {"ro"}

@@ -32,6 +32,11 @@ def available() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
+def covers(types: set[str], fstype: str) -> bool:
+    """Whether ``fstype`` is one of ``types``; "fuse.*" covers every "fuse.NAME" (subtypes)."""
+    return fstype in types or ("." in fstype and fstype.partition(".")[0] + ".*" in types)
+
+
 class ModuleError(Exception):
     """A refusal to show to the user, with the errno the command exits with."""
 
@@ -64,6 +69,16 @@ class ModuleContext:
 
     def log(self, message: str) -> None:
         self.hv.log(f"{self.name}: {message}")
+
+    @property
+    def caller(self) -> int:
+        """The thread whose mount(2) ``vu_mount`` serves (0: none), to read its fds in /proc."""
+        return self.hv.caller
+
+    @property
+    def tracer(self) -> Any:
+        """The session's tracer: ``call_soon`` and ``revoke`` for modules with their own threads."""
+        return self.hv.tracer
 
 
 class ModuleManager:
@@ -125,12 +140,12 @@ class ModuleManager:
         return types
 
     def serves(self, fstype: str) -> bool:
-        return fstype in self.filesystems()
+        return covers(self.filesystems(), fstype)
 
     def mount_fs(self, fstype: str, source: str, target: str, options: str) -> tuple[str, FileSystem]:
         """(module name, file system) for a mount(2); the module's OSError goes to the caller."""
         for name, ctx in self.loaded.items():
-            if fstype not in set().union(*(a or () for a in self._only(name, "vu_filesystems")())):
+            if not covers(set().union(*(a or () for a in self._only(name, "vu_filesystems")())), fstype):
                 continue
             try:
                 fs = self._only(name, "vu_mount")(vu=ctx, fstype=fstype, source=source, target=target,

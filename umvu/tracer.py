@@ -39,6 +39,8 @@ CLONE_THREAD = 0x10000
 NR_CLONE = 56
 NR_CLONE3 = 435
 NR_SECCOMP = 317
+NR_POLL = 7  # not in the syscall table (never stopped on), but for revoked fds
+NR_PPOLL = 271
 STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 SYSCALL_TRAP = signal.SIGTRAP | 0x80
 
@@ -89,6 +91,25 @@ class Offload:
         return result
 
 
+class Wait:
+    """Awaited by a handler: suspend until ``future`` (a concurrent.futures.Future) is done.
+
+    For replies that another thread delivers (a FUSE daemon's answer): no
+    worker thread waits for it, and a signal ends the wait as for an Offload.
+    """
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: concurrent.futures.Future) -> None:
+        self.future = future
+
+    def __await__(self):
+        result = yield self
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+
 class Process:
     """What a thread group shares and the fd table does not: its seccomp layers."""
 
@@ -102,6 +123,9 @@ class Process:
         self.maps_traced = False
         self.exe: str | None = None  # the running program's path in the view, when the host's differs
         self.needs_paths = False  # the path filter must still be stacked on this process
+        # fds whose reads fail with ENODEV, as /dev/fuse's after an unmount (see Tracer.revoke)
+        self.revoked: set[int] = set()
+        self.needs_revoke = False  # their filter layer must still be stacked
 
 
 class Tracee:
@@ -220,6 +244,7 @@ class Tracer:
         self.registry = MountRegistry()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._done: deque[tuple[Tracee, Coroutine, Any]] = deque()
+        self._soon: deque[Callable[[], Any]] = deque()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.release_file: Callable[[OpenFile], None] = lambda of: None
         self.unmap_file: Callable[[OpenFile], None] = lambda of: None
@@ -290,7 +315,7 @@ class Tracer:
                 if tid:
                     handle(tid, status)
                     continue
-                if self._done:
+                if self._done or self._soon:
                     self._finish_offloads()
                     continue
                 if self._waiting and time.monotonic() >= self._next_check:  # busy or not, on time
@@ -341,6 +366,9 @@ class Tracer:
         if t.proc.needs_paths and event in (libc.PTRACE_EVENT_SECCOMP, libc.PTRACE_EVENT_STOP) \
                 and sig not in STOP_SIGNALS:
             self._step(t, self._stack_path_filter(t, event == libc.PTRACE_EVENT_SECCOMP), None)
+        elif t.proc.needs_revoke and event in (libc.PTRACE_EVENT_SECCOMP, libc.PTRACE_EVENT_STOP) \
+                and sig not in STOP_SIGNALS:
+            self._step(t, self._stack_revoke_filter(t, event == libc.PTRACE_EVENT_SECCOMP), None)
         elif event == libc.PTRACE_EVENT_SECCOMP:
             t.at_entry = True
             coro = self.on_syscall(t)
@@ -384,6 +412,10 @@ class Tracer:
             fut.add_done_callback(lambda f, t=t, coro=coro: self._offload_done(t, coro, f))
             t.task = _WAITING_OFFLOAD
             self._waiting[t] = coro
+        elif isinstance(req, Wait):
+            t.task = _WAITING_OFFLOAD
+            self._waiting[t] = coro
+            req.future.add_done_callback(lambda f, t=t, coro=coro: self._offload_done(t, coro, f))
 
     def _check_interrupts(self) -> None:
         """End with EINTR the calls of waiting tracees that have a deliverable signal pending.
@@ -413,14 +445,32 @@ class Tracer:
             t.cont()
 
     def _offload_done(self, t: Tracee, coro: Coroutine, fut: concurrent.futures.Future) -> None:
-        exc = fut.exception()
-        self._done.append((t, coro, exc if exc is not None else fut.result()))
+        if fut.cancelled():
+            result: Any = OSError(errno.EINTR, "cancelled")
+        else:
+            exc = fut.exception()
+            result = exc if exc is not None else fut.result()
+        self._done.append((t, coro, result))
+        self._wake()
+
+    def call_soon(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` in the loop's thread (the one that may use ptrace); safe from any thread."""
+        self._soon.append(fn)
+        self._wake()
+
+    def _wake(self) -> None:
         try:
             os.write(self._wake_w, b"\0")
         except BlockingIOError:
             pass
 
     def _finish_offloads(self) -> None:
+        while self._soon:
+            fn = self._soon.popleft()
+            try:
+                fn()
+            except Exception as e:
+                self.log(f"internal error in a deferred call: {e!r}")
         while self._done:
             t, coro, result = self._done.popleft()
             if self._waiting.get(t) is coro and self.tracees.get(t.tid) is t and t.task is _WAITING_OFFLOAD:
@@ -486,19 +536,69 @@ class Tracer:
             # A thread held in a stop by a handler gets the interrupt when resumed.
             libc.try_ptrace(libc.PTRACE_INTERRUPT, t.tid, 0, 0)
 
+    def revoke(self, inode: int) -> None:
+        """Reads and writes on every fd of the socket ``inode`` fail with ENODEV from now on.
+
+        What the kernel does to /dev/fuse fds once their file system is
+        unmounted: libfuse's loop ends cleanly on ENODEV.  The fds are real
+        sockets whose calls never stop, so each process holding one gets a
+        filter layer for them, stacked by interrupting one of its threads;
+        the other threads are interrupted after, so a read they are blocked
+        in restarts under the layer.
+        """
+        name = f"socket:[{inode}]"
+        seen: set[Process] = set()
+        for t in list(self.tracees.values()):
+            if t.proc in seen:
+                continue
+            seen.add(t.proc)
+            fds = set()
+            try:
+                for n in os.listdir(f"/proc/{t.tid}/fd"):
+                    try:
+                        if os.readlink(f"/proc/{t.tid}/fd/{n}") == name:
+                            fds.add(int(n))
+                    except OSError:
+                        pass
+            except OSError:
+                continue
+            if not fds:
+                continue
+            t.proc.revoked |= fds
+            t.proc.needs_revoke = True
+            chosen = next((x for x in self.tracees.values() if x.proc is t.proc and x.task is None), t)
+            libc.try_ptrace(libc.PTRACE_INTERRUPT, chosen.tid, 0, 0)
+
+    async def _stack_revoke_filter(self, t: Tracee, at_entry: bool) -> None:
+        proc = t.proc
+        if not proc.needs_revoke:
+            t.cont()
+            return
+        proc.needs_revoke = False
+        code = bpf.fd_layer(proc.revoked, only=frozenset({"read", "readv", "write", "writev", "close"}),
+                            also=(NR_POLL, NR_PPOLL))
+        await self._stack_filter(t, at_entry, code, "the revoked-fd filter")
+        for other in self.tracees.values():  # blocked reads restart under the new layer
+            if other.proc is proc and other is not t and other.task is None:
+                libc.try_ptrace(libc.PTRACE_INTERRUPT, other.tid, 0, 0)
+
     async def _stack_path_filter(self, t: Tracee, at_entry: bool) -> None:
         if not t.proc.needs_paths:  # another thread of the process did it (TSYNC)
             t.cont()
             return
         t.proc.needs_paths = False
+        await self._stack_filter(t, at_entry, self._path_filter, "the path filter")
+
+    async def _stack_filter(self, t: Tracee, at_entry: bool, code: bytes, what: str) -> None:
+        """Make ``t`` run seccomp(2) with ``code`` (TSYNC) in place of its next call, then that call."""
         if not at_entry:  # an interrupt stop: run to the next system call's entry
             await t.next_syscall_stop()
         saved = t.getregs().copy()
         regs = saved.copy()
         try:
-            fprog_addr = t.place_filter(self._path_filter)
+            fprog_addr = t.place_filter(code)
         except OSError as e:
-            self.log(f"[{t.tid}] cannot stack the path filter: {e}")
+            self.log(f"[{t.tid}] cannot stack {what}: {e}")
             t.cont()
             return
         regs.nr = NR_SECCOMP
@@ -509,7 +609,7 @@ class Tracer:
         await t.next_syscall_stop()  # seccomp(2) ran in place of the call
         ret = t.getregs().ret
         if ret != 0:
-            self.log(f"[{t.tid}] cannot stack the path filter: seccomp returned {ret}")
+            self.log(f"[{t.tid}] cannot stack {what}: seccomp returned {ret}")
         saved.rewind_syscall(saved.nr)  # the caller's own call, now under the new filter
         arch.setregs(t.tid, saved)
         t.cont()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 
@@ -25,6 +26,23 @@ class DirEntry(NamedTuple):
     name: str
     ino: int
     type: int  # DT_* value (the S_IFMT bits >> 12), 0 if unknown
+
+
+class Connect(NamedTuple):
+    """What ``open`` may return to give the process a real socket, not a virtual file.
+
+    The process's fd becomes a Unix socket of type ``kind`` connected to the
+    hypervisor; ``connected(our_end, inode)`` gets the hypervisor's end and
+    the inode of the process's end (how later calls name it, as in
+    /proc/PID/fd).  Its reads never stop.  If ``connected`` returns a
+    function, the process's write(2) and writev(2) on the fd stop and hand it
+    the bytes instead, and what it returns is the call's result (a length or
+    -errno): the fuse module hands out /dev/fuse this way, one SOCK_SEQPACKET
+    message per request, and checks each reply as the kernel does.
+    """
+
+    kind: int
+    connected: Callable[[Any, int], Callable[[bytes], int] | None]
 
 
 def _nosys(what: str) -> OSError:
@@ -97,6 +115,14 @@ class FileSystem:
 
     def fsync(self, handle: Any, datasync: bool) -> None:
         pass
+
+    def fallocate(self, handle: Any, mode: int, offset: int, length: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "fallocate is not supported here")
+
+    def seek(self, handle: Any, offset: int, whence: int) -> int | None:
+        """SEEK_DATA or SEEK_HOLE answered by the file system, or None: the core's answer
+        (the whole file is data)."""
+        return None
 
     def ftruncate(self, handle: Any, length: int) -> None:
         raise _nosys("ftruncate")

@@ -1,0 +1,584 @@
+"""fuse: a virtual /dev/fuse, so unmodified FUSE daemons mount inside umvu.
+
+The hypervisor plays the kernel's side of the FUSE protocol
+(linux/fuse.h).  Opening /dev/fuse gives the daemon a real SOCK_SEQPACKET
+socket connected to the hypervisor: one request per message, so the
+daemon's read(2), blocking in any number of threads, runs natively.  Its
+write(2) of a reply stops (a per-fd filter layer) and is taken straight from
+its memory: a malformed reply gets EINVAL there, as from the kernel, and the
+request it garbled fails with EIO.
+
+mount(2) of type ``fuse`` or ``fuse.NAME`` with libfuse's options
+(``fd=N,rootmode=M,user_id=U,group_id=G``) mounts the daemon's connection;
+libfuse then never needs fusermount.  Unmounting sends DESTROY and, once
+answered, makes the daemon's reads fail with ENODEV, so its loop ends as
+under the kernel.  A daemon that dies leaves its mount answering ENOTCONN.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import errno
+import os
+import select
+import socket
+import stat
+import struct
+import threading
+from typing import Any
+
+from umvu.abi import StatFs
+from umvu.hookspecs import hookimpl
+from umvu.inodefs import DirItem, Entry, InodeFS, NodeOps, Opened, SetAttr, make_stat
+from umvu.tracer import Wait
+from umvu.vfs import Connect, FileSystem
+
+# opcodes (enum fuse_opcode)
+LOOKUP, FORGET, GETATTR, SETATTR, READLINK, SYMLINK = 1, 2, 3, 4, 5, 6
+MKNOD, MKDIR, UNLINK, RMDIR, RENAME, LINK, OPEN, READ, WRITE, STATFS, RELEASE = 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18
+FSYNC, SETXATTR, GETXATTR, LISTXATTR, REMOVEXATTR, FLUSH, INIT = 20, 21, 22, 23, 24, 25, 26
+OPENDIR, READDIR, RELEASEDIR, FSYNCDIR, ACCESS, CREATE, INTERRUPT, DESTROY = 27, 28, 29, 30, 34, 35, 36, 38
+BATCH_FORGET, FALLOCATE, READDIRPLUS, RENAME2, LSEEK = 42, 43, 44, 45, 46
+
+KERNEL_MAJOR, KERNEL_MINOR = 7, 31
+# INIT flags offered: what this side implements
+ASYNC_READ, BIG_WRITES, DO_READDIRPLUS, READDIRPLUS_AUTO = 1 << 0, 1 << 5, 1 << 13, 1 << 14
+PARALLEL_DIROPS, MAX_PAGES, NO_OPEN_SUPPORT, NO_OPENDIR_SUPPORT = 1 << 18, 1 << 22, 1 << 17, 1 << 24
+OFFERED = ASYNC_READ | BIG_WRITES | DO_READDIRPLUS | READDIRPLUS_AUTO | PARALLEL_DIROPS | MAX_PAGES \
+    | NO_OPEN_SUPPORT | NO_OPENDIR_SUPPORT
+CHUNK = 128 * 1024  # largest READ and WRITE: a message must fit a socket buffer
+FATTR = {"mode": 1, "uid": 2, "gid": 4, "size": 8, "atime": 16, "mtime": 32, "fh": 64,
+         "atime_now": 128, "mtime_now": 256}
+
+IN_HEADER = struct.Struct("<IIQQIIIHH")
+OUT_HEADER = struct.Struct("<IiQ")
+ATTR = struct.Struct("<QQQQQQIIIIIIIIII")
+ENTRY_OUT = struct.Struct("<QQQQII")
+ATTR_OUT = struct.Struct("<QII")
+OPEN_OUT = struct.Struct("<QII")
+DIRENT = struct.Struct("<QQII")
+KSTATFS = struct.Struct("<QQQQQIII")
+FUSE_SUPER_MAGIC = 0x65735546
+DEV_FUSE = os.makedev(10, 229)
+
+
+def _ttl(sec: int, nsec: int) -> float:
+    return sec + nsec / 1e9
+
+
+def _attr(buf: bytes, at: int) -> os.stat_result:
+    (ino, size, blocks, atime, mtime, ctime, atimens, mtimens, ctimens, mode, nlink, uid, gid, rdev,
+     blksize, _flags) = ATTR.unpack_from(buf, at)
+    return make_stat(ino, mode, nlink, uid, gid, rdev, size, blocks, blksize, atime * 10**9 + atimens,
+                     mtime * 10**9 + mtimens, ctime * 10**9 + ctimens)
+
+
+def _entry(buf: bytes, at: int = 0) -> Entry:
+    node, _gen, ev, av, evn, avn = ENTRY_OUT.unpack_from(buf, at)
+    return Entry(node, _attr(buf, at + ENTRY_OUT.size) if node else None, _ttl(ev, evn), _ttl(av, avn))
+
+
+def _name(s: str) -> bytes:
+    return os.fsencode(s) + b"\0"
+
+
+class Connection(NodeOps):
+    """One /dev/fuse connection: the requests in flight and their replies."""
+
+    def __init__(self, sock: socket.socket, inode: int, tracer: Any, log: Any) -> None:
+        self.sock = sock
+        self.inode = inode
+        self.tracer = tracer
+        self.log = log
+        self.unique = 0
+        self.pending: dict[int, tuple[int, concurrent.futures.Future]] = {}  # unique -> (opcode, reply)
+        self.dead = False
+        self.mounted = False
+        self.init: concurrent.futures.Future | None = None
+        self.minor = 0
+        self.flags = 0
+        self.max_write = 4096
+        self.max_read = CHUNK
+        self.nosys: set[str] = set()
+        try:  # the largest request (a WRITE) must fit: ask for the most an ordinary user gets
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        except OSError:
+            pass
+        self._watch = threading.Thread(target=self._watcher, name=f"umvu-fuse-{inode}", daemon=True)
+        self._watch.start()
+
+    # -- requests ----------------------------------------------------------------------------
+    def send(self, opcode: int, node: int, body: bytes = b"", reply: bool = True,
+             unique: int | None = None) -> concurrent.futures.Future | None:
+        if self.dead:
+            raise OSError(errno.ENOTCONN, "the FUSE daemon is gone")
+        if unique is None:
+            self.unique += 2  # odd uniques are INTERRUPTs, as the kernel numbers them
+            unique = self.unique
+        msg = IN_HEADER.pack(IN_HEADER.size + len(body), opcode, unique, node, os.geteuid(), os.getegid(),
+                             os.getpid(), 0, 0) + body
+        fut: concurrent.futures.Future | None = None
+        if reply:
+            fut = concurrent.futures.Future()
+            self.pending[unique] = (opcode, fut)
+        try:
+            self.sock.send(msg, socket.MSG_DONTWAIT)
+        except BlockingIOError:  # the daemon is behind: a thread waits for room
+            threading.Thread(target=self._send_blocking, args=(msg, unique), daemon=True).start()
+        except OSError as e:
+            self.pending.pop(unique, None)
+            self._gone()
+            raise OSError(errno.ENOTCONN, "the FUSE daemon is gone") from e
+        return fut
+
+    def _send_blocking(self, msg: bytes, unique: int) -> None:
+        try:
+            self.sock.send(msg)
+        except OSError:
+            self.tracer.call_soon(self._gone)
+
+    async def request(self, opcode: int, node: int, body: bytes = b"") -> bytes:
+        if self.init is not None and not self.init.done():
+            await Wait(self.init)
+        fut = self.send(opcode, node, body)
+        unique = self.unique
+        try:
+            return await Wait(fut)
+        except GeneratorExit:  # a signal ended the caller's wait: tell the daemon, as the kernel does
+            if not self.dead and unique in self.pending:
+                try:
+                    self.send(INTERRUPT, 0, struct.pack("<Q", unique), reply=False, unique=unique | 1)
+                except OSError:
+                    pass
+            raise
+
+    # -- replies -----------------------------------------------------------------------------
+    def reply(self, data: bytes) -> int:
+        """The daemon wrote ``data`` to its /dev/fuse: write(2)'s result, as the kernel's."""
+        if self.dead:
+            return -errno.ENOTCONN
+        if len(data) < OUT_HEADER.size:
+            self.log(f"a {len(data)}-byte reply is shorter than its header")
+            return -errno.EINVAL
+        length, error, unique = OUT_HEADER.unpack_from(data)
+        if unique == 0 or unique & 1:  # a notification, or the answer to an INTERRUPT
+            return len(data)
+        item = self.pending.pop(unique, None)
+        if item is None:  # the kernel's answer too: maybe a request already interrupted
+            self.log(f"a reply for unknown request {unique}")
+            return -errno.ENOENT
+        opcode, fut = item
+        if length != len(data) or error > 0 or error < -4095 or (error and length != OUT_HEADER.size):
+            self.log(f"malformed reply to request {unique} (opcode {opcode}): length {length} of {len(data)}, "
+                     f"error {error}")
+            fut.set_result(OSError(errno.EIO, "malformed reply from the FUSE daemon"))
+            return -errno.EINVAL
+        if error:
+            fut.set_result(OSError(-error, os.strerror(-error)))
+        else:
+            fut.set_result(data[OUT_HEADER.size :])
+        return len(data)
+
+    def _watcher(self) -> None:
+        """Sees the daemon's end close (its last fd), and replies written on a dup'd fd."""
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN | select.POLLHUP | select.POLLRDHUP)
+        while not self.dead:
+            try:
+                poller.poll()
+                data = self.sock.recv(CHUNK + 4096, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self.tracer.call_soon(self._gone)
+                return
+            self.tracer.call_soon(lambda d=data: self.reply(d))
+
+    def _gone(self) -> None:
+        """The daemon closed its end or died: every request, now and later, gets ENOTCONN."""
+        if self.dead:
+            return
+        self.dead = True
+        for _op, fut in self.pending.values():
+            if not fut.done():
+                fut.set_result(OSError(errno.ENOTCONN, "the FUSE daemon is gone"))
+        self.pending.clear()
+        if self.init is not None and not self.init.done():
+            self.init.set_result(OSError(errno.ENOTCONN, "the FUSE daemon is gone"))
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # -- INIT and DESTROY -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Send INIT, as the kernel does once mount(2) succeeded; requests wait for its answer."""
+        fut = self.send(INIT, 0, struct.pack("<IIII", KERNEL_MAJOR, KERNEL_MINOR, CHUNK, OFFERED))
+        self.init = concurrent.futures.Future()
+        assert fut is not None
+        fut.add_done_callback(self._initialized)
+
+    def _initialized(self, fut: concurrent.futures.Future) -> None:
+        res = fut.result()
+        assert self.init is not None
+        if isinstance(res, OSError) or len(res) < 8:
+            self.log(f"INIT failed: {res!r}")
+            self.dead = True
+            self.init.set_result(res if isinstance(res, OSError) else OSError(errno.EPROTO, "short INIT reply"))
+            return
+        major, minor = struct.unpack_from("<II", res)
+        fields = struct.unpack_from("<IIHHIIHH", res + bytes(32), 8)
+        _readahead, flags, _bg, _cong, max_write, _gran, max_pages, _align = fields
+        if major != KERNEL_MAJOR:
+            self.log(f"the daemon speaks FUSE {major}.{minor}, not {KERNEL_MAJOR}")
+            self.dead = True
+            self.init.set_result(OSError(errno.EPROTO, "protocol version"))
+            return
+        self.minor = minor
+        self.flags = flags & OFFERED
+        self.max_write = max(4096, min(max_write or 4096, CHUNK)) if flags & BIG_WRITES else 4096
+        pages = max_pages if flags & MAX_PAGES and max_pages else 32
+        self.max_read = min(self.max_read, pages * 4096, CHUNK)
+        self.init.set_result(None)
+
+    def destroy(self, then: Any) -> None:
+        """Send DESTROY; ``then()`` runs in the loop when it is answered (or cannot be)."""
+        try:
+            fut = self.send(DESTROY, 0)
+        except OSError:
+            then()
+            return
+        assert fut is not None
+        fut.add_done_callback(lambda _f: self.tracer.call_soon(then))
+
+    # -- the operations (NodeOps) -------------------------------------------------------------------
+    async def lookup(self, parent: int, name: str) -> Entry:
+        return _entry(await self.request(LOOKUP, parent, _name(name)))
+
+    def forget(self, nodes: list[tuple[int, int]]) -> None:
+        if self.dead:
+            return
+        try:
+            if len(nodes) == 1 or self.minor < 16:
+                for node, count in nodes:
+                    self.send(FORGET, node, struct.pack("<Q", count), reply=False)
+            else:
+                for i in range(0, len(nodes), 1024):
+                    part = nodes[i : i + 1024]
+                    body = struct.pack("<II", len(part), 0) + b"".join(struct.pack("<QQ", n, c) for n, c in part)
+                    self.send(BATCH_FORGET, 0, body, reply=False)
+        except OSError:
+            pass
+
+    async def getattr(self, node: int, fh: int | None) -> tuple[os.stat_result, float]:
+        body = struct.pack("<IIQ", 1 if fh is not None else 0, 0, fh or 0)  # FUSE_GETATTR_FH
+        out = await self.request(GETATTR, node, body)
+        valid, nsec, _ = ATTR_OUT.unpack_from(out)
+        return _attr(out, ATTR_OUT.size), _ttl(valid, nsec)
+
+    async def setattr(self, node: int, fh: int | None, change: SetAttr) -> tuple[os.stat_result, float]:
+        valid = 0
+        times = {}
+        for which in ("atime", "mtime"):
+            v = getattr(change, which)
+            if v == "now":
+                valid |= FATTR[which] | FATTR[which + "_now"]
+                times[which] = (0, 0)
+            elif v is not None:
+                valid |= FATTR[which]
+                times[which] = divmod(v, 10**9)
+            else:
+                times[which] = (0, 0)
+        for which in ("mode", "uid", "gid", "size"):
+            if getattr(change, which) is not None:
+                valid |= FATTR[which]
+        if fh is not None:
+            valid |= FATTR["fh"]
+        body = struct.pack("<IIQQQQQQIIIIIIII", valid, 0, fh or 0, change.size or 0, 0,
+                           times["atime"][0], times["mtime"][0], 0, times["atime"][1], times["mtime"][1], 0,
+                           change.mode or 0, 0, change.uid or 0, change.gid or 0, 0)
+        out = await self.request(SETATTR, node, body)
+        v, nsec, _ = ATTR_OUT.unpack_from(out)
+        return _attr(out, ATTR_OUT.size), _ttl(v, nsec)
+
+    async def readlink(self, node: int) -> str:
+        return os.fsdecode(await self.request(READLINK, node))
+
+    async def symlink(self, parent: int, name: str, target: str) -> Entry:
+        return _entry(await self.request(SYMLINK, parent, _name(name) + _name(target)))
+
+    async def mknod(self, parent: int, name: str, mode: int, rdev: int) -> Entry:
+        head = struct.pack("<IIII", mode, rdev, 0, 0) if self.minor >= 12 else struct.pack("<II", mode, rdev)
+        return _entry(await self.request(MKNOD, parent, head + _name(name)))
+
+    async def mkdir(self, parent: int, name: str, mode: int) -> Entry:
+        return _entry(await self.request(MKDIR, parent, struct.pack("<II", mode, 0) + _name(name)))
+
+    async def unlink(self, parent: int, name: str) -> None:
+        await self.request(UNLINK, parent, _name(name))
+
+    async def rmdir(self, parent: int, name: str) -> None:
+        await self.request(RMDIR, parent, _name(name))
+
+    async def rename(self, parent: int, name: str, newparent: int, newname: str, flags: int) -> None:
+        if flags:
+            await self.request(RENAME2, parent, struct.pack("<QII", newparent, flags, 0) + _name(name) + _name(newname))
+        else:
+            await self.request(RENAME, parent, struct.pack("<Q", newparent) + _name(name) + _name(newname))
+
+    async def link(self, node: int, newparent: int, newname: str) -> Entry:
+        return _entry(await self.request(LINK, newparent, struct.pack("<Q", node) + _name(newname)))
+
+    async def _open(self, opcode: int, node: int, flags: int) -> Opened:
+        out = await self.request(opcode, node, struct.pack("<II", flags, 0))
+        fh, oflags, _ = OPEN_OUT.unpack_from(out)
+        return Opened(fh, oflags)
+
+    async def open(self, node: int, flags: int) -> Opened:
+        return await self._open(OPEN, node, flags)
+
+    async def opendir(self, node: int, flags: int) -> Opened:
+        return await self._open(OPENDIR, node, flags)
+
+    async def create(self, parent: int, name: str, flags: int, mode: int) -> tuple[Entry, Opened]:
+        head = struct.pack("<IIII", flags, mode, 0, 0) if self.minor >= 12 else struct.pack("<II", flags, mode)
+        out = await self.request(CREATE, parent, head + _name(name))
+        e = _entry(out)
+        fh, oflags, _ = OPEN_OUT.unpack_from(out, ENTRY_OUT.size + ATTR.size)
+        return e, Opened(fh, oflags)
+
+    def _io(self, fh: int, offset: int, size: int, flags: int = 0) -> bytes:
+        if self.minor >= 9:
+            return struct.pack("<QQIIQII", fh, offset, size, flags, 0, os.O_RDWR, 0)
+        return struct.pack("<QQII", fh, offset, size, flags)
+
+    async def read(self, node: int, fh: int, offset: int, size: int) -> bytes:
+        return await self.request(READ, node, self._io(fh, offset, size))
+
+    async def write(self, node: int, fh: int, offset: int, data: bytes) -> int:
+        out = await self.request(WRITE, node, self._io(fh, offset, len(data)) + data)
+        return struct.unpack_from("<I", out)[0]
+
+    async def statfs(self, node: int) -> StatFs:
+        blocks, bfree, bavail, files, ffree, bsize, namelen, frsize = KSTATFS.unpack_from(
+            await self.request(STATFS, node) + bytes(80))
+        return StatFs(FUSE_SUPER_MAGIC, bsize, blocks, bfree, bavail, files, ffree, (0, 0), namelen,
+                      frsize or bsize, 0)
+
+    def _post(self, opcode: int, node: int, body: bytes) -> None:
+        """A request whose answer nobody waits for (its reply is still checked and taken)."""
+        if "flush" in self.nosys and opcode == FLUSH or self.dead:
+            return
+        try:
+            fut = self.send(opcode, node, body)
+        except OSError:
+            return
+        if opcode == FLUSH and fut is not None:
+            fut.add_done_callback(self._flushed)
+
+    def _flushed(self, fut: concurrent.futures.Future) -> None:
+        res = fut.result()
+        if isinstance(res, OSError) and res.errno == errno.ENOSYS:
+            self.nosys.add("flush")
+
+    def flush(self, node: int, fh: int) -> None:
+        self._post(FLUSH, node, struct.pack("<QIIQ", fh, 0, 0, 0))
+
+    def release(self, node: int, fh: int, flags: int) -> None:
+        self._post(RELEASE, node, struct.pack("<QIIQ", fh, flags, 0, 0))
+
+    def releasedir(self, node: int, fh: int, flags: int) -> None:
+        self._post(RELEASEDIR, node, struct.pack("<QIIQ", fh, flags, 0, 0))
+
+    async def fsync(self, node: int, fh: int, datasync: bool) -> None:
+        await self.request(FSYNC, node, struct.pack("<QII", fh, int(datasync), 0))
+
+    async def fsyncdir(self, node: int, fh: int, datasync: bool) -> None:
+        await self.request(FSYNCDIR, node, struct.pack("<QII", fh, int(datasync), 0))
+
+    async def readdir(self, node: int, fh: int, offset: int) -> list[DirItem]:
+        plus = bool(self.flags & DO_READDIRPLUS)
+        out = await self.request(READDIRPLUS if plus else READDIR, node, self._io(fh, offset, 32768))
+        items, at = [], 0
+        while at < len(out):
+            entry = None
+            if plus:
+                if at + ENTRY_OUT.size + ATTR.size > len(out):
+                    break
+                entry = _entry(out, at)
+                at += ENTRY_OUT.size + ATTR.size
+            if at + DIRENT.size > len(out):
+                break
+            ino, off, namelen, dtype = DIRENT.unpack_from(out, at)
+            name = os.fsdecode(out[at + DIRENT.size : at + DIRENT.size + namelen])
+            at += (DIRENT.size + namelen + 7) & ~7
+            items.append(DirItem(name, ino, dtype, off, entry if entry is not None and entry.node else None))
+        return items
+
+    async def access(self, node: int, mask: int) -> None:
+        await self.request(ACCESS, node, struct.pack("<II", mask, 0))
+
+    async def getxattr(self, node: int, name: str) -> bytes:
+        size = struct.unpack_from("<I", await self.request(GETXATTR, node, struct.pack("<II", 0, 0) + _name(name)))[0]
+        if size == 0:
+            return b""
+        return await self.request(GETXATTR, node, struct.pack("<II", size, 0) + _name(name))
+
+    async def listxattr(self, node: int) -> list[str]:
+        size = struct.unpack_from("<I", await self.request(LISTXATTR, node, struct.pack("<II", 0, 0)))[0]
+        if size == 0:
+            return []
+        out = await self.request(LISTXATTR, node, struct.pack("<II", size, 0))
+        return [os.fsdecode(n) for n in out.split(b"\0") if n]
+
+    async def setxattr(self, node: int, name: str, value: bytes, flags: int) -> None:
+        await self.request(SETXATTR, node, struct.pack("<II", len(value), flags) + _name(name) + value)
+
+    async def removexattr(self, node: int, name: str) -> None:
+        await self.request(REMOVEXATTR, node, _name(name))
+
+    async def lseek(self, node: int, fh: int, offset: int, whence: int) -> int:
+        out = await self.request(LSEEK, node, struct.pack("<QqII", fh, offset, whence, 0))
+        return struct.unpack_from("<q", out)[0]
+
+    async def fallocate(self, node: int, fh: int, mode: int, offset: int, length: int) -> None:
+        await self.request(FALLOCATE, node, struct.pack("<QQQII", fh, offset, length, mode, 0))
+
+
+class FuseMount(InodeFS):
+    """A mount served by a daemon over a /dev/fuse connection."""
+
+    def __init__(self, conn: Connection, fstype: str, shown_options: str, revoke: Any) -> None:
+        super().__init__(conn)
+        self.conn = conn
+        self.fstype = fstype
+        self.shown_options = shown_options
+        self._revoke = revoke
+
+    async def _call(self, op: str, *args: Any) -> Any:
+        if self.conn.dead:
+            raise OSError(errno.ENOTCONN, "the FUSE daemon is gone")
+        if self.conn.init is not None and not self.conn.init.done():
+            await Wait(self.conn.init)
+        res = self.conn.init.result() if self.conn.init is not None else None
+        if isinstance(res, OSError):
+            raise OSError(errno.ENOTCONN if self.conn.dead else res.errno, "the FUSE daemon did not start")
+        self.max_read, self.max_write = self.conn.max_read, self.conn.max_write
+        return await super()._call(op, *args)
+
+    def unmount(self) -> None:
+        conn = self.conn
+        conn.mounted = False
+        if conn.dead:
+            return
+        self.forget_all()
+        conn.destroy(lambda: self._revoke(conn))
+
+
+class DevFuse(FileSystem):
+    """/dev/fuse itself: a character device whose open hands out a connection."""
+
+    fstype = "devtmpfs"
+
+    def __init__(self, module: Module) -> None:
+        self.module = module
+
+    def lstat(self, path: str) -> os.stat_result:
+        if path != "/":
+            raise OSError(errno.ENOTDIR, "not a directory")
+        return os.stat_result((stat.S_IFCHR | 0o666, 229, 0, 1, 0, 0, 0, 0, 0, 0), {"st_rdev": DEV_FUSE})
+
+    def open(self, path: str, flags: int, mode: int) -> Connect:
+        if flags & os.O_ACCMODE != os.O_RDWR:
+            raise OSError(errno.EPERM if flags & os.O_ACCMODE == os.O_RDONLY else errno.EINVAL, "open /dev/fuse O_RDWR")
+        return Connect(socket.SOCK_SEQPACKET, self.module.connected)
+
+
+class Module:
+    """The module's state: connections by the inode of the daemon's socket."""
+
+    def __init__(self) -> None:
+        self.vu: Any = None
+        self.conns: dict[int, Connection] = {}
+
+    def connected(self, sock: socket.socket, inode: int) -> Any:
+        self.conns[inode] = Connection(sock, inode, self.vu.tracer, self.vu.log)
+        return self.conns[inode].reply
+
+    def revoke(self, conn: Connection) -> None:
+        self.vu.tracer.revoke(conn.inode)
+
+    def mount(self, fstype: str, source: str, options: str) -> FuseMount:
+        opts: dict[str, str] = {}
+        shown: list[str] = []
+        for o in filter(None, options.split(",")):
+            key, _, value = o.partition("=")
+            opts[key] = value
+        for key in ("fd", "rootmode", "user_id", "group_id"):
+            if key not in opts:
+                raise OSError(errno.EINVAL, f"the {key}= option is missing (libfuse passes it)")
+        try:
+            fd, rootmode = int(opts["fd"]), int(opts["rootmode"], 8)
+            uid, gid = int(opts["user_id"]), int(opts["group_id"])
+            max_read = int(opts.get("max_read", CHUNK))
+        except ValueError:
+            raise OSError(errno.EINVAL, "bad fuse mount option value") from None
+        known = {"fd", "rootmode", "user_id", "group_id", "max_read", "default_permissions", "allow_other",
+                 "blksize", "subtype", "fsname"}
+        unknown = set(opts) - known
+        if unknown:
+            raise OSError(errno.EINVAL, f"unknown fuse option: {sorted(unknown)[0]}")
+        if not (stat.S_ISDIR(rootmode) or stat.S_ISREG(rootmode)):
+            raise OSError(errno.EINVAL, "rootmode must be a directory or a file")
+        try:
+            link = os.readlink(f"/proc/{self.vu.caller}/fd/{fd}")
+        except OSError:
+            raise OSError(errno.EINVAL, f"fd={fd} is not an open file") from None
+        conn = self.conns.get(int(link[8:-1])) if link.startswith("socket:[") else None
+        if conn is None:
+            raise OSError(errno.EINVAL, f"fd={fd} is not a /dev/fuse file")
+        if conn.mounted or conn.init is not None:
+            raise OSError(errno.EINVAL, "this /dev/fuse file is already mounted")
+        conn.mounted = True
+        conn.max_read = min(max_read, CHUNK) or CHUNK
+        shown = [f"user_id={uid}", f"group_id={gid}"]
+        shown += [k for k in ("default_permissions", "allow_other") if k in opts]
+        if "max_read" in opts:
+            shown.append(f"max_read={max_read}")
+        conn.start()
+        return FuseMount(conn, fstype, ",".join(shown), self.revoke)
+
+
+_module = Module()
+
+
+@hookimpl
+def vu_module_describe() -> str:
+    return "a virtual /dev/fuse: unmodified FUSE daemons (libfuse 2 and 3) mount inside the view"
+
+
+@hookimpl
+def vu_module_load(vu: Any) -> None:
+    _module.vu = vu
+    vu.mount("/dev/fuse", DevFuse(_module), source="udev", fstype="devtmpfs")
+
+
+@hookimpl
+def vu_module_unload(vu: Any) -> None:
+    for conn in list(_module.conns.values()):
+        conn._gone()
+    _module.conns.clear()
+
+
+@hookimpl
+def vu_filesystems() -> list[str]:
+    return ["fuse", "fuse.*"]
+
+
+@hookimpl
+def vu_mount(vu: Any, fstype: str, source: str, target: str, options: str) -> FileSystem | None:
+    if fstype != "fuse" and not fstype.startswith("fuse."):
+        return None
+    return _module.mount(fstype, source, options)

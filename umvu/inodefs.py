@@ -1,0 +1,502 @@
+"""Path calls over a file system that speaks in node ids: FUSE's model.
+
+The core hands a module absolute paths; FUSE daemons (and pyfuse3's
+Operations) know nodes: LOOKUP a name in a directory node, then GETATTR,
+OPEN... the node.  :class:`InodeFS` walks a path one LOOKUP per component,
+keeping what the kernel keeps: a dentry cache and an attribute cache, each
+entry valid for the time the file system said (entry_valid, attr_valid; 0
+means ask every time), and each node's lookup count, returned with FORGET
+once no name or open file refers to the node any more.  It also remembers
+the operations a file system answered with ENOSYS and does not ask again,
+falling back the way the kernel does.
+
+A transport (``NodeOps``) carries the requests: modules/fuse.py over a
+/dev/fuse connection to a daemon, modules/vufuse.py to a pyfuse3
+Operations object in this process.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+from typing import Any, NamedTuple
+
+from umvu.abi import StatFs
+from umvu.vfs import DirEntry, FileSystem
+
+ROOT = 1  # FUSE_ROOT_ID
+FOPEN_DIRECT_IO = 1
+
+
+class Entry(NamedTuple):
+    """A LOOKUP's answer (fuse_entry_out); node 0 is a negative entry (the name is absent)."""
+
+    node: int
+    st: os.stat_result | None
+    entry_ttl: float
+    attr_ttl: float
+
+
+class DirItem(NamedTuple):
+    name: str
+    ino: int
+    type: int  # DT_*
+    next: int  # the offset to continue after this entry
+    entry: Entry | None  # READDIRPLUS: the entry, counted as a lookup
+
+
+class Opened(NamedTuple):
+    fh: int
+    flags: int  # FOPEN_*
+
+
+class SetAttr(NamedTuple):
+    """What a SETATTR changes; None leaves it.  Times in ns, or "now"."""
+
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    size: int | None = None
+    atime: int | str | None = None
+    mtime: int | str | None = None
+
+
+class NodeOps:
+    """The transport's side: one coroutine per FUSE opcode, raising OSError(errno).
+
+    Names and arguments follow linux/fuse.h; see modules/fuse.py for the
+    wire encoding.  An operation a file system lacks raises ENOSYS.
+    """
+
+    async def lookup(self, parent: int, name: str) -> Entry: ...
+    def forget(self, nodes: list[tuple[int, int]]) -> None: ...
+    async def getattr(self, node: int, fh: int | None) -> tuple[os.stat_result, float]: ...
+    async def setattr(self, node: int, fh: int | None, change: SetAttr) -> tuple[os.stat_result, float]: ...
+    async def readlink(self, node: int) -> str: ...
+    async def symlink(self, parent: int, name: str, target: str) -> Entry: ...
+    async def mknod(self, parent: int, name: str, mode: int, rdev: int) -> Entry: ...
+    async def mkdir(self, parent: int, name: str, mode: int) -> Entry: ...
+    async def unlink(self, parent: int, name: str) -> None: ...
+    async def rmdir(self, parent: int, name: str) -> None: ...
+    async def rename(self, parent: int, name: str, newparent: int, newname: str, flags: int) -> None: ...
+    async def link(self, node: int, newparent: int, newname: str) -> Entry: ...
+    async def open(self, node: int, flags: int) -> Opened: ...
+    async def opendir(self, node: int, flags: int) -> Opened: ...
+    async def create(self, parent: int, name: str, flags: int, mode: int) -> tuple[Entry, Opened]: ...
+    async def read(self, node: int, fh: int, offset: int, size: int) -> bytes: ...
+    async def write(self, node: int, fh: int, offset: int, data: bytes) -> int: ...
+    async def statfs(self, node: int) -> StatFs: ...
+    # The last close: sent, not awaited (a close cannot wait for the file system here).
+    def flush(self, node: int, fh: int) -> None: ...
+    def release(self, node: int, fh: int, flags: int) -> None: ...
+    def releasedir(self, node: int, fh: int, flags: int) -> None: ...
+    async def fsync(self, node: int, fh: int, datasync: bool) -> None: ...
+    async def fsyncdir(self, node: int, fh: int, datasync: bool) -> None: ...
+    async def readdir(self, node: int, fh: int, offset: int) -> list[DirItem]: ...
+    async def access(self, node: int, mask: int) -> None: ...
+    async def getxattr(self, node: int, name: str) -> bytes: ...
+    async def listxattr(self, node: int) -> list[str]: ...
+    async def setxattr(self, node: int, name: str, value: bytes, flags: int) -> None: ...
+    async def removexattr(self, node: int, name: str) -> None: ...
+    async def lseek(self, node: int, fh: int, offset: int, whence: int) -> int: ...
+    async def fallocate(self, node: int, fh: int, mode: int, offset: int, length: int) -> None: ...
+
+
+class Handle:
+    __slots__ = ("node", "fh", "is_dir", "flags", "direct")
+
+    def __init__(self, node: int, opened: Opened, is_dir: bool, flags: int) -> None:
+        self.node = node
+        self.fh = opened.fh
+        self.is_dir = is_dir
+        self.flags = flags
+        self.direct = bool(opened.flags & FOPEN_DIRECT_IO)
+
+
+def make_stat(ino: int, mode: int, nlink: int, uid: int, gid: int, rdev: int, size: int, blocks: int,
+              blksize: int, atime_ns: int, mtime_ns: int, ctime_ns: int) -> os.stat_result:
+    """An os.stat_result from what FUSE tells of a node (st_dev is the mount's, set by the core)."""
+    return os.stat_result(
+        (mode, ino, 0, nlink, uid, gid, size, atime_ns // 10**9, mtime_ns // 10**9, ctime_ns // 10**9),
+        {"st_atime": atime_ns / 1e9, "st_mtime": mtime_ns / 1e9, "st_ctime": ctime_ns / 1e9,
+         "st_atime_ns": atime_ns, "st_mtime_ns": mtime_ns, "st_ctime_ns": ctime_ns,
+         "st_blksize": blksize or 4096, "st_blocks": blocks, "st_rdev": rdev},
+    )
+
+
+def _split(path: str) -> tuple[str, str]:
+    head, _, name = path.rpartition("/")
+    return head or "/", name
+
+
+def _parts(path: str) -> list[str]:
+    return [p for p in path.split("/") if p]
+
+
+class InodeFS(FileSystem):
+    """A FileSystem whose files are nodes of ``ops``, with the kernel's caches."""
+
+    fstype = "fuse"
+
+    def __init__(self, ops: NodeOps, max_read: int = 128 * 1024, max_write: int = 128 * 1024) -> None:
+        self.ops = ops
+        self.max_read = max_read
+        self.max_write = max_write
+        self._dentries: dict[tuple[int, str], tuple[int, float]] = {}  # (parent, name) -> (node, until)
+        self._attrs: dict[int, tuple[os.stat_result, float]] = {}  # node -> (attrs, until)
+        self._lookups: dict[int, int] = {}  # node -> lookups not yet forgotten
+        self._refs: dict[int, int] = {}  # node -> dentries and open files naming it
+        self.nosys: set[str] = set()  # operations answered with ENOSYS: not asked again
+
+    # -- caches ---------------------------------------------------------------------------
+    def _ref(self, node: int, n: int) -> None:
+        refs = self._refs.get(node, 0) + n
+        if refs > 0:
+            self._refs[node] = refs
+            return
+        self._refs.pop(node, None)
+        self._attrs.pop(node, None)
+        count = self._lookups.pop(node, 0)
+        if count and node != ROOT:
+            self.ops.forget([(node, count)])
+
+    def _learn(self, parent: int, name: str, e: Entry) -> int:
+        """Record a lookup's answer; the node (0: negative entry)."""
+        until = time.monotonic() + e.entry_ttl
+        old = self._dentries.get((parent, name))
+        if e.node:
+            self._lookups[e.node] = self._lookups.get(e.node, 0) + 1
+            self._ref(e.node, 1)
+            if e.st is not None:
+                self._attrs[e.node] = (e.st, time.monotonic() + e.attr_ttl)
+        if e.node or e.entry_ttl > 0:
+            self._dentries[(parent, name)] = (e.node, until)
+        else:
+            self._dentries.pop((parent, name), None)
+        if old is not None and old[0]:
+            self._ref(old[0], -1)
+        return e.node
+
+    def _unlearn(self, parent: int, name: str) -> None:
+        old = self._dentries.pop((parent, name), None)
+        if old is not None and old[0]:
+            self._attrs.pop(old[0], None)  # its nlink and ctime changed
+            self._ref(old[0], -1)
+        self._attrs.pop(parent, None)
+
+    def forget_all(self) -> None:
+        """At unmount: every node the daemon still counts is returned (the kernel evicts them)."""
+        batch = [(n, c) for n, c in self._lookups.items() if n != ROOT and c]
+        self._dentries.clear()
+        self._attrs.clear()
+        self._lookups.clear()
+        self._refs.clear()
+        if batch:
+            self.ops.forget(batch)
+
+    async def _call(self, op: str, *args: Any) -> Any:
+        if op in self.nosys:
+            raise OSError(errno.ENOSYS, f"{op} is not implemented by this file system")
+        try:
+            return await getattr(self.ops, op)(*args)
+        except OSError as e:
+            if e.errno == errno.ENOSYS:
+                self.nosys.add(op)
+            raise
+
+    async def _child(self, parent: int, name: str) -> int:
+        cached = self._dentries.get((parent, name))
+        if cached is not None and cached[1] > time.monotonic():
+            if not cached[0]:
+                raise OSError(errno.ENOENT, "no such file (cached)")
+            return cached[0]
+        if len(name) > 255:
+            raise OSError(errno.ENAMETOOLONG, "name too long")
+        try:
+            e = await self._call("lookup", parent, name)
+        except OSError as err:
+            if err.errno == errno.ENOENT:
+                self._unlearn(parent, name)
+            raise
+        node = self._learn(parent, name, e)
+        if not node:
+            raise OSError(errno.ENOENT, "no such file")
+        return node
+
+    async def _node(self, path: str) -> int:
+        node = ROOT
+        for name in _parts(path):
+            node = await self._child(node, name)
+        return node
+
+    async def _attr(self, node: int, fh: int | None = None) -> os.stat_result:
+        cached = self._attrs.get(node)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        st, ttl = await self._call("getattr", node, fh)
+        self._attrs[node] = (st, time.monotonic() + ttl)
+        return st
+
+    async def _setattr(self, node: int, fh: int | None, change: SetAttr) -> None:
+        st, ttl = await self._call("setattr", node, fh, change)
+        self._attrs[node] = (st, time.monotonic() + ttl)
+
+    # -- names ------------------------------------------------------------------------------
+    async def lstat(self, path: str) -> os.stat_result:
+        return await self._attr(await self._node(path))
+
+    async def readlink(self, path: str) -> str:
+        node = await self._node(path)
+        if not stat.S_ISLNK((await self._attr(node)).st_mode):
+            raise OSError(errno.EINVAL, "not a symlink")
+        return await self._call("readlink", node)
+
+    async def access(self, path: str, mode: int) -> None:
+        node = await self._node(path)
+        if "access" not in self.nosys:
+            try:
+                return await self._call("access", node, mode)
+            except OSError as e:
+                if e.errno != errno.ENOSYS:
+                    raise
+        st = await self._attr(node)  # no ACCESS: the kernel lets the daemon decide at open
+        if mode & os.X_OK and not stat.S_ISDIR(st.st_mode) and not st.st_mode & 0o111:
+            raise OSError(errno.EACCES, "not executable")
+
+    async def statfs(self, path: str) -> StatFs:
+        try:
+            return await self._call("statfs", await self._node(path))
+        except OSError as e:
+            if e.errno != errno.ENOSYS:
+                raise
+        return StatFs(0x65735546, 512, 0, 0, 0, 0, 0, (0, 0), 255, 512, 0)  # the kernel's answer then
+
+    # -- open files -------------------------------------------------------------------------
+    async def open(self, path: str, flags: int, mode: int) -> Handle:
+        node = 0
+        if flags & os.O_CREAT:
+            try:
+                node = await self._node(path)
+            except OSError as e:
+                if e.errno != errno.ENOENT:
+                    raise
+            if not node:
+                return await self._create(path, flags, mode)
+        if not node:
+            node = await self._node(path)
+        st = await self._attr(node)
+        is_dir = stat.S_ISDIR(st.st_mode)
+        wire = flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUNC)
+        op = "opendir" if is_dir else "open"
+        try:
+            opened = await self._call(op, node, wire)
+        except OSError as e:  # FUSE_NO_OPEN_SUPPORT: ENOSYS means "stateless, go on"
+            if e.errno != errno.ENOSYS:
+                raise
+            opened = Opened(0, 0)
+        self._ref(node, 1)
+        h = Handle(node, opened, is_dir, flags)
+        if flags & os.O_TRUNC and not is_dir and flags & os.O_ACCMODE != os.O_RDONLY and st.st_size:
+            await self._setattr(node, h.fh, SetAttr(size=0))
+        return h
+
+    async def _create(self, path: str, flags: int, mode: int) -> Handle:
+        head, name = _split(path)
+        parent = await self._node(head)
+        wire = flags & ~(os.O_NOCTTY | os.O_TRUNC)
+        if "create" not in self.nosys:
+            try:
+                e, opened = await self._call("create", parent, name, wire, stat.S_IFREG | mode)
+            except OSError as err:
+                if err.errno != errno.ENOSYS:
+                    raise
+            else:
+                self._attrs.pop(parent, None)
+                node = self._learn(parent, name, e)
+                self._ref(node, 1)
+                return Handle(node, opened, False, flags)
+        e = await self._call("mknod", parent, name, stat.S_IFREG | mode, 0)
+        self._attrs.pop(parent, None)
+        self._learn(parent, name, e)
+        return await self.open(path, flags & ~os.O_CREAT, mode)
+
+    def close(self, h: Handle) -> None:
+        try:
+            if h.is_dir:
+                if "opendir" not in self.nosys:
+                    self.ops.releasedir(h.node, h.fh, h.flags)
+            else:
+                self.ops.flush(h.node, h.fh)
+                if "open" not in self.nosys:
+                    self.ops.release(h.node, h.fh, h.flags)
+        finally:
+            self._ref(h.node, -1)
+
+    async def read(self, h: Handle, size: int, offset: int) -> bytes:
+        chunks = []
+        while size > 0:
+            n = min(size, self.max_read)
+            data = await self._call("read", h.node, h.fh, offset, n)
+            chunks.append(data)
+            if len(data) < n:
+                break
+            size -= len(data)
+            offset += len(data)
+        return b"".join(chunks)
+
+    async def write(self, h: Handle, data: bytes, offset: int) -> int:
+        done = 0
+        self._attrs.pop(h.node, None)  # size and mtime change
+        while done < len(data):
+            chunk = data[done : done + self.max_write]
+            n = await self._call("write", h.node, h.fh, offset + done, chunk)
+            if n > len(chunk):
+                raise OSError(errno.EIO, "the file system wrote more than it was given")
+            done += n
+            if n < len(chunk):
+                break
+        return done
+
+    async def fstat(self, h: Handle) -> os.stat_result:
+        return await self._attr(h.node, None if h.is_dir else h.fh)  # the kernel names only files' fh
+
+    async def getdents(self, h: Handle) -> list[DirEntry]:
+        listing: list[DirEntry] = []
+        offset = 0
+        op = "readdir"
+        while True:
+            items = await self._call(op, h.node, h.fh, offset)
+            if not items:
+                break
+            for it in items:
+                if it.entry is not None and it.name not in (".", ".."):
+                    self._learn(h.node, it.name, it.entry)
+                listing.append(DirEntry(it.name, it.ino, it.type))
+            offset = items[-1].next
+        names = {e.name for e in listing}
+        extra = [DirEntry(n, 1 if h.node == ROOT else h.node, 4) for n in (".", "..") if n not in names]
+        return extra + listing
+
+    async def fsync(self, h: Handle, datasync: bool) -> None:
+        try:
+            await self._call("fsyncdir" if h.is_dir else "fsync", h.node, h.fh, datasync)
+        except OSError as e:
+            if e.errno != errno.ENOSYS:  # the kernel treats a missing fsync as success
+                raise
+
+    async def ftruncate(self, h: Handle, length: int) -> None:
+        await self._setattr(h.node, h.fh, SetAttr(size=length))
+
+    async def fallocate(self, h: Handle, mode: int, offset: int, length: int) -> None:
+        try:
+            await self._call("fallocate", h.node, h.fh, mode, offset, length)
+        except OSError as e:
+            if e.errno == errno.ENOSYS:
+                raise OSError(errno.EOPNOTSUPP, "fallocate is not supported by this file system") from None
+            raise
+        self._attrs.pop(h.node, None)
+
+    async def seek(self, h: Handle, offset: int, whence: int) -> int | None:
+        if "lseek" in self.nosys:
+            return None
+        try:
+            return await self._call("lseek", h.node, h.fh, offset, whence)
+        except OSError as e:
+            if e.errno == errno.ENOSYS:
+                return None
+            raise
+
+    # -- changes by name ----------------------------------------------------------------------
+    async def _make(self, op: str, path: str, *args: Any) -> None:
+        head, name = _split(path)
+        parent = await self._node(head)
+        e = await self._call(op, parent, name, *args)
+        self._attrs.pop(parent, None)
+        self._learn(parent, name, e)
+
+    async def mkdir(self, path: str, mode: int) -> None:
+        await self._make("mkdir", path, mode)
+
+    async def mknod(self, path: str, mode: int, dev: int) -> None:
+        await self._make("mknod", path, mode, dev)
+
+    async def symlink(self, target: str, path: str) -> None:
+        await self._make("symlink", path, target)
+
+    async def _remove(self, op: str, path: str) -> None:
+        head, name = _split(path)
+        parent = await self._node(head)
+        await self._call(op, parent, name)
+        self._unlearn(parent, name)
+
+    async def unlink(self, path: str) -> None:
+        await self._remove("unlink", path)
+
+    async def rmdir(self, path: str) -> None:
+        await self._remove("rmdir", path)
+
+    async def rename(self, old: str, new: str, flags: int) -> None:
+        (ohead, oname), (nhead, nname) = _split(old), _split(new)
+        op, np = await self._node(ohead), await self._node(nhead)
+        try:
+            await self._call("rename", op, oname, np, nname, flags)
+        except OSError as e:
+            if e.errno == errno.ENOSYS and flags:
+                raise OSError(errno.EINVAL, "rename flags not supported by this file system") from None
+            raise
+        moved = self._dentries.get((op, oname))
+        self._unlearn(np, nname)
+        if flags & 2 and moved is not None:  # RENAME_EXCHANGE: both names stay, swapped: ask again
+            self._unlearn(op, oname)
+        elif moved is not None:
+            self._dentries.pop((op, oname), None)
+            self._dentries[(np, nname)] = moved
+            self._attrs.pop(moved[0], None)  # ctime
+        self._attrs.pop(op, None)
+
+    async def link(self, old: str, new: str) -> None:
+        node = await self._node(old)
+        head, name = _split(new)
+        parent = await self._node(head)
+        e = await self._call("link", node, parent, name)
+        self._attrs.pop(parent, None)
+        self._attrs.pop(node, None)
+        self._learn(parent, name, e)
+
+    async def chmod(self, path: str, mode: int) -> None:
+        await self._setattr(await self._node(path), None, SetAttr(mode=mode & 0o7777))
+
+    async def chown(self, path: str, uid: int, gid: int) -> None:
+        await self._setattr(await self._node(path), None,
+                            SetAttr(uid=None if uid == -1 else uid, gid=None if gid == -1 else gid))
+
+    async def truncate(self, path: str, length: int) -> None:
+        await self._setattr(await self._node(path), None, SetAttr(size=length))
+
+    async def utime(self, path: str, times_ns: tuple[int, int] | None) -> None:
+        a, m = ("now", "now") if times_ns is None else times_ns
+        await self._setattr(await self._node(path), None, SetAttr(atime=a, mtime=m))
+
+    # -- extended attributes --------------------------------------------------------------------
+    async def _xattr(self, op: str, path: str, *args: Any) -> Any:
+        node = await self._node(path)
+        try:
+            return await self._call(op, node, *args)
+        except OSError as e:
+            if e.errno == errno.ENOSYS:  # the kernel: no xattrs here
+                raise OSError(errno.EOPNOTSUPP, "no xattrs") from None
+            raise
+
+    async def getxattr(self, path: str, name: str) -> bytes:
+        return await self._xattr("getxattr", path, name)
+
+    async def listxattr(self, path: str) -> list[str]:
+        return await self._xattr("listxattr", path)
+
+    async def setxattr(self, path: str, name: str, value: bytes, flags: int) -> None:
+        await self._xattr("setxattr", path, name, value, flags)
+
+    async def removexattr(self, path: str, name: str) -> None:
+        await self._xattr("removexattr", path, name)
