@@ -196,6 +196,14 @@ class Connection(NodeOps):
                 return
             self.tracer.call_soon(lambda d=data: self.reply(d))
 
+    def hangup(self) -> None:
+        """After an unmount: the daemon's end sees the hangup (a daemon waiting in poll wakes and
+        reads ENODEV); the watcher wakes too and ends the connection."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            self._gone()
+
     def _gone(self) -> None:
         """The daemon closed its end or died: every request, now and later, gets ENOTCONN."""
         if self.dead:
@@ -508,7 +516,7 @@ class Module:
         return self.conns[inode].reply
 
     def revoke(self, conn: Connection) -> None:
-        self.vu.tracer.revoke(conn.inode)
+        self.vu.tracer.revoke(conn.inode, then=conn.hangup)
 
     def mount(self, fstype: str, source: str, options: str) -> FuseMount:
         opts: dict[str, str] = {}

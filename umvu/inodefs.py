@@ -466,7 +466,9 @@ class InodeFS(FileSystem):
         self._learn(parent, name, e)
 
     async def chmod(self, path: str, mode: int) -> None:
-        await self._setattr(await self._node(path), None, SetAttr(mode=mode & 0o7777))
+        node = await self._node(path)
+        kind = stat.S_IFMT((await self._attr(node)).st_mode)  # the kernel sends the type bits too
+        await self._setattr(node, None, SetAttr(mode=kind | (mode & 0o7777)))
 
     async def chown(self, path: str, uid: int, gid: int) -> None:
         await self._setattr(await self._node(path), None,

@@ -126,6 +126,7 @@ class Process:
         # fds whose reads fail with ENODEV, as /dev/fuse's after an unmount (see Tracer.revoke)
         self.revoked: set[int] = set()
         self.needs_revoke = False  # their filter layer must still be stacked
+        self.on_revoked: list[Callable[[], Any]] = []  # run once it is
 
 
 class Tracee:
@@ -536,7 +537,7 @@ class Tracer:
             # A thread held in a stop by a handler gets the interrupt when resumed.
             libc.try_ptrace(libc.PTRACE_INTERRUPT, t.tid, 0, 0)
 
-    def revoke(self, inode: int) -> None:
+    def revoke(self, inode: int, then: Callable[[], Any] = lambda: None) -> None:
         """Reads and writes on every fd of the socket ``inode`` fail with ENODEV from now on.
 
         What the kernel does to /dev/fuse fds once their file system is
@@ -544,10 +545,13 @@ class Tracer:
         sockets whose calls never stop, so each process holding one gets a
         filter layer for them, stacked by interrupting one of its threads;
         the other threads are interrupted after, so a read they are blocked
-        in restarts under the layer.
+        in restarts under the layer.  ``then()`` runs once every layer is in
+        place (the fuse module hangs up its end then: a daemon waiting in
+        poll wakes, and reads ENODEV).
         """
         name = f"socket:[{inode}]"
         seen: set[Process] = set()
+        chosen_procs: list[Process] = []
         for t in list(self.tracees.values()):
             if t.proc in seen:
                 continue
@@ -566,8 +570,20 @@ class Tracer:
                 continue
             t.proc.revoked |= fds
             t.proc.needs_revoke = True
+            chosen_procs.append(t.proc)
             chosen = next((x for x in self.tracees.values() if x.proc is t.proc and x.task is None), t)
             libc.try_ptrace(libc.PTRACE_INTERRUPT, chosen.tid, 0, 0)
+        left = [len(chosen_procs)]
+
+        def one_done() -> None:
+            left[0] -= 1
+            if left[0] == 0:
+                then()
+
+        for proc in chosen_procs:
+            proc.on_revoked.append(one_done)
+        if not chosen_procs:
+            then()
 
     async def _stack_revoke_filter(self, t: Tracee, at_entry: bool) -> None:
         proc = t.proc
@@ -575,12 +591,15 @@ class Tracer:
             t.cont()
             return
         proc.needs_revoke = False
+        done, proc.on_revoked = proc.on_revoked, []
         code = bpf.fd_layer(proc.revoked, only=frozenset({"read", "readv", "write", "writev", "close"}),
                             also=(NR_POLL, NR_PPOLL))
         await self._stack_filter(t, at_entry, code, "the revoked-fd filter")
         for other in self.tracees.values():  # blocked reads restart under the new layer
             if other.proc is proc and other is not t and other.task is None:
                 libc.try_ptrace(libc.PTRACE_INTERRUPT, other.tid, 0, 0)
+        for fn in done:
+            fn()
 
     async def _stack_path_filter(self, t: Tracee, at_entry: bool) -> None:
         if not t.proc.needs_paths:  # another thread of the process did it (TSYNC)
