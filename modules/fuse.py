@@ -570,7 +570,7 @@ def vu_module_describe() -> str:
 @hookimpl
 def vu_module_load(vu: Any) -> None:
     _module.vu = vu
-    vu.mount("/dev/fuse", DevFuse(_module), source="udev", fstype="devtmpfs")
+    vu.mount("/dev/fuse", DevFuse(_module), source="udev", fstype="devtmpfs", hidden=True)
 
 
 @hookimpl

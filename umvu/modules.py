@@ -55,9 +55,14 @@ class ModuleContext:
     mounts: list[Mount] = field(default_factory=list)
 
     def mount(self, target: str, fs: FileSystem, source: str = "none", fstype: str | None = None,
-              options: str = "") -> Mount:
-        """Mount ``fs`` at canonical path ``target`` for every process of the session."""
-        m = Mount(target.rstrip("/") or "/", fs, source, fstype or fs.fstype, options, self.name, auto=True)
+              options: str = "", hidden: bool = False) -> Mount:
+        """Mount ``fs`` at canonical path ``target`` for every process of the session.
+
+        ``hidden``: not listed in /proc/PID/mounts (a device node such as /dev/fuse,
+        which on Linux is a file of /dev, not a mount).
+        """
+        m = Mount(target.rstrip("/") or "/", fs, source, fstype or fs.fstype, options, self.name, auto=True,
+                  extra={"hidden": True} if hidden else {})
         self.hv.registry.add(m)
         self.mounts.append(m)
         return m

@@ -159,7 +159,7 @@ def mountinfo(pid: int, mounts: list[Mount], root: str = "/") -> str:
     lines = [host.rstrip("\n")] if host.strip() else []
     for m in mounts:
         point = seen_from(m.point, root)
-        if point is None:
+        if point is None or m.extra.get("hidden"):
             continue
         dev = m.dev
         if getattr(m.fs, "real_dirs", False):  # a bind shows its source's device, as on Linux
@@ -181,7 +181,7 @@ def mounts(pid: int, mounts: list[Mount], root: str = "/") -> str:
     lines = [host.rstrip("\n")] if host.strip() else []
     for m in mounts:
         point = seen_from(m.point, root)
-        if point is None:
+        if point is None or m.extra.get("hidden"):
             continue
         opts = generic_options(m) + ("," + m.options if m.options else "")
         lines.append(f"{_escape(m.source or 'none')} {_escape(point)} {_escape(m.fstype)} {_escape(opts)} 0 0")

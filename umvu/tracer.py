@@ -127,6 +127,7 @@ class Process:
         self.revoked: set[int] = set()
         self.needs_revoke = False  # their filter layer must still be stacked
         self.on_revoked: list[Callable[[], Any]] = []  # run once it is
+        self.revoke_pending: set[int] = set()  # threads interrupted for it, not yet stopped
 
 
 class Tracee:
@@ -381,6 +382,8 @@ class Tracer:
             else:
                 t.cont(sig)  # signal-delivery-stop: deliver it
         elif event == libc.PTRACE_EVENT_STOP:
+            if t.proc.revoke_pending:
+                self._revoke_progress(t.proc, t.tid)
             if sig in STOP_SIGNALS:  # group-stop: stay stopped, but tell us of SIGCONT
                 libc.try_ptrace(libc.PTRACE_LISTEN, tid, 0, 0)
             else:
@@ -595,11 +598,21 @@ class Tracer:
         code = bpf.fd_layer(proc.revoked, only=frozenset({"read", "readv", "write", "writev", "close"}),
                             also=(NR_POLL, NR_PPOLL))
         await self._stack_filter(t, at_entry, code, "the revoked-fd filter")
-        for other in self.tracees.values():  # blocked reads restart under the new layer
+        # Blocked reads restart under the new layer.  ``done`` waits until every such
+        # thread has stopped: a read still blocked when the fuse module hangs up would see EOF.
+        for other in self.tracees.values():
             if other.proc is proc and other is not t and other.task is None:
-                libc.try_ptrace(libc.PTRACE_INTERRUPT, other.tid, 0, 0)
-        for fn in done:
-            fn()
+                if libc.try_ptrace(libc.PTRACE_INTERRUPT, other.tid, 0, 0) == 0:
+                    proc.revoke_pending.add(other.tid)
+        proc.on_revoked = done
+        self._revoke_progress(proc, 0)
+
+    def _revoke_progress(self, proc: Process, tid: int) -> None:
+        proc.revoke_pending.discard(tid)
+        if not proc.revoke_pending and proc.on_revoked and not proc.needs_revoke:
+            done, proc.on_revoked = proc.on_revoked, []
+            for fn in done:
+                fn()
 
     async def _stack_path_filter(self, t: Tracee, at_entry: bool) -> None:
         if not t.proc.needs_paths:  # another thread of the process did it (TSYNC)
@@ -689,6 +702,8 @@ class Tracer:
         t.task = None
         self._waiting.pop(t, None)
         self._drop_files(t)
+        if t.proc.revoke_pending:
+            self._revoke_progress(t.proc, t.tid)
         if t.tid == self.root_tid:
             if os.WIFEXITED(status):
                 self.exit_status = os.WEXITSTATUS(status)
