@@ -7,7 +7,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Debian packages the tests and benchmarks run for real
-DEBS   := python3-venv bash coreutils findutils tar gcc make libc6-dev strace proot tmux procps git sqlite3 util-linux
+DEBS   := python3-venv python3-dev bash coreutils findutils tar gcc make libc6-dev strace proot tmux procps git sqlite3 util-linux \
+          e2fsprogs fuse2fs squashfuse squashfs-tools fuse3 libfuse3-dev pkg-config python3-fusepy
 
 .PHONY: run test bench lint deps clean
 
@@ -38,7 +39,7 @@ deps:
 $(STAMP): pyproject.toml | deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,fuse]'
 	touch $(STAMP)
 
 clean:

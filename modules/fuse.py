@@ -159,6 +159,7 @@ class Connection(NodeOps):
             return -errno.ENOTCONN
         if len(data) < OUT_HEADER.size:
             self.log(f"a {len(data)}-byte reply is shorter than its header")
+            self._garbled()
             return -errno.EINVAL
         length, error, unique = OUT_HEADER.unpack_from(data)
         if unique == 0 or unique & 1:  # a notification, or the answer to an INTERRUPT
@@ -166,6 +167,7 @@ class Connection(NodeOps):
         item = self.pending.pop(unique, None)
         if item is None:  # the kernel's answer too: maybe a request already interrupted
             self.log(f"a reply for unknown request {unique}")
+            self._garbled()
             return -errno.ENOENT
         opcode, fut = item
         if length != len(data) or error > 0 or error < -4095 or (error and length != OUT_HEADER.size):
@@ -178,6 +180,16 @@ class Connection(NodeOps):
         else:
             fut.set_result(data[OUT_HEADER.size :])
         return len(data)
+
+    def _garbled(self) -> None:
+        """A reply that names no request: when only one is waiting, it was that one's, and it fails.
+
+        (The kernel would leave it waiting until interrupted; a caller of a
+        broken daemon gets EIO instead.)
+        """
+        if len(self.pending) == 1:
+            _unique, (_op, fut) = self.pending.popitem()
+            fut.set_result(OSError(errno.EIO, "garbled reply from the FUSE daemon"))
 
     def _watcher(self) -> None:
         """Sees the daemon's end close (its last fd), and replies written on a dup'd fd."""
@@ -465,7 +477,7 @@ class FuseMount(InodeFS):
         self.shown_options = shown_options
         self._revoke = revoke
 
-    async def _call(self, op: str, *args: Any) -> Any:
+    async def _call(self, op: str, *args: Any, key: str | None = None) -> Any:
         if self.conn.dead:
             raise OSError(errno.ENOTCONN, "the FUSE daemon is gone")
         if self.conn.init is not None and not self.conn.init.done():
@@ -474,7 +486,7 @@ class FuseMount(InodeFS):
         if isinstance(res, OSError):
             raise OSError(errno.ENOTCONN if self.conn.dead else res.errno, "the FUSE daemon did not start")
         self.max_read, self.max_write = self.conn.max_read, self.conn.max_write
-        return await super()._call(op, *args)
+        return await super()._call(op, *args, key=key)
 
     def unmount(self) -> None:
         conn = self.conn

@@ -196,14 +196,17 @@ class InodeFS(FileSystem):
         if batch:
             self.ops.forget(batch)
 
-    async def _call(self, op: str, *args: Any) -> Any:
-        if op in self.nosys:
-            raise OSError(errno.ENOSYS, f"{op} is not implemented by this file system")
+    async def _call(self, op: str, *args: Any, key: str | None = None) -> Any:
+        """``ops.op(*args)``; ``key`` names it for the ENOSYS memory when one method carries two
+        opcodes (rename with flags is RENAME2)."""
+        key = key or op
+        if key in self.nosys:
+            raise OSError(errno.ENOSYS, f"{key} is not implemented by this file system")
         try:
             return await getattr(self.ops, op)(*args)
         except OSError as e:
             if e.errno == errno.ENOSYS:
-                self.nosys.add(op)
+                self.nosys.add(key)
             raise
 
     async def _child(self, parent: int, name: str) -> int:
@@ -441,7 +444,7 @@ class InodeFS(FileSystem):
         (ohead, oname), (nhead, nname) = _split(old), _split(new)
         op, np = await self._node(ohead), await self._node(nhead)
         try:
-            await self._call("rename", op, oname, np, nname, flags)
+            await self._call("rename", op, oname, np, nname, flags, key="rename2" if flags else "rename")
         except OSError as e:
             if e.errno == errno.ENOSYS and flags:
                 raise OSError(errno.EINVAL, "rename flags not supported by this file system") from None

@@ -1,0 +1,312 @@
+"""FUSE without kernel FUSE: real daemons (fuse2fs, squashfuse, libfuse3 C, pyfuse3, fusepy) through
+the fuse module's virtual /dev/fuse, and pyfuse3 file systems in-process through vufuse."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import HERE, UMVU, env, sh
+
+PY = sys.executable
+# Waits (in the session) until a mount point shows in /proc/self/mounts: daemons mount in the background.
+WAIT = """
+waitmnt() { for i in $(seq 200); do grep -q " $(realpath $1) " /proc/self/mounts && return 0; sleep 0.05; done;
+            echo "$1 never mounted" >&2; return 1; }
+vu_insmod fuse
+"""
+
+
+def need(*tools: str) -> None:
+    missing = [t for t in tools if not shutil.which(t) and not os.path.exists(f"/usr/sbin/{t}")]
+    if missing:
+        pytest.fail(f"missing {missing}: `make test` installs them when run as root")
+
+
+@pytest.fixture(scope="session")
+def examples(tmp_path_factory) -> Path:
+    """pyfuse3's own example file systems, from its source distribution (the Makefile fetches it)."""
+    import pyfuse3
+
+    version = pyfuse3.__version__
+    cached = Path(PY).parent.parent / "share" / f"pyfuse3-{version}-examples"
+    if cached.is_dir():
+        return cached
+    out = tmp_path_factory.mktemp("sdist")
+    subprocess.run([PY, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", f"pyfuse3=={version}",
+                    "-d", str(out)], check=True)
+    with tarfile.open(next(out.glob("pyfuse3-*.tar.gz"))) as tar:
+        members = [m for m in tar.getmembers() if "/examples/" in m.name and m.name.endswith(".py")]
+        tar.extractall(out, members=members)
+    found = next(out.glob("pyfuse3-*/examples"))
+    try:  # kept in the venv for the next run
+        shutil.copytree(found, cached)
+    except OSError:
+        return found
+    return cached
+
+
+@pytest.fixture
+def ext4(tmp_path) -> Path:
+    need("mkfs.ext4", "fuse2fs")
+    img = tmp_path / "disk.img"
+    subprocess.run(["truncate", "-s", "64M", str(img)], check=True)
+    subprocess.run(["/usr/sbin/mkfs.ext4", "-q", "-F", str(img)], check=True)
+    return img
+
+
+def debugfs(img: Path, request: str) -> str:
+    return subprocess.run(["/usr/sbin/debugfs", "-R", request, str(img)], capture_output=True, text=True).stdout
+
+
+def test_fuse2fs_read_write_lands_in_the_image(tmp_path, ext4):
+    """Debian's fuse2fs, unmodified: files written are in the image after unmount (e2fsck, debugfs)."""
+    (tmp_path / "mnt").mkdir()
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    for i in range(30):
+        (src / "sub" / f"f{i}").write_bytes(os.urandom(1000 * i))
+    (src / "big").write_bytes(os.urandom(3 << 20))
+    r = sh(WAIT + f"""
+cd {tmp_path}
+fuse2fs -o rw {ext4} mnt || exit 1
+waitmnt mnt
+cp -r src mnt/ && ln -s big mnt/src/link && mkdir mnt/empty && mv mnt/src/sub/f1 mnt/src/sub/g1
+rm mnt/src/sub/f2
+diff -r <(cd src; ls -R | grep -v '^$') <(cd mnt/src; ls -R | grep -v '^$')
+cmp src/big mnt/src/big && echo same
+readlink mnt/src/link
+df mnt | tail -1 | awk '{{print $1}}'
+stat -f -c %T mnt
+cp /bin/true mnt/true && mnt/true && echo ran
+fusermount3 -u mnt
+for i in $(seq 100); do pgrep -x fuse2fs >/dev/null || break; sleep 0.05; done
+pgrep -x fuse2fs || echo daemon-gone
+""", timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.split("\n")
+    assert "same" in out and "big" in out and "ran" in out and "daemon-gone" in out, r.stdout + r.stderr
+    assert str(ext4) in out and "fuseblk" in out  # df names the image; stat -f names FUSE's magic, as on Linux
+    assert "< f1" in out and "< f2" in out and "> g1" in out and "> link" in out, r.stdout  # renamed, removed, added
+    fsck = subprocess.run(["/usr/sbin/e2fsck", "-fn", str(ext4)], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    names = debugfs(ext4, "ls /src/sub").split()
+    assert "g1" in names and "f2" not in names and "f1" not in names and "f29" in names
+    dumped = tmp_path / "big.out"
+    subprocess.run(["/usr/sbin/debugfs", "-R", f"dump /src/big {dumped}", str(ext4)], capture_output=True)
+    assert dumped.read_bytes() == (src / "big").read_bytes()
+
+
+def test_the_kernels_fuse_is_not_used(tmp_path, ext4):
+    """The mount is in the view only; the daemon's /dev/fuse is a socket to the hypervisor."""
+    (tmp_path / "mnt").mkdir()
+    marker = tmp_path / "mounted"
+    p = subprocess.Popen([UMVU, "bash", "-c", WAIT + f"""
+cd {tmp_path}
+fuse2fs {ext4} mnt && waitmnt mnt
+pid=$(pgrep -x fuse2fs)
+ls -l /proc/$pid/fd | grep -o 'socket:\\[[0-9]*\\]' | head -1 > {marker}.fd
+grep -c " {tmp_path}/mnt " /proc/self/mountinfo > {marker}.tmp; mv {marker}.tmp {marker}
+while [ -e {marker} ]; do sleep 0.05; done
+umount mnt
+"""], env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(400):
+            if marker.exists():
+                break
+            time.sleep(0.05)
+        assert marker.read_text().strip() == "1"
+        assert (tmp_path / "mounted.fd").read_text().startswith("socket:[")
+        with open("/proc/self/mountinfo") as f:
+            assert str(tmp_path / "mnt") not in f.read()  # the host's table: untouched
+        assert not os.listdir(tmp_path / "mnt")  # the host sees the empty directory
+    finally:
+        marker.unlink(missing_ok=True)
+        out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, out + err
+
+
+def test_squashfuse_read_only(tmp_path):
+    need("mksquashfs", "squashfuse")
+    tree = tmp_path / "tree"
+    (tree / "d").mkdir(parents=True)
+    (tree / "d" / "file").write_text("squashed\n")
+    (tree / "link").symlink_to("d/file")
+    subprocess.run(["mksquashfs", str(tree), str(tmp_path / "img.sqfs"), "-quiet", "-noappend"],
+                   check=True, capture_output=True)
+    (tmp_path / "ro").mkdir()
+    r = sh(WAIT + f"""
+cd {tmp_path}
+squashfuse img.sqfs ro && waitmnt ro
+cat ro/link; ls ro/d
+touch ro/new 2>&1 | sed 's/.*: //'
+findmnt -n -o FSTYPE,SOURCE ro
+fusermount -u ro && echo unmounted
+""")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:2] == ["squashed", "file"], r.stdout
+    assert lines[2] in ("Read-only file system", "Function not implemented", "Permission denied"), lines
+    assert lines[3].split() == ["fuse.squashfuse", "squashfuse"] and lines[-1] == "unmounted"
+
+
+def test_libfuse3_multithreaded_daemon_interrupt_and_destroy(tmp_path, cc):
+    """libfuse3's default loop serves from several threads; a signal sends INTERRUPT and gives EINTR."""
+    exe = cc("memfuse3", *subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], capture_output=True,
+                                         text=True, check=True).stdout.split())
+    (tmp_path / "mnt").mkdir()
+    client = (
+        "import ctypes, os, signal, time, threading\n"
+        "signal.signal(signal.SIGINT, lambda *a: None)\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "fd = os.open('mnt/slow', os.O_RDONLY)\n"
+        "threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()\n"
+        "t = time.monotonic(); buf = ctypes.create_string_buffer(64)\n"
+        "n = libc.read(fd, buf, 64)\n"
+        "print('read', n, os.strerror(ctypes.get_errno()) if n < 0 else '', round(time.monotonic() - t, 1) < 2)\n"
+    )
+    r = sh(WAIT + f"""
+cd {tmp_path}
+{exe} -d mnt 2> daemon.log & waitmnt mnt
+echo hello > mnt/x && cat mnt/x
+for i in 1 2 3 4 5 6; do cat mnt/x > /dev/null & done; wait $(jobs -p | tail -6)
+test "$(cat mnt/threads)" -gt 1 && echo several-threads
+{PY} -c "{client}"
+sleep 0.3; grep -c 'INTERRUPT' daemon.log
+fusermount3 -u mnt; wait $!; echo daemon-exit $?
+grep -c 'memfuse3: destroy' daemon.log
+""")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:2] == ["hello", "several-threads"], r.stdout
+    assert lines[2] == "read -1 Interrupted system call True", r.stdout
+    assert int(lines[3]) >= 1 and lines[4:] == ["daemon-exit 0", "1"], r.stdout
+
+
+@pytest.mark.parametrize("name", ["hello", "tmpfs", "passthroughfs"])
+def test_pyfuse3_examples_through_dev_fuse(tmp_path, examples, name):
+    r = sh(WAIT + _exercise(tmp_path, name, f"{PY} {examples}/{name}.py {_source(tmp_path, name)} mnt &",
+                            "fusermount3 -u mnt; wait $!; echo daemon-exit $?"))
+    _check(r, name, "daemon-exit 0")
+
+
+@pytest.mark.parametrize("name, cls", [("hello", "TestFs"), ("tmpfs", "Operations"), ("passthroughfs", "Operations")])
+def test_pyfuse3_examples_in_process_with_vufuse(tmp_path, examples, name, cls):
+    src = _source(tmp_path, name) or "none"
+    r = sh(WAIT + _exercise(tmp_path, name, f"vumount -t vufuse -o fs={examples}/{name}.py:{cls} {src} mnt",
+                            "vuumount mnt && echo unmounted"))
+    _check(r, name, "unmounted")
+
+
+def _source(tmp_path: Path, name: str) -> str:
+    if name != "passthroughfs":
+        return ""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a").write_text("from the source\n")
+    return str(tmp_path / "src")
+
+
+def _exercise(tmp_path: Path, name: str, mount: str, unmount: str) -> str:
+    work = {
+        "hello": "cat mnt/message; ls mnt",
+        "tmpfs": "echo x > mnt/f && mkdir mnt/d && mv mnt/f mnt/d/g && cat mnt/d/g && ls -l mnt | cut -c1-10 "
+                 "&& chmod 600 mnt/d/g && stat -c %A mnt/d/g && rm mnt/d/g && rmdir mnt/d && ls -A mnt | wc -l",
+        "passthroughfs": "cat mnt/a && echo more >> mnt/a && cat src/a && mkdir mnt/n && ls src",
+    }[name]
+    return f"cd {tmp_path}\nmkdir -p mnt\n{mount}\nwaitmnt mnt\n{work}\n{unmount}\n"
+
+
+EXPECT = {
+    "hello": ["hello world", "message"],
+    "tmpfs": ["x", "total 1", "drwxr-xr-x", "-rw-------", "0"],
+    "passthroughfs": ["from the source", "from the source", "more", "a", "n"],
+}
+
+
+def _check(r: subprocess.CompletedProcess, name: str, last: str) -> None:
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[: len(EXPECT[name])] == EXPECT[name], r.stdout + r.stderr
+    assert last in lines, r.stdout + r.stderr
+
+
+def test_fusepy_libfuse2_daemon(tmp_path):
+    """fusepy on libfuse2 (Debian's python3-fusepy), run by the system's Python."""
+    system_py = "/usr/bin/python3"
+    if subprocess.run([system_py, "-c", "import fusepy"], capture_output=True).returncode:
+        pytest.fail("python3-fusepy is missing: `make test` installs it when run as root")
+    (tmp_path / "mnt").mkdir()
+    r = sh(WAIT + f"""
+cd {tmp_path}
+{system_py} {HERE}/data/fusepy_memfs.py mnt & waitmnt mnt
+echo hi > mnt/x && echo more >> mnt/x && cat mnt/x && truncate -s 2 mnt/x && cat mnt/x; echo
+findmnt -n -o FSTYPE,SOURCE mnt
+fusermount -u mnt; wait $!; echo daemon-exit $?
+""")
+    assert r.returncode == 0, r.stderr
+    assert [line.split() for line in r.stdout.splitlines()] == [["hi"], ["more"], ["hi"], ["fuse", "MemFS"],
+                                                               ["daemon-exit", "0"]], r.stdout + r.stderr
+
+
+def test_a_dead_daemon_leaves_enotconn_and_umount_still_works(tmp_path, ext4):
+    (tmp_path / "mnt").mkdir()
+    r = sh(WAIT + f"""
+cd {tmp_path}
+fuse2fs -f {ext4} mnt & waitmnt mnt
+ls mnt > /dev/null
+kill -9 $!; wait $!
+ls mnt 2>&1 | sed 's/.*: //'
+stat mnt/lost+found 2>&1 | sed 's/.*: //'
+umount mnt && ls mnt | wc -l
+""")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["Transport endpoint is not connected"] * 2 + ["0"], r.stdout + r.stderr
+
+
+def test_malformed_replies_and_bad_mount_options(tmp_path):
+    """Bad replies get the kernel's errno on the daemon's write, and their caller EIO; bad options EINVAL."""
+    (tmp_path / "mnt").mkdir()
+    raw = f"{PY} {HERE}/data/rawfuse.py mnt"
+    r = sh(WAIT + f"""
+cd {tmp_path}
+{raw} > raw.log 2>&1 & waitmnt mnt
+for n in ok fail short badlen badunique; do stat -c "$n %s" mnt/$n 2>&1 | sed 's/.*: //'; done
+ls mnt/ok > /dev/null && echo still-serving
+umount mnt; wait $!; cat raw.log
+{raw} "rootmode=40000,user_id=0,group_id=0"
+{raw} "fd=0,rootmode=40000,user_id=0,group_id=0"
+{raw} "fd=FD,rootmode=40000,user_id=0"
+{raw} "fd=FD,rootmode=40000,user_id=0,group_id=0,bogus"
+{raw} "fd=FD,rootmode=zz,user_id=0,group_id=0"
+true
+""")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:6] == ["ok 0", "Permission denied", "Input/output error", "Input/output error",
+                         "Input/output error", "still-serving"], r.stdout + r.stderr
+    log = lines[6:-5]
+    for expect in ("short EINVAL", "badlen EINVAL", "badunique ENOENT", "destroy ok", "read ENODEV"):
+        assert expect in log, log
+    assert lines[-5:] == ["mount EINVAL"] * 5
+
+
+def test_umount_l_and_vuumount_send_destroy(tmp_path, cc):
+    exe = cc("memfuse3", *subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], capture_output=True,
+                                         text=True, check=True).stdout.split())
+    (tmp_path / "mnt").mkdir()
+    r = sh(WAIT + f"""
+cd {tmp_path}
+{exe} -f mnt 2> d1.log & waitmnt mnt
+umount -l mnt; wait $!; echo exit $?
+{exe} -f mnt 2> d2.log & waitmnt mnt
+vuumount mnt; wait $!; echo exit $?
+grep -h destroy d1.log d2.log
+""")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["exit 0", "exit 0", "memfuse3: destroy", "memfuse3: destroy"], r.stdout
