@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+EXAMPLES := $(VENV)/share/pyfuse3-examples
 # Debian packages the tests and benchmarks run for real
 DEBS   := python3-venv python3-dev bash coreutils findutils tar gcc make libc6-dev strace proot tmux procps git sqlite3 util-linux \
           e2fsprogs fuse2fs squashfuse squashfs-tools fuse3 libfuse3-dev pkg-config python3-fusepy
@@ -15,10 +16,10 @@ DEBS   := python3-venv python3-dev bash coreutils findutils tar gcc make libc6-d
 run: $(STAMP)
 	$(BIN)/umvu bash
 
-test: $(STAMP)
+test: $(STAMP) $(EXAMPLES)/hello.py
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) $(EXAMPLES)/hello.py
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
@@ -41,6 +42,10 @@ $(STAMP): pyproject.toml | deps
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,fuse]'
 	touch $(STAMP)
+
+# pyfuse3's example file systems (in its sdist, not its wheel): the tests and bench run them
+$(EXAMPLES)/hello.py: $(STAMP)
+	$(BIN)/python tools/pyfuse3_examples.py $(EXAMPLES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

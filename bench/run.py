@@ -149,6 +149,91 @@ def _vufs_variants(src: Path, mnt: Path, cmd: str) -> dict[str, list[str]]:
     return {k: v for k, v in variants.items() if v is not None}
 
 
+# -- FUSE: the same daemon mounted by the kernel's FUSE, by umvu's /dev/fuse, and (pyfuse3) by vufuse ----------
+
+WAIT = ('waitmnt() { for i in $(seq 400); do grep -q " $1 " /proc/self/mounts && return 0; sleep 0.05; done; '
+        'return 1; }; ')
+# Each prints its own measure: dd its throughput, the find its elapsed seconds (mounting is not counted).
+FUSE_WORKLOADS = [
+    ("100 MB sequential read (MB/s)", "dd if={m}/big of=/dev/null bs=1M 2>&1 | tail -1", "rate"),
+    ("100 MB sequential write (MB/s)", "dd if=/dev/zero of={m}/out bs=1M count=100 2>&1 | tail -1; rm {m}/out", "rate"),
+    ("find + stat of {n} files (s)", "s=$(date +%s.%N); find {m}/tree -printf '%s %m\\n' | wc -l >/dev/null; "
+     "e=$(date +%s.%N); awk \"BEGIN {{ print $e - $s }}\"", "time"),
+]
+
+
+def fuse_setup(tmp: Path) -> tuple[Path, Path, int]:
+    """An ext4 image made from a directory (mkfs.ext4 -d: no mount needed): /usr/include and a 100 MB file."""
+    data = tmp / "fusedata"
+    shutil.copytree("/usr/include", data / "tree", symlinks=True)
+    with open(data / "big", "wb") as f:
+        f.write(os.urandom(1 << 20) * 100)
+    img = tmp / "ext4.img"
+    subprocess.run(["/usr/sbin/mkfs.ext4", "-q", "-F", "-d", str(data), str(img), "600M"], check=True)
+    files = sum(len(f) for _, _, f in os.walk(data / "tree"))
+    return img, data, files
+
+
+def _fuse_variants(img: Path, data: Path, mnt: Path, work: str) -> dict[str, tuple[str, list[str]]]:
+    """(daemon, runner) -> argv; each mounts, runs ``work`` and unmounts."""
+    umvu = str(VENV_BIN / "umvu")
+    examples = VENV_BIN.parent / "share" / "pyfuse3-examples"
+    py = str(VENV_BIN / "python")
+    fuse2fs = f"fuse2fs -o rw {img} {mnt}"
+    pt = f"{py} {examples}/passthroughfs.py {data} {mnt} &"
+    body = f"{WAIT} waitmnt {mnt} && {work}; fusermount3 -u {mnt}; wait"
+    out = {
+        "fuse2fs, kernel FUSE": ["bash", "-c", f"{fuse2fs} && {body}"],
+        "fuse2fs, umvu /dev/fuse": [umvu, "-o", "fuse", "bash", "-c", f"{fuse2fs} && {body}"],
+        "passthroughfs, kernel FUSE": ["bash", "-c", f"{pt} {body}"],
+        "passthroughfs, umvu /dev/fuse": [umvu, "-o", "fuse", "bash", "-c", f"{pt} {body}"],
+        "passthroughfs, umvu vufuse": [umvu, "bash", "-c", f"vumount -t vufuse -o fs={examples}/passthroughfs.py:"
+                                       f"Operations {data} {mnt} && {work}; vuumount {mnt}"],
+    }
+    return out
+
+
+def _measure(argv: list[str], kind: str) -> float:
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+    try:
+        if kind == "rate":  # "104857600 bytes (105 MB, 100 MiB) copied, 0.0123 s, 8.5 GB/s"
+            return 100 / float(last.split(", ")[-2].split()[0])
+        return float(last)
+    except (ValueError, IndexError):
+        raise RuntimeError(f"{argv!r}: {r.stdout[-300:]} {r.stderr[-300:]}") from None
+
+
+def fuse_rows(tmp: Path, runs: int) -> list[str]:
+    if not Path("/dev/fuse").exists() or not shutil.which("fusermount3"):
+        return ["Kernel FUSE is not available here (/dev/fuse, fusermount3): not measured.", ""]
+    img, data, files = fuse_setup(tmp)
+    mnt = tmp / "fmnt"
+    mnt.mkdir()
+    results: dict[str, dict[str, float]] = {}
+    for wname, work, kind in FUSE_WORKLOADS:
+        wname = wname.format(n=files)
+        for vname, argv_ in _fuse_variants(img, data, mnt, work.format(m=mnt)).items():
+            _measure(argv_, kind)  # warm: page cache, first mount
+            results.setdefault(vname, {})[wname] = statistics.median(_measure(argv_, kind) for _ in range(runs))
+            print(wname, vname, round(results[vname][wname], 3), flush=True)
+    lines = []
+    for daemon in ("fuse2fs", "passthroughfs"):
+        names = [v for v in results if v.startswith(daemon)]
+        lines += [f"| {daemon}: workload | " + " | ".join(n.split(", ")[1] for n in names) + " |",
+                  "|---|" + "---:|" * len(names)]
+        for wname, _work, kind in FUSE_WORKLOADS:
+            wname = wname.format(n=files)
+            base = results[names[0]][wname]
+            cells = [f"{base:.3g}"]
+            for n in names[1:]:
+                v = results[n][wname]
+                cells.append(f"{v:.3g} ({v / base:.0%})" if kind == "rate" else f"{v:.3g} ({v / base:.1f}x)")
+            lines.append(f"| {wname} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def table(rows: list[tuple[str, dict[str, float]]], names: list[str]) -> list[str]:
     lines = ["| workload | native (s) | " + " | ".join(n for n in names if n != "native") + " |",
              "|---|---:|" + "---:|" * (len(names) - 1)]
@@ -172,7 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Compare umvu with native, a minimal C tracer, strace and PRoot.")
     ap.add_argument("-n", "--runs", type=int, default=5, help="runs per workload and runner (median is kept)")
     ap.add_argument("-o", "--output", default=str(ROOT / "docs" / "benchmarks.md"), help="markdown file to write")
+    ap.add_argument("--only", choices=["fuse"], help="run one section and print it (the file is left alone)")
     args = ap.parse_args(argv)
+    if args.only == "fuse":
+        with tempfile.TemporaryDirectory(prefix="umvu-bench.") as d:
+            print("\n".join(fuse_rows(Path(d), args.runs)))
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="umvu-bench.") as d:
         tmp = Path(d)
@@ -194,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                    for rname in names}
         rows.append(("`RUNNER true` (start-up, seconds)", startup))
         vrows, speed = vufs_rows(tmp, args.runs)
+        frows = fuse_rows(tmp, args.runs)
 
     # per-stop cost: the stat workload minus native, per call
     stat_row = next(med for wname, med in rows if wname.startswith("20,000 stat()"))
@@ -217,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
               "A 100 MB sequential read (`dd bs=1M` of a file in the page cache, as dd times its own "
               "copy), MB/s and share of native: "
               + ", ".join(f"{n} {v:.0f} ({v / speed['native']:.0%})" for n, v in speed.items()), ""]
+    lines += ["## FUSE: the same daemon under the kernel's FUSE and under umvu", "",
+              "fuse2fs serves an ext4 image made with `mkfs.ext4 -d` from a copy of /usr/include and a 100 MB "
+              "file; pyfuse3's passthroughfs example serves that directory.  Each is mounted by the kernel's "
+              "FUSE (fusermount3), by umvu's virtual /dev/fuse, and (passthroughfs) in-process by vufuse.  "
+              "dd reports its own throughput; the find times itself; mounting is not counted.  In brackets: "
+              "share of the kernel's throughput, or time relative to it.", "", *frows]
     missing = [n for n, p in run_with.items() if p is None]
     if missing:
         lines += [f"Not installed here, so not measured: {', '.join(missing)}.", ""]

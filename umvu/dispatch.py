@@ -1582,7 +1582,7 @@ async def fam_umount(c: Call) -> Any:
     except OSError as e:
         # The root of a FUSE mount whose daemon died answers ENOTCONN, yet unmounts on Linux:
         # its name is enough.
-        point = os.path.normpath(os.path.join(c.t.fs.cwd, c.read_str(0)))
+        point = os.path.normpath(os.path.join(c.cwd(), c.read_str(0)))
         if e.errno != errno.ENOTCONN or c.hv.registry.at(point) is None:
             raise
         c.hv.umount(point, flags)
