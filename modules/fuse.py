@@ -46,7 +46,10 @@ ASYNC_READ, BIG_WRITES, DO_READDIRPLUS, READDIRPLUS_AUTO = 1 << 0, 1 << 5, 1 << 
 PARALLEL_DIROPS, MAX_PAGES, NO_OPEN_SUPPORT, NO_OPENDIR_SUPPORT = 1 << 18, 1 << 22, 1 << 17, 1 << 24
 OFFERED = ASYNC_READ | BIG_WRITES | DO_READDIRPLUS | READDIRPLUS_AUTO | PARALLEL_DIROPS | MAX_PAGES \
     | NO_OPEN_SUPPORT | NO_OPENDIR_SUPPORT
-CHUNK = 128 * 1024  # largest READ and WRITE: a message must fit a socket buffer
+CHUNK = 128 * 1024  # largest WRITE (a request must fit the socket's buffer), and READ for old daemons
+MAX_READ = 1 << 20  # largest READ when the daemon negotiated MAX_PAGES: its reply is taken from its memory
+READ_WINDOW = 8  # READ requests sent together for one large read
+WRITE_WINDOW = 2  # WRITE requests sent together: what fits in the socket's buffer
 FATTR = {"mode": 1, "uid": 2, "gid": 4, "size": 8, "atime": 16, "mtime": 32, "fh": 64,
          "atime_now": 128, "mtime_now": 256}
 
@@ -138,19 +141,38 @@ class Connection(NodeOps):
             self.tracer.call_soon(self._gone)
 
     async def request(self, opcode: int, node: int, body: bytes = b"") -> bytes:
+        return (await self.requests([(opcode, node, body)]))[0]
+
+    async def requests(self, batch: list[tuple[int, int, bytes]], stop_short: int = 0) -> list[bytes]:
+        """Send every request of ``batch`` at once, then take the replies in order.
+
+        The daemon works on them together (libfuse's threads, or just its
+        next read), which hides the round trip to the hypervisor: a large
+        read or write is several READ or WRITE requests.  With
+        ``stop_short``, replies after one shorter than that are not waited
+        for (the end of the file).
+        """
         if self.init is not None and not self.init.done():
             await Wait(self.init)
-        fut = self.send(opcode, node, body)
-        unique = self.unique
+        sent = []
+        for opcode, node, body in batch:
+            sent.append((self.send(opcode, node, body), self.unique))
+        out: list[bytes] = []
         try:
-            return await Wait(fut)
+            for fut, _unique in sent:
+                data = await Wait(fut)
+                out.append(data)
+                if stop_short and len(data) < stop_short:
+                    break
         except GeneratorExit:  # a signal ended the caller's wait: tell the daemon, as the kernel does
-            if not self.dead and unique in self.pending:
-                try:
-                    self.send(INTERRUPT, 0, struct.pack("<Q", unique), reply=False, unique=unique | 1)
-                except OSError:
-                    pass
+            for _fut, unique in sent:
+                if not self.dead and unique in self.pending:
+                    try:
+                        self.send(INTERRUPT, 0, struct.pack("<Q", unique), reply=False, unique=unique | 1)
+                    except OSError:
+                        pass
             raise
+        return out
 
     # -- replies -----------------------------------------------------------------------------
     def reply(self, data: bytes) -> int:
@@ -235,7 +257,7 @@ class Connection(NodeOps):
     # -- INIT and DESTROY -------------------------------------------------------------------------
     def start(self) -> None:
         """Send INIT, as the kernel does once mount(2) succeeded; requests wait for its answer."""
-        fut = self.send(INIT, 0, struct.pack("<IIII", KERNEL_MAJOR, KERNEL_MINOR, CHUNK, OFFERED))
+        fut = self.send(INIT, 0, struct.pack("<IIII", KERNEL_MAJOR, KERNEL_MINOR, MAX_READ, OFFERED))
         self.init = concurrent.futures.Future()
         assert fut is not None
         fut.add_done_callback(self._initialized)
@@ -260,7 +282,7 @@ class Connection(NodeOps):
         self.flags = flags & OFFERED
         self.max_write = max(4096, min(max_write or 4096, CHUNK)) if flags & BIG_WRITES else 4096
         pages = max_pages if flags & MAX_PAGES and max_pages else 32
-        self.max_read = min(self.max_read, pages * 4096, CHUNK)
+        self.max_read = max(4096, min(self.max_read, pages * 4096, MAX_READ))
         self.init.set_result(None)
 
     def destroy(self, then: Any) -> None:
@@ -375,11 +397,40 @@ class Connection(NodeOps):
         return struct.pack("<QQII", fh, offset, size, flags)
 
     async def read(self, node: int, fh: int, offset: int, size: int) -> bytes:
-        return await self.request(READ, node, self._io(fh, offset, size))
+        chunks: list[bytes] = []
+        while size > 0:
+            batch = []
+            for _ in range(READ_WINDOW):
+                n = min(self.max_read, size)
+                if n <= 0:
+                    break
+                batch.append((READ, node, self._io(fh, offset, n)))
+                offset += n
+                size -= n
+            got = await self.requests(batch, stop_short=self.max_read)
+            chunks += got
+            if len(got) < len(batch) or (got and len(got[-1]) < self.max_read):
+                break  # the end of the file: the rest was not waited for
+        return b"".join(chunks)
 
     async def write(self, node: int, fh: int, offset: int, data: bytes) -> int:
-        out = await self.request(WRITE, node, self._io(fh, offset, len(data)) + data)
-        return struct.unpack_from("<I", out)[0]
+        done = 0
+        while done < len(data):
+            batch, sizes = [], []
+            for _ in range(WRITE_WINDOW):
+                chunk = data[done + sum(sizes) : done + sum(sizes) + self.max_write]
+                if not chunk:
+                    break
+                batch.append((WRITE, node, self._io(fh, offset + done + sum(sizes), len(chunk)) + chunk))
+                sizes.append(len(chunk))
+            for n, out in zip(sizes, await self.requests(batch), strict=True):
+                wrote = struct.unpack_from("<I", out)[0]
+                if wrote > n:
+                    raise OSError(errno.EIO, "the daemon wrote more than it was given")
+                done += wrote
+                if wrote < n:
+                    return done
+        return done
 
     async def statfs(self, node: int) -> StatFs:
         blocks, bfree, bavail, files, ffree, bsize, namelen, frsize = KSTATFS.unpack_from(
@@ -485,7 +536,6 @@ class FuseMount(InodeFS):
         res = self.conn.init.result() if self.conn.init is not None else None
         if isinstance(res, OSError):
             raise OSError(errno.ENOTCONN if self.conn.dead else res.errno, "the FUSE daemon did not start")
-        self.max_read, self.max_write = self.conn.max_read, self.conn.max_write
         return await super()._call(op, *args, key=key)
 
     def unmount(self) -> None:
@@ -542,7 +592,7 @@ class Module:
         try:
             fd, rootmode = int(opts["fd"]), int(opts["rootmode"], 8)
             uid, gid = int(opts["user_id"]), int(opts["group_id"])
-            max_read = int(opts.get("max_read", CHUNK))
+            max_read = int(opts.get("max_read", MAX_READ))
         except ValueError:
             raise OSError(errno.EINVAL, "bad fuse mount option value") from None
         known = {"fd", "rootmode", "user_id", "group_id", "max_read", "default_permissions", "allow_other",
@@ -562,7 +612,7 @@ class Module:
         if conn.mounted or conn.init is not None:
             raise OSError(errno.EINVAL, "this /dev/fuse file is already mounted")
         conn.mounted = True
-        conn.max_read = min(max_read, CHUNK) or CHUNK
+        conn.max_read = min(max_read, MAX_READ) or CHUNK
         shown = [f"user_id={uid}", f"group_id={gid}"]
         shown += [k for k in ("default_permissions", "allow_other") if k in opts]
         if "max_read" in opts:
@@ -572,6 +622,7 @@ class Module:
 
 
 _module = Module()
+
 
 
 @hookimpl

@@ -27,6 +27,9 @@ from umvu.abi import StatFs
 from umvu.vfs import DirEntry, FileSystem
 
 ROOT = 1  # FUSE_ROOT_ID
+# A zero timeout still covers the call that got the answer: the kernel compares in jiffies, so
+# attributes a LOOKUP just returned serve the stat that asked for them.
+GRACE = 0.002
 FOPEN_DIRECT_IO = 1
 
 
@@ -85,6 +88,7 @@ class NodeOps:
     async def open(self, node: int, flags: int) -> Opened: ...
     async def opendir(self, node: int, flags: int) -> Opened: ...
     async def create(self, parent: int, name: str, flags: int, mode: int) -> tuple[Entry, Opened]: ...
+    # Any size: the transport splits them as its channel needs (FUSE's max_read, max_write).
     async def read(self, node: int, fh: int, offset: int, size: int) -> bytes: ...
     async def write(self, node: int, fh: int, offset: int, data: bytes) -> int: ...
     async def statfs(self, node: int) -> StatFs: ...
@@ -140,10 +144,8 @@ class InodeFS(FileSystem):
 
     fstype = "fuse"
 
-    def __init__(self, ops: NodeOps, max_read: int = 128 * 1024, max_write: int = 128 * 1024) -> None:
+    def __init__(self, ops: NodeOps) -> None:
         self.ops = ops
-        self.max_read = max_read
-        self.max_write = max_write
         self._dentries: dict[tuple[int, str], tuple[int, float]] = {}  # (parent, name) -> (node, until)
         self._attrs: dict[int, tuple[os.stat_result, float]] = {}  # node -> (attrs, until)
         self._lookups: dict[int, int] = {}  # node -> lookups not yet forgotten
@@ -164,13 +166,14 @@ class InodeFS(FileSystem):
 
     def _learn(self, parent: int, name: str, e: Entry) -> int:
         """Record a lookup's answer; the node (0: negative entry)."""
-        until = time.monotonic() + e.entry_ttl
+        now = time.monotonic()
+        until = now + max(e.entry_ttl, GRACE)
         old = self._dentries.get((parent, name))
         if e.node:
             self._lookups[e.node] = self._lookups.get(e.node, 0) + 1
             self._ref(e.node, 1)
             if e.st is not None:
-                self._attrs[e.node] = (e.st, time.monotonic() + e.attr_ttl)
+                self._attrs[e.node] = (e.st, now + max(e.attr_ttl, GRACE))
         if e.node or e.entry_ttl > 0:
             self._dentries[(parent, name)] = (e.node, until)
         else:
@@ -209,8 +212,10 @@ class InodeFS(FileSystem):
                 self.nosys.add(key)
             raise
 
-    async def _child(self, parent: int, name: str) -> int:
+    async def _child(self, parent: int, name: str, stale_ok: bool = False) -> int:
         cached = self._dentries.get((parent, name))
+        if cached is not None and cached[0] and stale_ok:
+            return cached[0]
         if cached is not None and cached[1] > time.monotonic():
             if not cached[0]:
                 raise OSError(errno.ENOENT, "no such file (cached)")
@@ -229,8 +234,30 @@ class InodeFS(FileSystem):
         return node
 
     async def _node(self, path: str) -> int:
+        """The node ``path`` names.
+
+        Only the last name is revalidated when its entry timed out: the
+        directories above it are taken from the cache as long as they are in
+        it.  The core hands whole paths where the kernel often has a directory
+        already (find's openat and fstatat on a dirfd): this walks as the
+        kernel does then.  If the last step fails under a directory taken
+        that way, the walk is done again asking for everything that timed out.
+        """
+        parts = _parts(path)
+        node, trusted = ROOT, False
+        for name in parts[:-1]:
+            cached = self._dentries.get((node, name))
+            trusted |= cached is not None and cached[1] <= time.monotonic()
+            node = await self._child(node, name, stale_ok=True)
+        if not parts:
+            return node
+        try:
+            return await self._child(node, parts[-1])
+        except OSError as e:
+            if not trusted or e.errno not in (errno.ENOENT, errno.ESTALE, errno.ENOTDIR):
+                raise
         node = ROOT
-        for name in _parts(path):
+        for name in parts:
             node = await self._child(node, name)
         return node
 
@@ -239,12 +266,12 @@ class InodeFS(FileSystem):
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
         st, ttl = await self._call("getattr", node, fh)
-        self._attrs[node] = (st, time.monotonic() + ttl)
+        self._attrs[node] = (st, time.monotonic() + max(ttl, GRACE))
         return st
 
     async def _setattr(self, node: int, fh: int | None, change: SetAttr) -> None:
         st, ttl = await self._call("setattr", node, fh, change)
-        self._attrs[node] = (st, time.monotonic() + ttl)
+        self._attrs[node] = (st, time.monotonic() + max(ttl, GRACE))
 
     # -- names ------------------------------------------------------------------------------
     async def lstat(self, path: str) -> os.stat_result:
@@ -338,29 +365,14 @@ class InodeFS(FileSystem):
             self._ref(h.node, -1)
 
     async def read(self, h: Handle, size: int, offset: int) -> bytes:
-        chunks = []
-        while size > 0:
-            n = min(size, self.max_read)
-            data = await self._call("read", h.node, h.fh, offset, n)
-            chunks.append(data)
-            if len(data) < n:
-                break
-            size -= len(data)
-            offset += len(data)
-        return b"".join(chunks)
+        return await self._call("read", h.node, h.fh, offset, size)  # the transport splits it
 
     async def write(self, h: Handle, data: bytes, offset: int) -> int:
-        done = 0
         self._attrs.pop(h.node, None)  # size and mtime change
-        while done < len(data):
-            chunk = data[done : done + self.max_write]
-            n = await self._call("write", h.node, h.fh, offset + done, chunk)
-            if n > len(chunk):
-                raise OSError(errno.EIO, "the file system wrote more than it was given")
-            done += n
-            if n < len(chunk):
-                break
-        return done
+        n = await self._call("write", h.node, h.fh, offset, data)
+        if n > len(data):
+            raise OSError(errno.EIO, "the file system wrote more than it was given")
+        return n
 
     async def fstat(self, h: Handle) -> os.stat_result:
         return await self._attr(h.node, None if h.is_dir else h.fh)  # the kernel names only files' fh
