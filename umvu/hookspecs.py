@@ -74,11 +74,15 @@ def vu_mount(vu: ModuleContext, fstype: str, source: str, target: str, options: 
     """Return a FileSystem serving ``fstype`` mounted at ``target``, or None.
 
     Asked of every loaded module in turn; the first that answers serves the
-    mount.  Raise ``OSError(EINVAL, ...)`` for bad options.
+    mount.  Raise ``OSError(EINVAL, ...)`` for bad options.  ``vu.caller`` is
+    the thread making the mount(2) (its fds are in /proc/CALLER/fd).
     """
 
 
 @hookspec
 def vu_filesystems() -> list[str]:
-    """The file system types this module can mount (for messages and ENODEV)."""
+    """The file system types this module can mount (for messages and ENODEV).
+
+    "NAME.*" stands for every subtype (the fuse module: "fuse", "fuse.*").
+    """
 
