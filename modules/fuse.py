@@ -103,6 +103,7 @@ class Connection(NodeOps):
         self.max_write = 4096
         self.max_read = CHUNK
         self.nosys: set[str] = set()
+        self.abandoned: set[int] = set()  # requests whose caller a signal took away
         try:  # the largest request (a WRITE) must fit: ask for the most an ordinary user gets
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         except OSError:
@@ -167,6 +168,7 @@ class Connection(NodeOps):
         except GeneratorExit:  # a signal ended the caller's wait: tell the daemon, as the kernel does
             for _fut, unique in sent:
                 if not self.dead and unique in self.pending:
+                    self.abandoned.add(unique)
                     try:
                         self.send(INTERRUPT, 0, struct.pack("<Q", unique), reply=False, unique=unique | 1)
                     except OSError:
@@ -192,7 +194,11 @@ class Connection(NodeOps):
             self._garbled()
             return -errno.ENOENT
         opcode, fut = item
-        if length != len(data) or error > 0 or error < -4095 or (error and length != OUT_HEADER.size):
+        if unique in self.abandoned:
+            self.abandoned.discard(unique)
+            if not error and length == len(data):
+                self._undo(opcode, data[OUT_HEADER.size :])
+        if length != len(data) or error > 0 or error < -511 or (error and length != OUT_HEADER.size):
             self.log(f"malformed reply to request {unique} (opcode {opcode}): length {length} of {len(data)}, "
                      f"error {error}")
             fut.set_result(OSError(errno.EIO, "malformed reply from the FUSE daemon"))
@@ -202,6 +208,19 @@ class Connection(NodeOps):
         else:
             fut.set_result(data[OUT_HEADER.size :])
         return len(data)
+
+    def _undo(self, opcode: int, out: bytes) -> None:
+        """A request whose caller a signal took away succeeded after all: what it made must not leak."""
+        try:
+            if opcode in (LOOKUP, MKNOD, MKDIR, SYMLINK, LINK, CREATE):
+                node = ENTRY_OUT.unpack_from(out)[0]
+                if node:
+                    self.forget([(node, 1)])
+                    if opcode == CREATE:
+                        fh = OPEN_OUT.unpack_from(out, ENTRY_OUT.size + ATTR.size)[0]
+                        self._post(RELEASE, node, struct.pack("<QIIQ", fh, 0, 0, 0))
+        except struct.error:
+            pass
 
     def _garbled(self) -> None:
         """A reply that names no request: when only one is waiting, it was that one's, and it fails.
@@ -249,6 +268,10 @@ class Connection(NodeOps):
         self.pending.clear()
         if self.init is not None and not self.init.done():
             self.init.set_result(OSError(errno.ENOTCONN, "the FUSE daemon is gone"))
+        try:  # shutdown first: the watcher's poll holds the socket, and the daemon must see the end
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:
@@ -267,16 +290,16 @@ class Connection(NodeOps):
         assert self.init is not None
         if isinstance(res, OSError) or len(res) < 8:
             self.log(f"INIT failed: {res!r}")
-            self.dead = True
             self.init.set_result(res if isinstance(res, OSError) else OSError(errno.EPROTO, "short INIT reply"))
+            self._gone()
             return
         major, minor = struct.unpack_from("<II", res)
         fields = struct.unpack_from("<IIHHIIHH", res + bytes(32), 8)
         _readahead, flags, _bg, _cong, max_write, _gran, max_pages, _align = fields
         if major != KERNEL_MAJOR:
             self.log(f"the daemon speaks FUSE {major}.{minor}, not {KERNEL_MAJOR}")
-            self.dead = True
             self.init.set_result(OSError(errno.EPROTO, "protocol version"))
+            self._gone()
             return
         self.minor = minor
         self.flags = flags & OFFERED
@@ -307,8 +330,8 @@ class Connection(NodeOps):
                 for node, count in nodes:
                     self.send(FORGET, node, struct.pack("<Q", count), reply=False)
             else:
-                for i in range(0, len(nodes), 1024):
-                    part = nodes[i : i + 1024]
+                for i in range(0, len(nodes), 256):  # 4 KB: fits any daemon's read buffer
+                    part = nodes[i : i + 256]
                     body = struct.pack("<II", len(part), 0) + b"".join(struct.pack("<QQ", n, c) for n, c in part)
                     self.send(BATCH_FORGET, 0, body, reply=False)
         except OSError:
@@ -408,6 +431,8 @@ class Connection(NodeOps):
                 offset += n
                 size -= n
             got = await self.requests(batch, stop_short=self.max_read)
+            if any(len(g) > self.max_read for g in got):  # the kernel: EIO to the reader
+                raise OSError(errno.EIO, "the FUSE daemon answered a READ with more than was asked")
             chunks += got
             if len(got) < len(batch) or (got and len(got[-1]) < self.max_read):
                 break  # the end of the file: the rest was not waited for
@@ -440,25 +465,32 @@ class Connection(NodeOps):
 
     def _post(self, opcode: int, node: int, body: bytes) -> None:
         """A request whose answer nobody waits for (its reply is still checked and taken)."""
-        if "flush" in self.nosys and opcode == FLUSH or self.dead:
+        if self.dead:
             return
         try:
-            fut = self.send(opcode, node, body)
+            self.send(opcode, node, body)
         except OSError:
-            return
-        if opcode == FLUSH and fut is not None:
-            fut.add_done_callback(self._flushed)
+            pass
 
     def _flushed(self, fut: concurrent.futures.Future) -> None:
         res = fut.result()
         if isinstance(res, OSError) and res.errno == errno.ENOSYS:
             self.nosys.add("flush")
 
-    def flush(self, node: int, fh: int) -> None:
-        self._post(FLUSH, node, struct.pack("<QIIQ", fh, 0, 0, 0))
+    def flush(self, node: int, fh: int, release: int | None) -> None:
+        def then() -> None:
+            if release is not None:
+                self._post(RELEASE, node, struct.pack("<QIIQ", fh, release, 0, 0))
 
-    def release(self, node: int, fh: int, flags: int) -> None:
-        self._post(RELEASE, node, struct.pack("<QIIQ", fh, flags, 0, 0))
+        if "flush" in self.nosys or self.dead:
+            then()
+            return
+        try:
+            fut = self.send(FLUSH, node, struct.pack("<QIIQ", fh, 0, 0, 0))
+        except OSError:
+            return
+        assert fut is not None
+        fut.add_done_callback(lambda f: (self._flushed(f), then()))
 
     def releasedir(self, node: int, fh: int, flags: int) -> None:
         self._post(RELEASEDIR, node, struct.pack("<QIIQ", fh, flags, 0, 0))

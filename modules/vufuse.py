@@ -66,8 +66,11 @@ class _Token:
 
 
 def _readdir_reply(token: _Token, name: bytes, attr: Any, next_id: int) -> bool:
+    """As pyfuse3's: False means "not taken" (the file system counts a lookup only on True)."""
+    if len(token.items) >= READDIR_BATCH:
+        return False
     token.items.append((name, attr, next_id))
-    return len(token.items) < READDIR_BATCH
+    return True
 
 
 class Trio:
@@ -215,11 +218,15 @@ class PyFuse3Ops(NodeOps):
         return StatFs(FUSE_SUPER_MAGIC, s.f_bsize, s.f_blocks, s.f_bfree, s.f_bavail, s.f_files, s.f_ffree,
                       (0, 0), s.f_namemax or 255, s.f_frsize or s.f_bsize, 0)
 
-    def flush(self, node: int, fh: int) -> None:
-        self.runner.submit(self.ops.flush, fh)
+    def flush(self, node: int, fh: int, release: int | None) -> None:
+        async def close() -> None:  # in order, as pyfuse3 gets them from the kernel
+            try:
+                await self.ops.flush(fh)
+            finally:
+                if release is not None:
+                    await self.ops.release(fh)
 
-    def release(self, node: int, fh: int, flags: int) -> None:
-        self.runner.submit(self.ops.release, fh)
+        self.runner.submit(close)
 
     def releasedir(self, node: int, fh: int, flags: int) -> None:
         self.runner.submit(self.ops.releasedir, fh)

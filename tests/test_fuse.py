@@ -72,6 +72,9 @@ readlink mnt/src/link
 df mnt | tail -1 | awk '{{print $1}}'
 stat -f -c %T mnt
 cp /bin/true mnt/true && mnt/true && echo ran
+touch mnt/same && ln mnt/same mnt/same2
+{PY} -c "import os; os.rename('mnt/same', 'mnt/same'); os.rename('mnt/same', 'mnt/same2')"
+ls mnt/same mnt/same2 | wc -l; cat mnt/same2 && echo same-ok
 fusermount3 -u mnt
 for i in $(seq 100); do pgrep -x fuse2fs >/dev/null || break; sleep 0.05; done
 pgrep -x fuse2fs || echo daemon-gone
@@ -79,6 +82,7 @@ pgrep -x fuse2fs || echo daemon-gone
     assert r.returncode == 0, r.stderr
     out = r.stdout.split("\n")
     assert "same" in out and "big" in out and "ran" in out and "daemon-gone" in out, r.stdout + r.stderr
+    assert "2" in out and "same-ok" in out  # rename onto itself or a link of itself: nothing happens
     assert str(ext4) in out and "fuseblk" in out  # df names the image; stat -f names FUSE's magic, as on Linux
     assert "< f1" in out and "< f2" in out and "> g1" in out and "> link" in out, r.stdout  # renamed, removed, added
     fsck = subprocess.run(["/usr/sbin/e2fsck", "-fn", str(ext4)], capture_output=True, text=True)
@@ -297,3 +301,21 @@ grep -h destroy d1.log d2.log
 """)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["exit 0", "exit 0", "memfuse3: destroy", "memfuse3: destroy"], r.stdout
+
+
+def test_vufuse_lists_a_directory_larger_than_one_readdir_batch(tmp_path, examples):
+    """Over 1024 entries (more than one readdir batch): every entry is listed once and readable."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(1500):
+        (src / f"f{i:04d}").write_text(str(i))
+    r = sh(WAIT + f"""
+cd {tmp_path}
+mkdir mnt
+vumount -t vufuse -o fs={examples}/passthroughfs.py:Operations {src} mnt
+ls -l mnt | tail -n +2 | wc -l
+cat mnt/f1024 mnt/f1499; echo
+vuumount mnt
+""")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert r.stdout.split() == ["1500", "10241499"], r.stdout

@@ -81,9 +81,10 @@ class Hypervisor:
                 self._revoked_poll(t, regs)
             t.cont()
             return None
-        if t.proc.revoked and regs.rdi in t.proc.revoked and sc.name in _REVOKED_CALLS:
+        if t.proc.revoked and regs.rdi in t.proc.revoked and sc.name in _REVOKED_CALLS \
+                and self._still_revoked(t, regs.rdi):
             if sc.name == "close":
-                t.proc.revoked.discard(regs.rdi)
+                del t.proc.revoked[regs.rdi]
             else:  # an unmounted /dev/fuse: the daemon's loop ends
                 regs.nr = -1
                 regs.ret = -errno.ENODEV
@@ -97,6 +98,16 @@ class Hypervisor:
             return None
         return dispatch.serve(self, t, sc, regs)
 
+    def _still_revoked(self, t: Tracee, fd: int) -> bool:
+        """Whether ``fd`` still is the revoked socket (dup2, exec, close_range may have changed it)."""
+        try:
+            if os.readlink(f"/proc/{t.tid}/fd/{fd}") == t.proc.revoked[fd]:
+                return True
+        except OSError:
+            pass
+        del t.proc.revoked[fd]
+        return False
+
     def _revoked_poll(self, t: Tracee, regs: Any) -> None:
         """poll of one revoked fd says POLLERR at once, as the kernel's for an unmounted /dev/fuse.
 
@@ -108,7 +119,7 @@ class Hypervisor:
             return
         try:
             fd, events, _ = struct.unpack("<ihh", memory.read(t.tid, regs.rdi, 8))
-            if fd not in t.proc.revoked:
+            if fd not in t.proc.revoked or not self._still_revoked(t, fd):
                 return
             memory.write(t.tid, regs.rdi, struct.pack("<ihh", fd, events, 0x008))  # POLLERR
         except OSError:

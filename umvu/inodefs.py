@@ -93,8 +93,8 @@ class NodeOps:
     async def write(self, node: int, fh: int, offset: int, data: bytes) -> int: ...
     async def statfs(self, node: int) -> StatFs: ...
     # The last close: sent, not awaited (a close cannot wait for the file system here).
-    def flush(self, node: int, fh: int) -> None: ...
-    def release(self, node: int, fh: int, flags: int) -> None: ...
+    # flush sends RELEASE (with these open flags) once FLUSH is answered, unless release is None.
+    def flush(self, node: int, fh: int, release: int | None) -> None: ...
     def releasedir(self, node: int, fh: int, flags: int) -> None: ...
     async def fsync(self, node: int, fh: int, datasync: bool) -> None: ...
     async def fsyncdir(self, node: int, fh: int, datasync: bool) -> None: ...
@@ -291,9 +291,7 @@ class InodeFS(FileSystem):
             except OSError as e:
                 if e.errno != errno.ENOSYS:
                     raise
-        st = await self._attr(node)  # no ACCESS: the kernel lets the daemon decide at open
-        if mode & os.X_OK and not stat.S_ISDIR(st.st_mode) and not st.st_mode & 0o111:
-            raise OSError(errno.EACCES, "not executable")
+        # no ACCESS: the kernel answers 0 and lets the daemon decide at open
 
     async def statfs(self, path: str) -> StatFs:
         try:
@@ -328,8 +326,12 @@ class InodeFS(FileSystem):
             opened = Opened(0, 0)
         self._ref(node, 1)
         h = Handle(node, opened, is_dir, flags)
-        if flags & os.O_TRUNC and not is_dir and flags & os.O_ACCMODE != os.O_RDONLY and st.st_size:
-            await self._setattr(node, h.fh, SetAttr(size=0))
+        if flags & os.O_TRUNC and not is_dir and flags & os.O_ACCMODE != os.O_RDONLY:
+            try:  # whatever size is cached: the kernel always truncates
+                await self._setattr(node, h.fh, SetAttr(size=0))
+            except BaseException:
+                self.close(h)
+                raise
         return h
 
     async def _create(self, path: str, flags: int, mode: int) -> Handle:
@@ -357,10 +359,8 @@ class InodeFS(FileSystem):
             if h.is_dir:
                 if "opendir" not in self.nosys:
                     self.ops.releasedir(h.node, h.fh, h.flags)
-            else:
-                self.ops.flush(h.node, h.fh)
-                if "open" not in self.nosys:
-                    self.ops.release(h.node, h.fh, h.flags)
+            else:  # RELEASE follows FLUSH's answer (the transport orders them), as the kernel's
+                self.ops.flush(h.node, h.fh, release=None if "open" in self.nosys else h.flags)
         finally:
             self._ref(h.node, -1)
 
@@ -369,7 +369,10 @@ class InodeFS(FileSystem):
 
     async def write(self, h: Handle, data: bytes, offset: int) -> int:
         self._attrs.pop(h.node, None)  # size and mtime change
-        n = await self._call("write", h.node, h.fh, offset, data)
+        try:
+            n = await self._call("write", h.node, h.fh, offset, data)
+        finally:  # and not the size a stat cached while the write was on its way
+            self._attrs.pop(h.node, None)
         if n > len(data):
             raise OSError(errno.EIO, "the file system wrote more than it was given")
         return n
@@ -455,6 +458,14 @@ class InodeFS(FileSystem):
     async def rename(self, old: str, new: str, flags: int) -> None:
         (ohead, oname), (nhead, nname) = _split(old), _split(new)
         op, np = await self._node(ohead), await self._node(nhead)
+        try:
+            same = await self._node(old) == await self._node(new)
+        except OSError:
+            same = False
+        if same:  # the same file (or two links of it): Linux does nothing, and asks no file system
+            if flags & 1:  # RENAME_NOREPLACE
+                raise OSError(errno.EEXIST, "exists")
+            return
         try:
             await self._call("rename", op, oname, np, nname, flags, key="rename2" if flags else "rename")
         except OSError as e:

@@ -123,8 +123,9 @@ class Process:
         self.maps_traced = False
         self.exe: str | None = None  # the running program's path in the view, when the host's differs
         self.needs_paths = False  # the path filter must still be stacked on this process
-        # fds whose reads fail with ENODEV, as /dev/fuse's after an unmount (see Tracer.revoke)
-        self.revoked: set[int] = set()
+        # fds whose reads fail with ENODEV, as /dev/fuse's after an unmount (see Tracer.revoke),
+        # with what /proc/PID/fd/N names (the number may be reused for another file later)
+        self.revoked: dict[int, str] = {}
         self.needs_revoke = False  # their filter layer must still be stacked
         self.on_revoked: list[Callable[[], Any]] = []  # run once it is
         self.revoke_pending: set[int] = set()  # threads interrupted for it, not yet stopped
@@ -359,6 +360,8 @@ class Tracer:
         if not os.WIFSTOPPED(status):  # exited or killed
             self._gone(t, status)
             return
+        if t.proc.revoke_pending and status >> 16 == libc.PTRACE_EVENT_STOP:
+            self._revoke_progress(t.proc, t.tid)  # even when a handler holds the thread
         if t.task is not None:
             if t.task is not _WAITING_OFFLOAD:
                 self._step(t, t.task, status)
@@ -571,7 +574,7 @@ class Tracer:
                 continue
             if not fds:
                 continue
-            t.proc.revoked |= fds
+            t.proc.revoked.update(dict.fromkeys(fds, name))
             t.proc.needs_revoke = True
             chosen_procs.append(t.proc)
             chosen = next((x for x in self.tracees.values() if x.proc is t.proc and x.task is None), t)
@@ -702,7 +705,10 @@ class Tracer:
         t.task = None
         self._waiting.pop(t, None)
         self._drop_files(t)
-        if t.proc.revoke_pending:
+        if t.proc.revoke_pending or t.proc.on_revoked:
+            if not any(x.proc is t.proc for x in self.tracees.values()):  # the whole process went
+                t.proc.revoke_pending.clear()
+                t.proc.needs_revoke = False
             self._revoke_progress(t.proc, t.tid)
         if t.tid == self.root_tid:
             if os.WIFEXITED(status):
