@@ -180,7 +180,7 @@ def _fuse_variants(img: Path, data: Path, mnt: Path, work: str) -> dict[str, tup
     examples = VENV_BIN.parent / "share" / "pyfuse3-examples"
     py = str(VENV_BIN / "python")
     # In the foreground, waited for: the next run mounts the same image only once this daemon closed it.
-    fuse2fs = f"fuse2fs -f -o rw {img} {mnt} &"
+    fuse2fs = f"fuse2fs -f -o rw {img} {mnt} >/dev/null 2>&1 &"  # its exit message would end the output
     pt = f"{py} {examples}/passthroughfs.py {data} {mnt} &"
     body = f"waitmnt {mnt} && {work}; fusermount3 -u {mnt}; wait"
     out = {
@@ -240,6 +240,19 @@ def fuse_rows(tmp: Path, runs: int) -> list[str]:
     return lines
 
 
+FUSE_HEADING = "## FUSE: the same daemon under the kernel's FUSE and under umvu"
+
+
+def fuse_section(rows: list[str], runs: int) -> list[str]:
+    return [FUSE_HEADING, "",
+            "fuse2fs serves an ext4 image made with `mkfs.ext4 -d` from a copy of /usr/include and a 100 MB "
+            "file; pyfuse3's passthroughfs example serves that directory.  Each is mounted by the kernel's "
+            "FUSE (fusermount3), by umvu's virtual /dev/fuse, and (passthroughfs) in-process by vufuse.  "
+            "dd reports its own throughput; the find times itself; mounting is not counted.  In brackets: "
+            f"share of the kernel's throughput, or time relative to it.  Median of {runs} runs, measured "
+            f"{time.strftime('%Y-%m-%d')}.", "", *rows]
+
+
 def table(rows: list[tuple[str, dict[str, float]]], names: list[str]) -> list[str]:
     lines = ["| workload | native (s) | " + " | ".join(n for n in names if n != "native") + " |",
              "|---|---:|" + "---:|" * (len(names) - 1)]
@@ -263,11 +276,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Compare umvu with native, a minimal C tracer, strace and PRoot.")
     ap.add_argument("-n", "--runs", type=int, default=5, help="runs per workload and runner (median is kept)")
     ap.add_argument("-o", "--output", default=str(ROOT / "docs" / "benchmarks.md"), help="markdown file to write")
-    ap.add_argument("--only", choices=["fuse"], help="run one section and print it (the file is left alone)")
+    ap.add_argument("--only", choices=["fuse"],
+                    help="run one section and replace it in the file (the rest of the file stays as it was)")
     args = ap.parse_args(argv)
     if args.only == "fuse":
         with tempfile.TemporaryDirectory(prefix="umvu-bench.") as d:
-            print("\n".join(fuse_rows(Path(d), args.runs)))
+            rows = fuse_rows(Path(d), args.runs)
+        print("\n".join(rows))
+        out = Path(args.output)
+        text = out.read_text() if out.exists() else ""
+        head, sep, rest = text.partition(FUSE_HEADING)
+        if not sep:
+            return 0
+        tail = rest[rest.index("\n## ") + 1 :] if "\n## " in rest else ""
+        out.write_text(head + "\n".join(fuse_section(rows, args.runs)) + "\n" + ("\n" + tail if tail else ""))
+        print(f"replaced the FUSE section of {out}")
         return 0
 
     with tempfile.TemporaryDirectory(prefix="umvu-bench.") as d:
@@ -314,12 +337,7 @@ def main(argv: list[str] | None = None) -> int:
               "A 100 MB sequential read (`dd bs=1M` of a file in the page cache, as dd times its own "
               "copy), MB/s and share of native: "
               + ", ".join(f"{n} {v:.0f} ({v / speed['native']:.0%})" for n, v in speed.items()), ""]
-    lines += ["## FUSE: the same daemon under the kernel's FUSE and under umvu", "",
-              "fuse2fs serves an ext4 image made with `mkfs.ext4 -d` from a copy of /usr/include and a 100 MB "
-              "file; pyfuse3's passthroughfs example serves that directory.  Each is mounted by the kernel's "
-              "FUSE (fusermount3), by umvu's virtual /dev/fuse, and (passthroughfs) in-process by vufuse.  "
-              "dd reports its own throughput; the find times itself; mounting is not counted.  In brackets: "
-              "share of the kernel's throughput, or time relative to it.", "", *frows]
+    lines += fuse_section(frows, args.runs)
     missing = [n for n, p in run_with.items() if p is None]
     if missing:
         lines += [f"Not installed here, so not measured: {', '.join(missing)}.", ""]
