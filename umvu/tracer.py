@@ -71,7 +71,19 @@ class _NextStop:
 NEXT_STOP = _NextStop()
 
 
-class Offload:
+class _Result:
+    """Suspends the handler until the loop sends a result back: raised if it is an exception."""
+
+    __slots__ = ()
+
+    def __await__(self):
+        result = yield self
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+
+class Offload(_Result):
     """Awaited by a handler: run ``fn(*args)`` in a worker thread.
 
     The tracee that made the call stays stopped; the loop keeps serving the
@@ -84,14 +96,8 @@ class Offload:
         self.fn = fn
         self.args = args
 
-    def __await__(self):
-        result = yield self
-        if isinstance(result, BaseException):
-            raise result
-        return result
 
-
-class Wait:
+class Wait(_Result):
     """Awaited by a handler: suspend until ``future`` (a concurrent.futures.Future) is done.
 
     For replies that another thread delivers (a FUSE daemon's answer): no
@@ -102,12 +108,6 @@ class Wait:
 
     def __init__(self, future: concurrent.futures.Future) -> None:
         self.future = future
-
-    def __await__(self):
-        result = yield self
-        if isinstance(result, BaseException):
-            raise result
-        return result
 
 
 class Process:
