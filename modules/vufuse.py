@@ -139,12 +139,12 @@ class PyFuse3Ops(NodeOps):
         self.ctx = _Ctx()
 
     async def _run(self, name: str, *args: Any) -> Any:
-        res = await Wait(self.runner.submit(getattr(self.ops, name), *args))
-        if isinstance(res, OSError):
-            if res.errno == errno.EIO and "raised" in str(res):
-                self.log(f"{type(self.ops).__name__}.{name}: {res.strerror}")
-            raise res
-        return res
+        try:
+            return await Wait(self.runner.submit(getattr(self.ops, name), *args))
+        except OSError as e:
+            if e.errno == errno.EIO and "raised" in str(e):  # a bug in the file system: say so
+                self.log(f"{type(self.ops).__name__}.{name}: {e.strerror}")
+            raise
 
     async def lookup(self, parent: int, name: str) -> Entry:
         return _entry(await self._run("lookup", parent, os.fsencode(name), self.ctx))
@@ -271,9 +271,8 @@ class PyFuse3Ops(NodeOps):
 class VufuseFS(InodeFS):
     fstype = "vufuse"
 
-    def __init__(self, ops: PyFuse3Ops, readonly: bool) -> None:
+    def __init__(self, ops: PyFuse3Ops) -> None:
         super().__init__(ops)
-        self.readonly = readonly
 
 
 _runner: Trio | None = None
@@ -336,10 +335,7 @@ def vu_mount(vu: Any, fstype: str, source: str, target: str, options: str) -> Fi
     if fstype != "vufuse":
         return None
     opts = dict(o.partition("=")[::2] for o in options.split(",") if o)
-    spec = opts.pop("fs", "")
-    readonly = "ro" in opts
-    opts.pop("ro", None)
-    opts.pop("rw", None)
+    spec = opts.pop("fs", "")  # ro, noexec... are the core's: they never reach here
     if not spec:
         raise OSError(errno.EINVAL, "vufuse needs -o fs=MODULE:CLASS")
     if opts:
@@ -358,4 +354,4 @@ def vu_mount(vu: Any, fstype: str, source: str, target: str, options: str) -> Fi
         if ops.errno == errno.EIO:
             raise OSError(errno.EINVAL, f"{cls.__name__}: {ops.strerror}")
         raise ops
-    return VufuseFS(PyFuse3Ops(ops, _runner, vu.log), readonly)
+    return VufuseFS(PyFuse3Ops(ops, _runner, vu.log))

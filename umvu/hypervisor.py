@@ -18,7 +18,7 @@ from umvu.fdtable import OpenFile
 from umvu.procfs import ProcView
 from umvu.registry import Mount
 from umvu.shadows import Shadows
-from umvu.tracer import Tracee, Tracer
+from umvu.tracer import NR_POLL, NR_PPOLL, Tracee, Tracer
 
 if TYPE_CHECKING:  # pluggy and entry points cost start-up time: imported on first use
     from umvu.modules import ModuleManager
@@ -77,7 +77,7 @@ class Hypervisor:
         regs = t.getregs()
         sc = self.by_nr.get(regs.nr)
         if sc is None:
-            if t.proc.revoked and regs.nr in (7, 271):  # poll, ppoll: see _revoked_poll
+            if t.proc.revoked and regs.nr in (NR_POLL, NR_PPOLL):  # see _revoked_poll
                 self._revoked_poll(t, regs)
             t.cont()
             return None
