@@ -289,6 +289,8 @@ def _load_class(spec: str) -> Any:
     try:
         if modname.endswith(".py") or "/" in modname:
             path = os.path.abspath(modname)
+            if not os.path.isfile(path):
+                raise OSError(errno.ENOENT, f"fs={spec}: {modname}: no such file")
             mod = _loaded.get(path)
             if mod is None:
                 name = "vufuse_" + os.path.splitext(os.path.basename(path))[0]
