@@ -46,10 +46,10 @@ ASYNC_READ, BIG_WRITES, DO_READDIRPLUS, READDIRPLUS_AUTO = 1 << 0, 1 << 5, 1 << 
 PARALLEL_DIROPS, MAX_PAGES, NO_OPEN_SUPPORT, NO_OPENDIR_SUPPORT = 1 << 18, 1 << 22, 1 << 17, 1 << 24
 OFFERED = ASYNC_READ | BIG_WRITES | DO_READDIRPLUS | READDIRPLUS_AUTO | PARALLEL_DIROPS | MAX_PAGES \
     | NO_OPEN_SUPPORT | NO_OPENDIR_SUPPORT
-CHUNK = 128 * 1024  # largest WRITE (a request must fit the socket's buffer), and READ for old daemons
-MAX_READ = 1 << 20  # largest READ when the daemon negotiated MAX_PAGES: its reply is taken from its memory
-READ_WINDOW = 8  # READ requests sent together for one large read
-WRITE_WINDOW = 2  # WRITE requests sent together: what fits in the socket's buffer
+CHUNK = 128 * 1024  # READ for old daemons, and the kernel's default largest request (32 pages)
+MAX_IO = 1 << 20  # largest READ or WRITE when the daemon negotiated MAX_PAGES (the kernel's 256 pages)
+READ_WINDOW = 8  # READ requests sent together for one large read (the kernel's readahead, ASYNC_READ)
+WRITE_IN = 40  # struct fuse_write_in, between the header and a WRITE's data
 FATTR = {"mode": 1, "uid": 2, "gid": 4, "size": 8, "atime": 16, "mtime": 32, "fh": 64,
          "atime_now": 128, "mtime_now": 256}
 
@@ -81,6 +81,9 @@ def _entry(buf: bytes, at: int = 0) -> Entry:
     return Entry(node, _attr(buf, at + ENTRY_OUT.size) if node else None, _ttl(ev, evn), _ttl(av, avn))
 
 
+Body = bytes | tuple[bytes | memoryview, ...]  # a request's body, whole or in parts
+
+
 def _name(s: str) -> bytes:
     return os.fsencode(s) + b"\0"
 
@@ -104,6 +107,7 @@ class Connection(NodeOps):
         self.max_read = CHUNK
         self.nosys: set[str] = set()
         self.abandoned: set[int] = set()  # requests whose caller a signal took away
+        self.caller = (os.geteuid(), os.getegid(), os.getpid())  # what every request says of its caller
         try:  # the largest request (a WRITE) must fit: ask for the most an ordinary user gets
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         except OSError:
@@ -112,21 +116,23 @@ class Connection(NodeOps):
         self._watch.start()
 
     # -- requests ----------------------------------------------------------------------------
-    def send(self, opcode: int, node: int, body: bytes = b"", reply: bool = True,
+    def send(self, opcode: int, node: int, body: Body = b"", reply: bool = True,
              unique: int | None = None) -> concurrent.futures.Future | None:
+        """Queue one request; a WRITE's body is (its header, a view of the caller's data): not copied here."""
         if self.dead:
             raise OSError(errno.ENOTCONN, "the FUSE daemon is gone")
         if unique is None:
             self.unique += 2  # odd uniques are INTERRUPTs, as the kernel numbers them
             unique = self.unique
-        msg = IN_HEADER.pack(IN_HEADER.size + len(body), opcode, unique, node, os.geteuid(), os.getegid(),
-                             os.getpid(), 0, 0) + body
+        parts = body if isinstance(body, tuple) else (body,)
+        msg = [IN_HEADER.pack(IN_HEADER.size + sum(len(p) for p in parts), opcode, unique, node, *self.caller,
+                              0, 0), *parts]
         fut: concurrent.futures.Future | None = None
         if reply:
             fut = concurrent.futures.Future()
             self.pending[unique] = (opcode, fut)
         try:
-            self.sock.send(msg, socket.MSG_DONTWAIT)
+            self.sock.sendmsg(msg, (), socket.MSG_DONTWAIT)
         except BlockingIOError:  # the daemon is behind: a thread waits for room
             threading.Thread(target=self._send_blocking, args=(msg, unique), daemon=True).start()
         except OSError as e:
@@ -135,16 +141,16 @@ class Connection(NodeOps):
             raise OSError(errno.ENOTCONN, "the FUSE daemon is gone") from e
         return fut
 
-    def _send_blocking(self, msg: bytes, unique: int) -> None:
+    def _send_blocking(self, msg: list[Any], unique: int) -> None:
         try:
-            self.sock.send(msg)
+            self.sock.sendmsg(msg)
         except OSError:
             self.tracer.call_soon(self._gone)
 
-    async def request(self, opcode: int, node: int, body: bytes = b"") -> bytes:
+    async def request(self, opcode: int, node: int, body: Body = b"") -> bytes:
         return (await self.requests([(opcode, node, body)]))[0]
 
-    async def requests(self, batch: list[tuple[int, int, bytes]], stop_short: int = 0) -> list[bytes]:
+    async def requests(self, batch: list[tuple[int, int, Body]], stop_short: int = 0) -> list[bytes]:
         """Send every request of ``batch`` at once, then take the replies in order.
 
         The daemon works on them together (libfuse's threads, or just its
@@ -239,7 +245,7 @@ class Connection(NodeOps):
         while not self.dead:
             try:
                 poller.poll()
-                data = self.sock.recv(CHUNK + 4096, socket.MSG_DONTWAIT)
+                data = self.sock.recv(MAX_IO + 4096, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 continue
             except OSError:
@@ -280,7 +286,7 @@ class Connection(NodeOps):
     # -- INIT and DESTROY -------------------------------------------------------------------------
     def start(self) -> None:
         """Send INIT, as the kernel does once mount(2) succeeded; requests wait for its answer."""
-        fut = self.send(INIT, 0, struct.pack("<IIII", KERNEL_MAJOR, KERNEL_MINOR, MAX_READ, OFFERED))
+        fut = self.send(INIT, 0, struct.pack("<IIII", KERNEL_MAJOR, KERNEL_MINOR, MAX_IO, OFFERED))
         self.init = concurrent.futures.Future()
         assert fut is not None
         fut.add_done_callback(self._initialized)
@@ -303,9 +309,13 @@ class Connection(NodeOps):
             return
         self.minor = minor
         self.flags = flags & OFFERED
-        self.max_write = max(4096, min(max_write or 4096, CHUNK)) if flags & BIG_WRITES else 4096
-        pages = max_pages if flags & MAX_PAGES and max_pages else 32
-        self.max_read = max(4096, min(self.max_read, pages * 4096, MAX_READ))
+        pages = max_pages if flags & MAX_PAGES and max_pages else CHUNK // 4096
+        # A WRITE is one message: it must fit the socket's send buffer (net.core.wmem_max for an
+        # ordinary user: 208 KB by default, so 128 KB there; up to 1 MB where the buffer allows).
+        room = (self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) - 32 - IN_HEADER.size - WRITE_IN) & ~4095
+        limit = min(max_write or 4096, pages * 4096, MAX_IO, room) if flags & BIG_WRITES else 4096
+        self.max_write = max(4096, limit)
+        self.max_read = max(4096, min(self.max_read, pages * 4096, MAX_IO))
         self.init.set_result(None)
 
     def destroy(self, then: Any) -> None:
@@ -439,22 +449,24 @@ class Connection(NodeOps):
         return b"".join(chunks)
 
     async def write(self, node: int, fh: int, offset: int, data: bytes) -> int:
+        """One WRITE at a time, in order, as the kernel sends them (no writeback cache).
+
+        Sent together, they are served by different threads of the daemon
+        in any order: fuse2fs then fragments the file and spends five times
+        the CPU (measured), where the daemon's next read would otherwise
+        find the next chunk already waiting.
+        """
+        view = memoryview(data)
         done = 0
         while done < len(data):
-            batch, sizes = [], []
-            for _ in range(WRITE_WINDOW):
-                chunk = data[done + sum(sizes) : done + sum(sizes) + self.max_write]
-                if not chunk:
-                    break
-                batch.append((WRITE, node, self._io(fh, offset + done + sum(sizes), len(chunk)) + chunk))
-                sizes.append(len(chunk))
-            for n, out in zip(sizes, await self.requests(batch), strict=True):
-                wrote = struct.unpack_from("<I", out)[0]
-                if wrote > n:
-                    raise OSError(errno.EIO, "the daemon wrote more than it was given")
-                done += wrote
-                if wrote < n:
-                    return done
+            chunk = view[done : done + self.max_write]
+            out = await self.request(WRITE, node, (self._io(fh, offset + done, len(chunk)), chunk))
+            wrote = struct.unpack_from("<I", out)[0]
+            if wrote > len(chunk):
+                raise OSError(errno.EIO, "the daemon wrote more than it was given")
+            done += wrote
+            if wrote < len(chunk):
+                break
         return done
 
     async def statfs(self, node: int) -> StatFs:
@@ -624,7 +636,7 @@ class Module:
         try:
             fd, rootmode = int(opts["fd"]), int(opts["rootmode"], 8)
             uid, gid = int(opts["user_id"]), int(opts["group_id"])
-            max_read = int(opts.get("max_read", MAX_READ))
+            max_read = int(opts.get("max_read", MAX_IO))
         except ValueError:
             raise OSError(errno.EINVAL, "bad fuse mount option value") from None
         known = {"fd", "rootmode", "user_id", "group_id", "max_read", "default_permissions", "allow_other",
@@ -644,7 +656,7 @@ class Module:
         if conn.mounted or conn.init is not None:
             raise OSError(errno.EINVAL, "this /dev/fuse file is already mounted")
         conn.mounted = True
-        conn.max_read = min(max_read, MAX_READ) or CHUNK
+        conn.max_read = min(max_read, MAX_IO) or CHUNK
         shown = [f"user_id={uid}", f"group_id={gid}"]
         shown += [k for k in ("default_permissions", "allow_other") if k in opts]
         if "max_read" in opts:
