@@ -149,3 +149,19 @@ def raw_syscall(nr: int, *args: int | ctypes._CData) -> int:
 
 def sched_yield() -> None:
     _libc.sched_yield()
+
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+
+
+def keep_freed_memory(limit: int = 64 << 20) -> None:
+    """Let malloc reuse freed blocks instead of returning them to the kernel.
+
+    Large writes through a virtual file allocate a megabyte or so per call;
+    glibc's defaults map and unmap each one, and every page then faults in
+    again (a 100 MB write through FUSE: 220 ms of reads from the writer
+    become 70 ms).  The heap keeps at most ``limit`` of free memory.
+    """
+    _libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    _libc.mallopt(M_TRIM_THRESHOLD, limit)

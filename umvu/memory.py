@@ -18,7 +18,20 @@ from umvu import libc
 PATH_MAX = 4096
 PAGE = 4096
 
-_buf = ctypes.create_string_buffer(1 << 16)
+SCRATCH_MAX = 4 << 20
+_buf = ctypes.create_string_buffer(1 << 16)  # only the loop's thread reads tracees
+
+
+def _scratch(size: int) -> ctypes.Array:
+    """A buffer to read into, kept for the next call: a fresh megabyte for every large write costs
+    its page faults (2 ms per MB measured, against 0.2 ms for the copy itself)."""
+    global _buf
+    if size <= len(_buf):
+        return _buf
+    buf = ctypes.create_string_buffer(size)
+    if size <= SCRATCH_MAX:
+        _buf = buf
+    return buf
 
 
 def _fault() -> OSError:
@@ -31,11 +44,11 @@ def read(tid: int, addr: int, size: int) -> bytes:
         return b""
     if addr == 0:
         raise _fault()
-    buf = _buf if size <= len(_buf) else ctypes.create_string_buffer(size)
+    buf = _scratch(size)
     n = libc.vm_read_into(tid, addr, buf, size)
     if n != size:
         raise _fault()
-    return buf.raw[:size]
+    return ctypes.string_at(buf, size)
 
 
 def read_cstring(tid: int, addr: int, limit: int = PATH_MAX) -> bytes:
@@ -53,7 +66,7 @@ def read_cstring(tid: int, addr: int, limit: int = PATH_MAX) -> bytes:
         n = libc.vm_read_into(tid, addr, _buf, chunk)
         if n <= 0:
             raise _fault()
-        data = _buf.raw[:n]
+        data = ctypes.string_at(_buf, n)
         nul = data.find(b"\0")
         if nul >= 0:
             return out + data[:nul]

@@ -304,6 +304,7 @@ class Tracer:
     # -- the loop -------------------------------------------------------------------
     def run(self) -> int:
         """Serve until every tracee has gone; the root's exit status, shell style."""
+        libc.keep_freed_memory()
         old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         waitpid = os.waitpid
