@@ -23,6 +23,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -247,6 +248,7 @@ class Tracer:
         self.registry = MountRegistry()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._done: deque[tuple[Tracee, Coroutine, Any]] = deque()
+        self._loop_thread = threading.get_ident()  # run() is called from the thread that made us
         self._soon: deque[Callable[[], Any]] = deque()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.release_file: Callable[[OpenFile], None] = lambda of: None
@@ -305,6 +307,7 @@ class Tracer:
     def run(self) -> int:
         """Serve until every tracee has gone; the root's exit status, shell style."""
         libc.keep_freed_memory()
+        self._loop_thread = threading.get_ident()
         old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         waitpid = os.waitpid
@@ -417,9 +420,9 @@ class Tracer:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="umvu-module")
             fut = self._pool.submit(req.fn, *req.args)
-            fut.add_done_callback(lambda f, t=t, coro=coro: self._offload_done(t, coro, f))
-            t.task = _WAITING_OFFLOAD
+            t.task = _WAITING_OFFLOAD  # before the callback: it runs here if fn is already done
             self._waiting[t] = coro
+            fut.add_done_callback(lambda f, t=t, coro=coro: self._offload_done(t, coro, f))
         elif isinstance(req, Wait):
             t.task = _WAITING_OFFLOAD
             self._waiting[t] = coro
@@ -458,6 +461,11 @@ class Tracer:
         else:
             exc = fut.exception()
             result = exc if exc is not None else fut.result()
+        if threading.get_ident() == self._loop_thread:
+            # Done by the loop itself (a FUSE reply, taken at the daemon's stop): the waiting caller
+            # goes on at once, before the daemon is resumed; the critical path is the caller's.
+            self._resume(t, coro, result)
+            return
         self._done.append((t, coro, result))
         self._wake()
 
@@ -480,12 +488,14 @@ class Tracer:
             except Exception as e:
                 self.log(f"internal error in a deferred call: {e!r}")
         while self._done:
-            t, coro, result = self._done.popleft()
-            if self._waiting.get(t) is coro and self.tracees.get(t.tid) is t and t.task is _WAITING_OFFLOAD:
-                del self._waiting[t]
-                self._step(t, coro, result)
-            else:
-                coro.close()  # the tracee died, or a signal ended its call, meanwhile
+            self._resume(*self._done.popleft())
+
+    def _resume(self, t: Tracee, coro: Coroutine, result: Any) -> None:
+        if self._waiting.get(t) is coro and self.tracees.get(t.tid) is t and t.task is _WAITING_OFFLOAD:
+            del self._waiting[t]
+            self._step(t, coro, result)
+        else:
+            coro.close()  # the tracee died, or a signal ended its call, meanwhile
 
     # -- process life ------------------------------------------------------------------
     def _new_child(self, parent: Tracee, event: int) -> None:
