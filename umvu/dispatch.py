@@ -708,7 +708,7 @@ async def _socket_write(c: Call) -> Any:
     consumer = c.hv.sockets.get(inode)
     if consumer is None:
         return REAL
-    data = b"".join(memory.read(c.t.tid, a, n) for a, n in _buffers(c))
+    data = memory.gather(c.t.tid, _buffers(c))
     ret = consumer(data)
     if ret < 0:
         raise OSError(-ret, os.strerror(-ret))
@@ -723,7 +723,7 @@ async def fam_write(c: Call) -> Any:
     if not of.writable:
         raise OSError(errno.EBADF, "not open for writing")
     off = _io_offset(c, of)
-    data = b"".join(memory.read(c.t.tid, a, n) for a, n in _buffers(c))
+    data = memory.gather(c.t.tid, _buffers(c))
     fs = of.mount.fs
     if off is None:
         if of.flags & os.O_APPEND:

@@ -122,6 +122,18 @@ def vm_read_into(tid: int, addr: int, buf: ctypes.Array, size: int) -> int:
     return n
 
 
+def vm_gather_into(tid: int, pieces: list[tuple[int, int]], buf: ctypes.Array, size: int) -> int:
+    """Copy the tracee's (addr, len) ``pieces`` one after the other into ``buf``: one call for a
+    writev's buffers.  Returns the count copied (short at a bad piece) or -errno."""
+    remote = (iovec * len(pieces))(*pieces)
+    _local.base = ctypes.addressof(buf)
+    _local.len = size
+    n = _pvm_readv(tid, ctypes.byref(_local), _ulong(1), remote, _ulong(len(pieces)), _ulong(0))
+    if n < 0:
+        return -ctypes.get_errno()
+    return n
+
+
 def vm_write(tid: int, addr: int, data: bytes) -> int:
     """Copy ``data`` into the tracee at ``addr``; returns count or -errno."""
     _local.base = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value

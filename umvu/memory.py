@@ -51,6 +51,21 @@ def read(tid: int, addr: int, size: int) -> bytes:
     return ctypes.string_at(buf, size)
 
 
+def gather(tid: int, pieces: list[tuple[int, int]]) -> bytes:
+    """The bytes of (addr, len) ``pieces`` (a writev's iovecs) joined, or EFAULT."""
+    if len(pieces) == 1:
+        return read(tid, *pieces[0])
+    size = sum(n for _, n in pieces)
+    if size == 0:
+        return b""
+    if any(a == 0 and n for a, n in pieces):
+        raise _fault()
+    buf = _scratch(size)
+    if libc.vm_gather_into(tid, [(a, n) for a, n in pieces if n], buf, size) != size:
+        raise _fault()
+    return ctypes.string_at(buf, size)
+
+
 def read_cstring(tid: int, addr: int, limit: int = PATH_MAX) -> bytes:
     """A NUL-terminated string of at most ``limit`` bytes including the NUL.
 
