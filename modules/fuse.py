@@ -489,12 +489,24 @@ class Connection(NodeOps):
         if isinstance(res, OSError) and res.errno == errno.ENOSYS:
             self.nosys.add("flush")
 
-    def flush(self, node: int, fh: int, release: int | None) -> None:
-        def then() -> None:
-            if release is not None:
-                self._post(RELEASE, node, struct.pack("<QIIQ", fh, release, 0, 0))
+    async def flush(self, node: int, fh: int) -> None:
+        if "flush" in self.nosys:
+            return
+        fut = self.send(FLUSH, node, struct.pack("<QIIQ", fh, 0, 0, 0))
+        assert fut is not None
+        try:  # close(2) closes the fd whatever comes: only a fatal signal ends this wait
+            await Wait(fut, interruptible=False)
+        except OSError as e:
+            if e.errno != errno.ENOSYS:
+                raise
+            self.nosys.add("flush")
 
-        if "flush" in self.nosys or self.dead:
+    def release(self, node: int, fh: int, flags: int | None, flush: bool) -> None:
+        def then() -> None:
+            if flags is not None:
+                self._post(RELEASE, node, struct.pack("<QIIQ", fh, flags, 0, 0))
+
+        if not flush or "flush" in self.nosys or self.dead:
             then()
             return
         try:

@@ -137,10 +137,11 @@ class PyFuse3Ops(NodeOps):
         self.runner = runner
         self.log = log
         self.ctx = _Ctx()
+        self.no_flush = False  # flush answered ENOSYS: not asked again, as the kernel
 
-    async def _run(self, name: str, *args: Any) -> Any:
+    async def _run(self, name: str, *args: Any, interruptible: bool = True) -> Any:
         try:
-            return await Wait(self.runner.submit(getattr(self.ops, name), *args))
+            return await Wait(self.runner.submit(getattr(self.ops, name), *args), interruptible)
         except OSError as e:
             if e.errno == errno.EIO and "raised" in str(e):  # a bug in the file system: say so
                 self.log(f"{type(self.ops).__name__}.{name}: {e.strerror}")
@@ -218,12 +219,22 @@ class PyFuse3Ops(NodeOps):
         return StatFs(FUSE_SUPER_MAGIC, s.f_bsize, s.f_blocks, s.f_bfree, s.f_bavail, s.f_files, s.f_ffree,
                       (0, 0), s.f_namemax or 255, s.f_frsize or s.f_bsize, 0)
 
-    def flush(self, node: int, fh: int, release: int | None) -> None:
+    async def flush(self, node: int, fh: int) -> None:
+        if not self.no_flush:
+            try:
+                await self._run("flush", fh, interruptible=False)  # close(2) closes whatever comes
+            except OSError as e:
+                if e.errno != errno.ENOSYS:
+                    raise
+                self.no_flush = True
+
+    def release(self, node: int, fh: int, flags: int | None, flush: bool) -> None:
         async def close() -> None:  # in order, as pyfuse3 gets them from the kernel
             try:
-                await self.ops.flush(fh)
+                if flush and not self.no_flush:
+                    await self.ops.flush(fh)
             finally:
-                if release is not None:
+                if flags is not None:
                     await self.ops.release(fh)
 
         self.runner.submit(close)

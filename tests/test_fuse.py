@@ -287,6 +287,43 @@ true
     assert lines[-5:] == ["mount EINVAL"] * 5
 
 
+CLOSE_CHECK = """
+import errno, os, signal, sys, time
+signal.signal(signal.SIGALRM, lambda *a: print("alarm", flush=True))
+fd = os.open("mnt/ok", os.O_RDONLY)
+t = time.time()
+signal.setitimer(signal.ITIMER_REAL, 0.1)
+try:
+    os.close(fd)
+    print("closed")
+except OSError as e:
+    print("close", errno.errorcode[e.errno], "waited" if time.time() - t >= 0.25 else "at once")
+try:
+    os.fstat(fd)
+    print("still open")
+except OSError as e:
+    print("fstat", errno.errorcode[e.errno])
+"""
+
+
+def test_close_waits_for_flush_and_returns_its_error(tmp_path):
+    """As the kernel (checked against it): close(2) sends FLUSH and waits for it, a signal does not
+    end the wait, FLUSH's error is close's, the fd is closed anyway, and RELEASE comes after."""
+    (tmp_path / "mnt").mkdir()
+    (tmp_path / "check.py").write_text(CLOSE_CHECK)
+    r = sh(WAIT + f"""
+cd {tmp_path}
+{PY} {HERE}/data/rawfuse.py mnt > raw.log 2>&1 & waitmnt mnt
+{PY} check.py
+umount mnt; wait $!; cat raw.log
+""")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:3] == ["alarm", "close ENOSPC waited", "fstat EBADF"], r.stdout + r.stderr
+    log = lines[3:]
+    assert log.index("flush ok") < log.index("release ok"), log
+
+
 def test_umount_l_and_vuumount_send_destroy(tmp_path, cc):
     exe = cc("memfuse3", *subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], capture_output=True,
                                          text=True, check=True).stdout.split())

@@ -539,10 +539,21 @@ async def fam_openat2(c: Call) -> Any:
 
 @family("close")
 async def fam_close(c: Call) -> Any:
+    of = c.vfd(0)
+    failed = None
+    if of is not None and not of.flags & os.O_PATH:
+        try:
+            await maybe(of.mount.fs.flush(of.handle))
+        except OSError as e:
+            failed = e
     released = c.t.files.remove(s32(c.args[0]))
     if released is not None:
         c.hv.release(released)
-    return REAL  # the kernel closes the placeholder
+    if failed is None:
+        return REAL  # the kernel closes the placeholder
+    await c.t.finish_syscall()  # closed all the same, with flush's error
+    c.resume_with(-(failed.errno or errno.EIO))
+    return DONE
 
 
 @family("close_range")

@@ -92,9 +92,11 @@ class NodeOps:
     async def read(self, node: int, fh: int, offset: int, size: int) -> bytes: ...
     async def write(self, node: int, fh: int, offset: int, data: bytes) -> int: ...
     async def statfs(self, node: int) -> StatFs: ...
-    # The last close: sent, not awaited (a close cannot wait for the file system here).
-    # flush sends RELEASE (with these open flags) once FLUSH is answered, unless release is None.
-    def flush(self, node: int, fh: int, release: int | None) -> None: ...
+    # close(2) of an fd: FLUSH, awaited, its error close's.  ENOSYS is remembered by the transport.
+    async def flush(self, node: int, fh: int) -> None: ...
+    # The last fd is gone: sent, not awaited.  FLUSH first when ``flush`` (an fd that went without
+    # close(2): exit, exec, dup2), then RELEASE with the open flags (None: no OPEN was made).
+    def release(self, node: int, fh: int, flags: int | None, flush: bool) -> None: ...
     def releasedir(self, node: int, fh: int, flags: int) -> None: ...
     async def fsync(self, node: int, fh: int, datasync: bool) -> None: ...
     async def fsyncdir(self, node: int, fh: int, datasync: bool) -> None: ...
@@ -109,7 +111,7 @@ class NodeOps:
 
 
 class Handle:
-    __slots__ = ("node", "fh", "is_dir", "flags", "direct")
+    __slots__ = ("node", "fh", "is_dir", "flags", "direct", "flushed")
 
     def __init__(self, node: int, opened: Opened, is_dir: bool, flags: int) -> None:
         self.node = node
@@ -117,6 +119,7 @@ class Handle:
         self.is_dir = is_dir
         self.flags = flags
         self.direct = bool(opened.flags & FOPEN_DIRECT_IO)
+        self.flushed = False  # FLUSHed by a close(2), and not written since
 
 
 def make_stat(ino: int, mode: int, nlink: int, uid: int, gid: int, rdev: int, size: int, blocks: int,
@@ -360,14 +363,21 @@ class InodeFS(FileSystem):
                 if "opendir" not in self.nosys:
                     self.ops.releasedir(h.node, h.fh, h.flags)
             else:  # RELEASE follows FLUSH's answer (the transport orders them), as the kernel's
-                self.ops.flush(h.node, h.fh, release=None if "open" in self.nosys else h.flags)
+                self.ops.release(h.node, h.fh, None if "open" in self.nosys else h.flags, flush=not h.flushed)
         finally:
             self._ref(h.node, -1)
+
+    async def flush(self, h: Handle) -> None:
+        if h.is_dir:
+            return  # the kernel flushes files only
+        h.flushed = True
+        await self.ops.flush(h.node, h.fh)
 
     async def read(self, h: Handle, size: int, offset: int) -> bytes:
         return await self._call("read", h.node, h.fh, offset, size)  # the transport splits it
 
     async def write(self, h: Handle, data: bytes, offset: int) -> int:
+        h.flushed = False
         self._attrs.pop(h.node, None)  # size and mtime change
         try:
             n = await self._call("write", h.node, h.fh, offset, data)

@@ -102,13 +102,17 @@ class Wait(_Result):
     """Awaited by a handler: suspend until ``future`` (a concurrent.futures.Future) is done.
 
     For replies that another thread delivers (a FUSE daemon's answer): no
-    worker thread waits for it, and a signal ends the wait as for an Offload.
+    worker thread waits for it, and a signal ends the wait as for an
+    Offload, unless ``interruptible`` is False: then only a fatal signal
+    does (the kernel's killable waits, such as close(2) waiting for FUSE's
+    FLUSH, which must close the fd whatever comes).
     """
 
-    __slots__ = ("future",)
+    __slots__ = ("future", "interruptible")
 
-    def __init__(self, future: concurrent.futures.Future) -> None:
+    def __init__(self, future: concurrent.futures.Future, interruptible: bool = True) -> None:
         self.future = future
+        self.interruptible = interruptible
 
 
 class Process:
@@ -143,6 +147,7 @@ class Tracee:
         files.users += 1
         self.task: Coroutine | None = None  # handler waiting for this tracee
         self.at_entry = False  # stopped at a call's seccomp stop, the call not yet run
+        self.held = False  # in a Wait that signals do not end
         self.exec_view: str | None = None  # the view's name of the program an exec in flight runs
         self.pending_signals: list[int] = []
         self.regs = arch.Regs()
@@ -421,10 +426,12 @@ class Tracer:
                 self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="umvu-module")
             fut = self._pool.submit(req.fn, *req.args)
             t.task = _WAITING_OFFLOAD  # before the callback: it runs here if fn is already done
+            t.held = False
             self._waiting[t] = coro
             fut.add_done_callback(lambda f, t=t, coro=coro: self._offload_done(t, coro, f))
         elif isinstance(req, Wait):
             t.task = _WAITING_OFFLOAD
+            t.held = not req.interruptible
             self._waiting[t] = coro
             req.future.add_done_callback(lambda f, t=t, coro=coro: self._offload_done(t, coro, f))
 
@@ -441,7 +448,7 @@ class Tracer:
             if self.tracees.get(t.tid) is not t:
                 del self._waiting[t]
                 continue
-            if t.task is not _WAITING_OFFLOAD or not t.at_entry or not _signal_pending(t.tid):
+            if t.task is not _WAITING_OFFLOAD or not t.at_entry or t.held or not _signal_pending(t.tid):
                 continue
             del self._waiting[t]
             t.task = None

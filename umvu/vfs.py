@@ -98,7 +98,15 @@ class FileSystem:
         raise _nosys("open")
 
     def close(self, handle: Any) -> None:
-        pass
+        """The last fd naming the open file is gone (closed, or its process exited)."""
+
+    def flush(self, handle: Any) -> None:
+        """close(2) of one fd naming the open file (each of them, dups too).
+
+        An error is close's result, although the fd is closed all the same:
+        a file system that writes back at close reports its failure here,
+        as the kernel's flush does.
+        """
 
     def read(self, handle: Any, size: int, offset: int) -> bytes:
         raise OSError(errno.EINVAL, "read not supported")

@@ -3,7 +3,9 @@
 It mounts with mount(2) as libfuse does, answers INIT, and answers LOOKUP
 of each name in its own way: "ok" properly, "fail" with EACCES, and
 "short", "badlen", "badunique" with a malformed reply.  Each write's
-result is printed: "NAME ok" or "NAME ERRNO".
+result is printed: "NAME ok" or "NAME ERRNO".  Files open; their FLUSH
+fails with ENOSPC after 0.3 s (a write-back at close that found the disk
+full).
 
     python3 rawfuse.py MOUNTPOINT [OPTIONS]   (OPTIONS replace the mount data, for the option tests)
 """
@@ -13,6 +15,7 @@ import errno
 import os
 import struct
 import sys
+import time
 
 libc = ctypes.CDLL(None, use_errno=True)
 mnt = sys.argv[1]
@@ -68,6 +71,13 @@ while True:
             send(name, unique + 1000, entry)
         else:
             send(name, unique, error=-errno.ENOENT)
+    elif opcode == 14:  # OPEN
+        send("open", unique, struct.pack("<QII", 7, 0, 0))
+    elif opcode == 25:  # FLUSH
+        time.sleep(0.3)
+        send("flush", unique, error=-errno.ENOSPC)
+    elif opcode == 18:  # RELEASE
+        send("release", unique)
     elif opcode in (2, 42):  # FORGET, BATCH_FORGET: no reply
         pass
     elif opcode == 38:  # DESTROY
