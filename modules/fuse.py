@@ -25,11 +25,12 @@ import socket
 import stat
 import struct
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from umvu.abi import StatFs
 from umvu.hookspecs import hookimpl
-from umvu.inodefs import DirItem, Entry, InodeFS, NodeOps, Opened, SetAttr, make_stat
+from umvu.inodefs import FOPEN_DIRECT_IO, DirItem, Entry, InodeFS, NodeOps, Opened, SetAttr, make_stat
 from umvu.tracer import Wait
 from umvu.vfs import Connect, FileSystem
 
@@ -108,6 +109,8 @@ class Connection(NodeOps):
         self.nosys: set[str] = set()
         self.abandoned: set[int] = set()  # requests whose caller a signal took away
         self.caller = (os.geteuid(), os.getegid(), os.getpid())  # what every request says of its caller
+        self.interrupted: set[int] = set()  # requests an INTERRUPT was sent for
+        self.direct: set[int] = set()  # fh of files the daemon opened with FOPEN_DIRECT_IO
         try:  # the largest request (a WRITE) must fit: ask for the most an ordinary user gets
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         except OSError:
@@ -150,7 +153,8 @@ class Connection(NodeOps):
     async def request(self, opcode: int, node: int, body: Body = b"") -> bytes:
         return (await self.requests([(opcode, node, body)]))[0]
 
-    async def requests(self, batch: list[tuple[int, int, Body]], stop_short: int = 0) -> list[bytes]:
+    async def requests(self, batch: list[tuple[int, int, Body]], stop_short: int = 0,
+                       killable: bool = False) -> list[bytes]:
         """Send every request of ``batch`` at once, then take the replies in order.
 
         The daemon works on them together (libfuse's threads, or just its
@@ -158,29 +162,48 @@ class Connection(NodeOps):
         read or write is several READ or WRITE requests.  With
         ``stop_short``, replies after one shorter than that are not waited
         for (the end of the file).
+
+        Signals, as the kernel's request_wait_answer: a caught or fatal one
+        sends INTERRUPT and the caller goes on waiting for the answer (the
+        daemon may answer EINTR).  ``killable`` requests (reads the kernel
+        makes through its page cache) ignore caught signals and end at once
+        on a fatal one.
         """
         if self.init is not None and not self.init.done():
             await Wait(self.init)
         sent = []
         for opcode, node, body in batch:
             sent.append((self.send(opcode, node, body), self.unique))
+
+        def on_signal(fatal: bool) -> bool:
+            if killable:
+                return fatal
+            self._interrupt(unique for _fut, unique in sent)
+            return False
+
         out: list[bytes] = []
         try:
             for fut, _unique in sent:
-                data = await Wait(fut)
+                data = await Wait(fut, on_signal=on_signal)
                 out.append(data)
                 if stop_short and len(data) < stop_short:
                     break
-        except GeneratorExit:  # a signal ended the caller's wait: tell the daemon, as the kernel does
-            for _fut, unique in sent:
-                if not self.dead and unique in self.pending:
-                    self.abandoned.add(unique)
-                    try:
-                        self.send(INTERRUPT, 0, struct.pack("<Q", unique), reply=False, unique=unique | 1)
-                    except OSError:
-                        pass
+        except GeneratorExit:  # the caller is gone (killed) or was woken: the answers are not awaited
+            self.abandoned.update(u for _fut, u in sent if u in self.pending)
+            self._interrupt(unique for _fut, unique in sent)
             raise
         return out
+
+    def _interrupt(self, uniques: Iterable[int]) -> None:
+        """INTERRUPT each request still unanswered, once."""
+        for unique in uniques:
+            if self.dead or unique not in self.pending or unique in self.interrupted:
+                continue
+            self.interrupted.add(unique)
+            try:
+                self.send(INTERRUPT, 0, struct.pack("<Q", unique), reply=False, unique=unique | 1)
+            except OSError:
+                pass
 
     # -- replies -----------------------------------------------------------------------------
     def reply(self, data: bytes) -> int:
@@ -195,6 +218,7 @@ class Connection(NodeOps):
         if unique == 0 or unique & 1:  # a notification, or the answer to an INTERRUPT
             return len(data)
         item = self.pending.pop(unique, None)
+        self.interrupted.discard(unique)
         if item is None:  # the kernel's answer too: maybe a request already interrupted
             self.log(f"a reply for unknown request {unique}")
             self._garbled()
@@ -408,7 +432,11 @@ class Connection(NodeOps):
 
     async def _open(self, opcode: int, node: int, flags: int) -> Opened:
         out = await self.request(opcode, node, struct.pack("<II", flags, 0))
-        fh, oflags, _ = OPEN_OUT.unpack_from(out)
+        return self._opened(*OPEN_OUT.unpack_from(out)[:2])
+
+    def _opened(self, fh: int, oflags: int) -> Opened:
+        if oflags & FOPEN_DIRECT_IO:
+            self.direct.add(fh)
         return Opened(fh, oflags)
 
     async def open(self, node: int, flags: int) -> Opened:
@@ -422,7 +450,7 @@ class Connection(NodeOps):
         out = await self.request(CREATE, parent, head + _name(name))
         e = _entry(out)
         fh, oflags, _ = OPEN_OUT.unpack_from(out, ENTRY_OUT.size + ATTR.size)
-        return e, Opened(fh, oflags)
+        return e, self._opened(fh, oflags)
 
     def _io(self, fh: int, offset: int, size: int, flags: int = 0) -> bytes:
         if self.minor >= 9:
@@ -440,7 +468,8 @@ class Connection(NodeOps):
                 batch.append((READ, node, self._io(fh, offset, n)))
                 offset += n
                 size -= n
-            got = await self.requests(batch, stop_short=self.max_read)
+            # Without direct_io the kernel reads through its page cache: a caught signal waits
+            got = await self.requests(batch, stop_short=self.max_read, killable=fh not in self.direct)
             if any(len(g) > self.max_read for g in got):  # the kernel: EIO to the reader
                 raise OSError(errno.EIO, "the FUSE daemon answered a READ with more than was asked")
             chunks += got
@@ -502,6 +531,8 @@ class Connection(NodeOps):
             self.nosys.add("flush")
 
     def release(self, node: int, fh: int, flags: int | None, flush: bool) -> None:
+        self.direct.discard(fh)
+
         def then() -> None:
             if flags is not None:
                 self._post(RELEASE, node, struct.pack("<QIIQ", fh, flags, 0, 0))

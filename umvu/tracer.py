@@ -104,15 +104,21 @@ class Wait(_Result):
     For replies that another thread delivers (a FUSE daemon's answer): no
     worker thread waits for it, and a signal ends the wait as for an
     Offload, unless ``interruptible`` is False: then only a fatal signal
-    does (the kernel's killable waits, such as close(2) waiting for FUSE's
-    FLUSH, which must close the fd whatever comes).
+    does (SIGKILL; close(2) waiting for FUSE's FLUSH must close the fd
+    whatever comes).  ``on_signal(fatal)`` decides instead when given:
+    called when a deliverable signal is pending (``fatal``: one the
+    process neither catches nor ignores, that kills it), it returns
+    whether the wait ends now with EINTR.  It may be called again while
+    the signal stays pending.
     """
 
-    __slots__ = ("future", "interruptible")
+    __slots__ = ("future", "interruptible", "on_signal")
 
-    def __init__(self, future: concurrent.futures.Future, interruptible: bool = True) -> None:
+    def __init__(self, future: concurrent.futures.Future, interruptible: bool = True,
+                 on_signal: Callable[[bool], bool] | None = None) -> None:
         self.future = future
         self.interruptible = interruptible
+        self.on_signal = on_signal
 
 
 class Process:
@@ -148,6 +154,7 @@ class Tracee:
         self.task: Coroutine | None = None  # handler waiting for this tracee
         self.at_entry = False  # stopped at a call's seccomp stop, the call not yet run
         self.held = False  # in a Wait that signals do not end
+        self.on_signal: Callable[[bool], bool] | None = None  # the Wait's, while it waits
         self.exec_view: str | None = None  # the view's name of the program an exec in flight runs
         self.pending_signals: list[int] = []
         self.regs = arch.Regs()
@@ -426,12 +433,12 @@ class Tracer:
                 self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="umvu-module")
             fut = self._pool.submit(req.fn, *req.args)
             t.task = _WAITING_OFFLOAD  # before the callback: it runs here if fn is already done
-            t.held = False
+            t.held, t.on_signal = False, None
             self._waiting[t] = coro
             fut.add_done_callback(lambda f, t=t, coro=coro: self._offload_done(t, coro, f))
         elif isinstance(req, Wait):
             t.task = _WAITING_OFFLOAD
-            t.held = not req.interruptible
+            t.held, t.on_signal = not req.interruptible, req.on_signal
             self._waiting[t] = coro
             req.future.add_done_callback(lambda f, t=t, coro=coro: self._offload_done(t, coro, f))
 
@@ -448,7 +455,10 @@ class Tracer:
             if self.tracees.get(t.tid) is not t:
                 del self._waiting[t]
                 continue
-            if t.task is not _WAITING_OFFLOAD or not t.at_entry or t.held or not _signal_pending(t.tid):
+            if t.task is not _WAITING_OFFLOAD or not t.at_entry or t.held:
+                continue
+            pending = _signal_pending(t.tid)
+            if not pending or t.on_signal is not None and not t.on_signal(pending == "fatal"):
                 continue
             del self._waiting[t]
             t.task = None
@@ -746,8 +756,9 @@ _QUIET_BY_DEFAULT = sum(1 << (s - 1) for s in (signal.SIGCHLD, signal.SIGURG, si
                                                signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU))
 
 
-def _signal_pending(tid: int) -> bool:
-    """Whether ``tid`` has a signal pending that it neither blocks nor ignores (/proc/TID/status)."""
+def _signal_pending(tid: int) -> str | None:
+    """Whether ``tid`` has a signal pending that it neither blocks nor ignores (/proc/TID/status):
+    "fatal" if one of them kills it (not caught, terminating by default), else "caught", else None."""
     fields = {}
     try:
         with open(f"/proc/{tid}/status") as f:
@@ -756,11 +767,14 @@ def _signal_pending(tid: int) -> bool:
                 if key in ("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"):
                     fields[key] = int(value, 16)
     except (OSError, ValueError):
-        return False
+        return None
     pending = fields.get("SigPnd", 0) | fields.get("ShdPnd", 0)
     pending &= ~fields.get("SigBlk", 0) & ~fields.get("SigIgn", 0)
+    caught = fields.get("SigCgt", 0)
     # Signals whose default is to be ignored or to stop do not end a system call unless caught.
-    return bool(pending & (fields.get("SigCgt", 0) | ~_QUIET_BY_DEFAULT))
+    if pending & ~caught & ~_QUIET_BY_DEFAULT:
+        return "fatal"
+    return "caught" if pending & caught else None
 
 
 class _WaitingOffload:

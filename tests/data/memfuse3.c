@@ -1,6 +1,8 @@
 /* A small libfuse3 file system for the tests: files in memory, served by
- * libfuse's default multithreaded loop.  "slow" takes 3 s to read (so a
- * signal can interrupt the reader); every request's thread id is counted,
+ * libfuse's default multithreaded loop.  "slow" (direct_io, as the kernel
+ * then sends INTERRUPT) takes 3 s to read unless interrupted, which it
+ * answers with EINTR; "stubborn" takes 1 s and ignores INTERRUPT; every
+ * request's thread id is counted,
  * and "threads" reads how many threads served requests so far.
  *
  *   memfuse3 [libfuse options] MOUNTPOINT
@@ -48,7 +50,7 @@ static int m_getattr(const char *path, struct stat *st, struct fuse_file_info *f
     st->st_uid = getuid();
     st->st_gid = getgid();
     if (strcmp(path, "/") == 0) { st->st_mode = S_IFDIR | 0755; st->st_nlink = 2; return 0; }
-    if (strcmp(path, "/slow") == 0 || strcmp(path, "/threads") == 0) {
+    if (strcmp(path, "/slow") == 0 || strcmp(path, "/stubborn") == 0 || strcmp(path, "/threads") == 0) {
         st->st_mode = S_IFREG | 0444; st->st_nlink = 1; st->st_size = 64; return 0;
     }
     pthread_mutex_lock(&lock);
@@ -91,7 +93,7 @@ static int m_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 
 static int m_open(const char *path, struct fuse_file_info *fi)
 {
-    (void)fi;
+    if (strcmp(path, "/slow") == 0 || strcmp(path, "/stubborn") == 0) fi->direct_io = 1;
     struct stat st;
     return m_getattr(path, &st, NULL);
 }
@@ -103,7 +105,11 @@ static int m_read(const char *path, char *buf, size_t size, off_t off, struct fu
     char text[64];
     if (strcmp(path, "/slow") == 0) {
         for (int i = 0; i < 30 && !fuse_interrupted(); i++) usleep(100000);
+        if (fuse_interrupted()) return -EINTR;
         snprintf(text, sizeof text, "slow\n");
+    } else if (strcmp(path, "/stubborn") == 0) {
+        usleep(1000000);
+        snprintf(text, sizeof text, "stubborn\n");
     } else if (strcmp(path, "/threads") == 0) {
         pthread_mutex_lock(&lock);
         snprintf(text, sizeof text, "%d\n", nseen);
