@@ -333,6 +333,50 @@ umount mnt; wait $!; cat raw.log
     assert log.index("flush ok") < log.index("release ok"), log
 
 
+O_PATH_CHECK = """
+import errno, os
+fd = os.open("mnt/x", os.O_PATH)
+def t(name, f):
+    try:
+        r = f()
+        print(name, "ok", r.st_size if isinstance(r, os.stat_result) else r)
+    except OSError as e:
+        print(name, errno.errorcode[e.errno])
+t("fstat", lambda: os.fstat(fd))
+t("read", lambda: os.read(fd, 10))
+t("fsync", lambda: os.fsync(fd))
+t("ftruncate", lambda: os.ftruncate(fd, 0))
+t("fchmod", lambda: os.fchmod(fd, 0o600))
+t("close", lambda: os.close(fd))
+dfd = os.open("mnt", os.O_PATH | os.O_DIRECTORY)
+t("stat-at", lambda: os.stat("x", dir_fd=dfd))
+t("listdir", lambda: os.listdir(dfd))
+"""
+
+
+def test_o_path_fds_hold_a_name_and_do_nothing_else(tmp_path, cc):
+    """O_PATH on a FUSE file: no OPEN is sent (nor RELEASE), fstat and use as a dirfd work, and the
+    rest is EBADF, as the kernel answers (the expected lines are the kernel's)."""
+    exe = cc("memfuse3", *subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], capture_output=True,
+                                         text=True, check=True).stdout.split())
+    (tmp_path / "mnt").mkdir()
+    (tmp_path / "check.py").write_text(O_PATH_CHECK)
+    r = sh(WAIT + f"""
+cd {tmp_path}
+{exe} -d mnt 2> daemon.log & waitmnt mnt
+echo hi > mnt/x
+grep -c "opcode: OPEN " daemon.log
+{PY} check.py
+grep -c "opcode: OPEN " daemon.log
+fusermount3 -u mnt; wait $!
+""")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[1:-1] == ["fstat ok 3", "read EBADF", "fsync EBADF", "ftruncate EBADF", "fchmod EBADF",
+                           "close ok None", "stat-at ok 3", "listdir EBADF"], r.stdout
+    assert lines[0] == lines[-1], "OPEN was sent for O_PATH"
+
+
 def test_umount_l_and_vuumount_send_destroy(tmp_path, cc):
     exe = cc("memfuse3", *subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], capture_output=True,
                                          text=True, check=True).stdout.split())

@@ -594,7 +594,7 @@ async def fam_dup(c: Call) -> Any:
     return DONE
 
 
-F_DUPFD, F_GETFL, F_SETFL, F_GETLK, F_SETLK, F_SETLKW = 0, 3, 4, 5, 6, 7
+F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_GETLK, F_SETLK, F_SETLKW = 0, 1, 2, 3, 4, 5, 6, 7
 F_DUPFD_CLOEXEC = 1030
 F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 36, 37, 38
 SETFL_MASK = os.O_APPEND | os.O_NONBLOCK | os.O_DIRECT | os.O_NOATIME | 0o20000  # O_ASYNC
@@ -1659,9 +1659,30 @@ def format_call(c: Call, ret: Any) -> str:
     return f"[{c.t.tid}] {c.sc.name}({', '.join(parts)}) = {rs}"
 
 
+# What an O_PATH fd is good for (open(2)); anything else on one is EBADF.  Used as a dirfd
+# (the *at calls) it is not an "fd" argument.
+O_PATH_CALLS = frozenset({"close", "fstat", "fstatfs", "fchdir", "dup", "dup2", "dup3", "fcntl"})
+O_PATH_FCNTL = frozenset({F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL})
+
+
+def _path_only(c: Call) -> bool:
+    """Whether the call names a virtual O_PATH fd for something it cannot do."""
+    sc = c.sc
+    if sc.name in O_PATH_CALLS and (sc.name != "fcntl" or s32(c.args[1]) in O_PATH_FCNTL):
+        return False
+    for i, kind in enumerate(sc.args):
+        if kind == "fd":
+            of = c.vfd(i)
+            if of is not None and of.flags & os.O_PATH:
+                return True
+    return False
+
+
 async def serve(hv: Hypervisor, t: Tracee, sc: Syscall, regs: arch.Regs) -> None:
     c = Call(hv, t, sc, regs)
     try:
+        if t.files and _path_only(c):
+            raise OSError(errno.EBADF, "an O_PATH fd")
         res = await FAMILIES[sc.family](c)
     except OSError as e:
         res = -(e.errno or errno.EIO)

@@ -319,6 +319,9 @@ class InodeFS(FileSystem):
             node = await self._node(path)
         st = await self._attr(node)
         is_dir = stat.S_ISDIR(st.st_mode)
+        if flags & os.O_PATH:  # a name held, not a file opened: the kernel sends no OPEN
+            self._ref(node, 1)
+            return Handle(node, Opened(0, 0), is_dir, flags)
         wire = flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUNC)
         op = "opendir" if is_dir else "open"
         try:
@@ -359,7 +362,9 @@ class InodeFS(FileSystem):
 
     def close(self, h: Handle) -> None:
         try:
-            if h.is_dir:
+            if h.flags & os.O_PATH:
+                pass
+            elif h.is_dir:
                 if "opendir" not in self.nosys:
                     self.ops.releasedir(h.node, h.fh, h.flags)
             else:  # RELEASE follows FLUSH's answer (the transport orders them), as the kernel's
@@ -388,7 +393,8 @@ class InodeFS(FileSystem):
         return n
 
     async def fstat(self, h: Handle) -> os.stat_result:
-        return await self._attr(h.node, None if h.is_dir else h.fh)  # the kernel names only files' fh
+        fh = None if h.is_dir or h.flags & os.O_PATH else h.fh  # the kernel names only open files' fh
+        return await self._attr(h.node, fh)
 
     async def getdents(self, h: Handle) -> list[DirEntry]:
         listing: list[DirEntry] = []
