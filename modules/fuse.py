@@ -108,7 +108,7 @@ class Connection(NodeOps):
         self.max_read = CHUNK
         self.nosys: set[str] = set()
         self.abandoned: set[int] = set()  # requests whose caller a signal took away
-        self.caller = (os.geteuid(), os.getegid(), os.getpid())  # what every request says of its caller
+        self.creds = (os.geteuid(), os.getegid())  # the session's: its processes cannot have others
         self.interrupted: set[int] = set()  # requests an INTERRUPT was sent for
         self.direct: set[int] = set()  # fh of files the daemon opened with FOPEN_DIRECT_IO
         try:  # the largest request (a WRITE) must fit: ask for the most an ordinary user gets
@@ -128,8 +128,9 @@ class Connection(NodeOps):
             self.unique += 2  # odd uniques are INTERRUPTs, as the kernel numbers them
             unique = self.unique
         parts = body if isinstance(body, tuple) else (body,)
-        msg = [IN_HEADER.pack(IN_HEADER.size + sum(len(p) for p in parts), opcode, unique, node, *self.caller,
-                              0, 0), *parts]
+        caller = self.tracer.current  # the thread whose call this is, as the kernel's (0: none)
+        msg = [IN_HEADER.pack(IN_HEADER.size + sum(len(p) for p in parts), opcode, unique, node, *self.creds,
+                              caller.tid if caller is not None else 0, 0, 0), *parts]
         fut: concurrent.futures.Future | None = None
         if reply:
             fut = concurrent.futures.Future()

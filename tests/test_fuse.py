@@ -335,6 +335,7 @@ umount mnt; wait $!; cat raw.log
 
 O_PATH_CHECK = """
 import errno, os
+print(os.getpid())
 fd = os.open("mnt/x", os.O_PATH)
 def t(name, f):
     try:
@@ -356,7 +357,8 @@ t("listdir", lambda: os.listdir(dfd))
 
 def test_o_path_fds_hold_a_name_and_do_nothing_else(tmp_path, cc):
     """O_PATH on a FUSE file: no OPEN is sent (nor RELEASE), fstat and use as a dirfd work, and the
-    rest is EBADF, as the kernel answers (the expected lines are the kernel's)."""
+    rest is EBADF, as the kernel answers (the expected lines are the kernel's).  Requests carry the
+    caller's pid, as libfuse's debug log shows."""
     exe = cc("memfuse3", *subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], capture_output=True,
                                          text=True, check=True).stdout.split())
     (tmp_path / "mnt").mkdir()
@@ -366,15 +368,17 @@ cd {tmp_path}
 {exe} -d mnt 2> daemon.log & waitmnt mnt
 echo hi > mnt/x
 grep -c "opcode: OPEN " daemon.log
-{PY} check.py
+{PY} check.py > out; tail -n +2 out
 grep -c "opcode: OPEN " daemon.log
+grep -c "pid: $(head -1 out)$" daemon.log
 fusermount3 -u mnt; wait $!
 """)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[1:-1] == ["fstat ok 3", "read EBADF", "fsync EBADF", "ftruncate EBADF", "fchmod EBADF",
+    assert lines[1:-2] == ["fstat ok 3", "read EBADF", "fsync EBADF", "ftruncate EBADF", "fchmod EBADF",
                            "close ok None", "stat-at ok 3", "listdir EBADF"], r.stdout
-    assert lines[0] == lines[-1], "OPEN was sent for O_PATH"
+    assert lines[0] == lines[-2], "OPEN was sent for O_PATH"
+    assert int(lines[-1]) >= 1, "requests do not carry the caller's pid"
 
 
 def test_umount_l_and_vuumount_send_destroy(tmp_path, cc):

@@ -261,6 +261,7 @@ class Tracer:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._done: deque[tuple[Tracee, Coroutine, Any]] = deque()
         self._loop_thread = threading.get_ident()  # run() is called from the thread that made us
+        self.current: Tracee | None = None  # the thread whose handler is running (a request's caller)
         self._soon: deque[Callable[[], Any]] = deque()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.release_file: Callable[[OpenFile], None] = lambda of: None
@@ -417,6 +418,7 @@ class Tracer:
 
     # -- driving handler coroutines -------------------------------------------------
     def _step(self, t: Tracee, coro: Coroutine, value: Any) -> None:
+        outer, self.current = self.current, t
         try:
             req = coro.send(value)
         except StopIteration:
@@ -427,6 +429,8 @@ class Tracer:
             self.log(f"[{t.tid}] internal error in a handler: {e!r}")
             t.cont()
             return
+        finally:
+            self.current = outer
         t.task = coro
         if isinstance(req, Offload):
             if self._pool is None:
