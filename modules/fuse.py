@@ -108,7 +108,7 @@ class Connection(NodeOps):
         self.max_read = CHUNK
         self.nosys: set[str] = set()
         self.abandoned: set[int] = set()  # requests whose caller a signal took away
-        self.creds = (os.geteuid(), os.getegid())  # the session's: its processes cannot have others
+        self.creds = (os.geteuid(), os.getegid())  # the session's (an ordinary user's cannot change)
         self.interrupted: set[int] = set()  # requests an INTERRUPT was sent for
         self.direct: set[int] = set()  # fh of files the daemon opened with FOPEN_DIRECT_IO
         try:  # the largest request (a WRITE) must fit: ask for the most an ordinary user gets
