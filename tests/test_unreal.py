@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -213,6 +214,25 @@ def test_insmod_a_module_file_that_raises_gives_eio_and_a_log_line():
     assert "Input/output error" in r.stderr and "rc=1" in r.stdout
     assert "this module has a bug" in r.stderr  # the traceback is logged
     assert r.stdout.rstrip().endswith("file")  # and the session went on
+
+
+def test_a_module_whose_flush_raises_gives_eio_at_close_and_the_fd_is_closed():
+    mod = HERE / "data" / "slowfs.py"
+    code = f"""
+os.system("vu_insmod {mod}")
+fd = os.open("/slow/closebug", os.O_RDONLY)
+try:
+    os.close(fd)
+except OSError as e:
+    print("close", e.errno)
+try:
+    os.fstat(fd)
+except OSError as e:
+    print("fstat", e.errno)
+"""
+    r = py(code)
+    assert r.stdout.split("\n")[:2] == [f"close {errno.EIO}", f"fstat {errno.EBADF}"], r.stdout + r.stderr
+    assert "flush of /slow/closebug failed" in r.stderr
 
 
 def test_a_slow_module_does_not_stop_other_tracees(tmp_path):

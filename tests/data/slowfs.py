@@ -1,4 +1,5 @@
-"""A test module: /slow/file answers after 1.5 s (in a worker thread); /slow/boom raises."""
+"""A test module: /slow/file answers after 1.5 s (in a worker thread); /slow/boom raises at open,
+/slow/closebug at close."""
 
 import os
 import stat
@@ -19,7 +20,7 @@ class SlowFS(FileSystem):
     def lstat(self, path):
         if path == "/":
             return _st(stat.S_IFDIR | 0o755)
-        if path in ("/file", "/boom"):
+        if path in ("/file", "/boom", "/closebug"):
             return _st(stat.S_IFREG | 0o644)
         raise FileNotFoundError(2, path)
 
@@ -32,13 +33,17 @@ class SlowFS(FileSystem):
         await to_thread(time.sleep, 1.5)
         return b"slow\n"[offset : offset + size]
 
+    def flush(self, handle):
+        if handle == "/closebug":
+            raise RuntimeError("this module's flush has a bug")
+
     def fstat(self, handle):
         return self.lstat(handle)
 
     def getdents(self, handle):
         if handle != "/":
             return super().getdents(handle)
-        return [DirEntry(n, 1, t) for n, t in ((".", 4), ("..", 4), ("boom", 8), ("file", 8))]
+        return [DirEntry(n, 1, t) for n, t in ((".", 4), ("..", 4), ("boom", 8), ("closebug", 8), ("file", 8))]
 
 
 @hookimpl
