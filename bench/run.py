@@ -357,6 +357,11 @@ NOTES = """
   interpreter starting), which dominates the short workloads: compare the
   start-up line below before reading a 0.05 s workload's ratio.
 * **umvu --pin** runs the hypervisor and the workload on one CPU.
+* The FUSE rows vary more than the rest between runs on this machine: the
+  kernel's own fuse2fs find took from 1.6 to 5.6 s and its 100 MB write
+  from 190 to 430 MB/s in runs of the same day (the image is on disk, and
+  the 2-CPU VM loses time to steal once both CPUs are busy).  Compare
+  ratios from one run, not across runs.
 * **C tracer** (bench/ctracer.c) is the smallest seccomp + ptrace tracer
   that stops on the same kind of calls and resumes them at once: the floor
   for any ptrace-based design on this machine.
