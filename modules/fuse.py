@@ -111,6 +111,7 @@ class Connection(NodeOps):
         self.creds = (os.geteuid(), os.getegid())  # the session's (an ordinary user's cannot change)
         self.interrupted: set[int] = set()  # requests an INTERRUPT was sent for
         self.direct: set[int] = set()  # fh of files the daemon opened with FOPEN_DIRECT_IO
+        self.flushing: dict[tuple[int, int], concurrent.futures.Future] = {}  # (node, fh) -> close's FLUSH
         try:  # the largest request (a WRITE) must fit: ask for the most an ordinary user gets
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         except OSError:
@@ -524,6 +525,8 @@ class Connection(NodeOps):
             return
         fut = self.send(FLUSH, node, struct.pack("<QIIQ", fh, 0, 0, 0))
         assert fut is not None
+        self.flushing[(node, fh)] = fut  # a RELEASE meanwhile (the process exited) waits for it
+        fut.add_done_callback(lambda f, key=(node, fh): self.flushing.get(key) is f and self.flushing.pop(key))
         try:  # close(2) closes the fd whatever comes: only a fatal signal ends this wait
             await Wait(fut, interruptible=False)
         except OSError as e:
@@ -538,6 +541,10 @@ class Connection(NodeOps):
             if flags is not None:
                 self._post(RELEASE, node, struct.pack("<QIIQ", fh, flags, 0, 0))
 
+        inflight = self.flushing.get((node, fh))
+        if inflight is not None and not inflight.done():  # a close(2)'s FLUSH: RELEASE after its answer
+            inflight.add_done_callback(lambda _f: then())
+            return
         if not flush or "flush" in self.nosys or self.dead:
             then()
             return

@@ -29,7 +29,7 @@ from umvu.fdtable import OpenFile
 from umvu.paths import RealWalkError, Resolved, resolve, seen_from
 from umvu.registry import Mount
 from umvu.syscalls import Syscall
-from umvu.vfs import Connect
+from umvu.vfs import Connect, FileSystem
 
 if TYPE_CHECKING:
     from umvu.hypervisor import Hypervisor
@@ -539,9 +539,17 @@ async def fam_openat2(c: Call) -> Any:
 
 @family("close")
 async def fam_close(c: Call) -> Any:
+    """As the kernel's close: the fd goes first, then the file is flushed (its error is close's),
+    then, if that was the last fd, released (RELEASE after FLUSH's answer)."""
     of = c.vfd(0)
+    released = c.t.files.remove(s32(c.args[0]))
+    if of is None or of.flags & os.O_PATH or of.is_dir or type(of.mount.fs).flush is FileSystem.flush:
+        if released is not None:  # nothing to flush: no stop at the call's exit
+            c.hv.release(released)
+        return REAL  # the kernel closes the placeholder
     failed = None
-    if of is not None and not of.flags & os.O_PATH:
+    try:
+        ret = await c.t.finish_syscall()  # the placeholder's number is free from here, as in the kernel
         try:
             await maybe(of.mount.fs.flush(of.handle))
         except OSError as e:
@@ -549,13 +557,10 @@ async def fam_close(c: Call) -> Any:
         except Exception as e:  # a module's bug: logged, and the fd is still closed
             c.hv.log(f"{of.mount.module}: flush of {of.path} failed: {e!r}")
             failed = OSError(errno.EIO, "flush failed")
-    released = c.t.files.remove(s32(c.args[0]))
-    if released is not None:
-        c.hv.release(released)
-    if failed is None:
-        return REAL  # the kernel closes the placeholder
-    await c.t.finish_syscall()  # closed all the same, with flush's error
-    c.resume_with(-(failed.errno or errno.EIO))
+    finally:  # even if the caller died meanwhile: the open file must be released
+        if released is not None:
+            c.hv.release(released)
+    c.resume_with(ret if failed is None else -(failed.errno or errno.EIO))
     return DONE
 
 

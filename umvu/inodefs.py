@@ -306,6 +306,8 @@ class InodeFS(FileSystem):
 
     # -- open files -------------------------------------------------------------------------
     async def open(self, path: str, flags: int, mode: int) -> Handle:
+        if flags & os.O_PATH:  # the kernel ignores the rest (no O_CREAT: a missing file is ENOENT)
+            flags &= os.O_PATH | os.O_CLOEXEC | os.O_DIRECTORY | os.O_NOFOLLOW
         node = 0
         if flags & os.O_CREAT:
             try:

@@ -101,7 +101,7 @@ class FileSystem:
         """The last fd naming the open file is gone (closed, or its process exited)."""
 
     def flush(self, handle: Any) -> None:
-        """close(2) of one fd naming the open file (each of them, dups too).
+        """close(2) of one fd naming the open file (each of them, dups too; not directories).
 
         An error is close's result, although the fd is closed all the same:
         a file system that writes back at close reports its failure here,
