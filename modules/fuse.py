@@ -337,7 +337,7 @@ class Connection(NodeOps):
         self.flags = flags & OFFERED
         pages = max_pages if flags & MAX_PAGES and max_pages else CHUNK // 4096
         # A WRITE is one message: it must fit the socket's send buffer (net.core.wmem_max for an
-        # ordinary user: 208 KB by default, so 128 KB there; up to 1 MB where the buffer allows).
+        # ordinary user: 208 KB by default, which SO_SNDBUF doubles, so 412 KB there; up to 1 MB where it allows).
         room = (self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) - 32 - IN_HEADER.size - WRITE_IN) & ~4095
         limit = min(max_write or 4096, pages * 4096, MAX_IO, room) if flags & BIG_WRITES else 4096
         self.max_write = max(4096, limit)
