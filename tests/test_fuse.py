@@ -38,6 +38,14 @@ def examples() -> Path:
 
 
 @pytest.fixture
+def memfuse3(cc) -> str:
+    """tests/data/memfuse3.c built against libfuse3."""
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], capture_output=True, text=True,
+                           check=True).stdout.split()
+    return cc("memfuse3", *flags)
+
+
+@pytest.fixture
 def ext4(tmp_path) -> Path:
     need("mkfs.ext4", "fuse2fs")
     img = tmp_path / "disk.img"
@@ -160,12 +168,11 @@ print("read", n, os.strerror(ctypes.get_errno()) if n < 0 else buf.value.decode(
 """
 
 
-def test_libfuse3_multithreaded_daemon_interrupt_and_destroy(tmp_path, cc):
+def test_libfuse3_multithreaded_daemon_interrupt_and_destroy(tmp_path, memfuse3):
     """libfuse3's default loop serves from several threads.  A signal sends INTERRUPT and the reader
     waits for the answer: EINTR from a daemon that heeds it, the data from one that does not; a fatal
     signal kills the reader then (as the kernel does: checked)."""
-    exe = cc("memfuse3", *subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], capture_output=True,
-                                         text=True, check=True).stdout.split())
+    exe = memfuse3
     (tmp_path / "mnt").mkdir()
     (tmp_path / "slow.py").write_text(SLOW_READ)
     r = sh(WAIT + f"""
@@ -355,12 +362,11 @@ t("listdir", lambda: os.listdir(dfd))
 """
 
 
-def test_o_path_fds_hold_a_name_and_do_nothing_else(tmp_path, cc):
+def test_o_path_fds_hold_a_name_and_do_nothing_else(tmp_path, memfuse3):
     """O_PATH on a FUSE file: no OPEN is sent (nor RELEASE), fstat and use as a dirfd work, and the
     rest is EBADF, as the kernel answers (the expected lines are the kernel's).  Requests carry the
     caller's pid, as libfuse's debug log shows."""
-    exe = cc("memfuse3", *subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], capture_output=True,
-                                         text=True, check=True).stdout.split())
+    exe = memfuse3
     (tmp_path / "mnt").mkdir()
     (tmp_path / "check.py").write_text(O_PATH_CHECK)
     r = sh(WAIT + f"""
@@ -381,9 +387,8 @@ fusermount3 -u mnt; wait $!
     assert int(lines[-1]) >= 1, "requests do not carry the caller's pid"
 
 
-def test_umount_l_and_vuumount_send_destroy(tmp_path, cc):
-    exe = cc("memfuse3", *subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], capture_output=True,
-                                         text=True, check=True).stdout.split())
+def test_umount_l_and_vuumount_send_destroy(tmp_path, memfuse3):
+    exe = memfuse3
     (tmp_path / "mnt").mkdir()
     r = sh(WAIT + f"""
 cd {tmp_path}
