@@ -101,6 +101,17 @@ def test_fd_layer_stops_only_calls_on_its_fd(fd):
     assert run_bpf(code, N["close"].nr, ((1 << 32) | fd,)) == bpf.RET_TRACE
 
 
+@pytest.mark.parametrize("fd", [3, 200])
+def test_fd_layer_lets_close_on_exec_run_on_the_placeholder(fd):
+    code = bpf.fd_layer([fd])
+    fcntl_nr = N["fcntl"].nr
+    assert run_bpf(code, fcntl_nr, (fd, 1)) == bpf.RET_ALLOW  # F_GETFD
+    assert run_bpf(code, fcntl_nr, (fd, 2, 1)) == bpf.RET_ALLOW  # F_SETFD
+    for cmd in (0, 3, 4, 5, 1030):  # F_DUPFD F_GETFL F_SETFL F_GETLK F_DUPFD_CLOEXEC
+        assert run_bpf(code, fcntl_nr, (fd, cmd)) == bpf.RET_TRACE, cmd
+    assert run_bpf(code, fcntl_nr, (fd + 1, 4)) == bpf.RET_ALLOW
+
+
 def test_filters_fit_the_kernel_limits():
     assert len(bpf.base_filter()) // 8 < 4096
     assert len(bpf.fd_layer([3])) // 8 < 4096

@@ -20,6 +20,7 @@ TRACE is more restrictive than ALLOW, so a layer can only add stops.
 from __future__ import annotations
 
 import errno
+import fcntl
 import struct
 from collections.abc import Iterable
 
@@ -162,6 +163,14 @@ def calls_layer(names: Iterable[str], calls: dict[int, syscalls.Syscall] = sysca
 # Calls that change a file through an fd alone (no path: they would not stop).
 METADATA_CALLS = frozenset({"fchmod", "fchown", "fsetxattr", "fremovexattr"})
 
+# Calls an fd layer lets run on the placeholder, by (argument, values): the
+# close-on-exec flag belongs to the fd table, which holds the placeholder, so
+# F_GETFD/F_SETFD are right there and need no stop (find(1) makes two per
+# directory).
+NATIVE_ON_PLACEHOLDER: dict[str, tuple[int, tuple[int, ...]]] = {
+    "fcntl": (1, (fcntl.F_GETFD, fcntl.F_SETFD)),
+}
+
 
 def fd_layer(fds: Iterable[int], calls: dict[int, syscalls.Syscall] = syscalls.BY_NR,
              audit_arch: int = arch.AUDIT_ARCH, only: frozenset[str] | None = None,
@@ -186,14 +195,22 @@ def fd_layer(fds: Iterable[int], calls: dict[int, syscalls.Syscall] = syscalls.B
         if nr in always and not _has_empty_path_shortcut(calls[nr]):
             continue  # stops anyway
         block: list[Insn] = []
+        native = NATIVE_ON_PLACEHOLDER.get(calls[nr].name)
+        if native is not None:
+            arg, values = native
+            block.append((LD_W_ABS, 0, 0, arg_low(arg)))
+            for v in values:
+                block.append((JEQ_K, 0, 0, v))  # jt patched below: to RET_ALLOW
         for pos in positions:
             block.append((LD_W_ABS, 0, 0, arg_low(pos)))
             for fd in fds:
                 block.append((JEQ_K, 0, 0, fd))  # jt patched below: to RET_TRACE
         block.append((RET_K, 0, 0, RET_ALLOW))
         block.append((RET_K, 0, 0, RET_TRACE))
-        trace_at = len(block) - 1
-        block = [(c, trace_at - i - 1 if c == JEQ_K else jt, jf, k) for i, (c, jt, jf, k) in enumerate(block)]
+        allow_at, trace_at = len(block) - 2, len(block) - 1
+        n_native = 1 + len(native[1]) if native is not None else 0
+        block = [(c, (allow_at if i < n_native else trace_at) - i - 1 if c == JEQ_K else jt, jf, k)
+                 for i, (c, jt, jf, k) in enumerate(block)]
         prog.append((JEQ_K, 0, len(block), nr))
         prog += block
     prog.append((RET_K, 0, 0, RET_ALLOW))
