@@ -627,7 +627,7 @@ async def fam_fcntl(c: Call) -> Any:
         return 0
     if cmd in (F_GETLK, F_OFD_GETLK, F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW):
         return await _record_lock(c, of, cmd)
-    return REAL  # F_GETFD/F_SETFD and the rest act on the placeholder
+    return REAL  # the rest act on the placeholder (F_GETFD/F_SETFD do not even stop: bpf.NATIVE_ON_PLACEHOLDER)
 
 
 async def _record_lock(c: Call, of: OpenFile, cmd: int) -> int:
@@ -718,17 +718,37 @@ async def fam_read(c: Call) -> Any:
 WRITE_CALLS = frozenset({"write", "writev"})
 
 
-async def _socket_write(c: Call) -> Any:
-    """A write on a socket handed out with a consumer (vfs.Connect): the consumer takes it."""
+def consumer_of(hv: Hypervisor, tid: int, fd: int) -> Callable[[bytes], int] | None:
+    """What takes the writes on ``fd``, if it is a socket handed out with a consumer (vfs.Connect)."""
     try:
-        inode = os.stat(f"/proc/{c.t.tid}/fd/{s32(c.args[0])}").st_ino
+        inode = os.stat(f"/proc/{tid}/fd/{fd}").st_ino
     except OSError:
-        return REAL
-    consumer = c.hv.sockets.get(inode)
+        return None
+    return hv.sockets.get(inode)
+
+
+def consume_write(tid: int, consumer: Callable[[bytes], int], name: str, args: list[int]) -> int:
+    """Hand a write(2)/writev(2)'s bytes to ``consumer``: the call's result, or -errno."""
+    try:
+        if name == "write":
+            data = memory.read(tid, args[1], min(args[2], MAX_RW_COUNT))
+        else:
+            data = memory.gather(tid, memory.read_iovec(tid, args[1], s32(args[2])))
+    except OSError as e:
+        return -(e.errno or errno.EFAULT)
+    return consumer(data)
+
+
+async def _socket_write(c: Call) -> Any:
+    """A write on a socket handed out with a consumer (vfs.Connect): the consumer takes it.
+
+    The hypervisor's hot path (Hypervisor.on_syscall) serves these before any
+    Call is made; this one is for the rest (a write with the hot path bypassed).
+    """
+    consumer = consumer_of(c.hv, c.t.tid, s32(c.args[0]))
     if consumer is None:
         return REAL
-    data = memory.gather(c.t.tid, _buffers(c))
-    ret = consumer(data)
+    ret = consume_write(c.t.tid, consumer, c.sc.name, c.args)
     if ret < 0:
         raise OSError(-ret, os.strerror(-ret))
     return ret

@@ -91,12 +91,38 @@ class Hypervisor:
                 arch.setregs(t.tid, regs)
             t.cont()
             return None
+        if self.sockets and sc.name in dispatch.WRITE_CALLS:
+            args = regs.args()
+            fd = dispatch.s32(args[0])
+            consumer = dispatch.consumer_of(self, t.tid, fd) if t.files.get(fd) is None else None
+            if consumer is not None:  # a FUSE daemon's reply: the shortest way, no Call, no coroutine
+                self._consume(t, regs, args, sc.name, consumer)
+                return None
         if not self.registry and not t.files and t.fs.plain and sc.family not in ALWAYS:
             if self.debug > 1:
                 self.log(f"[{t.tid}] {sc.name}(...) = (real: nothing virtual here)")
             t.cont()  # nothing virtual exists for this process: the kernel's call
             return None
         return dispatch.serve(self, t, sc, regs)
+
+    def _consume(self, t: Tracee, regs: Any, args: Any, name: str, consumer: Callable[[bytes], int]) -> None:
+        """A write on a socket with a consumer (vfs.Connect): the consumer's answer is the result."""
+        try:
+            ret = dispatch.consume_write(t.tid, consumer, name, args)
+        except Exception:
+            import traceback
+
+            self.log(f"[{t.tid}] {name}: a module raised:\n{traceback.format_exc().rstrip()}")
+            ret = -errno.EIO
+        if self.debug:
+            self.log(f"[{t.tid}] {name}({dispatch.s32(args[0])}, {args[1]:#x}, {args[2]}) = {ret}")
+        regs.nr = -1
+        regs.ret = ret
+        try:
+            arch.setregs(t.tid, regs)
+        except OSError:
+            return  # killed meanwhile: its exit is on the way
+        t.cont()
 
     def _still_revoked(self, t: Tracee, fd: int) -> bool:
         """Whether ``fd`` still is the revoked socket (dup2, exec, close_range may have changed it)."""
