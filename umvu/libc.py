@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
+from typing import Any
 
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)  # glibc's soname on every Linux umvu runs on
 _ptrace = _libc.ptrace
@@ -105,30 +107,42 @@ class iovec(ctypes.Structure):
 
 _local = iovec()
 _remote = iovec()
+# Made once: building byref()s and c_ulong()s for every call doubled its cost (2.5 -> 4.2 us).
+_local_ref, _remote_ref = ctypes.byref(_local), ctypes.byref(_remote)
+_ONE, _ZERO = _ulong(1), _ulong(0)
+_GATHER_KEPT = 64
+_gather = (iovec * _GATHER_KEPT)()
+_gather_ref, _gather_view, _gather_pack = ctypes.byref(_gather), memoryview(_gather).cast("B"), struct.pack_into
 
 
-def vm_read_into(tid: int, addr: int, buf: ctypes.Array, size: int) -> int:
-    """Copy ``size`` bytes from tracee ``addr`` into ``buf``.
+def vm_read_into(tid: int, addr: int, buf: ctypes.Array, size: int, buf_addr: int | None = None) -> int:
+    """Copy ``size`` bytes from tracee ``addr`` into ``buf`` (whose address is ``buf_addr``, if known).
 
     Returns the count copied (short at an unmapped page) or -errno.
     """
-    _local.base = ctypes.addressof(buf)
+    _local.base = ctypes.addressof(buf) if buf_addr is None else buf_addr
     _local.len = size
     _remote.base = addr
     _remote.len = size
-    n = _pvm_readv(tid, ctypes.byref(_local), _ulong(1), ctypes.byref(_remote), _ulong(1), _ulong(0))
+    n = _pvm_readv(tid, _local_ref, _ONE, _remote_ref, _ONE, _ZERO)
     if n < 0:
         return -ctypes.get_errno()
     return n
 
 
-def vm_gather_into(tid: int, pieces: list[tuple[int, int]], buf: ctypes.Array, size: int) -> int:
+def vm_gather_into(tid: int, pieces: list[tuple[int, int]], buf: ctypes.Array, size: int,
+                   buf_addr: int | None = None) -> int:
     """Copy the tracee's (addr, len) ``pieces`` one after the other into ``buf``: one call for a
     writev's buffers.  Returns the count copied (short at a bad piece) or -errno."""
-    remote = (iovec * len(pieces))(*pieces)
-    _local.base = ctypes.addressof(buf)
+    count = len(pieces)
+    if count <= _GATHER_KEPT:  # the common case (a FUSE reply is 2 or 3 pieces): a kept array
+        _gather_pack(f"<{2 * count}Q", _gather_view, 0, *[x for piece in pieces for x in piece])
+        remote: Any = _gather_ref
+    else:
+        remote = (iovec * count)(*pieces)
+    _local.base = ctypes.addressof(buf) if buf_addr is None else buf_addr
     _local.len = size
-    n = _pvm_readv(tid, ctypes.byref(_local), _ulong(1), remote, _ulong(len(pieces)), _ulong(0))
+    n = _pvm_readv(tid, _local_ref, _ONE, remote, _ulong(count), _ZERO)
     if n < 0:
         return -ctypes.get_errno()
     return n
@@ -140,7 +154,7 @@ def vm_write(tid: int, addr: int, data: bytes) -> int:
     _local.len = len(data)
     _remote.base = addr
     _remote.len = len(data)
-    n = _pvm_writev(tid, ctypes.byref(_local), _ulong(1), ctypes.byref(_remote), _ulong(1), _ulong(0))
+    n = _pvm_writev(tid, _local_ref, _ONE, _remote_ref, _ONE, _ZERO)
     if n < 0:
         return -ctypes.get_errno()
     return n

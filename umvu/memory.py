@@ -20,17 +20,19 @@ PAGE = 4096
 
 SCRATCH_MAX = 4 << 20
 _buf = ctypes.create_string_buffer(1 << 16)  # only the loop's thread reads tracees
+_buf_addr = ctypes.addressof(_buf)
+_buf_view = memoryview(_buf).cast("B")  # bytes(view[:n]) copies n bytes for 0.2 us, string_at 0.6
 
 
 def _scratch(size: int) -> ctypes.Array:
     """A buffer to read into, kept for the next call: a fresh megabyte for every large write costs
     its page faults (2 ms per MB measured, against 0.2 ms for the copy itself)."""
-    global _buf
+    global _buf, _buf_addr, _buf_view
     if size <= len(_buf):
         return _buf
     buf = ctypes.create_string_buffer(size)
     if size <= SCRATCH_MAX:
-        _buf = buf
+        _buf, _buf_addr, _buf_view = buf, ctypes.addressof(buf), memoryview(buf).cast("B")
     return buf
 
 
@@ -45,8 +47,11 @@ def read(tid: int, addr: int, size: int) -> bytes:
     if addr == 0:
         raise _fault()
     buf = _scratch(size)
-    n = libc.vm_read_into(tid, addr, buf, size)
-    if n != size:
+    if buf is _buf:  # the common case, with the kept buffer's address and view
+        if libc.vm_read_into(tid, addr, buf, size, _buf_addr) != size:
+            raise _fault()
+        return bytes(_buf_view[:size])
+    if libc.vm_read_into(tid, addr, buf, size) != size:
         raise _fault()
     return ctypes.string_at(buf, size)
 
@@ -61,6 +66,10 @@ def gather(tid: int, pieces: list[tuple[int, int]]) -> bytes:
     if any(a == 0 and n for a, n in pieces):
         raise _fault()
     buf = _scratch(size)
+    if buf is _buf:
+        if libc.vm_gather_into(tid, [(a, n) for a, n in pieces if n], buf, size, _buf_addr) != size:
+            raise _fault()
+        return bytes(_buf_view[:size])
     if libc.vm_gather_into(tid, [(a, n) for a, n in pieces if n], buf, size) != size:
         raise _fault()
     return ctypes.string_at(buf, size)
@@ -78,10 +87,10 @@ def read_cstring(tid: int, addr: int, limit: int = PATH_MAX) -> bytes:
     out = b""
     while len(out) < limit:
         chunk = min(PAGE - (addr % PAGE), limit - len(out))
-        n = libc.vm_read_into(tid, addr, _buf, chunk)
+        n = libc.vm_read_into(tid, addr, _buf, chunk, _buf_addr)
         if n <= 0:
             raise _fault()
-        data = ctypes.string_at(_buf, n)
+        data = bytes(_buf_view[:n])
         nul = data.find(b"\0")
         if nul >= 0:
             return out + data[:nul]
