@@ -102,6 +102,28 @@ pgrep -x fuse2fs || echo daemon-gone
     assert dumped.read_bytes() == (src / "big").read_bytes()
 
 
+def test_a_path_walk_asks_no_attributes_of_the_directories_it_passes(tmp_path, ext4):
+    """As the kernel without default_permissions: walking through mnt/a/b sends no GETATTR for the
+    mount's root, a or b, even with fuse2fs's attr_timeout=0; each stat of the file itself does."""
+    (tmp_path / "mnt").mkdir()
+    r = sh(WAIT + f"""
+cd {tmp_path}
+fuse2fs -d -f -o rw {ext4} mnt 2>> fuse.log >&2 & waitmnt mnt
+mkdir -p mnt/a/b && echo hi > mnt/a/b/f
+stat mnt/MARK 2>/dev/null
+for i in 1 2 3; do sleep 0.05; stat -c %s mnt/a/b/f; done
+stat mnt/END 2>/dev/null
+fusermount3 -u mnt; wait
+""", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["3"] * 3, r.stdout + r.stderr
+    log = (tmp_path / "fuse.log").read_text().splitlines()
+    log = log[log.index("LOOKUP /MARK"):log.index("LOOKUP /END")]
+    asked = [log[i + 1] for i, line in enumerate(log[:-1]) if "opcode: GETATTR" in line]
+    assert asked.count("getattr /a/b/f") == 3, asked
+    assert not {"getattr /", "getattr /a", "getattr /a/b"} & set(asked), asked
+
+
 def test_the_kernels_fuse_is_not_used(tmp_path, ext4):
     """The mount is in the view only; the daemon's /dev/fuse is a socket to the hypervisor."""
     (tmp_path / "mnt").mkdir()

@@ -185,12 +185,16 @@ class InodeFS(FileSystem):
             self._ref(old[0], -1)
         return e.node
 
-    def _unlearn(self, parent: int, name: str) -> None:
+    def _unlearn(self, parent: int, name: str, changed: bool = True) -> None:
+        """Drop the name; ``changed``: by an unlink or rename (not a lookup that found nothing),
+        so the attributes of the file and of its directory are stale too."""
         old = self._dentries.pop((parent, name), None)
         if old is not None and old[0]:
-            self._attrs.pop(old[0], None)  # its nlink and ctime changed
+            if changed:
+                self._stale(old[0])  # its nlink and ctime changed
             self._ref(old[0], -1)
-        self._attrs.pop(parent, None)
+        if changed:
+            self._stale(parent)
 
     def forget_all(self) -> None:
         """At unmount: every node the daemon still counts is returned (the kernel evicts them)."""
@@ -229,7 +233,7 @@ class InodeFS(FileSystem):
             e = await self._call("lookup", parent, name)
         except OSError as err:
             if err.errno == errno.ENOENT:
-                self._unlearn(parent, name)
+                self._unlearn(parent, name, changed=False)
             raise
         node = self._learn(parent, name, e)
         if not node:
@@ -264,6 +268,13 @@ class InodeFS(FileSystem):
             node = await self._child(node, name)
         return node
 
+    def _stale(self, node: int) -> None:
+        """The node's attributes changed: ask again before showing them, but keep them for path
+        walks, which want only the type (lstat_walk)."""
+        cached = self._attrs.get(node)
+        if cached is not None:
+            self._attrs[node] = (cached[0], 0.0)
+
     async def _attr(self, node: int, fh: int | None = None) -> os.stat_result:
         cached = self._attrs.get(node)
         if cached is not None and cached[1] > time.monotonic():
@@ -279,6 +290,11 @@ class InodeFS(FileSystem):
     # -- names ------------------------------------------------------------------------------
     async def lstat(self, path: str) -> os.stat_result:
         return await self._attr(await self._node(path))
+
+    async def lstat_walk(self, path: str) -> os.stat_result:
+        node = await self._node(path)
+        cached = self._attrs.get(node)
+        return cached[0] if cached is not None else await self._attr(node)
 
     async def readlink(self, path: str) -> str:
         node = await self._node(path)
@@ -353,12 +369,12 @@ class InodeFS(FileSystem):
                 if err.errno != errno.ENOSYS:
                     raise
             else:
-                self._attrs.pop(parent, None)
+                self._stale(parent)
                 node = self._learn(parent, name, e)
                 self._ref(node, 1)
                 return Handle(node, opened, False, flags)
         e = await self._call("mknod", parent, name, stat.S_IFREG | mode, 0)
-        self._attrs.pop(parent, None)
+        self._stale(parent)
         self._learn(parent, name, e)
         return await self.open(path, flags & ~os.O_CREAT, mode)
 
@@ -385,11 +401,11 @@ class InodeFS(FileSystem):
 
     async def write(self, h: Handle, data: bytes, offset: int) -> int:
         h.flushed = False
-        self._attrs.pop(h.node, None)  # size and mtime change
+        self._stale(h.node)  # size and mtime change
         try:
             n = await self._call("write", h.node, h.fh, offset, data)
         finally:  # and not the size a stat cached while the write was on its way
-            self._attrs.pop(h.node, None)
+            self._stale(h.node)
         if n > len(data):
             raise OSError(errno.EIO, "the file system wrote more than it was given")
         return n
@@ -432,7 +448,7 @@ class InodeFS(FileSystem):
             if e.errno == errno.ENOSYS:
                 raise OSError(errno.EOPNOTSUPP, "fallocate is not supported by this file system") from None
             raise
-        self._attrs.pop(h.node, None)
+        self._stale(h.node)
 
     async def seek(self, h: Handle, offset: int, whence: int) -> int | None:
         if "lseek" in self.nosys:
@@ -449,7 +465,7 @@ class InodeFS(FileSystem):
         head, name = _split(path)
         parent = await self._node(head)
         e = await self._call(op, parent, name, *args)
-        self._attrs.pop(parent, None)
+        self._stale(parent)
         self._learn(parent, name, e)
 
     async def mkdir(self, path: str, mode: int) -> None:
@@ -497,16 +513,16 @@ class InodeFS(FileSystem):
         elif moved is not None:
             self._dentries.pop((op, oname), None)
             self._dentries[(np, nname)] = moved
-            self._attrs.pop(moved[0], None)  # ctime
-        self._attrs.pop(op, None)
+            self._stale(moved[0])  # ctime
+        self._stale(op)
 
     async def link(self, old: str, new: str) -> None:
         node = await self._node(old)
         head, name = _split(new)
         parent = await self._node(head)
         e = await self._call("link", node, parent, name)
-        self._attrs.pop(parent, None)
-        self._attrs.pop(node, None)
+        self._stale(parent)
+        self._stale(node)
         self._learn(parent, name, e)
 
     async def chmod(self, path: str, mode: int) -> None:

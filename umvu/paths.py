@@ -80,7 +80,8 @@ async def _maybe(value):
     return value
 
 
-async def lstat_in(mount: Mount | None, path: str) -> os.stat_result:
+async def lstat_in(mount: Mount | None, path: str, walk: bool = False) -> os.stat_result:
+    """``walk``: only the type is wanted, of a directory or symlink on the way (FileSystem.lstat_walk)."""
     if mount is None:
         try:
             return os.lstat(path)
@@ -88,7 +89,8 @@ async def lstat_in(mount: Mount | None, path: str) -> os.stat_result:
             raise
         except OSError as e:
             raise RealWalkError(e.errno, e.strerror) from None
-    return await _maybe(mount.fs.lstat(mount.inner(path)))
+    fs = mount.fs
+    return await _maybe((fs.lstat_walk if walk else fs.lstat)(mount.inner(path)))
 
 
 async def readlink_in(mount: Mount | None, path: str) -> str:
@@ -168,7 +170,7 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
         state["crossed"] = crossed
         last = not stack
         try:
-            st = await lstat_in(nmount, nxt)
+            st = await lstat_in(nmount, nxt, walk=not last)
         except FileNotFoundError as e:
             if last:
                 return Resolved(nxt, nmount, None, crossed)

@@ -72,6 +72,15 @@ class FileSystem:
     def lstat(self, path: str) -> os.stat_result:
         raise _nosys("lstat")
 
+    def lstat_walk(self, path: str) -> os.stat_result:
+        """lstat of a directory or symlink a path walk goes through: only the file type is used.
+
+        A file system that caches attributes may answer from its cache, even
+        stale: a file's type never changes, and the kernel walks through a
+        FUSE directory without asking its attributes (no GETATTR).
+        """
+        return self.lstat(path)
+
     def readlink(self, path: str) -> str:
         raise OSError(errno.EINVAL, "not a symlink")
 
