@@ -30,7 +30,7 @@ from typing import Any
 
 from umvu.abi import StatFs
 from umvu.hookspecs import hookimpl
-from umvu.inodefs import FOPEN_DIRECT_IO, DirItem, Entry, InodeFS, NodeOps, Opened, SetAttr, make_stat
+from umvu.inodefs import DirItem, Entry, InodeFS, NodeOps, Opened, SetAttr, make_stat
 from umvu.tracer import Wait
 from umvu.vfs import Connect, FileSystem
 
@@ -40,6 +40,9 @@ MKNOD, MKDIR, UNLINK, RMDIR, RENAME, LINK, OPEN, READ, WRITE, STATFS, RELEASE = 
 FSYNC, SETXATTR, GETXATTR, LISTXATTR, REMOVEXATTR, FLUSH, INIT = 20, 21, 22, 23, 24, 25, 26
 OPENDIR, READDIR, RELEASEDIR, FSYNCDIR, ACCESS, CREATE, INTERRUPT, DESTROY = 27, 28, 29, 30, 34, 35, 36, 38
 BATCH_FORGET, FALLOCATE, READDIRPLUS, RENAME2, LSEEK = 42, 43, 44, 45, 46
+
+# Sent with uid, gid and pid 0, as the kernel's (their args are "nocreds", or built bare): no one's call
+NOCREDS = frozenset({FORGET, BATCH_FORGET, RELEASE, RELEASEDIR, INTERRUPT, DESTROY})
 
 KERNEL_MAJOR, KERNEL_MINOR = 7, 31
 # INIT flags offered: what this side implements
@@ -110,7 +113,6 @@ class Connection(NodeOps):
         self.abandoned: set[int] = set()  # requests whose caller a signal took away
         self.creds = (os.geteuid(), os.getegid())  # the session's (an ordinary user's cannot change)
         self.interrupted: set[int] = set()  # requests an INTERRUPT was sent for
-        self.direct: set[int] = set()  # fh of files the daemon opened with FOPEN_DIRECT_IO
         self.flushing: dict[tuple[int, int], concurrent.futures.Future] = {}  # (node, fh) -> close's FLUSH
         try:  # the largest request (a WRITE) must fit: ask for the most an ordinary user gets
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
@@ -130,8 +132,12 @@ class Connection(NodeOps):
             unique = self.unique
         parts = body if isinstance(body, tuple) else (body,)
         caller = self.tracer.current  # the thread whose call this is, as the kernel's (0: none)
-        msg = [IN_HEADER.pack(IN_HEADER.size + sum(len(p) for p in parts), opcode, unique, node, *self.creds,
-                              caller.tid if caller is not None else 0, 0, 0), *parts]
+        if opcode in NOCREDS:
+            uid = gid = pid = 0
+        else:
+            (uid, gid), pid = self.creds, caller.tid if caller is not None else 0
+        msg = [IN_HEADER.pack(IN_HEADER.size + sum(len(p) for p in parts), opcode, unique, node, uid, gid, pid, 0, 0),
+               *parts]
         fut: concurrent.futures.Future | None = None
         if reply:
             fut = concurrent.futures.Future()
@@ -434,12 +440,7 @@ class Connection(NodeOps):
 
     async def _open(self, opcode: int, node: int, flags: int) -> Opened:
         out = await self.request(opcode, node, struct.pack("<II", flags, 0))
-        return self._opened(*OPEN_OUT.unpack_from(out)[:2])
-
-    def _opened(self, fh: int, oflags: int) -> Opened:
-        if oflags & FOPEN_DIRECT_IO:
-            self.direct.add(fh)
-        return Opened(fh, oflags)
+        return Opened(*OPEN_OUT.unpack_from(out)[:2])
 
     async def open(self, node: int, flags: int) -> Opened:
         return await self._open(OPEN, node, flags)
@@ -452,14 +453,14 @@ class Connection(NodeOps):
         out = await self.request(CREATE, parent, head + _name(name))
         e = _entry(out)
         fh, oflags, _ = OPEN_OUT.unpack_from(out, ENTRY_OUT.size + ATTR.size)
-        return e, self._opened(fh, oflags)
+        return e, Opened(fh, oflags)
 
     def _io(self, fh: int, offset: int, size: int, flags: int = 0) -> bytes:
         if self.minor >= 9:
             return struct.pack("<QQIIQII", fh, offset, size, flags, 0, os.O_RDWR, 0)
         return struct.pack("<QQII", fh, offset, size, flags)
 
-    async def read(self, node: int, fh: int, offset: int, size: int) -> bytes:
+    async def read(self, node: int, fh: int, offset: int, size: int, direct: bool) -> bytes:
         chunks: list[bytes] = []
         while size > 0:
             batch = []
@@ -471,7 +472,7 @@ class Connection(NodeOps):
                 offset += n
                 size -= n
             # Without direct_io the kernel reads through its page cache: a caught signal waits
-            got = await self.requests(batch, stop_short=self.max_read, killable=fh not in self.direct)
+            got = await self.requests(batch, stop_short=self.max_read, killable=not direct)
             if any(len(g) > self.max_read for g in got):  # the kernel: EIO to the reader
                 raise OSError(errno.EIO, "the FUSE daemon answered a READ with more than was asked")
             chunks += got
@@ -535,8 +536,6 @@ class Connection(NodeOps):
             self.nosys.add("flush")
 
     def release(self, node: int, fh: int, flags: int | None, flush: bool) -> None:
-        self.direct.discard(fh)
-
         def then() -> None:
             if flags is not None:
                 self._post(RELEASE, node, struct.pack("<QIIQ", fh, flags, 0, 0))

@@ -138,10 +138,13 @@ class PyFuse3Ops(NodeOps):
         self.log = log
         self.ctx = _Ctx()
         self.no_flush = False  # flush answered ENOSYS: not asked again, as the kernel
+        self.flushing: dict[tuple[int, int], concurrent.futures.Future] = {}  # (node, fh) -> close's flush
 
-    async def _run(self, name: str, *args: Any, interruptible: bool = True) -> Any:
+    async def _run(self, name: str, *args: Any, interruptible: bool = True,
+                   job: concurrent.futures.Future | None = None) -> Any:
+        """Run ``ops.name(*args)`` in the trio thread and wait for it (``job``: already submitted)."""
         try:
-            return await Wait(self.runner.submit(getattr(self.ops, name), *args), interruptible)
+            return await Wait(job or self.runner.submit(getattr(self.ops, name), *args), interruptible)
         except OSError as e:
             if e.errno == errno.EIO and "raised" in str(e):  # a bug in the file system: say so
                 self.log(f"{type(self.ops).__name__}.{name}: {e.strerror}")
@@ -208,7 +211,7 @@ class PyFuse3Ops(NodeOps):
         fi, attr = await self._run("create", parent, os.fsencode(name), mode, flags, self.ctx)
         return _entry(attr), _opened(fi)
 
-    async def read(self, node: int, fh: int, offset: int, size: int) -> bytes:
+    async def read(self, node: int, fh: int, offset: int, size: int, direct: bool) -> bytes:
         return await self._run("read", fh, offset, size)
 
     async def write(self, node: int, fh: int, offset: int, data: bytes) -> int:
@@ -222,7 +225,11 @@ class PyFuse3Ops(NodeOps):
     async def flush(self, node: int, fh: int) -> None:
         if not self.no_flush:
             try:
-                await self._run("flush", fh, interruptible=False)  # close(2) closes whatever comes
+                job = self.runner.submit(self.ops.flush, fh)
+                key = (node, fh)
+                self.flushing[key] = job  # a release meanwhile (the process exited) waits for it
+                job.add_done_callback(lambda f: self.flushing.get(key) is f and self.flushing.pop(key))
+                await self._run("flush", interruptible=False, job=job)  # close(2) closes whatever comes
             except OSError as e:
                 if e.errno != errno.ENOSYS:
                     raise
@@ -237,7 +244,11 @@ class PyFuse3Ops(NodeOps):
                 if flags is not None:
                     await self.ops.release(fh)
 
-        self.runner.submit(close)
+        inflight = self.flushing.get((node, fh))
+        if inflight is not None and not inflight.done():  # a close(2)'s flush: release after it
+            inflight.add_done_callback(lambda _f: self.runner.submit(close))
+        else:
+            self.runner.submit(close)
 
     def releasedir(self, node: int, fh: int, flags: int) -> None:
         self.runner.submit(self.ops.releasedir, fh)

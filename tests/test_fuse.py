@@ -363,7 +363,7 @@ umount mnt; wait $!; cat raw.log
 
 
 O_PATH_CHECK = """
-import errno, os
+import errno, fcntl, os
 print(os.getpid())
 fd = os.open("mnt/x", os.O_PATH)
 def t(name, f):
@@ -377,6 +377,7 @@ t("read", lambda: os.read(fd, 10))
 t("fsync", lambda: os.fsync(fd))
 t("ftruncate", lambda: os.ftruncate(fd, 0))
 t("fchmod", lambda: os.fchmod(fd, 0o600))
+t("dupfd-query", lambda: (fcntl.fcntl(fd, 1027, os.dup(fd)), fcntl.fcntl(fd, 1027, os.open("mnt/x", os.O_PATH))))
 t("close", lambda: os.close(fd))
 dfd = os.open("mnt", os.O_PATH | os.O_DIRECTORY)
 t("stat-at", lambda: os.stat("x", dir_fd=dfd))
@@ -404,9 +405,29 @@ fusermount3 -u mnt; wait $!
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[1:-2] == ["fstat ok 3", "read EBADF", "fsync EBADF", "ftruncate EBADF", "fchmod EBADF",
-                           "close ok None", "stat-at ok 3", "listdir EBADF"], r.stdout
+                           "dupfd-query ok (1, 0)", "close ok None", "stat-at ok 3", "listdir EBADF"], r.stdout
     assert lines[0] == lines[-2], "OPEN was sent for O_PATH"
     assert int(lines[-1]) >= 1, "requests do not carry the caller's pid"
+
+
+def test_fopen_noflush_and_the_requests_sent_with_no_credentials(tmp_path, memfuse3):
+    """A file the daemon opened with FOPEN_NOFLUSH gets no FLUSH at close, another one does (the
+    kernel's log for the same commands: three FLUSHes of /x, none of /nfx).  RELEASE, RELEASEDIR
+    and FORGET are nobody's call: pid 0, as the kernel sends them."""
+    (tmp_path / "mnt").mkdir()
+    r = sh(WAIT + f"""
+cd {tmp_path}
+{memfuse3} -d mnt 2> daemon.log & waitmnt mnt
+echo a > mnt/x; echo b > mnt/nfx; cat mnt/x mnt/nfx; ls mnt > /dev/null; rm mnt/x
+fusermount3 -u mnt; wait $!
+grep -c "flush /x$" daemon.log; grep -c "flush /nfx$" daemon.log
+grep -E "opcode: (RELEASE|RELEASEDIR|FORGET|BATCH_FORGET) " daemon.log | grep -c "pid: 0$"
+grep -E "opcode: (RELEASE|RELEASEDIR|FORGET|BATCH_FORGET) " daemon.log | grep -vc "pid: 0$"
+""")
+    lines = r.stdout.splitlines()
+    assert lines[:2] == ["a", "b"], r.stdout + r.stderr
+    assert int(lines[2]) >= 1 and lines[3] == "0", r.stdout
+    assert int(lines[4]) >= 4 and lines[5] == "0", r.stdout
 
 
 def test_umount_l_and_vuumount_send_destroy(tmp_path, memfuse3):

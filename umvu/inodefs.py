@@ -30,7 +30,7 @@ ROOT = 1  # FUSE_ROOT_ID
 # A zero timeout still covers the call that got the answer: the kernel compares in jiffies, so
 # attributes a LOOKUP just returned serve the stat that asked for them.
 GRACE = 0.002
-FOPEN_DIRECT_IO = 1
+FOPEN_DIRECT_IO, FOPEN_NOFLUSH = 1 << 0, 1 << 5
 
 
 class Entry(NamedTuple):
@@ -89,7 +89,9 @@ class NodeOps:
     async def opendir(self, node: int, flags: int) -> Opened: ...
     async def create(self, parent: int, name: str, flags: int, mode: int) -> tuple[Entry, Opened]: ...
     # Any size: the transport splits them as its channel needs (FUSE's max_read, max_write).
-    async def read(self, node: int, fh: int, offset: int, size: int) -> bytes: ...
+    # ``direct``: opened with FOPEN_DIRECT_IO; else the kernel would read through its page cache,
+    # and a caught signal would not end the wait.
+    async def read(self, node: int, fh: int, offset: int, size: int, direct: bool) -> bytes: ...
     async def write(self, node: int, fh: int, offset: int, data: bytes) -> int: ...
     async def statfs(self, node: int) -> StatFs: ...
     # close(2) of an fd: FLUSH, awaited, its error close's.  ENOSYS is remembered by the transport.
@@ -111,7 +113,7 @@ class NodeOps:
 
 
 class Handle:
-    __slots__ = ("node", "fh", "is_dir", "flags", "direct", "flushed")
+    __slots__ = ("node", "fh", "is_dir", "flags", "direct", "noflush", "flushed")
 
     def __init__(self, node: int, opened: Opened, is_dir: bool, flags: int) -> None:
         self.node = node
@@ -119,6 +121,7 @@ class Handle:
         self.is_dir = is_dir
         self.flags = flags
         self.direct = bool(opened.flags & FOPEN_DIRECT_IO)
+        self.noflush = bool(opened.flags & FOPEN_NOFLUSH)  # the daemon wants no FLUSH at close
         self.flushed = False  # FLUSHed by a close(2), and not written since
 
 
@@ -386,18 +389,19 @@ class InodeFS(FileSystem):
                 if "opendir" not in self.nosys:
                     self.ops.releasedir(h.node, h.fh, h.flags)
             else:  # RELEASE follows FLUSH's answer (the transport orders them), as the kernel's
-                self.ops.release(h.node, h.fh, None if "open" in self.nosys else h.flags, flush=not h.flushed)
+                self.ops.release(h.node, h.fh, None if "open" in self.nosys else h.flags,
+                                 flush=not (h.flushed or h.noflush))
         finally:
             self._ref(h.node, -1)
 
     async def flush(self, h: Handle) -> None:
-        if h.is_dir:
-            return  # the kernel flushes files only
+        if h.is_dir or h.noflush:
+            return  # the kernel flushes files only, and not those opened with FOPEN_NOFLUSH
         h.flushed = True
         await self.ops.flush(h.node, h.fh)
 
     async def read(self, h: Handle, size: int, offset: int) -> bytes:
-        return await self._call("read", h.node, h.fh, offset, size)  # the transport splits it
+        return await self._call("read", h.node, h.fh, offset, size, h.direct)  # the transport splits it
 
     async def write(self, h: Handle, data: bytes, offset: int) -> int:
         h.flushed = False

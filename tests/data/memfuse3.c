@@ -3,7 +3,9 @@
  * then sends INTERRUPT) takes 3 s to read unless interrupted, which it
  * answers with EINTR; "stubborn" takes 1 s and ignores INTERRUPT; every
  * request's thread id is counted,
- * and "threads" reads how many threads served requests so far.
+ * and "threads" reads how many threads served requests so far.  Files
+ * whose name starts with "nf" are opened with noflush (FOPEN_NOFLUSH);
+ * each FLUSH is logged on stderr.
  *
  *   memfuse3 [libfuse options] MOUNTPOINT
  */
@@ -78,7 +80,8 @@ static int m_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t of
 
 static int m_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-    (void)mode; (void)fi;
+    (void)mode;
+    if (strncmp(path, "/nf", 3) == 0) fi->noflush = 1;
     pthread_mutex_lock(&lock);
     int r = -ENOSPC;
     if (find(path)) r = 0;
@@ -94,6 +97,7 @@ static int m_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 static int m_open(const char *path, struct fuse_file_info *fi)
 {
     if (strcmp(path, "/slow") == 0 || strcmp(path, "/stubborn") == 0) fi->direct_io = 1;
+    if (strncmp(path, "/nf", 3) == 0) fi->noflush = 1;
     struct stat st;
     return m_getattr(path, &st, NULL);
 }
@@ -172,6 +176,13 @@ static int m_unlink(const char *path)
     return f ? 0 : -ENOENT;
 }
 
+static int m_flush(const char *path, struct fuse_file_info *fi)
+{
+    (void)fi;
+    fprintf(stderr, "memfuse3: flush %s\n", path);
+    return 0;
+}
+
 static void m_destroy(void *p)
 {
     (void)p;
@@ -180,7 +191,7 @@ static void m_destroy(void *p)
 
 static const struct fuse_operations ops = {
     .getattr = m_getattr, .readdir = m_readdir, .create = m_create, .open = m_open, .read = m_read,
-    .write = m_write, .truncate = m_truncate, .unlink = m_unlink, .destroy = m_destroy,
+    .write = m_write, .truncate = m_truncate, .unlink = m_unlink, .flush = m_flush, .destroy = m_destroy,
 };
 
 int main(int argc, char *argv[])
