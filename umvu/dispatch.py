@@ -604,6 +604,7 @@ async def fam_dup(c: Call) -> Any:
 
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_GETLK, F_SETLK, F_SETLKW = 0, 1, 2, 3, 4, 5, 6, 7
 F_DUPFD_CLOEXEC = 1030
+F_DUPFD_QUERY = 1027  # Linux 6.10: whether two fds share a description (the placeholders answer)
 F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 36, 37, 38
 SETFL_MASK = os.O_APPEND | os.O_NONBLOCK | os.O_DIRECT | os.O_NOATIME | 0o20000  # O_ASYNC
 
@@ -1690,7 +1691,7 @@ def format_call(c: Call, ret: Any) -> str:
 # What an O_PATH fd is good for (open(2)); anything else on one is EBADF.  Used as a dirfd
 # (the *at calls) it is not an "fd" argument.
 O_PATH_CALLS = frozenset({"close", "fstat", "fstatfs", "fchdir", "dup", "dup2", "dup3", "fcntl"})
-O_PATH_FCNTL = frozenset({F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL})
+O_PATH_FCNTL = frozenset({F_DUPFD, F_DUPFD_CLOEXEC, F_DUPFD_QUERY, F_GETFD, F_SETFD, F_GETFL})
 
 
 def _path_only(c: Call) -> bool:
