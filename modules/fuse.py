@@ -621,6 +621,8 @@ class FuseMount(InodeFS):
         self.fstype = fstype
         self.shown_options = shown_options
         self._revoke = revoke
+        self.open_files = 0  # handles not closed yet: a lazily unmounted mount lives until they go
+        self.detached = False
 
     async def _call(self, op: str, *args: Any, key: str | None = None) -> Any:
         if self.conn.dead:
@@ -632,9 +634,29 @@ class FuseMount(InodeFS):
             raise OSError(errno.ENOTCONN if self.conn.dead else res.errno, "the FUSE daemon did not start")
         return await super()._call(op, *args, key=key)
 
+    async def open(self, path: str, flags: int, mode: int) -> Any:
+        h = await super().open(path, flags, mode)
+        self.open_files += 1
+        return h
+
+    def close(self, h: Any) -> None:
+        try:
+            super().close(h)
+        finally:
+            self.open_files -= 1
+            if self.detached and not self.open_files:
+                self._end()
+
     def unmount(self) -> None:
+        """Out of the tree now; the connection ends when the last open file is closed, as the
+        kernel keeps a lazily unmounted file system until then (the daemon goes on serving it)."""
+        self.conn.mounted = False
+        self.detached = True
+        if not self.open_files:
+            self._end()
+
+    def _end(self) -> None:
         conn = self.conn
-        conn.mounted = False
         if conn.dead:
             return
         self.forget_all()

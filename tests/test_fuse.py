@@ -445,6 +445,29 @@ grep -h destroy d1.log d2.log
     assert r.stdout.splitlines() == ["exit 0", "exit 0", "memfuse3: destroy", "memfuse3: destroy"], r.stdout
 
 
+def test_a_lazy_unmount_lives_until_its_last_open_file_is_closed(tmp_path, memfuse3):
+    """umount -l of a busy mount, as the kernel (same output with kernel FUSE): the mount leaves the
+    tree at once, a file open on it still reads, and the daemon serves it until it is closed."""
+    (tmp_path / "mnt").mkdir()
+    r = sh(WAIT + f"""
+cd {tmp_path}
+{memfuse3} -f mnt 2> d.log & pid=$!; waitmnt mnt
+echo hello > mnt/x
+exec 3< mnt/x
+umount -l mnt; echo umount $?
+grep -q " $(realpath mnt) " /proc/self/mounts && echo still-mounted || echo detached
+cat <&3
+sleep 0.3; kill -0 $pid 2>/dev/null && echo daemon-alive || echo daemon-gone
+exec 3<&-
+for i in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done
+kill -0 $pid 2>/dev/null && echo daemon-alive || echo daemon-gone
+wait $pid; echo exit $?
+""")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["umount 0", "detached", "hello", "daemon-alive", "daemon-gone", "exit 0"], \
+        r.stdout + r.stderr
+
+
 def test_vufuse_lists_a_directory_larger_than_one_readdir_batch(tmp_path, examples):
     """Over 1024 entries (more than one readdir batch): every entry is listed once and readable."""
     src = tmp_path / "src"
