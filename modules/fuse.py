@@ -734,7 +734,9 @@ class Module:
         if "max_read" in opts:
             shown.append(f"max_read={max_read}")
         conn.start()
-        return FuseMount(conn, fstype, ",".join(shown), self.revoke)
+        fs = FuseMount(conn, fstype, ",".join(shown), self.revoke)
+        fs.default_permissions = "default_permissions" in opts
+        return fs
 
 
 _module = Module()

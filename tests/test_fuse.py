@@ -445,6 +445,59 @@ grep -h destroy d1.log d2.log
     assert r.stdout.splitlines() == ["exit 0", "exit 0", "memfuse3: destroy", "memfuse3: destroy"], r.stdout
 
 
+PERMS = """
+touch mnt/ro1 mnt/rw1 2>/dev/null; ls mnt/ro1 mnt/rw1 > /dev/null && echo created
+echo x > mnt/ro1 && echo wrote-ro
+echo x > mnt/rw1 && echo wrote-rw
+cat mnt/ro1 mnt/rw1
+test -w mnt/ro1 && echo w-ok || echo w-no
+test -r mnt/ro1 && echo r-ok || echo r-no
+truncate -s 0 mnt/ro1 && echo truncated
+rm mnt/ro1 && echo removed
+"""
+
+
+@pytest.mark.parametrize("option", ["", "-o default_permissions"])
+def test_default_permissions_checks_modes_as_the_kernel(tmp_path, memfuse3, option):
+    """With default_permissions the mode bits decide, as the kernel's checks (its output for the
+    same commands, as an ordinary user and as root); without, the daemon does (memfuse3 writes its
+    0444 files).  touch's time change is ENOSYS, and the truncate after it is still asked for."""
+    (tmp_path / "mnt").mkdir()
+    r = sh(WAIT + f"""
+cd {tmp_path}
+{memfuse3} -f {option} mnt 2> d.log & waitmnt mnt
+{PERMS}
+fusermount3 -u mnt; wait $!
+""")
+    assert r.returncode == 0, r.stderr
+    if option and os.geteuid() != 0:
+        want = ["created", "wrote-rw", "x", "w-no", "r-ok", "removed"]
+        assert "mnt/ro1: Permission denied" in r.stderr and "'mnt/ro1' for writing: Permission denied" in r.stderr
+    else:
+        want = ["created", "wrote-ro", "wrote-rw", "x", "x", "w-ok", "r-ok", "truncated", "removed"]
+    assert r.stdout.splitlines() == want, r.stdout + r.stderr
+
+
+def test_the_permission_rules():
+    """inodefs.permitted: owner, group and other bits, and root's capabilities (generic_permission)."""
+    from umvu.inodefs import MAY_EXEC, MAY_READ, MAY_WRITE, permitted
+
+    def st(mode, uid=1000, gid=1000):
+        return os.stat_result((mode, 0, 0, 1, uid, gid, 0, 0, 0, 0))
+
+    me, mine = 1000, frozenset({1000})
+    assert permitted(st(0o100600), MAY_READ | MAY_WRITE, me, mine)
+    assert not permitted(st(0o100060), MAY_READ, me, mine)  # the owner's bits count, not the group's
+    assert permitted(st(0o100060, uid=5), MAY_READ, me, mine)
+    assert not permitted(st(0o100006, uid=5), MAY_READ, me, mine)
+    assert permitted(st(0o100004, uid=5, gid=5), MAY_READ, me, mine)
+    assert not permitted(st(0o040644), MAY_EXEC, me, mine)  # a directory without search permission
+    assert permitted(st(0o100000, uid=5, gid=5), MAY_READ | MAY_WRITE, 0, frozenset({0}))  # root
+    assert not permitted(st(0o100644, uid=5, gid=5), MAY_EXEC, 0, frozenset({0}))  # no x bit: not even root
+    assert permitted(st(0o100744, uid=5, gid=5), MAY_EXEC, 0, frozenset({0}))
+    assert permitted(st(0o040000, uid=5, gid=5), MAY_EXEC, 0, frozenset({0}))  # root searches any directory
+
+
 def test_a_lazy_unmount_lives_until_its_last_open_file_is_closed(tmp_path, memfuse3):
     """umount -l of a busy mount, as the kernel (same output with kernel FUSE): the mount leaves the
     tree at once, a file open on it still reads, and the daemon serves it until it is closed."""

@@ -136,6 +136,23 @@ def make_stat(ino: int, mode: int, nlink: int, uid: int, gid: int, rdev: int, si
     )
 
 
+MAY_EXEC, MAY_WRITE, MAY_READ = 1, 2, 4
+# The operations whose ENOSYS the kernel remembers (fc->no_open, no_flush...): the others, SETATTR
+# among them, are asked again (touch's time change may be ENOSYS, and the next truncate work).
+REMEMBERED_NOSYS = frozenset({"open", "opendir", "create", "flush", "fsync", "fsyncdir", "access", "getxattr",
+                              "listxattr", "setxattr", "removexattr", "fallocate", "rename2", "lseek"})
+
+
+def permitted(st: os.stat_result, mask: int, uid: int, groups: frozenset[int]) -> bool:
+    """The kernel's generic_permission for ``mask`` (MAY_*), with root's capabilities when uid is 0:
+    read and write anything, execute what has an x bit somewhere, search any directory."""
+    mode = st.st_mode
+    bits = mode >> 6 if uid == st.st_uid else mode >> 3 if st.st_gid in groups else mode
+    if not mask & ~bits & 7:
+        return True
+    return uid == 0 and (not mask & MAY_EXEC or stat.S_ISDIR(mode) or bool(mode & 0o111))
+
+
 def _split(path: str) -> tuple[str, str]:
     head, _, name = path.rpartition("/")
     return head or "/", name
@@ -149,9 +166,14 @@ class InodeFS(FileSystem):
     """A FileSystem whose files are nodes of ``ops``, with the kernel's caches."""
 
     fstype = "fuse"
+    #: check permissions from the files' modes, owners and groups, as the kernel does for FUSE's
+    #: default_permissions (else they are the file system's to check)
+    default_permissions = False
 
     def __init__(self, ops: NodeOps) -> None:
         self.ops = ops
+        # whose calls these are: the session's (processes inside cannot take other ids unprivileged)
+        self.uid, self.groups = os.geteuid(), frozenset((os.getegid(), *os.getgroups()))
         self._dentries: dict[tuple[int, str], tuple[int, float]] = {}  # (parent, name) -> (node, until)
         self._attrs: dict[int, tuple[os.stat_result, float]] = {}  # node -> (attrs, until)
         self._lookups: dict[int, int] = {}  # node -> lookups not yet forgotten
@@ -218,11 +240,13 @@ class InodeFS(FileSystem):
         try:
             return await getattr(self.ops, op)(*args)
         except OSError as e:
-            if e.errno == errno.ENOSYS:
+            if e.errno == errno.ENOSYS and key in REMEMBERED_NOSYS:
                 self.nosys.add(key)
             raise
 
     async def _child(self, parent: int, name: str, stale_ok: bool = False) -> int:
+        if self.default_permissions:
+            await self._may(parent, MAY_EXEC)  # may_lookup: search permission, at every step
         cached = self._dentries.get((parent, name))
         if cached is not None and cached[0] and stale_ok:
             return cached[0]
@@ -271,6 +295,42 @@ class InodeFS(FileSystem):
             node = await self._child(node, name)
         return node
 
+    async def _may(self, node: int, mask: int) -> None:
+        """EACCES unless the session may ``mask`` the node (with default_permissions only)."""
+        if self.default_permissions and not permitted(await self._attr(node), mask, self.uid, self.groups):
+            raise OSError(errno.EACCES, "permission denied")
+
+    async def _may_create(self, parent: int, name: str) -> None:
+        """May a name be made in ``parent``: the kernel says EEXIST before EACCES."""
+        if not self.default_permissions or permitted(await self._attr(parent), MAY_WRITE | MAY_EXEC, self.uid,
+                                                     self.groups):
+            return
+        try:
+            await self._child(parent, name)
+        except OSError:
+            raise OSError(errno.EACCES, "permission denied") from None
+        raise OSError(errno.EEXIST, "exists")
+
+    async def _may_delete(self, parent: int, name: str) -> int:
+        """May ``name`` go from ``parent`` (the kernel's may_delete); its node."""
+        node = await self._child(parent, name)
+        if self.default_permissions:
+            await self._may(parent, MAY_WRITE | MAY_EXEC)
+            dst = await self._attr(parent)
+            if dst.st_mode & stat.S_ISVTX and self.uid not in (0, dst.st_uid, (await self._attr(node)).st_uid):
+                raise OSError(errno.EPERM, "a sticky directory: not the owner")
+        return node
+
+    async def _may_change(self, node: int, owner_only: bool) -> None:
+        """chmod, chown, utime: the owner (or root); ``not owner_only``: or who may write it."""
+        if not self.default_permissions or self.uid == 0:
+            return
+        st = await self._attr(node)
+        if st.st_uid == self.uid:
+            return
+        if owner_only or not permitted(st, MAY_WRITE, self.uid, self.groups):
+            raise OSError(errno.EPERM if owner_only else errno.EACCES, "not the owner")
+
     def _stale(self, node: int) -> None:
         """The node's attributes changed: ask again before showing them, but keep them for path
         walks, which want only the type (lstat_walk)."""
@@ -307,6 +367,8 @@ class InodeFS(FileSystem):
 
     async def access(self, path: str, mode: int) -> None:
         node = await self._node(path)
+        if self.default_permissions:  # the kernel answers from the mode, and sends no ACCESS
+            return await self._may(node, mode & 7)
         if "access" not in self.nosys:
             try:
                 return await self._call("access", node, mode)
@@ -325,6 +387,10 @@ class InodeFS(FileSystem):
 
     # -- open files -------------------------------------------------------------------------
     async def open(self, path: str, flags: int, mode: int) -> Handle:
+        return await self._open(path, flags, mode)
+
+    async def _open(self, path: str, flags: int, mode: int, created: bool = False) -> Handle:
+        """``created``: just made by MKNOD for this open, which the kernel then does not check."""
         if flags & os.O_PATH:  # the kernel ignores the rest (no O_CREAT: a missing file is ENOENT)
             flags &= os.O_PATH | os.O_CLOEXEC | os.O_DIRECTORY | os.O_NOFOLLOW
         node = 0
@@ -343,6 +409,10 @@ class InodeFS(FileSystem):
         if flags & os.O_PATH:  # a name held, not a file opened: the kernel sends no OPEN
             self._ref(node, 1)
             return Handle(node, Opened(0, 0), is_dir, flags)
+        acc = flags & os.O_ACCMODE
+        if not created:
+            await self._may(node, (MAY_READ if acc != os.O_WRONLY else 0)
+                            | (MAY_WRITE if acc != os.O_RDONLY or flags & os.O_TRUNC else 0))
         wire = flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUNC)
         op = "opendir" if is_dir else "open"
         try:
@@ -357,13 +427,14 @@ class InodeFS(FileSystem):
             try:  # whatever size is cached: the kernel always truncates
                 await self._setattr(node, h.fh, SetAttr(size=0))
             except BaseException:
-                self.close(h)
+                self._close(h)
                 raise
         return h
 
     async def _create(self, path: str, flags: int, mode: int) -> Handle:
         head, name = _split(path)
         parent = await self._node(head)
+        await self._may_create(parent, name)
         wire = flags & ~(os.O_NOCTTY | os.O_TRUNC)
         if "create" not in self.nosys:
             try:
@@ -379,9 +450,12 @@ class InodeFS(FileSystem):
         e = await self._call("mknod", parent, name, stat.S_IFREG | mode, 0)
         self._stale(parent)
         self._learn(parent, name, e)
-        return await self.open(path, flags & ~os.O_CREAT, mode)
+        return await self._open(path, flags & ~os.O_CREAT, mode, created=True)
 
     def close(self, h: Handle) -> None:
+        self._close(h)
+
+    def _close(self, h: Handle) -> None:
         try:
             if h.flags & os.O_PATH:
                 pass
@@ -468,6 +542,7 @@ class InodeFS(FileSystem):
     async def _make(self, op: str, path: str, *args: Any) -> None:
         head, name = _split(path)
         parent = await self._node(head)
+        await self._may_create(parent, name)
         e = await self._call(op, parent, name, *args)
         self._stale(parent)
         self._learn(parent, name, e)
@@ -484,6 +559,8 @@ class InodeFS(FileSystem):
     async def _remove(self, op: str, path: str) -> None:
         head, name = _split(path)
         parent = await self._node(head)
+        if self.default_permissions:
+            await self._may_delete(parent, name)
         await self._call(op, parent, name)
         self._unlearn(parent, name)
 
@@ -504,6 +581,11 @@ class InodeFS(FileSystem):
             if flags & 1:  # RENAME_NOREPLACE
                 raise OSError(errno.EEXIST, "exists")
             return
+        if self.default_permissions:
+            node = await self._may_delete(op, oname)
+            await self._may(np, MAY_WRITE | MAY_EXEC)
+            if np != op and stat.S_ISDIR((await self._attr(node)).st_mode):
+                await self._may(node, MAY_WRITE)  # its ".." changes
         try:
             await self._call("rename", op, oname, np, nname, flags, key="rename2" if flags else "rename")
         except OSError as e:
@@ -524,6 +606,7 @@ class InodeFS(FileSystem):
         node = await self._node(old)
         head, name = _split(new)
         parent = await self._node(head)
+        await self._may_create(parent, name)
         e = await self._call("link", node, parent, name)
         self._stale(parent)
         self._stale(node)
@@ -531,19 +614,30 @@ class InodeFS(FileSystem):
 
     async def chmod(self, path: str, mode: int) -> None:
         node = await self._node(path)
+        await self._may_change(node, owner_only=True)
         kind = stat.S_IFMT((await self._attr(node)).st_mode)  # the kernel sends the type bits too
         await self._setattr(node, None, SetAttr(mode=kind | (mode & 0o7777)))
 
     async def chown(self, path: str, uid: int, gid: int) -> None:
-        await self._setattr(await self._node(path), None,
-                            SetAttr(uid=None if uid == -1 else uid, gid=None if gid == -1 else gid))
+        node = await self._node(path)
+        if self.default_permissions and self.uid != 0:  # the kernel's chown_ok and chgrp_ok
+            st = await self._attr(node)
+            owner = st.st_uid == self.uid
+            if uid != -1 and not (owner and uid == st.st_uid) \
+                    or gid != -1 and not (owner and (gid == st.st_gid or gid in self.groups)):
+                raise OSError(errno.EPERM, "only root gives files away")
+        await self._setattr(node, None, SetAttr(uid=None if uid == -1 else uid, gid=None if gid == -1 else gid))
 
     async def truncate(self, path: str, length: int) -> None:
-        await self._setattr(await self._node(path), None, SetAttr(size=length))
+        node = await self._node(path)
+        await self._may(node, MAY_WRITE)
+        await self._setattr(node, None, SetAttr(size=length))
 
     async def utime(self, path: str, times_ns: tuple[int, int] | None) -> None:
         a, m = ("now", "now") if times_ns is None else times_ns
-        await self._setattr(await self._node(path), None, SetAttr(atime=a, mtime=m))
+        node = await self._node(path)
+        await self._may_change(node, owner_only=times_ns is not None)  # "now": who may write it, too
+        await self._setattr(node, None, SetAttr(atime=a, mtime=m))
 
     # -- extended attributes --------------------------------------------------------------------
     async def _xattr(self, op: str, path: str, *args: Any) -> Any:

@@ -5,7 +5,9 @@
  * request's thread id is counted,
  * and "threads" reads how many threads served requests so far.  Files
  * whose name starts with "nf" are opened with noflush (FOPEN_NOFLUSH);
- * each FLUSH is logged on stderr.
+ * each FLUSH is logged on stderr.  Files whose name starts with "ro" say
+ * mode 0444, but the daemon writes them all the same (for the kernel's
+ * checks with -o default_permissions).
  *
  *   memfuse3 [libfuse options] MOUNTPOINT
  */
@@ -57,7 +59,7 @@ static int m_getattr(const char *path, struct stat *st, struct fuse_file_info *f
     }
     pthread_mutex_lock(&lock);
     struct file *f = find(path);
-    if (f) { st->st_mode = S_IFREG | 0644; st->st_nlink = 1; st->st_size = f->size; }
+    if (f) { st->st_mode = S_IFREG | (strncmp(f->name, "ro", 2) == 0 ? 0444 : 0644); st->st_nlink = 1; st->st_size = f->size; }
     pthread_mutex_unlock(&lock);
     return f ? 0 : -ENOENT;
 }
