@@ -360,6 +360,7 @@ def vu_mount(vu: Any, fstype: str, source: str, target: str, options: str) -> Fi
         return None
     opts = dict(o.partition("=")[::2] for o in options.split(",") if o)
     spec = opts.pop("fs", "")  # ro, noexec... are the core's: they never reach here
+    checks = opts.pop("default_permissions", None) is not None  # as pyfuse3.default_options has it
     if not spec:
         raise OSError(errno.EINVAL, "vufuse needs -o fs=MODULE:CLASS")
     if opts:
@@ -378,4 +379,6 @@ def vu_mount(vu: Any, fstype: str, source: str, target: str, options: str) -> Fi
         if ops.errno == errno.EIO:
             raise OSError(errno.EINVAL, f"{cls.__name__}: {ops.strerror}")
         raise ops
-    return VufuseFS(PyFuse3Ops(ops, _runner, vu.log))
+    fs = VufuseFS(PyFuse3Ops(ops, _runner, vu.log))
+    fs.default_permissions = checks
+    return fs

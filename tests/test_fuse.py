@@ -478,6 +478,23 @@ fusermount3 -u mnt; wait $!
     assert r.stdout.splitlines() == want, r.stdout + r.stderr
 
 
+@pytest.mark.parametrize("option", ["", ",default_permissions"])
+def test_vufuse_default_permissions(tmp_path, examples, option):
+    """pyfuse3's tmpfs example writes a 0444 file itself; with default_permissions umvu refuses it,
+    as the kernel would (to anyone but root)."""
+    (tmp_path / "mnt").mkdir()
+    r = sh(f"""
+cd {tmp_path}
+vumount -t vufuse -o fs={examples}/tmpfs.py:Operations{option} none mnt || exit 1
+echo x > mnt/f && chmod 444 mnt/f && (echo y > mnt/f && echo wrote); cat mnt/f
+test -w mnt/f && echo w-ok || echo w-no
+vuumount mnt
+""")
+    assert r.returncode == 0, r.stderr
+    refused = option and os.geteuid() != 0
+    assert r.stdout.splitlines() == (["x", "w-no"] if refused else ["wrote", "y", "w-ok"]), r.stdout + r.stderr
+
+
 def test_the_permission_rules():
     """inodefs.permitted: owner, group and other bits, and root's capabilities (generic_permission)."""
     from umvu.inodefs import MAY_EXEC, MAY_READ, MAY_WRITE, permitted
