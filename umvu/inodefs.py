@@ -245,8 +245,8 @@ class InodeFS(FileSystem):
             raise
 
     async def _child(self, parent: int, name: str, stale_ok: bool = False) -> int:
-        if self.default_permissions:
-            await self._may(parent, MAY_EXEC)  # may_lookup: search permission, at every step
+        if self.default_permissions:  # may_lookup: search permission, at every step
+            await self._may(parent, MAY_EXEC, fresh=not stale_ok)
         cached = self._dentries.get((parent, name))
         if cached is not None and cached[0] and stale_ok:
             return cached[0]
@@ -295,9 +295,18 @@ class InodeFS(FileSystem):
             node = await self._child(node, name)
         return node
 
-    async def _may(self, node: int, mask: int) -> None:
-        """EACCES unless the session may ``mask`` the node (with default_permissions only)."""
-        if self.default_permissions and not permitted(await self._attr(node), mask, self.uid, self.groups):
+    async def _may(self, node: int, mask: int, fresh: bool = True) -> None:
+        """EACCES unless the session may ``mask`` the node (with default_permissions only).
+
+        ``fresh=False``: attributes cached past their timeout will do, for the
+        directories above the last one of a path (see _node: the kernel would
+        often start from a dirfd below them, and not look at them at all).
+        """
+        if not self.default_permissions:
+            return
+        cached = None if fresh else self._attrs.get(node)
+        st = cached[0] if cached is not None else await self._attr(node)
+        if not permitted(st, mask, self.uid, self.groups):
             raise OSError(errno.EACCES, "permission denied")
 
     async def _may_create(self, parent: int, name: str) -> None:
