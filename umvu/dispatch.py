@@ -740,26 +740,11 @@ def consume_write(tid: int, consumer: Callable[[bytes], int], name: str, args: l
     return consumer(data)
 
 
-async def _socket_write(c: Call) -> Any:
-    """A write on a socket handed out with a consumer (vfs.Connect): the consumer takes it.
-
-    The hypervisor's hot path (Hypervisor.on_syscall) serves these before any
-    Call is made; this one is for the rest (a write with the hot path bypassed).
-    """
-    consumer = consumer_of(c.hv, c.t.tid, s32(c.args[0]))
-    if consumer is None:
-        return REAL
-    ret = consume_write(c.t.tid, consumer, c.sc.name, c.args)
-    if ret < 0:
-        raise OSError(-ret, os.strerror(-ret))
-    return ret
-
-
 @family("write")
 async def fam_write(c: Call) -> Any:
     of = c.vfd(0)
     if of is None:
-        return await _socket_write(c) if c.hv.sockets and c.sc.name in WRITE_CALLS else REAL
+        return REAL  # a socket with a consumer was served before dispatch (Hypervisor.on_syscall)
     if not of.writable:
         raise OSError(errno.EBADF, "not open for writing")
     off = _io_offset(c, of)
