@@ -36,6 +36,10 @@ def _scratch(size: int) -> ctypes.Array:
     return buf
 
 
+def _taken(buf: ctypes.Array, size: int, kept: bool) -> bytes:
+    return bytes(_buf_view[:size]) if kept else ctypes.string_at(buf, size)
+
+
 def _fault() -> OSError:
     return OSError(errno.EFAULT, "bad address in the tracee")
 
@@ -47,13 +51,10 @@ def read(tid: int, addr: int, size: int) -> bytes:
     if addr == 0:
         raise _fault()
     buf = _scratch(size)
-    if buf is _buf:  # the common case, with the kept buffer's address and view
-        if libc.vm_read_into(tid, addr, buf, size, _buf_addr) != size:
-            raise _fault()
-        return bytes(_buf_view[:size])
-    if libc.vm_read_into(tid, addr, buf, size) != size:
+    kept = buf is _buf  # the common case: the kept buffer's address and view are known
+    if libc.vm_read_into(tid, addr, buf, size, _buf_addr if kept else None) != size:
         raise _fault()
-    return ctypes.string_at(buf, size)
+    return _taken(buf, size, kept)
 
 
 def gather(tid: int, pieces: list[tuple[int, int]]) -> bytes:
@@ -66,13 +67,10 @@ def gather(tid: int, pieces: list[tuple[int, int]]) -> bytes:
     if any(a == 0 and n for a, n in pieces):
         raise _fault()
     buf = _scratch(size)
-    if buf is _buf:
-        if libc.vm_gather_into(tid, [(a, n) for a, n in pieces if n], buf, size, _buf_addr) != size:
-            raise _fault()
-        return bytes(_buf_view[:size])
-    if libc.vm_gather_into(tid, [(a, n) for a, n in pieces if n], buf, size) != size:
+    kept = buf is _buf
+    if libc.vm_gather_into(tid, [(a, n) for a, n in pieces if n], buf, size, _buf_addr if kept else None) != size:
         raise _fault()
-    return ctypes.string_at(buf, size)
+    return _taken(buf, size, kept)
 
 
 def read_cstring(tid: int, addr: int, limit: int = PATH_MAX) -> bytes:
