@@ -623,6 +623,7 @@ class FuseMount(InodeFS):
         self._revoke = revoke
         self.open_files = 0  # handles not closed yet: a lazily unmounted mount lives until they go
         self.detached = False
+        self.ended = False
 
     async def _call(self, op: str, *args: Any, key: str | None = None) -> Any:
         if self.conn.dead:
@@ -635,17 +636,23 @@ class FuseMount(InodeFS):
         return await super()._call(op, *args, key=key)
 
     async def open(self, path: str, flags: int, mode: int) -> Any:
-        h = await super().open(path, flags, mode)
-        self.open_files += 1
-        return h
+        self.open_files += 1  # counted while on its way: an unmount meanwhile must not end the connection
+        try:
+            return await super().open(path, flags, mode)
+        except BaseException:
+            self._closed()
+            raise
 
     def close(self, h: Any) -> None:
         try:
             super().close(h)
         finally:
-            self.open_files -= 1
-            if self.detached and not self.open_files:
-                self._end()
+            self._closed()
+
+    def _closed(self) -> None:
+        self.open_files -= 1
+        if self.detached and not self.open_files:
+            self._end()
 
     def unmount(self) -> None:
         """Out of the tree now; the connection ends when the last open file is closed, as the
@@ -656,9 +663,21 @@ class FuseMount(InodeFS):
             self._end()
 
     def _end(self) -> None:
+        """FORGET every node, then DESTROY: once no request is left unanswered.
+
+        A close's FLUSH and RELEASE may still be on their way; a daemon's
+        other thread would serve a FORGET sent now before them, and libfuse
+        aborts on a request for a node it has forgotten ("node not found").
+        The kernel forgets an inode only once its last RELEASE is answered.
+        """
         conn = self.conn
-        if conn.dead:
+        if self.ended or conn.dead:
             return
+        waiting = next((fut for _op, fut in conn.pending.values() if not fut.done()), None)
+        if waiting is not None:  # its callbacks (a RELEASE after a FLUSH) run first: look again after them
+            waiting.add_done_callback(lambda _f: conn.tracer.call_soon(self._end))
+            return
+        self.ended = True
         self.forget_all()
         conn.destroy(lambda: self._revoke(conn))
 

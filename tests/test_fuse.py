@@ -515,27 +515,49 @@ def test_the_permission_rules():
     assert permitted(st(0o040000, uid=5, gid=5), MAY_EXEC, 0, frozenset({0}))  # root searches any directory
 
 
-def test_a_lazy_unmount_lives_until_its_last_open_file_is_closed(tmp_path, memfuse3):
-    """umount -l of a busy mount, as the kernel (same output with kernel FUSE): the mount leaves the
-    tree at once, a file open on it still reads, and the daemon serves it until it is closed."""
-    (tmp_path / "mnt").mkdir()
-    r = sh(WAIT + f"""
-cd {tmp_path}
-{memfuse3} -f mnt 2> d.log & pid=$!; waitmnt mnt
-echo hello > mnt/x
+LAZY_BY_CLOSE = """
 exec 3< mnt/x
 umount -l mnt; echo umount $?
 grep -q " $(realpath mnt) " /proc/self/mounts && echo still-mounted || echo detached
 cat <&3
 sleep 0.3; kill -0 $pid 2>/dev/null && echo daemon-alive || echo daemon-gone
 exec 3<&-
+"""
+LAZY_BY_EXIT = """
+sh -c 'exec 3< mnt/x; sleep 0.8; cat <&3' & holder=$!
+sleep 0.3
+umount -l mnt; echo umount $?
+grep -q " $(realpath mnt) " /proc/self/mounts && echo still-mounted || echo detached
+kill -0 $pid 2>/dev/null && echo daemon-alive || echo daemon-gone
+wait $holder
+"""
+
+
+@pytest.mark.parametrize("last", [LAZY_BY_CLOSE, LAZY_BY_EXIT], ids=["close", "exit"])
+def test_a_lazy_unmount_lives_until_its_last_open_file_is_closed(tmp_path, memfuse3, last):
+    """umount -l of a busy mount, as the kernel (same output with kernel FUSE): the mount leaves the
+    tree at once, a file open on it still reads, and the daemon serves it until it is closed.
+
+    Closed by a process's exit, the file is flushed and released with nobody waiting for them;
+    the FORGETs sent at the end must still wait for the answers, or another thread of the daemon
+    may serve them first and libfuse aborts ("node not found": seen about once in 30 runs, under
+    load, before the wait).
+    """
+    (tmp_path / "mnt").mkdir()
+    r = sh(WAIT + f"""
+cd {tmp_path}
+{memfuse3} -f mnt 2> d.log & pid=$!; waitmnt mnt
+echo hello > mnt/x
+{last}
 for i in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done
 kill -0 $pid 2>/dev/null && echo daemon-alive || echo daemon-gone
 wait $pid; echo exit $?
 """)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines() == ["umount 0", "detached", "hello", "daemon-alive", "daemon-gone", "exit 0"], \
-        r.stdout + r.stderr
+    want = ["umount 0", "detached", "hello", "daemon-alive"] if last is LAZY_BY_CLOSE else \
+        ["umount 0", "detached", "daemon-alive", "hello"]
+    assert r.stdout.splitlines() == want + ["daemon-gone", "exit 0"], r.stdout + r.stderr + \
+        (tmp_path / "d.log").read_text()
 
 
 def test_vufuse_lists_a_directory_larger_than_one_readdir_batch(tmp_path, examples):
