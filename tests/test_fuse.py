@@ -478,6 +478,48 @@ fusermount3 -u mnt; wait $!
     assert r.stdout.splitlines() == want, r.stdout + r.stderr
 
 
+UTIMENSAT = """import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+t = (ctypes.c_long * 4)(*((0, (1 << 30) - 1) * 2 if sys.argv[2] == "now" else (1, 0, 1, 0)))
+r = libc.utimensat(-100, sys.argv[1].encode(), t, 0)
+print(sys.argv[2], "ok" if r == 0 else os.strerror(ctypes.get_errno()))"""
+STICKY = """
+for f in o1 o2 o3 a b c; do : > mnt/$f; done && echo created
+touch mnt/o1 && echo touched
+python3 -c "$UT" mnt/o1 now
+python3 -c "$UT" mnt/o1 set
+mv mnt/a mnt/o2 2>&1 | sed 's/.*: //'
+mv -T mnt/b mnt/d && echo moved
+mv -T mnt/c mnt/o3 2>&1 | sed 's/.*: //'
+rm -f mnt/o3 2>&1 | sed 's/.*: //'
+ls mnt | tr '\\n' ' '; echo
+"""
+
+
+@pytest.mark.parametrize("option", ["", "-o default_permissions"])
+def test_default_permissions_sticky_directory_and_times(tmp_path, memfuse3, option):
+    """memfuse3's root is 01777 and its o* files another user's 0666 ones.  With
+    default_permissions, as the kernel (its output for the same commands as an ordinary user):
+    a rename or unlink over another's file in a sticky directory is EPERM, and setting times
+    to now (touch, or both UTIME_NOW) is allowed to whoever may write, other times only to the
+    owner.  Without it, or as root, all of it is done."""
+    (tmp_path / "mnt").mkdir()
+    r = sh(WAIT + f"""
+cd {tmp_path}
+UT='{UTIMENSAT}'
+{memfuse3} -f {option} mnt 2> d.log & waitmnt mnt
+{STICKY}
+fusermount3 -u mnt; wait $!
+""")
+    assert r.returncode == 0, r.stderr
+    if option and os.geteuid() != 0:
+        want = ["created", "touched", "now ok", "set Operation not permitted", "Operation not permitted", "moved",
+                "Operation not permitted", "Operation not permitted", "a c d o1 o2 o3 slow threads "]
+    else:
+        want = ["created", "touched", "now ok", "set ok", "moved", "d o1 o2 slow threads "]
+    assert r.stdout.splitlines() == want, r.stdout + r.stderr
+
+
 @pytest.mark.parametrize("option", ["", ",default_permissions"])
 def test_vufuse_default_permissions(tmp_path, examples, option):
     """pyfuse3's tmpfs example writes a 0444 file itself; with default_permissions umvu refuses it,

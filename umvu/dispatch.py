@@ -1441,7 +1441,9 @@ async def fam_utime(c: Call) -> Any:
         raw = struct.unpack("<qqqq", memory.read(c.t.tid, ptr, 32))
         scale = 1000 if name in ("utimes", "futimesat") else 1
         spec = [(raw[0], raw[1] * scale), (raw[2], raw[3] * scale)]
-        if scale == 1 and any(ns in (UTIME_NOW, UTIME_OMIT) for _, ns in spec):
+        if scale == 1 and all(ns == UTIME_NOW for _, ns in spec):
+            times = None  # as no times at all: who may write the file may do it, not only its owner
+        elif scale == 1 and any(ns in (UTIME_NOW, UTIME_OMIT) for _, ns in spec):
             st = await maybe(r.mount.fs.lstat(r.mount.inner(r.path)))
             now = __import__("time").time_ns()
             cur = (st.st_atime_ns, st.st_mtime_ns)

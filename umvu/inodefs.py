@@ -591,10 +591,7 @@ class InodeFS(FileSystem):
                 raise OSError(errno.EEXIST, "exists")
             return
         if self.default_permissions:
-            node = await self._may_delete(op, oname)
-            await self._may(np, MAY_WRITE | MAY_EXEC)
-            if np != op and stat.S_ISDIR((await self._attr(node)).st_mode):
-                await self._may(node, MAY_WRITE)  # its ".." changes
+            await self._may_rename(op, oname, np, nname, flags)
         try:
             await self._call("rename", op, oname, np, nname, flags, key="rename2" if flags else "rename")
         except OSError as e:
@@ -610,6 +607,27 @@ class InodeFS(FileSystem):
             self._dentries[(np, nname)] = moved
             self._stale(moved[0])  # ctime
         self._stale(op)
+
+    async def _may_rename(self, op: int, oname: str, np: int, nname: str, flags: int) -> None:
+        """The kernel's checks, in its order: EEXIST/ENOENT for the target first, then may_delete
+        of the source, and of a target that exists (the sticky bit) or may_create of a new one."""
+        try:
+            target: int | None = await self._child(np, nname)
+        except OSError as e:
+            if e.errno != errno.ENOENT or flags & 2:  # RENAME_EXCHANGE needs both
+                raise
+            target = None
+        if target is not None and flags & 1:  # RENAME_NOREPLACE
+            raise OSError(errno.EEXIST, "exists")
+        node = await self._may_delete(op, oname)
+        if target is None:
+            await self._may(np, MAY_WRITE | MAY_EXEC)
+        else:
+            await self._may_delete(np, nname)
+        if np != op:  # a directory moved to another parent: its ".." changes
+            for moved in (node, target if flags & 2 else None):
+                if moved is not None and stat.S_ISDIR((await self._attr(moved)).st_mode):
+                    await self._may(moved, MAY_WRITE)
 
     async def link(self, old: str, new: str) -> None:
         node = await self._node(old)

@@ -7,7 +7,10 @@
  * whose name starts with "nf" are opened with noflush (FOPEN_NOFLUSH);
  * each FLUSH is logged on stderr.  Files whose name starts with "ro" say
  * mode 0444, but the daemon writes them all the same (for the kernel's
- * checks with -o default_permissions).
+ * checks with -o default_permissions).  Files whose name starts with "o"
+ * belong to another user (uid and gid 12345) and are 0666, as the root
+ * directory, which is 01777: the sticky bit's checks.  Only their times can be
+ * set; for the others, setting times is ENOSYS.
  *
  *   memfuse3 [libfuse options] MOUNTPOINT
  */
@@ -53,13 +56,16 @@ static int m_getattr(const char *path, struct stat *st, struct fuse_file_info *f
     memset(st, 0, sizeof(*st));
     st->st_uid = getuid();
     st->st_gid = getgid();
-    if (strcmp(path, "/") == 0) { st->st_mode = S_IFDIR | 0755; st->st_nlink = 2; return 0; }
+    if (strcmp(path, "/") == 0) {
+        st->st_mode = S_IFDIR | 01777; st->st_nlink = 2; st->st_uid = st->st_gid = 12345; return 0;
+    }
     if (strcmp(path, "/slow") == 0 || strcmp(path, "/stubborn") == 0 || strcmp(path, "/threads") == 0) {
         st->st_mode = S_IFREG | 0444; st->st_nlink = 1; st->st_size = 64; return 0;
     }
     pthread_mutex_lock(&lock);
     struct file *f = find(path);
     if (f) { st->st_mode = S_IFREG | (strncmp(f->name, "ro", 2) == 0 ? 0444 : 0644); st->st_nlink = 1; st->st_size = f->size; }
+    if (f && f->name[0] == 'o') { st->st_mode = S_IFREG | 0666; st->st_uid = st->st_gid = 12345; }
     pthread_mutex_unlock(&lock);
     return f ? 0 : -ENOENT;
 }
@@ -178,6 +184,23 @@ static int m_unlink(const char *path)
     return f ? 0 : -ENOENT;
 }
 
+static int m_rename(const char *from, const char *to, unsigned int flags)
+{
+    if (flags) return -EINVAL;
+    pthread_mutex_lock(&lock);
+    struct file *f = find(from), *t = find(to);
+    if (f && t && t != f) { t->used = 0; free(t->data); t->data = NULL; }
+    if (f) snprintf(f->name, sizeof f->name, "%s", to + 1);
+    pthread_mutex_unlock(&lock);
+    return f ? 0 : -ENOENT;
+}
+
+static int m_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
+{
+    (void)tv; (void)fi;
+    return path[1] == 'o' ? 0 : -ENOSYS;
+}
+
 static int m_flush(const char *path, struct fuse_file_info *fi)
 {
     (void)fi;
@@ -193,7 +216,8 @@ static void m_destroy(void *p)
 
 static const struct fuse_operations ops = {
     .getattr = m_getattr, .readdir = m_readdir, .create = m_create, .open = m_open, .read = m_read,
-    .write = m_write, .truncate = m_truncate, .unlink = m_unlink, .flush = m_flush, .destroy = m_destroy,
+    .write = m_write, .truncate = m_truncate, .unlink = m_unlink, .rename = m_rename,
+    .utimens = m_utimens, .flush = m_flush, .destroy = m_destroy,
 };
 
 int main(int argc, char *argv[])
