@@ -478,6 +478,26 @@ fusermount3 -u mnt; wait $!
     assert r.stdout.splitlines() == want, r.stdout + r.stderr
 
 
+@pytest.mark.parametrize("option", ["", ",default_permissions"])
+def test_exec_and_mmap_ask_what_the_kernel_asks(tmp_path, ext4, option):
+    """A --x program runs (umvu's copy of it is opened to execute, with the kernel's FMODE_EXEC, so
+    fuse2fs or default_permissions check X_OK, not R_OK), and an mmap after a chmod 000 still maps
+    the file already open (read through that open file, not a new one): the kernel's output."""
+    (tmp_path / "mnt").mkdir()
+    r = sh(WAIT + f"""
+cd {tmp_path}
+fuse2fs -o rw{option} {ext4} mnt && waitmnt mnt || exit 1
+cp /bin/true mnt/t && chmod 111 mnt/t && mnt/t && echo ran
+echo data > mnt/m
+python3 -c 'import mmap, os
+f = open("mnt/m", "rb"); os.chmod("mnt/m", 0)
+print(mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)[:4].decode())'
+fusermount3 -u mnt
+""")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["ran", "data"], r.stdout + r.stderr
+
+
 UTIMENSAT = """import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
 t = (ctypes.c_long * 4)(*((0, (1 << 30) - 1) * 2 if sys.argv[2] == "now" else (1, 0, 1, 0)))

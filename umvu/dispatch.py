@@ -864,7 +864,7 @@ async def fam_mmap(c: Call) -> Any:
     if of.is_dir:
         raise OSError(errno.ENODEV, "a directory")
     st = await maybe(of.mount.fs.fstat(of.handle))
-    shadow = await c.hv.shadows.copy_of(of.mount, of.path, st)
+    shadow = await c.hv.shadows.copy_of(of.mount, of.path, st, of.handle)
     if shared_write:
         of.shadow = shadow
     regs = c.regs

@@ -24,7 +24,7 @@ import time
 from typing import Any, NamedTuple
 
 from umvu.abi import StatFs
-from umvu.vfs import DirEntry, FileSystem
+from umvu.vfs import FMODE_EXEC, DirEntry, FileSystem
 
 ROOT = 1  # FUSE_ROOT_ID
 # A zero timeout still covers the call that got the answer: the kernel compares in jiffies, so
@@ -419,7 +419,9 @@ class InodeFS(FileSystem):
             self._ref(node, 1)
             return Handle(node, Opened(0, 0), is_dir, flags)
         acc = flags & os.O_ACCMODE
-        if not created:
+        if flags & FMODE_EXEC:  # the kernel's open_exec: to run it, not to read it
+            await self._may(node, MAY_EXEC)
+        elif not created:
             await self._may(node, (MAY_READ if acc != os.O_WRONLY else 0)
                             | (MAY_WRITE if acc != os.O_RDONLY or flags & os.O_TRUNC else 0))
         wire = flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUNC)

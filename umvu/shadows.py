@@ -13,8 +13,10 @@ import itertools
 import os
 import shutil
 import tempfile
+from typing import Any
 
 from umvu.registry import Mount
+from umvu.vfs import FMODE_EXEC
 
 CHUNK = 1 << 20
 
@@ -37,8 +39,13 @@ class Shadows:
             atexit.register(shutil.rmtree, self._dir, True)
         return self._dir
 
-    async def copy_of(self, mount: Mount, path: str, st: os.stat_result) -> str:
-        """A host path with the content of virtual file ``path`` (canonical) as ``st`` describes it."""
+    async def copy_of(self, mount: Mount, path: str, st: os.stat_result, handle: Any = None) -> str:
+        """A host path with the content of virtual file ``path`` (canonical) as ``st`` describes it.
+
+        Read through ``handle`` (an mmap's open file: the kernel asks no
+        permission again), or else a file opened to run it (FMODE_EXEC:
+        a program that is --x runs, as the kernel's).
+        """
         key = (mount.id, path)
         version = (st.st_mtime_ns, st.st_size, st.st_ino)
         hit = self._cache.get(key)
@@ -46,7 +53,9 @@ class Shadows:
             return hit[0]
         fs, inner = mount.fs, mount.inner(path)
         dest = os.path.join(self._directory(), f"{next(self._serial)}-{os.path.basename(path) or 'file'}")
-        handle = await _maybe(fs.open(inner, os.O_RDONLY, 0))
+        own = handle is None
+        if own:
+            handle = await _maybe(fs.open(inner, os.O_RDONLY | FMODE_EXEC, 0))
         try:
             fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o700)
             try:
@@ -60,7 +69,8 @@ class Shadows:
             finally:
                 os.close(fd)
         finally:
-            await _maybe(fs.close(handle))
+            if own:
+                await _maybe(fs.close(handle))
         os.chmod(dest, (st.st_mode & 0o777) | 0o600)
         self._cache[key] = (dest, version)
         return dest

@@ -21,6 +21,11 @@ import stat
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+# In ``open``'s flags: the core opens the file to run it (execve, or as a program's interpreter),
+# as the kernel marks its own open for exec (__FMODE_EXEC; FUSE daemons see it too).  Permission
+# is to execute, not to read: a file that is --x runs.  os.open ignores the bit.
+FMODE_EXEC = 0x20
+
 
 class DirEntry(NamedTuple):
     name: str
@@ -103,7 +108,9 @@ class FileSystem:
 
     # -- open files ---------------------------------------------------------
     def open(self, path: str, flags: int, mode: int) -> Any:
-        """Return any handle; the core passes it back to read/write/close."""
+        """Return any handle; the core passes it back to read/write/close.
+
+        ``flags`` may hold FMODE_EXEC (above)."""
         raise _nosys("open")
 
     def close(self, handle: Any) -> None:
