@@ -540,6 +540,34 @@ fusermount3 -u mnt; wait $!
     assert r.stdout.splitlines() == want, r.stdout + r.stderr
 
 
+def test_a_refusal_asks_for_fresh_attributes_first(tmp_path, memfuse3):
+    """With default_permissions, as the kernel's fuse_permission: before refusing on attributes
+    it has cached (here for 60 s), umvu asks the daemon again.  memfuse3 takes the root's mode
+    from what is written to "rootmode", behind the cache's back.  (The kernel's output, as an
+    ordinary user and as root.)  The file made while the root still looked
+    open is not looked up again after its CREATE, which would be refused."""
+    (tmp_path / "mnt").mkdir()
+    r = sh(WAIT + f"""
+cd {tmp_path}
+{memfuse3} -f -o attr_timeout=60,entry_timeout=60,default_permissions mnt 2> d.log & waitmnt mnt
+echo hi > mnt/x
+exec 3> mnt/rootmode
+stat -c %a mnt
+echo 1770 >&3
+: > mnt/new && echo created
+stat -c %a mnt
+echo 1777 >&3
+cat mnt/x
+stat -c %a mnt
+exec 3>&-
+fusermount3 -u mnt; wait $!
+""")
+    assert r.returncode == 0, r.stderr
+    asked = os.geteuid() != 0  # root was not refused, and the kernel then keeps what it has
+    assert r.stdout.splitlines() == ["1777", "created", "1770", "hi", "1777" if asked else "1770"], \
+        r.stdout + r.stderr
+
+
 @pytest.mark.parametrize("option", ["", ",default_permissions"])
 def test_vufuse_default_permissions(tmp_path, examples, option):
     """pyfuse3's tmpfs example writes a 0444 file itself; with default_permissions umvu refuses it,

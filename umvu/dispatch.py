@@ -460,10 +460,10 @@ async def fam_open(c: Call) -> Any:
     handle = await maybe(fs.open(r.mount.inner(r.path), flags & ~os.O_CLOEXEC, mode))
     if isinstance(handle, Connect):
         return await _hand_socket(c, handle, flags)
-    if st is None:
-        st = await maybe(fs.lstat(r.mount.inner(r.path)))
+    # st None: this open made a regular file (asking its type again would be a lookup the kernel
+    # does not make, which may be refused by then)
     of = OpenFile(r.mount, handle, r.path, flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_CLOEXEC | os.O_NOCTTY),
-                  stat_mod.S_ISDIR(st.st_mode))
+                  st is not None and stat_mod.S_ISDIR(st.st_mode))
     # Let the kernel allocate the number: open a placeholder in place of the call.
     regs = c.regs
     regs.nr = NR_OPENAT

@@ -304,10 +304,15 @@ class InodeFS(FileSystem):
         """
         if not self.default_permissions:
             return
-        cached = None if fresh else self._attrs.get(node)
-        st = cached[0] if cached is not None else await self._attr(node)
-        if not permitted(st, mask, self.uid, self.groups):
-            raise OSError(errno.EACCES, "permission denied")
+        cached = self._attrs.get(node)
+        asked = cached is None or fresh and cached[1] <= time.monotonic()
+        if permitted(await self._attr(node) if asked else cached[0], mask, self.uid, self.groups):
+            return
+        if not asked:  # the kernel asks the daemon again before it says no (fuse_permission)
+            self._stale(node)
+            if permitted(await self._attr(node), mask, self.uid, self.groups):
+                return
+        raise OSError(errno.EACCES, "permission denied")
 
     async def _may_create(self, parent: int, name: str) -> None:
         """May a name be made in ``parent``: the kernel says EEXIST before EACCES."""

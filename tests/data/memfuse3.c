@@ -9,7 +9,9 @@
  * mode 0444, but the daemon writes them all the same (for the kernel's
  * checks with -o default_permissions).  Files whose name starts with "o"
  * belong to another user (uid and gid 12345) and are 0666, as the root
- * directory, which is 01777: the sticky bit's checks.  Only their times can be
+ * directory, which is 01777: the sticky bit's checks.  An octal number
+ * written to a file named "rootmode" becomes the root's mode, unknown to the
+ * kernel until it asks again.  Only their times can be
  * set; for the others, setting times is ENOSYS.
  *
  *   memfuse3 [libfuse options] MOUNTPOINT
@@ -29,6 +31,7 @@ struct file { char name[64]; char *data; size_t size; int used; };
 static struct file files[MAXF];
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t seen[64];
+static unsigned rootmode = 01777;
 static int nseen;
 
 static void note_thread(void)
@@ -57,7 +60,7 @@ static int m_getattr(const char *path, struct stat *st, struct fuse_file_info *f
     st->st_uid = getuid();
     st->st_gid = getgid();
     if (strcmp(path, "/") == 0) {
-        st->st_mode = S_IFDIR | 01777; st->st_nlink = 2; st->st_uid = st->st_gid = 12345; return 0;
+        st->st_mode = S_IFDIR | rootmode; st->st_nlink = 2; st->st_uid = st->st_gid = 12345; return 0;
     }
     if (strcmp(path, "/slow") == 0 || strcmp(path, "/stubborn") == 0 || strcmp(path, "/threads") == 0) {
         st->st_mode = S_IFREG | 0444; st->st_nlink = 1; st->st_size = 64; return 0;
@@ -149,6 +152,11 @@ static int m_read(const char *path, char *buf, size_t size, off_t off, struct fu
 static int m_write(const char *path, const char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
     (void)fi;
+    if (strcmp(path, "/rootmode") == 0) {
+        char mode[16] = "";
+        memcpy(mode, buf, size < sizeof mode - 1 ? size : sizeof mode - 1);
+        rootmode = strtoul(mode, NULL, 8) & 07777;
+    }
     pthread_mutex_lock(&lock);
     struct file *f = find(path);
     int r = -ENOENT;
