@@ -42,7 +42,7 @@ OPENDIR, READDIR, RELEASEDIR, FSYNCDIR, ACCESS, CREATE, INTERRUPT, DESTROY = 27,
 BATCH_FORGET, FALLOCATE, READDIRPLUS, RENAME2, LSEEK = 42, 43, 44, 45, 46
 
 # Sent with uid, gid and pid 0, as the kernel's (their args are "nocreds", or built bare): no one's call
-NOCREDS = frozenset({FORGET, BATCH_FORGET, RELEASE, RELEASEDIR, INTERRUPT, DESTROY})
+NOCREDS = frozenset({INIT, FORGET, BATCH_FORGET, RELEASE, RELEASEDIR, INTERRUPT, DESTROY})
 
 KERNEL_MAJOR, KERNEL_MINOR = 7, 31
 # INIT flags offered: what this side implements

@@ -412,8 +412,8 @@ fusermount3 -u mnt; wait $!
 
 def test_fopen_noflush_and_the_requests_sent_with_no_credentials(tmp_path, memfuse3):
     """A file the daemon opened with FOPEN_NOFLUSH gets no FLUSH at close, another one does (the
-    kernel's log for the same commands: three FLUSHes of /x, none of /nfx).  RELEASE, RELEASEDIR
-    and FORGET are nobody's call: pid 0, as the kernel sends them."""
+    kernel's log for the same commands: three FLUSHes of /x, none of /nfx).  INIT, RELEASE,
+    RELEASEDIR and FORGET are nobody's call: pid 0, as the kernel sends them."""
     (tmp_path / "mnt").mkdir()
     r = sh(WAIT + f"""
 cd {tmp_path}
@@ -421,8 +421,8 @@ cd {tmp_path}
 echo a > mnt/x; echo b > mnt/nfx; cat mnt/x mnt/nfx; ls mnt > /dev/null; rm mnt/x
 fusermount3 -u mnt; wait $!
 grep -c "flush /x$" daemon.log; grep -c "flush /nfx$" daemon.log
-grep -E "opcode: (RELEASE|RELEASEDIR|FORGET|BATCH_FORGET) " daemon.log | grep -c "pid: 0$"
-grep -E "opcode: (RELEASE|RELEASEDIR|FORGET|BATCH_FORGET) " daemon.log | grep -vc "pid: 0$"
+grep -E "opcode: (INIT|RELEASE|RELEASEDIR|FORGET|BATCH_FORGET) " daemon.log | grep -c "pid: 0$"
+grep -E "opcode: (INIT|RELEASE|RELEASEDIR|FORGET|BATCH_FORGET) " daemon.log | grep -vc "pid: 0$"
 """)
     lines = r.stdout.splitlines()
     assert lines[:2] == ["a", "b"], r.stdout + r.stderr
