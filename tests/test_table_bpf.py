@@ -7,6 +7,8 @@ tests check the programs' decisions, not their bytes.
 from __future__ import annotations
 
 import errno
+import os
+import socket
 import struct
 
 import pytest
@@ -115,3 +117,27 @@ def test_fd_layer_lets_close_on_exec_run_on_the_placeholder(fd):
 def test_filters_fit_the_kernel_limits():
     assert len(bpf.base_filter()) // 8 < 4096
     assert len(bpf.fd_layer([3])) // 8 < 4096
+
+
+def test_a_consumer_socket_is_known_by_its_sockfs_inode_only(tmp_path):
+    """Writes to a socket handed out with a consumer (/dev/fuse) are served by the hypervisor:
+    a file whose inode number happens to be the same is not that socket."""
+    from types import SimpleNamespace
+
+    from umvu.dispatch import consumer_of
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    f = open(tmp_path / "same-number", "w")
+    try:
+        def take(data: bytes) -> int:
+            return len(data)
+
+        file_ino = os.fstat(f.fileno()).st_ino
+        hv = SimpleNamespace(sockets={os.fstat(a.fileno()).st_ino: take, file_ino: take})
+        assert consumer_of(hv, os.getpid(), a.fileno()) is take
+        assert consumer_of(hv, os.getpid(), f.fileno()) is None
+        assert consumer_of(hv, os.getpid(), 9999) is None  # not open
+    finally:
+        f.close()
+        a.close()
+        b.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import socket
 import stat as stat_mod
@@ -722,10 +723,19 @@ WRITE_CALLS = frozenset({"write", "writev"})
 def consumer_of(hv: Hypervisor, tid: int, fd: int) -> Callable[[bytes], int] | None:
     """What takes the writes on ``fd``, if it is a socket handed out with a consumer (vfs.Connect)."""
     try:
-        inode = os.stat(f"/proc/{tid}/fd/{fd}").st_ino
+        st = os.stat(f"/proc/{tid}/fd/{fd}")
     except OSError:
         return None
-    return hv.sockets.get(inode)
+    if st.st_dev != _sockfs_dev():  # a file elsewhere may have the same inode number
+        return None
+    return hv.sockets.get(st.st_ino)
+
+
+@functools.cache
+def _sockfs_dev() -> int:
+    """The device of every socket's inode (sockfs): the one the inodes in ``hv.sockets`` are on."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        return os.fstat(s.fileno()).st_dev
 
 
 def consume_write(tid: int, consumer: Callable[[bytes], int], name: str, args: list[int]) -> int:
