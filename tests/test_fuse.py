@@ -498,6 +498,54 @@ fusermount3 -u mnt
     assert r.stdout.splitlines() == ["ran", "data"], r.stdout + r.stderr
 
 
+XATTRS = """import errno, os
+def t(label, fn):
+    try:
+        fn(); print(label, "ok")
+    except OSError as e:
+        print(label, errno.errorcode[e.errno])
+open("mnt/f", "w").close(); os.symlink("f", "mnt/l")
+t("set-trusted", lambda: os.setxattr("mnt/f", "trusted.x", b"1"))
+t("get-trusted", lambda: os.getxattr("mnt/f", "trusted.x"))
+t("set-security", lambda: os.setxattr("mnt/f", "security.x", b"1"))
+t("set-odd", lambda: os.setxattr("mnt/f", "odd.x", b"1"))
+t("set-user", lambda: os.setxattr("mnt/f", "user.x", b"1"))
+t("get-user", lambda: os.getxattr("mnt/f", "user.x"))
+t("set-user-link", lambda: os.setxattr("mnt/l", "user.x", b"1", follow_symlinks=False))
+t("get-user-link", lambda: os.getxattr("mnt/l", "user.x", follow_symlinks=False))
+t("remove-user-link", lambda: os.removexattr("mnt/l", "user.x", follow_symlinks=False))
+os.chmod("mnt/f", 0o444)
+t("set-user-ro", lambda: os.setxattr("mnt/f", "user.y", b"1"))
+os.chmod("mnt/f", 0)
+t("get-user-000", lambda: os.getxattr("mnt/f", "user.x"))
+t("list-000", lambda: os.listxattr("mnt/f"))
+t("remove-user-000", lambda: os.removexattr("mnt/f", "user.x"))
+"""
+
+
+@pytest.mark.parametrize("option", ["", ",default_permissions"])
+def test_xattr_namespaces_as_the_vfs_rules_them(tmp_path, ext4, option):
+    """The kernel's output for the same calls, as an ordinary user and as root: trusted.* is root's
+    (ENODATA to read), security.* root's to change, user.* only on files and directories; and with
+    default_permissions the mode decides user.* (EACCES before fuse2fs's own EPERM)."""
+    (tmp_path / "mnt").mkdir()
+    (tmp_path / "xa.py").write_text(XATTRS)
+    r = sh(WAIT + f"""
+cd {tmp_path}
+fuse2fs -o rw{option} {ext4} mnt && waitmnt mnt || exit 1
+python3 xa.py
+fusermount3 -u mnt
+""")
+    assert r.returncode == 0, r.stderr
+    user = os.geteuid() != 0
+    denied = "EPERM" if user else "ok"
+    want = [f"set-trusted {denied}", f"get-trusted {'ENODATA' if user else 'ok'}", f"set-security {denied}",
+            "set-odd ok", "set-user ok", "get-user ok", "set-user-link EPERM", "get-user-link ENODATA",
+            "remove-user-link EPERM", "set-user-ro " + ("EACCES" if user and option else denied)]
+    want += [f"{call} {'EACCES' if user else 'ok'}" for call in ("get-user-000", "list-000", "remove-user-000")]
+    assert r.stdout.splitlines() == want, r.stdout + r.stderr
+
+
 UTIMENSAT = """import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
 t = (ctypes.c_long * 4)(*((0, (1 << 30) - 1) * 2 if sys.argv[2] == "now" else (1, 0, 1, 0)))

@@ -1501,6 +1501,7 @@ async def fam_xattr(c: Call) -> Any:
         c.write(c.args[1], data)
         return len(data)
     attr = c.read_str(1)
+    await _xattr_permission(r, attr, write=name != "getxattr")
     if name == "getxattr":
         value = bytes(await _fs_call(r, "getxattr", attr))
         size = c.args[3]
@@ -1516,6 +1517,26 @@ async def fam_xattr(c: Call) -> Any:
         return 0
     await _fs_call(r, "removexattr", attr)
     return 0
+
+
+async def _xattr_permission(r: Resolved, attr: str, write: bool) -> None:
+    """The VFS's rules for the namespaces, before any file system is asked (xattr_permission,
+    and commoncap's for security.*); whether the mode allows it is the file system's to say.
+
+    Privilege is the session's: root's.
+    """
+    root = os.geteuid() == 0
+    if attr.startswith("trusted.") and not root:
+        raise OSError(errno.EPERM if write else errno.ENODATA, "trusted.* is root's")
+    if attr.startswith("security.") and write and not root:
+        raise OSError(errno.EPERM, "security.* is root's to change")
+    if attr.startswith("user."):
+        st = r.st if r.st is not None else await maybe(r.mount.fs.lstat(r.mount.inner(r.path)))
+        if not (stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISDIR(st.st_mode)):
+            raise OSError(errno.EPERM if write else errno.ENODATA, "user.* only on files and directories")
+        if write and stat_mod.S_ISDIR(st.st_mode) and st.st_mode & stat_mod.S_ISVTX and not root \
+                and st.st_uid != os.geteuid():
+            raise OSError(errno.EPERM, "a sticky directory: only its owner")
 
 
 # -- the mount table and the root ----------------------------------------------------------------

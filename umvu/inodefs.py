@@ -676,6 +676,8 @@ class InodeFS(FileSystem):
     # -- extended attributes --------------------------------------------------------------------
     async def _xattr(self, op: str, path: str, *args: Any) -> Any:
         node = await self._node(path)
+        if op != "listxattr" and not args[0].startswith(("security.", "system.", "trusted.")):
+            await self._may(node, MAY_READ if op == "getxattr" else MAY_WRITE)  # the core checked the rest
         try:
             return await self._call(op, node, *args)
         except OSError as e:
