@@ -369,7 +369,11 @@ NOTES = """
   kernel's own fuse2fs find took from 1.6 to 5.6 s and its 100 MB write
   from 190 to 430 MB/s in runs of the same day (the image is on disk, and
   the 2-CPU VM loses time to steal once both CPUs are busy).  Compare
-  ratios from one run, not across runs.
+  ratios from one run, not across runs.  Most of that spread is wake-ups
+  of an idle CPU (each request wakes the daemon, each reply the caller):
+  the one-CPU row runs the whole tree under `taskset -c 0` (as `umvu
+  --pin` does), and there the kernel's fuse2fs find took 1.05 to 1.37 s
+  in three runs of the same day, against 1.7 to 5.7 s on two CPUs.
 * **C tracer** (bench/ctracer.c) is the smallest seccomp + ptrace tracer
   that stops on the same kind of calls and resumes them at once: the floor
   for any ptrace-based design on this machine.
