@@ -1531,7 +1531,10 @@ async def _xattr_permission(r: Resolved, attr: str, write: bool) -> None:
     if attr.startswith("security.") and write and not root:
         raise OSError(errno.EPERM, "security.* is root's to change")
     if attr.startswith("user."):
-        st = r.st if r.st is not None else await maybe(r.mount.fs.lstat(r.mount.inner(r.path)))
+        try:  # an fd's file may have no name left: then the file system alone answers
+            st = r.st if r.st is not None else await maybe(r.mount.fs.lstat(r.mount.inner(r.path)))
+        except OSError:
+            return
         if not (stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISDIR(st.st_mode)):
             raise OSError(errno.EPERM if write else errno.ENODATA, "user.* only on files and directories")
         if write and stat_mod.S_ISDIR(st.st_mode) and st.st_mode & stat_mod.S_ISVTX and not root \
