@@ -137,6 +137,15 @@ def make_stat(ino: int, mode: int, nlink: int, uid: int, gid: int, rdev: int, si
 
 
 MAY_EXEC, MAY_WRITE, MAY_READ = 1, 2, 4
+
+
+def _protected_hardlinks() -> bool:
+    """The host's sysctl, read at each link (it may change; links are rare)."""
+    try:
+        with open("/proc/sys/fs/protected_hardlinks") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
 # The operations whose ENOSYS the kernel remembers (fc->no_open, no_flush...): the others, SETATTR
 # among them, are asked again (touch's time change may be ENOSYS, and the next truncate work).
 REMEMBERED_NOSYS = frozenset({"open", "opendir", "create", "flush", "fsync", "fsyncdir", "access", "getxattr",
@@ -641,10 +650,30 @@ class InodeFS(FileSystem):
         head, name = _split(new)
         parent = await self._node(head)
         await self._may_create(parent, name)
-        e = await self._call("link", node, parent, name)
+        await self._may_link(node)
+        try:
+            e = await self._call("link", node, parent, name)
+        except OSError as err:
+            if err.errno == errno.ENOSYS:  # the kernel's fuse_link: no hard links here
+                raise OSError(errno.EPERM, "hard links are not supported by this file system") from None
+            raise
         self._stale(parent)
         self._stale(node)
         self._learn(parent, name, e)
+
+    async def _may_link(self, node: int) -> None:
+        """fs.protected_hardlinks (the kernel's may_linkat): another's file only if it is a plain
+        regular file the session may read and write (the mode decides with default_permissions)."""
+        if self.uid == 0 or not _protected_hardlinks():
+            return
+        st = await self._attr(node)
+        if st.st_uid == self.uid:
+            return
+        mode = st.st_mode
+        if not stat.S_ISREG(mode) or mode & stat.S_ISUID or mode & (stat.S_ISGID | stat.S_IXGRP) == \
+                stat.S_ISGID | stat.S_IXGRP or self.default_permissions and \
+                not permitted(st, MAY_READ | MAY_WRITE, self.uid, self.groups):
+            raise OSError(errno.EPERM, "fs.protected_hardlinks: not yours to link")
 
     async def chmod(self, path: str, mode: int) -> None:
         node = await self._node(path)
