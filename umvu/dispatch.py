@@ -1521,7 +1521,8 @@ async def fam_xattr(c: Call) -> Any:
 
 async def _xattr_permission(r: Resolved, attr: str, write: bool) -> None:
     """The VFS's rules for the namespaces, before any file system is asked (xattr_permission,
-    and commoncap's for security.*); whether the mode allows it is the file system's to say.
+    and commoncap's for security.*); whether the mode allows it is the file system's to say
+    (vfs.xattr_mode_decides).
 
     Privilege is the session's: root's.
     """

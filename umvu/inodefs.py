@@ -24,7 +24,7 @@ import time
 from typing import Any, NamedTuple
 
 from umvu.abi import StatFs
-from umvu.vfs import FMODE_EXEC, DirEntry, FileSystem
+from umvu.vfs import FMODE_EXEC, DirEntry, FileSystem, xattr_mode_decides
 
 ROOT = 1  # FUSE_ROOT_ID
 # A zero timeout still covers the call that got the answer: the kernel compares in jiffies, so
@@ -705,7 +705,7 @@ class InodeFS(FileSystem):
     # -- extended attributes --------------------------------------------------------------------
     async def _xattr(self, op: str, path: str, *args: Any) -> Any:
         node = await self._node(path)
-        if op != "listxattr" and not args[0].startswith(("security.", "system.", "trusted.")):
+        if op != "listxattr" and xattr_mode_decides(args[0]):
             await self._may(node, MAY_READ if op == "getxattr" else MAY_WRITE)  # the core checked the rest
         try:
             return await self._call(op, node, *args)

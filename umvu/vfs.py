@@ -27,6 +27,12 @@ from typing import Any, NamedTuple
 FMODE_EXEC = 0x20
 
 
+def xattr_mode_decides(name: str) -> bool:
+    """Whether the file's mode may refuse this xattr (the kernel's inode_permission): not for
+    security.*, system.* and trusted.*, which the core rules by privilege alone."""
+    return not name.startswith(("security.", "system.", "trusted."))
+
+
 class DirEntry(NamedTuple):
     name: str
     ino: int
