@@ -32,6 +32,9 @@ def umvu_main(argv: list[str] | None = None) -> int:
     p.add_argument("--pin", action="store_true",
                    help="run the hypervisor and COMMAND on one CPU: each intercepted call costs about a "
                    "third (no cross-CPU wake-ups), but COMMAND's threads and processes share that CPU")
+    p.add_argument("--stats", metavar="FILE",
+                   help="at the end, write to FILE ('-': stderr) which calls stopped, how often, and the "
+                   "hypervisor's time serving them (like strace -c)")
     p.add_argument("--version", action="version", version=f"umvu {__version__}")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
                    help="the program to run (default: $SHELL)")
@@ -51,6 +54,8 @@ def umvu_main(argv: list[str] | None = None) -> int:
     from umvu.hypervisor import Hypervisor
 
     hv = Hypervisor(debug=debug, logfile=logfile)
+    if args.stats:
+        hv.tracer.keep_stats()
     preload = [m for group in args.insmod for m in group.split(",") if m]
     if preload:  # the module machinery costs start-up time: only when asked for
         from umvu.modules import ModuleError
@@ -72,6 +77,19 @@ def umvu_main(argv: list[str] | None = None) -> int:
         return hv.tracer.run()
     finally:
         hv.shutdown()
+        if args.stats:
+            _write_stats(args.stats, hv.tracer.stats_table())
+
+
+def _write_stats(where: str, text: str) -> None:
+    if where == "-":
+        sys.stderr.write(text)
+        return
+    try:
+        with open(where, "w") as f:
+            f.write(text)
+    except OSError as e:
+        _fail("umvu", f"cannot write the stats to {where}: {e.strerror}")
 
 
 def _command_env() -> dict[str, str]:

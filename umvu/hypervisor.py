@@ -76,6 +76,8 @@ class Hypervisor:
     def on_syscall(self, t: Tracee) -> Coroutine | None:
         regs = t.getregs()
         sc = self.by_nr.get(regs.nr)
+        if self.tracer.stats is not None:
+            self.tracer.stat_name = sc.name if sc is not None else f"syscall {regs.nr}"
         if sc is None:
             if t.proc.revoked and regs.nr in (NR_POLL, NR_PPOLL):  # see _revoked_poll
                 self._revoked_poll(t, regs)

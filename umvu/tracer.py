@@ -158,6 +158,7 @@ class Tracee:
         self.exec_view: str | None = None  # the view's name of the program an exec in flight runs
         self.pending_signals: list[int] = []
         self.regs = arch.Regs()
+        self.stat_name = ""  # --stats: the call its handler serves
 
     # -- resuming ---------------------------------------------------------------
     def cont(self, sig: int = 0) -> None:
@@ -269,6 +270,8 @@ class Tracer:
         self.paths_traced = True  # path calls stop in every process (see trace_paths)
         self._waiting: dict[Tracee, Coroutine] = {}  # tracees whose handler waits on a worker thread
         self._next_check = 0.0  # when the waiting tracees are next checked for signals
+        self.stats: dict[str, list[int]] | None = None  # what stopped: name -> [stops, ns serving them]
+        self.stat_name = ""  # the call the stop being served is for (set by on_syscall)
 
     # -- start ---------------------------------------------------------------------
     def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> int:
@@ -325,7 +328,8 @@ class Tracer:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         waitpid = os.waitpid
         flags = os.WNOHANG | libc.WALL
-        handle = self._handle
+        handle = self._handle if self.stats is None else self._handle_counted
+        started = time.monotonic()
         try:
             while self.tracees:
                 try:
@@ -365,8 +369,47 @@ class Tracer:
             signal.set_wakeup_fd(old_wakeup)
             if self._pool:
                 self._pool.shutdown(wait=False, cancel_futures=True)
+        self._elapsed = time.monotonic() - started
         status = self.exit_status or 0
         return status
+
+    # -- --stats ----------------------------------------------------------------------
+    def keep_stats(self) -> None:
+        """Count the stops and time serving them, by call (umvu --stats): which calls cost."""
+        self.stats = {}
+
+    def _handle_counted(self, tid: int, status: int) -> None:
+        t = self.tracees.get(tid)
+        if status >> 16 == libc.PTRACE_EVENT_SECCOMP:
+            self.stat_name = "(seccomp stop)"
+        elif t is not None and t.task is not None and t.stat_name:  # a handler's further stops
+            self.stat_name = t.stat_name + " (its further stops)"
+        else:
+            self.stat_name = "(exit, event or signal)"
+        start = time.perf_counter_ns()
+        self._handle(tid, status)
+        spent = time.perf_counter_ns() - start
+        assert self.stats is not None
+        if t is not None and status >> 16 == libc.PTRACE_EVENT_SECCOMP:
+            t.stat_name = self.stat_name
+        entry = self.stats.setdefault(self.stat_name, [0, 0])
+        entry[0] += 1
+        entry[1] += spent
+
+    def stats_table(self) -> str:
+        """The table --stats writes: stops per call, the hypervisor's time on them, and its CPU time."""
+        rows = sorted((self.stats or {}).items(), key=lambda kv: -kv[1][1])
+        stops = sum(n for n, _ in (v for _, v in rows))
+        busy = sum(ns for _, ns in (v for _, v in rows))
+        cpu = os.times()
+        lines = [f"{'stops':>9} {'ms':>9} {'us/stop':>8}  call", f"{'-' * 9} {'-' * 9} {'-' * 8}  {'-' * 20}"]
+        for name, (n, ns) in rows:
+            lines.append(f"{n:9d} {ns / 1e6:9.1f} {ns / n / 1e3:8.1f}  {name}")
+        lines.append(f"{stops:9d} {busy / 1e6:9.1f} {busy / max(stops, 1) / 1e3:8.1f}  total")
+        elapsed = getattr(self, "_elapsed", 0.0)
+        lines.append(f"hypervisor: {elapsed:.2f} s running, {busy / 1e9:.2f} s serving stops, "
+                     f"CPU {cpu.user:.2f} s user + {cpu.system:.2f} s system")
+        return "\n".join(lines) + "\n"
 
     def _handle(self, tid: int, status: int) -> None:
         t = self.tracees.get(tid)
