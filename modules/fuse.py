@@ -17,7 +17,6 @@ under the kernel.  A daemon that dies leaves its mount answering ENOTCONN.
 
 from __future__ import annotations
 
-import concurrent.futures
 import errno
 import os
 import select
@@ -31,7 +30,7 @@ from typing import Any
 from umvu.abi import StatFs
 from umvu.hookspecs import hookimpl
 from umvu.inodefs import DirItem, Entry, InodeFS, NodeOps, Opened, SetAttr, make_stat
-from umvu.tracer import Wait
+from umvu.tracer import Promise, Wait
 from umvu.vfs import Connect, FileSystem
 
 # opcodes (enum fuse_opcode)
@@ -101,10 +100,11 @@ class Connection(NodeOps):
         self.tracer = tracer
         self.log = log
         self.unique = 0
-        self.pending: dict[int, tuple[int, concurrent.futures.Future]] = {}  # unique -> (opcode, reply)
+        self.pending: dict[int, tuple[int, Promise]] = {}  # unique -> (opcode, reply)
         self.dead = False
+        self.ready = False  # INIT was answered and the daemon is there: requests go out at once
         self.mounted = False
-        self.init: concurrent.futures.Future | None = None
+        self.init: Promise | None = None
         self.minor = 0
         self.flags = 0
         self.max_write = 4096
@@ -113,7 +113,7 @@ class Connection(NodeOps):
         self.abandoned: set[int] = set()  # requests whose caller a signal took away
         self.creds = (os.geteuid(), os.getegid())  # the session's (an ordinary user's cannot change)
         self.interrupted: set[int] = set()  # requests an INTERRUPT was sent for
-        self.flushing: dict[tuple[int, int], concurrent.futures.Future] = {}  # (node, fh) -> close's FLUSH
+        self.flushing: dict[tuple[int, int], Promise] = {}  # (node, fh) -> close's FLUSH
         try:  # the largest request (a WRITE) must fit: ask for the most an ordinary user gets
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         except OSError:
@@ -123,7 +123,7 @@ class Connection(NodeOps):
 
     # -- requests ----------------------------------------------------------------------------
     def send(self, opcode: int, node: int, body: Body = b"", reply: bool = True,
-             unique: int | None = None) -> concurrent.futures.Future | None:
+             unique: int | None = None) -> Promise | None:
         """Queue one request; a WRITE's body is (its header, a view of the caller's data): not copied here."""
         if self.dead:
             raise OSError(errno.ENOTCONN, "the FUSE daemon is gone")
@@ -138,9 +138,9 @@ class Connection(NodeOps):
             (uid, gid), pid = self.creds, caller.tid if caller is not None else 0
         msg = [IN_HEADER.pack(IN_HEADER.size + sum(len(p) for p in parts), opcode, unique, node, uid, gid, pid, 0, 0),
                *parts]
-        fut: concurrent.futures.Future | None = None
+        fut: Promise | None = None
         if reply:
-            fut = concurrent.futures.Future()
+            fut = Promise()
             self.pending[unique] = (opcode, fut)
         try:
             self.sock.sendmsg(msg, (), socket.MSG_DONTWAIT)
@@ -159,7 +159,21 @@ class Connection(NodeOps):
             self.tracer.call_soon(self._gone)
 
     async def request(self, opcode: int, node: int, body: Body = b"") -> bytes:
-        return (await self.requests([(opcode, node, body)]))[0]
+        """One request and its answer: requests() for one, without its lists (every LOOKUP is one)."""
+        fut = self.send(opcode, node, body)
+        unique = self.unique
+
+        def on_signal(fatal: bool) -> bool:
+            self._interrupt((unique,))
+            return False
+
+        try:
+            return await Wait(fut, on_signal=on_signal)  # type: ignore[arg-type]
+        except GeneratorExit:  # the caller is gone (killed) or was woken: the answer is not awaited
+            if unique in self.pending:
+                self.abandoned.add(unique)
+            self._interrupt((unique,))
+            raise
 
     async def requests(self, batch: list[tuple[int, int, Body]], stop_short: int = 0,
                        killable: bool = False) -> list[bytes]:
@@ -177,8 +191,6 @@ class Connection(NodeOps):
         makes through its page cache) ignore caught signals and end at once
         on a fatal one.
         """
-        if self.init is not None and not self.init.done():
-            await Wait(self.init)
         sent = []
         for opcode, node, body in batch:
             sent.append((self.send(opcode, node, body), self.unique))
@@ -300,6 +312,7 @@ class Connection(NodeOps):
         if self.dead:
             return
         self.dead = True
+        self.ready = False
         for _op, fut in self.pending.values():
             if not fut.done():
                 fut.set_result(OSError(errno.ENOTCONN, "the FUSE daemon is gone"))
@@ -319,11 +332,11 @@ class Connection(NodeOps):
     def start(self) -> None:
         """Send INIT, as the kernel does once mount(2) succeeded; requests wait for its answer."""
         fut = self.send(INIT, 0, struct.pack("<IIII", KERNEL_MAJOR, KERNEL_MINOR, MAX_IO, OFFERED))
-        self.init = concurrent.futures.Future()
+        self.init = Promise()
         assert fut is not None
         fut.add_done_callback(self._initialized)
 
-    def _initialized(self, fut: concurrent.futures.Future) -> None:
+    def _initialized(self, fut: Promise) -> None:
         res = fut.result()
         assert self.init is not None
         if isinstance(res, OSError) or len(res) < 8:
@@ -348,6 +361,7 @@ class Connection(NodeOps):
         limit = min(max_write or 4096, pages * 4096, MAX_IO, room) if flags & BIG_WRITES else 4096
         self.max_write = max(4096, limit)
         self.max_read = max(4096, min(self.max_read, pages * 4096, MAX_IO))
+        self.ready = True
         self.init.set_result(None)
 
     def destroy(self, then: Any) -> None:
@@ -516,7 +530,7 @@ class Connection(NodeOps):
         except OSError:
             pass
 
-    def _flushed(self, fut: concurrent.futures.Future) -> None:
+    def _flushed(self, fut: Promise) -> None:
         res = fut.result()
         if isinstance(res, OSError) and res.errno == errno.ENOSYS:
             self.nosys.add("flush")
@@ -626,14 +640,20 @@ class FuseMount(InodeFS):
         self.ended = False
 
     async def _call(self, op: str, *args: Any, key: str | None = None) -> Any:
-        if self.conn.dead:
-            raise OSError(errno.ENOTCONN, "the FUSE daemon is gone")
-        if self.conn.init is not None and not self.conn.init.done():
-            await Wait(self.conn.init)
-        res = self.conn.init.result() if self.conn.init is not None else None
-        if isinstance(res, OSError):
-            raise OSError(errno.ENOTCONN if self.conn.dead else res.errno, "the FUSE daemon did not start")
+        if not self.conn.ready:
+            await self._started()
         return await super()._call(op, *args, key=key)
+
+    async def _started(self) -> None:
+        """Wait for INIT's answer: ENOTCONN if the daemon is gone, its errno if INIT failed."""
+        conn = self.conn
+        if conn.dead:
+            raise OSError(errno.ENOTCONN, "the FUSE daemon is gone")
+        if conn.init is not None and not conn.init.done():
+            await Wait(conn.init)
+        res = conn.init.result() if conn.init is not None else None
+        if isinstance(res, OSError):
+            raise OSError(errno.ENOTCONN if conn.dead else res.errno, "the FUSE daemon did not start")
 
     async def open(self, path: str, flags: int, mode: int) -> Any:
         self.open_files += 1  # counted while on its way: an unmount meanwhile must not end the connection

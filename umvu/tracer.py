@@ -98,8 +98,46 @@ class Offload(_Result):
         self.args = args
 
 
+class Promise:
+    """A result delivered in the loop's own thread (a FUSE reply taken at the daemon's stop).
+
+    The part of concurrent.futures.Future that Wait and the fuse module use,
+    without its locks and condition: every reply costs one, and the loop is
+    the only thread that sets or reads it.  As with the futures umvu passes,
+    an exception is delivered as the result (Wait raises it).
+    """
+
+    __slots__ = ("_value", "_done", "_callbacks")
+
+    def __init__(self) -> None:
+        self._value: Any = None
+        self._done = False
+        self._callbacks: list[Callable[[Promise], Any]] = []
+
+    def done(self) -> bool:
+        return self._done
+
+    def result(self) -> Any:
+        return self._value
+
+    def set_result(self, value: Any) -> None:
+        self._value, self._done = value, True
+        callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            fn(self)
+
+    def add_done_callback(self, fn: Callable[[Promise], Any]) -> None:
+        if self._done:
+            fn(self)
+        else:
+            self._callbacks.append(fn)
+
+
 class Wait(_Result):
-    """Awaited by a handler: suspend until ``future`` (a concurrent.futures.Future) is done.
+    """Awaited by a handler: suspend until ``future`` is done.
+
+    ``future`` is a concurrent.futures.Future (set by another thread) or a
+    Promise (set by the loop).
 
     For replies that another thread delivers (a FUSE daemon's answer): no
     worker thread waits for it, and a signal ends the wait as for an
@@ -114,7 +152,7 @@ class Wait(_Result):
 
     __slots__ = ("future", "interruptible", "on_signal")
 
-    def __init__(self, future: concurrent.futures.Future, interruptible: bool = True,
+    def __init__(self, future: concurrent.futures.Future | Promise, interruptible: bool = True,
                  on_signal: Callable[[bool], bool] | None = None) -> None:
         self.future = future
         self.interruptible = interruptible
@@ -487,7 +525,10 @@ class Tracer:
             t.task = _WAITING_OFFLOAD
             t.held, t.on_signal = not req.interruptible, req.on_signal
             self._waiting[t] = coro
-            req.future.add_done_callback(lambda f, t=t, coro=coro: self._offload_done(t, coro, f))
+            if isinstance(req.future, Promise):  # set in this thread: the caller goes on at once
+                req.future.add_done_callback(lambda p, t=t, coro=coro: self._resume(t, coro, p._value))
+            else:
+                req.future.add_done_callback(lambda f, t=t, coro=coro: self._offload_done(t, coro, f))
 
     def _check_interrupts(self) -> None:
         """End with EINTR the calls of waiting tracees that have a deliverable signal pending.
