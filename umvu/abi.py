@@ -37,12 +37,22 @@ def _blocks(st: os.stat_result) -> tuple[int, int]:
     return _field(st, "st_blocks", (st.st_size + 511) // 512), _field(st, "st_blksize", 4096)
 
 
+_STAT = struct.Struct("<QQQIIIiQqqqqqqqqqqqq")
+
+
 def pack_stat(st: os.stat_result, dev: int | None = None) -> bytes:
     """struct stat (asm/stat.h, x86_64): 144 bytes; ``dev`` replaces st_dev (the mount's)."""
+    try:  # every field there (a stat of the host, or one made whole): the one struct call
+        a, m, c = divmod(st.st_atime_ns, 1_000_000_000), divmod(st.st_mtime_ns, 1_000_000_000), \
+            divmod(st.st_ctime_ns, 1_000_000_000)
+        return _STAT.pack(st.st_dev if dev is None else dev, st.st_ino, st.st_nlink, st.st_mode, st.st_uid,
+                          st.st_gid, 0, st.st_rdev, st.st_size, st.st_blksize, st.st_blocks,
+                          a[0], a[1], m[0], m[1], c[0], c[1], 0, 0, 0)
+    except (TypeError, AttributeError, struct.error):  # made from ten values: the rest has defaults
+        pass
     blocks, blksize = _blocks(st)
     a, m, c = _ns(st, "st_atime"), _ns(st, "st_mtime"), _ns(st, "st_ctime")
-    return struct.pack(
-        "<QQQIIIiQqqqqqqqqqqqq",
+    return _STAT.pack(
         st.st_dev if dev is None else dev, st.st_ino, st.st_nlink, st.st_mode, st.st_uid, st.st_gid, 0,
         _field(st, "st_rdev", 0), st.st_size, blksize, blocks,
         a[0], a[1], m[0], m[1], c[0], c[1], 0, 0, 0,

