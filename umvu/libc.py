@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import ctypes
 import os
-import struct
-from typing import Any
 
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)  # glibc's soname on every Linux umvu runs on
 _ptrace = _libc.ptrace
 _ptrace.restype = ctypes.c_long
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
-_pvm_readv = _libc.process_vm_readv
-_pvm_readv.restype = ctypes.c_ssize_t
 _pvm_writev = _libc.process_vm_writev
 _pvm_writev.restype = ctypes.c_ssize_t
 _ulong = ctypes.c_ulong
@@ -110,39 +106,15 @@ _remote = iovec()
 # Made once: building byref()s and c_ulong()s for every call doubled its cost (2.5 -> 4.2 us).
 _local_ref, _remote_ref = ctypes.byref(_local), ctypes.byref(_remote)
 _ONE, _ZERO = _ulong(1), _ulong(0)
-_GATHER_KEPT = 64
-_gather = (iovec * _GATHER_KEPT)()
-_gather_ref, _gather_view, _gather_pack = ctypes.byref(_gather), memoryview(_gather).cast("B"), struct.pack_into
 
 
-def vm_read_into(tid: int, addr: int, buf: ctypes.Array, size: int, buf_addr: int | None = None) -> int:
-    """Copy ``size`` bytes from tracee ``addr`` into ``buf`` (whose address is ``buf_addr``, if known).
-
-    Returns the count copied (short at an unmapped page) or -errno.
-    """
-    _local.base = ctypes.addressof(buf) if buf_addr is None else buf_addr
+def vm_write_from(tid: int, addr: int, src: int, size: int) -> int:
+    """Copy ``size`` bytes at our address ``src`` into the tracee at ``addr``; count or -errno."""
+    _local.base = src
     _local.len = size
     _remote.base = addr
     _remote.len = size
-    n = _pvm_readv(tid, _local_ref, _ONE, _remote_ref, _ONE, _ZERO)
-    if n < 0:
-        return -ctypes.get_errno()
-    return n
-
-
-def vm_gather_into(tid: int, pieces: list[tuple[int, int]], buf: ctypes.Array, size: int,
-                   buf_addr: int | None = None) -> int:
-    """Copy the tracee's (addr, len) ``pieces`` one after the other into ``buf``: one call for a
-    writev's buffers.  Returns the count copied (short at a bad piece) or -errno."""
-    count = len(pieces)
-    if count <= _GATHER_KEPT:  # the common case (a FUSE reply is 2 or 3 pieces): a kept array
-        _gather_pack(f"<{2 * count}Q", _gather_view, 0, *[x for piece in pieces for x in piece])
-        remote: Any = _gather_ref
-    else:
-        remote = (iovec * count)(*pieces)
-    _local.base = ctypes.addressof(buf) if buf_addr is None else buf_addr
-    _local.len = size
-    n = _pvm_readv(tid, _local_ref, _ONE, remote, _ulong(count), _ZERO)
+    n = _pvm_writev(tid, _local_ref, _ONE, _remote_ref, _ONE, _ZERO)
     if n < 0:
         return -ctypes.get_errno()
     return n
@@ -150,14 +122,7 @@ def vm_gather_into(tid: int, pieces: list[tuple[int, int]], buf: ctypes.Array, s
 
 def vm_write(tid: int, addr: int, data: bytes) -> int:
     """Copy ``data`` into the tracee at ``addr``; returns count or -errno."""
-    _local.base = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
-    _local.len = len(data)
-    _remote.base = addr
-    _remote.len = len(data)
-    n = _pvm_writev(tid, _local_ref, _ONE, _remote_ref, _ONE, _ZERO)
-    if n < 0:
-        return -ctypes.get_errno()
-    return n
+    return vm_write_from(tid, addr, ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value, len(data))
 
 
 def prctl(option: int, arg2: int = 0) -> int:

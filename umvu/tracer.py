@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from umvu import arch, bpf, libc
+from umvu import arch, bpf, libc, memory
 from umvu.fdtable import FdTable, OpenFile
 from umvu.paths import FsView
 from umvu.registry import MountRegistry
@@ -258,7 +258,6 @@ class Tracee:
         At ``at`` when given (a page mapped for it), else below the stack.
         Raises OSError when the memory cannot be written.
         """
-        from umvu import memory
 
         if at is None:  # the stack grows down: the fprog goes below the code
             at = self.scratch(self.getregs(), code)[0]
@@ -275,7 +274,6 @@ class Tracee:
         The memory below the stack pointer is free while the thread sits in a
         system call; the kernel reads what we put there during the call.
         """
-        from umvu import memory
 
         addr = regs.sp - arch.RED_ZONE
         addrs = []
@@ -612,8 +610,6 @@ class Tracer:
         if regs.nr == NR_CLONE:
             flags = regs.rdi
         elif regs.nr == NR_CLONE3:
-            from umvu import memory
-
             try:
                 flags = int.from_bytes(memory.read(parent.tid, regs.rdi, 8), "little")
             except OSError:
@@ -770,6 +766,8 @@ class Tracer:
             former = libc.geteventmsg(t.tid)
         except OSError:
             former = t.tid
+        memory.forget(t.tid)  # a new address space: the kept /proc/TID/mem shows the old one
+        memory.forget(former)
         if former != t.tid and former in self.tracees:
             # a non-leader thread exec'd: it takes the leader's tid
             old = self.tracees.pop(t.tid)
@@ -782,6 +780,7 @@ class Tracer:
         t.proc.exe, t.exec_view = t.exec_view, None
         for other in [x for x in self.tracees.values() if x.proc is t.proc and x is not t]:
             del self.tracees[other.tid]  # de_thread() killed the other threads
+            memory.forget(other.tid)
             self._waiting.pop(other, None)
             self._drop_files(other)
         if t.files.users > 1:  # exec unshares the fd table
@@ -814,6 +813,7 @@ class Tracer:
 
     def _gone(self, t: Tracee, status: int) -> None:
         del self.tracees[t.tid]
+        memory.forget(t.tid)
         if t.proc.maps and not any(x.proc is t.proc for x in self.tracees.values()):
             self._drop_maps(t.proc)
         if t.task is not None and t.task is not _WAITING_OFFLOAD:
