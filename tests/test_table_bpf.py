@@ -121,7 +121,8 @@ def test_filters_fit_the_kernel_limits():
 
 def test_a_consumer_socket_is_known_by_its_sockfs_inode_only(tmp_path):
     """Writes to a socket handed out with a consumer (/dev/fuse) are served by the hypervisor:
-    a file whose inode number happens to be the same is not that socket."""
+    a file whose inode number happens to be the same is not that socket (/proc names sockets
+    "socket:[INODE]", and nothing else so)."""
     from types import SimpleNamespace
 
     from umvu.dispatch import consumer_of
@@ -133,7 +134,7 @@ def test_a_consumer_socket_is_known_by_its_sockfs_inode_only(tmp_path):
             return len(data)
 
         file_ino = os.fstat(f.fileno()).st_ino
-        hv = SimpleNamespace(sockets={os.fstat(a.fileno()).st_ino: take, file_ino: take})
+        hv = SimpleNamespace(sockets={f"socket:[{os.fstat(a.fileno()).st_ino}]": take, f"socket:[{file_ino}]": take})
         assert consumer_of(hv, os.getpid(), a.fileno()) is take
         assert consumer_of(hv, os.getpid(), f.fileno()) is None
         assert consumer_of(hv, os.getpid(), 9999) is None  # not open

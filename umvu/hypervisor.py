@@ -54,8 +54,8 @@ class Hypervisor:
         self.mount_errors: dict[int, str] = {}  # tid -> why its last mount(2) failed (for vumount)
         self.caller = 0  # the tid whose mount(2) a module's vu_mount is serving
         self._listeners: dict[int, tuple[Any, bytes]] = {}
-        # socket inode -> what takes the writes a process makes on it (see vfs.Connect)
-        self.sockets: dict[int, Callable[[bytes], int]] = {}
+        # "socket:[INODE]" (as /proc names it) -> what takes the writes a process makes on it (vfs.Connect)
+        self.sockets: dict[str, Callable[[bytes], int]] = {}
 
     @property
     def modules(self) -> ModuleManager:
