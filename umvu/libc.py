@@ -138,6 +138,17 @@ def raw_syscall(nr: int, *args: int | ctypes._CData) -> int:
     return ret
 
 
+SFD_NONBLOCK, SFD_CLOEXEC = 0o4000, 0o2000000
+
+
+def signalfd(signals: set[int]) -> int:
+    """A new signalfd(2) for ``signals`` (which must be blocked): readable while one is pending."""
+    mask = (ctypes.c_ulong * 16)()  # sigset_t: 1024 bits
+    for sig in signals:
+        mask[(sig - 1) // 64] |= 1 << ((sig - 1) % 64)
+    return _check(_libc.signalfd(-1, ctypes.byref(mask), SFD_NONBLOCK | SFD_CLOEXEC))
+
+
 def sched_yield() -> None:
     _libc.sched_yield()
 

@@ -296,6 +296,12 @@ class Tracer:
         self.exit_status: int | None = None
         self.registry = MountRegistry()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # SIGCHLD comes with every ptrace stop.  Delivered, it costs a signal frame, a write to the
+        # wake-up pipe and a Python handler call each time, though the loop mostly finds the stop by
+        # polling waitpid; blocked (here, before any thread starts: they inherit the mask), it only
+        # makes a signalfd readable, which the loop sleeps on.  Tracees get the old mask back.
+        self._sigmask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        self._sigchld = libc.signalfd({signal.SIGCHLD})
         self._done: deque[tuple[Tracee, Coroutine, Any]] = deque()
         self._loop_thread = threading.get_ident()  # run() is called from the thread that made us
         self.current: Tracee | None = None  # the thread whose handler is running (a request's caller)
@@ -326,6 +332,7 @@ class Tracer:
                 os.close(r)
                 for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE):
                     signal.signal(s, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_SETMASK, self._sigmask)
                 libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
                 ret = libc.raw_syscall(NR_SECCOMP, libc.SECCOMP_SET_MODE_FILTER, 0, fprog)
                 if ret < 0:
@@ -360,8 +367,8 @@ class Tracer:
         """Serve until every tracee has gone; the root's exit status, shell style."""
         libc.keep_freed_memory()
         self._loop_thread = threading.get_ident()
-        old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
+        old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)  # SIGTERM, SIGHUP
+        wakers = [self._wake_r, self._sigchld]
         waitpid = os.waitpid
         flags = os.WNOHANG | libc.WALL
         handle = self._handle if self.stats is None else self._handle_counted
@@ -391,16 +398,17 @@ class Tracer:
                     handle(tid, status)
                     continue
                 if self._waiting:  # a signal for a tracee waiting on a module must not wait with it
-                    if not select.select([self._wake_r], [], [], INTERRUPT_POLL)[0]:
+                    if not select.select(wakers, [], [], INTERRUPT_POLL)[0]:
                         self._check_interrupts()
                         continue
                 else:
-                    select.select([self._wake_r], [], [])
-                try:
-                    while os.read(self._wake_r, 4096):
+                    select.select(wakers, [], [])
+                for fd in wakers:
+                    try:
+                        while os.read(fd, 4096):
+                            pass
+                    except BlockingIOError:
                         pass
-                except BlockingIOError:
-                    pass
         finally:
             signal.set_wakeup_fd(old_wakeup)
             if self._pool:
