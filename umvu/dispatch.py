@@ -518,7 +518,8 @@ async def _hand_socket(c: Call, want: Connect, flags: int) -> Any:
     consumer = want.connected(ours, inode)
     if consumer is not None:
         c.hv.sockets[f"socket:[{inode}]"] = consumer
-        await c.add_layer(fd, only=WRITE_CALLS, record=False)
+        t.files.consumers[fd] = consumer
+        await c.add_layer(fd, only=WRITE_CALLS | FD_REPLACING, record=False)
     c.resume_with(fd)
     c.result = fd  # type: ignore[attr-defined]
     return DONE
@@ -717,6 +718,8 @@ async def fam_read(c: Call) -> Any:
 
 
 WRITE_CALLS = frozenset({"write", "writev"})
+# The calls that can put another file at an open fd's number (with exec, which unshares the table).
+FD_REPLACING = frozenset({"close", "dup2", "dup3", "close_range"})
 
 
 def consumer_of(hv: Hypervisor, tid: int, fd: int) -> Callable[[bytes], int] | None:

@@ -52,6 +52,10 @@ class FdTable:
         # kernel owns them and closes them unseen, so an entry is trusted only while
         # the fd still names that host path.
         self.hosted: dict[int, tuple[str, str]] = {}
+        # Sockets whose writes a consumer takes (vfs.Connect), known good: fd -> consumer.  Every
+        # way of putting another file at such a number stops (close, dup2, dup3, close_range;
+        # exec), and empties this, so a FUSE reply needs no readlink to find its connection.
+        self.consumers: dict[int, Any] = {}
 
     def view_of(self, tid: int, fd: int) -> str | None:
         """The view's path of real fd ``fd`` if a module handed it out, else None."""

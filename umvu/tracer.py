@@ -791,6 +791,7 @@ class Tracer:
             memory.forget(other.tid)
             self._waiting.pop(other, None)
             self._drop_files(other)
+        t.files.consumers.clear()  # CLOEXEC may have closed them
         if t.files.users > 1:  # exec unshares the fd table
             shared = t.files
             t.files = shared.copy()
