@@ -31,6 +31,7 @@ virtual fd of the calling process.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from umvu import arch
@@ -161,20 +162,23 @@ class Syscall:
     args: tuple[str, ...]
     family: str
 
-    @property
+    # Derived once per call (a cached_property stores into the instance): the dispatcher asks
+    # them at every stop.
+    @functools.cached_property
     def path_args(self) -> tuple[int, ...]:
         return tuple(i for i, k in enumerate(self.args) if k in PATH_KINDS)
 
-    @property
+    @functools.cached_property
     def fd_args(self) -> tuple[int, ...]:
         """Arguments that name an fd (dirfds included): a virtual one must stop."""
         return tuple(i for i, k in enumerate(self.args) if k in ("fd", "dirfd"))
 
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {k: i for i, k in reversed(list(enumerate(self.args)))}  # the first of each kind
+
     def arg_index(self, kind: str) -> int | None:
-        try:
-            return self.args.index(kind)
-        except ValueError:
-            return None
+        return self._index.get(kind)
 
 
 def _parse(table: str, arch_name: str) -> dict[int, Syscall]:
