@@ -639,10 +639,9 @@ class FuseMount(InodeFS):
         self.detached = False
         self.ended = False
 
-    async def _call(self, op: str, *args: Any, key: str | None = None) -> Any:
-        if not self.conn.ready:
-            await self._started()
-        return await super()._call(op, *args, key=key)
+    @property
+    def ready(self) -> bool:  # type: ignore[override]
+        return self.conn.ready
 
     async def _started(self) -> None:
         """Wait for INIT's answer: ENOTCONN if the daemon is gone, its errno if INIT failed."""

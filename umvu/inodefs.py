@@ -203,6 +203,10 @@ class InodeFS(FileSystem):
         self._attrs: dict[int, tuple[os.stat_result, float]] = {}  # node -> (attrs, until)
         self._lookups: dict[int, int] = {}  # node -> lookups not yet forgotten
         self._refs: dict[int, int] = {}  # node -> dentries and open files naming it
+        # Directories walked to lately: inner path -> (node, when the first name on the way times
+        # out).  A find stats every entry of a directory by a path that walks the same names down
+        # to it; each entry stays right while no name is dropped or changed (that empties it).
+        self._walked: dict[str, tuple[int, float]] = {}
         self.nosys: set[str] = set()  # operations answered with ENOSYS: not asked again
 
     # -- caches ---------------------------------------------------------------------------
@@ -222,6 +226,8 @@ class InodeFS(FileSystem):
         now = time.monotonic()
         until = now + max(e.entry_ttl, GRACE)
         old = self._dentries.get((parent, name))
+        if old is not None and old[0] != e.node:
+            self._walked.clear()
         if e.node:
             self._lookups[e.node] = self._lookups.get(e.node, 0) + 1
             self._ref(e.node, 1)
@@ -239,6 +245,8 @@ class InodeFS(FileSystem):
         """Drop the name; ``changed``: by an unlink or rename (not a lookup that found nothing),
         so the attributes of the file and of its directory are stale too."""
         old = self._dentries.pop((parent, name), None)
+        if old is not None:
+            self._walked.clear()
         if old is not None and old[0]:
             if changed:
                 self._stale(old[0])  # its nlink and ctime changed
@@ -250,15 +258,24 @@ class InodeFS(FileSystem):
         """At unmount: every node the daemon still counts is returned (the kernel evicts them)."""
         batch = [(n, c) for n, c in self._lookups.items() if n != ROOT and c]
         self._dentries.clear()
+        self._walked.clear()
         self._attrs.clear()
         self._lookups.clear()
         self._refs.clear()
         if batch:
             self.ops.forget(batch)
 
+    #: the transport can take requests now (FuseMount: once the daemon answered INIT)
+    ready = True
+
+    async def _started(self) -> None:
+        """Wait until the transport is ready, or raise why it will not be."""
+
     async def _call(self, op: str, *args: Any, key: str | None = None) -> Any:
         """``ops.op(*args)``; ``key`` names it for the ENOSYS memory when one method carries two
         opcodes (rename with flags is RENAME2)."""
+        if not self.ready:
+            await self._started()
         key = key or op
         if key in self.nosys:
             raise OSError(errno.ENOSYS, f"{key} is not implemented by this file system")
@@ -303,13 +320,9 @@ class InodeFS(FileSystem):
         that way, the walk is done again asking for everything that timed out.
         """
         parts = _parts(path)
-        node, trusted = ROOT, False
-        for name in parts[:-1]:
-            cached = self._dentries.get((node, name))
-            trusted |= cached is not None and cached[1] <= time.monotonic()
-            node = await self._child(node, name, stale_ok=True)
         if not parts:
-            return node
+            return ROOT
+        node, trusted = await self._parent(path, parts)
         try:
             return await self._child(node, parts[-1])
         except OSError as e:
@@ -319,6 +332,27 @@ class InodeFS(FileSystem):
         for name in parts:
             node = await self._child(node, name)
         return node
+
+    async def _parent(self, path: str, parts: list[str]) -> tuple[int, bool]:
+        """The node of the directory holding ``path``'s last name, walked to from the dentry cache,
+        and whether a name on the way timed out (see _node)."""
+        if len(parts) == 1:
+            return ROOT, False
+        head = path.rpartition("/")[0]
+        walked = self._walked.get(head)
+        if walked is not None:  # with default_permissions each step is checked: never kept
+            return walked[0], walked[1] <= time.monotonic()
+        node, first_out = ROOT, float("inf")
+        for name in parts[:-1]:
+            cached = self._dentries.get((node, name))
+            if cached is not None and cached[1] < first_out:
+                first_out = cached[1]
+            node = await self._child(node, name, stale_ok=True)
+        if not self.default_permissions and head == "/" + "/".join(parts[:-1]):  # canonical: the core's
+            if len(self._walked) >= 256:
+                self._walked.clear()
+            self._walked[head] = (node, first_out)
+        return node, first_out <= time.monotonic()
 
     async def _may(self, node: int, mask: int, fresh: bool = True) -> None:
         """EACCES unless the session may ``mask`` the node (with default_permissions only).
@@ -637,6 +671,7 @@ class InodeFS(FileSystem):
         elif moved is not None:
             self._dentries.pop((op, oname), None)
             self._dentries[(np, nname)] = moved
+            self._walked.clear()
             self._stale(moved[0])  # ctime
         self._stale(op)
 

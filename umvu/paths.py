@@ -90,7 +90,10 @@ async def lstat_in(mount: Mount | None, path: str, walk: bool = False) -> os.sta
         except OSError as e:
             raise RealWalkError(e.errno, e.strerror) from None
     fs = mount.fs
-    return await _maybe((fs.lstat_walk if walk else fs.lstat)(mount.inner(path)))
+    st = (fs.lstat_walk if walk else fs.lstat)(mount.inner(path))
+    if st.__class__ is os.stat_result:  # the common answer, told apart without inspect's checks
+        return st
+    return await st if hasattr(st, "__await__") else st
 
 
 async def readlink_in(mount: Mount | None, path: str) -> str:
