@@ -740,7 +740,7 @@ def consume_write(tid: int, consumer: Callable[[bytes], int], name: str, args: l
         if name == "write":
             data = memory.read(tid, args[1], min(args[2], MAX_RW_COUNT))
         else:
-            data = memory.gather(tid, memory.read_iovec(tid, args[1], s32(args[2])))
+            data = memory.read_gathered(tid, args[1], s32(args[2]))
     except OSError as e:
         return -(e.errno or errno.EFAULT)
     return consumer(data)

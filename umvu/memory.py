@@ -133,6 +133,38 @@ def read_iovec(tid: int, addr: int, count: int) -> list[tuple[int, int]]:
     return list(_IOVEC.iter_unpack(read(tid, addr, 16 * count)))
 
 
+GATHER_AROUND = 1024  # bytes read on each side of a writev's iovec array, within its page below
+
+
+def read_gathered(tid: int, iov_addr: int, count: int) -> bytes:
+    """The bytes a writev(fd, iov_addr, count) writes, joined, or EFAULT (EINVAL for a bad count).
+
+    The iovec array is read with what surrounds it: a program's buffers are
+    often next to its array on the stack (libfuse's reply header and answer
+    are a few frames from it), and a piece found in that window costs no
+    read of its own: a FUSE reply of three reads becomes one.  The window
+    starts no lower than the array's own page, which is mapped.
+    """
+    if count < 0 or count > 1024:  # UIO_MAXIOV
+        raise OSError(errno.EINVAL, "bad iovec count")
+    need = 16 * count
+    start = max(iov_addr - GATHER_AROUND, iov_addr & ~(PAGE - 1), 1)
+    skip = iov_addr - start
+    window = _pread(tid, skip + need + GATHER_AROUND, start)
+    if len(window) < skip + need:
+        raise _fault()
+    end = start + len(window)
+    out = []
+    for base, n in _IOVEC.iter_unpack(window[skip : skip + need]):
+        if not n:
+            continue
+        if start <= base and base + n <= end:
+            out.append(window[base - start : base - start + n])
+        else:
+            out.append(read(tid, base, n))
+    return out[0] if len(out) == 1 else b"".join(out)
+
+
 def read_pointers(tid: int, addr: int, limit: int = 1 << 17) -> list[int]:
     """A NULL-terminated array of pointers (argv, envp), without the NULL."""
     out: list[int] = []
