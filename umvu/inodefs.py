@@ -427,6 +427,10 @@ class InodeFS(FileSystem):
     async def lstat(self, path: str) -> os.stat_result:
         return await self._attr(await self._node(path))
 
+    async def lstat_at(self, dir_handle: Handle, name: str, path: str) -> os.stat_result:
+        """From the directory's node, as the kernel looks a name up from a dirfd's inode."""
+        return await self._attr(await self._child(dir_handle.node, name))
+
     async def lstat_walk(self, path: str) -> os.stat_result:
         node = await self._node(path)
         cached = self._attrs.get(node)

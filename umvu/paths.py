@@ -80,6 +80,14 @@ async def _maybe(value):
     return value
 
 
+async def lstat_at(mount: Mount, dir_handle: object, name: str, path: str) -> os.stat_result:
+    """lstat of ``name`` in a directory the module opened (FileSystem.lstat_at)."""
+    st = mount.fs.lstat_at(dir_handle, name, mount.inner(path))
+    if st.__class__ is os.stat_result:
+        return st
+    return await st if hasattr(st, "__await__") else st
+
+
 async def lstat_in(mount: Mount | None, path: str, walk: bool = False) -> os.stat_result:
     """``walk``: only the type is wanted, of a directory or symlink on the way (FileSystem.lstat_walk)."""
     if mount is None:
@@ -124,18 +132,23 @@ def seen_from(path: str, root: str) -> str | None:
 
 
 async def resolve(registry: MountRegistry, start: str, path: str, follow: bool, root: str = "/",
-                  magic: Magic | None = None) -> Resolved:
-    """See _resolve; ``magic`` answers /proc's magic links for the calling process."""
+                  magic: Magic | None = None, start_handle: object = None) -> Resolved:
+    """See _resolve; ``magic`` answers /proc's magic links for the calling process.
+
+    ``start_handle``: when ``start`` is a directory a module opened (a virtual dirfd), its
+    handle; a path of one name is then looked up in it (FileSystem.lstat_at).
+    """
     state = {"crossed": False, "magic": magic}
     try:
-        return await _resolve(registry, start, path, follow, root, state)
+        return await _resolve(registry, start, path, follow, root, state, start_handle)
     except RealWalkError as e:
         if state["crossed"]:  # the kernel could not repeat this walk: our error stands
             raise OSError(e.errno, e.strerror) from None
         raise
 
 
-async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool, root: str, state: dict) -> Resolved:
+async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool, root: str, state: dict,
+                   start_handle: object = None) -> Resolved:
     """Resolve ``path`` (relative to canonical ``start``) as the kernel would.
 
     A missing last component is not an error (``st`` is None): the caller
@@ -155,6 +168,8 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
     if not stack:  # "/" or "." or "dir/."
         st = await lstat_in(mount, cur)
         return Resolved(cur, mount, st, crossed)
+    # One name in an open directory of the module: asked of that directory, not of its path
+    in_dir = start_handle is not None and mount is not None and cur == start and len(stack) == 1
     while stack:
         name = stack.pop()
         if name == "..":
@@ -173,7 +188,10 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
         state["crossed"] = crossed
         last = not stack
         try:
-            st = await lstat_in(nmount, nxt, walk=not last)
+            if in_dir and nmount is mount and name != "..":
+                st = await lstat_at(mount, start_handle, name, nxt)  # type: ignore[arg-type]
+            else:
+                st = await lstat_in(nmount, nxt, walk=not last)
         except FileNotFoundError as e:
             if last:
                 return Resolved(nxt, nmount, None, crossed)

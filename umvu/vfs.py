@@ -92,6 +92,18 @@ class FileSystem:
         """
         return self.lstat(path)
 
+    def lstat_at(self, dir_handle: Any, name: str, path: str) -> os.stat_result:
+        """lstat of ``name`` in the directory this module opened as ``dir_handle`` (its path now:
+        ``path``, the name's full path).
+
+        The *at calls with a directory fd are the commonest lookup of all
+        (find, fts, git stat every entry that way): a file system that knows
+        its directories by something cheaper than a path (a node) answers
+        here without walking to it again, as the kernel starts from the
+        dirfd's inode.  By default it is lstat(path).
+        """
+        return self.lstat(path)
+
     def readlink(self, path: str) -> str:
         raise OSError(errno.EINVAL, "not a symlink")
 
