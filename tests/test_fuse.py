@@ -124,6 +124,41 @@ fusermount3 -u mnt; wait
     assert not {"getattr /", "getattr /a", "getattr /a/b"} & set(asked), asked
 
 
+DIRFD_AFTER_RENAME = """import os
+os.makedirs("mnt/a"); open("mnt/a/x", "w").write("hi")
+fd = os.open("mnt/a", os.O_RDONLY | os.O_DIRECTORY)
+os.rename("mnt/a", "mnt/b")
+try:
+    print("stat", os.stat("x", dir_fd=fd, follow_symlinks=False).st_size)
+except OSError as e:
+    print("stat", e.strerror)
+try:
+    print("open", open(os.open("x", os.O_RDONLY, dir_fd=fd)).read())
+except OSError as e:
+    print("open", e.strerror)
+"""
+
+
+def _dirfd_after_rename(tmp_path: Path, ext4: Path) -> list[str]:
+    (tmp_path / "mnt").mkdir()
+    (tmp_path / "t.py").write_text(DIRFD_AFTER_RENAME)
+    r = sh(WAIT + f"cd {tmp_path} && fuse2fs -o rw {ext4} mnt && waitmnt mnt && {PY} t.py; fusermount3 -u mnt")
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
+
+
+def test_a_stat_from_a_dirfd_looks_in_the_directory_not_at_its_old_path(tmp_path, ext4):
+    """fstatat(dirfd, name) asks the directory the fd holds (FileSystem.lstat_at, from its node):
+    renamed since it was opened, it still has the name, as under the kernel's FUSE."""
+    assert _dirfd_after_rename(tmp_path, ext4)[0] == "stat 2"
+
+
+@pytest.mark.xfail(strict=True, reason="an open from a virtual dirfd still walks the directory's path as it "
+                   "was at open time (the kernel: from the dirfd's inode)")
+def test_an_open_from_a_dirfd_looks_in_the_directory_not_at_its_old_path(tmp_path, ext4):
+    assert _dirfd_after_rename(tmp_path, ext4)[1] == "open hi"
+
+
 def test_the_kernels_fuse_is_not_used(tmp_path, ext4):
     """The mount is in the view only; the daemon's /dev/fuse is a socket to the hypervisor."""
     (tmp_path / "mnt").mkdir()

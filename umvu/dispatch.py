@@ -229,7 +229,7 @@ class Call:
                     return None
                 path = "."  # a real fd a module handed out: the file it names in the view
         virtual_base = False
-        start_handle = None
+        opened = None
         if path[0] == "/":
             start = t.fs.root
         elif dirfd == AT_FDCWD:
@@ -242,7 +242,7 @@ class Call:
             if of is not None:
                 if not of.is_dir:
                     raise OSError(errno.ENOTDIR, "dirfd is not a directory")
-                start, virtual_base, start_handle = of.path, True, of.handle
+                start, virtual_base, opened = of.path, True, (of.mount, of.handle)
             else:
                 if not hv.registry and not confined:
                     return None
@@ -260,7 +260,7 @@ class Call:
         if len(path) >= PATH_MAX:
             raise OSError(errno.ENAMETOOLONG, "path too long")
         try:
-            r = await resolve(hv.registry, start, path, self._follow(i), t.fs.root, self._magic, start_handle)
+            r = await resolve(hv.registry, start, path, self._follow(i), t.fs.root, self._magic, opened)
             if locate:
                 return r
         except RealWalkError:

@@ -132,15 +132,17 @@ def seen_from(path: str, root: str) -> str | None:
 
 
 async def resolve(registry: MountRegistry, start: str, path: str, follow: bool, root: str = "/",
-                  magic: Magic | None = None, start_handle: object = None) -> Resolved:
+                  magic: Magic | None = None, opened: tuple[Mount, object] | None = None) -> Resolved:
     """See _resolve; ``magic`` answers /proc's magic links for the calling process.
 
-    ``start_handle``: when ``start`` is a directory a module opened (a virtual dirfd), its
-    handle; a path of one name is then looked up in it (FileSystem.lstat_at).
+    ``opened``: when ``start`` is a directory a module opened (a virtual dirfd), its mount and
+    handle: the walk starts in that mount (the one it was opened in, even if something was
+    mounted on it since), and a path of one name is looked up in the directory itself
+    (FileSystem.lstat_at).
     """
     state = {"crossed": False, "magic": magic}
     try:
-        return await _resolve(registry, start, path, follow, root, state, start_handle)
+        return await _resolve(registry, start, path, follow, root, state, opened)
     except RealWalkError as e:
         if state["crossed"]:  # the kernel could not repeat this walk: our error stands
             raise OSError(e.errno, e.strerror) from None
@@ -148,7 +150,7 @@ async def resolve(registry: MountRegistry, start: str, path: str, follow: bool, 
 
 
 async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool, root: str, state: dict,
-                   start_handle: object = None) -> Resolved:
+                   opened: tuple[Mount, object] | None = None) -> Resolved:
     """Resolve ``path`` (relative to canonical ``start``) as the kernel would.
 
     A missing last component is not an error (``st`` is None): the caller
@@ -159,8 +161,13 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
         raise OSError(errno.ENOENT, "empty path")
     if path.endswith("/"):
         follow = True  # "link/" names the directory the link points to
-    cur = root if path.startswith("/") or not within(start, root) else start  # no way out of a chroot
-    mount = registry.lookup(cur) if registry else None
+    from_start = not path.startswith("/") and within(start, root)  # no way out of a chroot
+    cur = start if from_start else root
+    if opened is not None and from_start:
+        mount, start_handle = opened
+    else:
+        mount = registry.lookup(cur) if registry else None
+        start_handle = None
     stack = [p for p in reversed(path.split("/")) if p and p != "."]
     links = 0
     crossed = state["crossed"] = mount is not None
@@ -169,7 +176,7 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
         st = await lstat_in(mount, cur)
         return Resolved(cur, mount, st, crossed)
     # One name in an open directory of the module: asked of that directory, not of its path
-    in_dir = start_handle is not None and mount is not None and cur == start and len(stack) == 1
+    in_dir = start_handle is not None and len(stack) == 1
     while stack:
         name = stack.pop()
         if name == "..":
