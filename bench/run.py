@@ -9,6 +9,7 @@ live here, never in the tests.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -118,20 +120,11 @@ def vufs_rows(tmp: Path, runs: int) -> tuple[list[tuple[str, dict[str, float]]],
     mnt.mkdir()
     rows = []
     for wname, cmd in VUFS_WORKLOADS:
-        med = {}
-        for rname, argv_ in _vufs_variants(src, mnt, cmd).items():
-            timed(argv_)
-            med[rname] = statistics.median(timed(argv_) for _ in range(runs))
+        med = interleaved({r: functools.partial(timed, a) for r, a in _vufs_variants(src, mnt, cmd).items()}, runs)
         rows.append((wname, med))
         print(wname, {k: round(v, 4) for k, v in med.items()}, flush=True)
-    speed = {}
-    for rname, argv_ in _vufs_variants(src, mnt, READ_100MB).items():
-        inner = []
-        for _ in range(runs + 1):
-            r = subprocess.run(argv_, capture_output=True, text=True, check=True)
-            # "104857600 bytes (105 MB, 100 MiB) copied, 0.0123 s, 8.5 GB/s"
-            inner.append(float(r.stdout.strip().splitlines()[-1].split(", ")[-2].split()[0]))
-        speed[rname] = 100 / statistics.median(inner[1:])
+    speed = interleaved({r: functools.partial(_measure, a, "rate")  # MB/s, as dd says it
+                         for r, a in _vufs_variants(src, mnt, READ_100MB).items()}, runs)
     print("100 MB read, MB/s", {k: round(v) for k, v in speed.items()}, flush=True)
     return rows, speed
 
@@ -218,16 +211,13 @@ def fuse_rows(tmp: Path, runs: int) -> list[str]:
     results: dict[str, dict[str, float]] = {}
     for wname, work, kind in FUSE_WORKLOADS:
         wname = wname.format(n=files)
+        measures = {}
         for vname, argv_ in _fuse_variants(img, data, mnt, work.format(m=mnt)).items():
-            measure = kind
             if kind == "time1":
-                argv_, measure = ["taskset", "-c", "0", *argv_], "time"
-            try:
-                _measure(argv_, measure)  # warm: page cache, first mount
-                value = statistics.median(_measure(argv_, measure) for _ in range(runs))
-            except (RuntimeError, subprocess.TimeoutExpired) as e:  # a failed cell, not a lost table
-                print(f"{wname} {vname} FAILED: {e}", flush=True)
-                value = float("nan")
+                measures[vname] = functools.partial(_measure, ["taskset", "-c", "0", *argv_], "time")
+            else:
+                measures[vname] = functools.partial(_measure, argv_, kind)
+        for vname, value in interleaved(measures, runs).items():  # a failed cell is NaN, not a lost table
             results.setdefault(vname, {})[wname] = value
             print(wname, vname, round(value, 3), flush=True)
     lines = []
@@ -257,7 +247,8 @@ def fuse_section(rows: list[str], runs: int) -> list[str]:
             "FUSE (fusermount3), by umvu's virtual /dev/fuse, and (passthroughfs) in-process by vufuse.  "
             "dd reports its own throughput; the find times itself; mounting is not counted.  The one-CPU "
             "row runs the whole tree (umvu, daemon, find) under `taskset -c 0`.  In brackets: "
-            f"share of the kernel's throughput, or time relative to it.  Median of {runs} runs, measured "
+            f"share of the kernel's throughput, or time relative to it.  Median of {runs} runs taken in "
+            "turns, measured "
             f"{time.strftime('%Y-%m-%d')}.", "", *rows]
 
 
@@ -269,6 +260,27 @@ def table(rows: list[tuple[str, dict[str, float]]], names: list[str]) -> list[st
         cells = [f"{med[n] / base:.2f}x" if n in med else "n/a" for n in names if n != "native"]
         lines.append(f"| {wname.replace('|', chr(92) + '|')} | {base:.3f} | " + " | ".join(cells) + " |")
     return lines
+
+
+def interleaved(measures: dict[str, Callable[[], float]], runs: int) -> dict[str, float]:
+    """The median of ``runs`` measures of each, taken in turns (one of each, then again), after a
+    warm-up of each: this VM's speed drifts over minutes, and a runner measured all in a row
+    would be compared with another measured at another speed.  A measure that fails gives NaN."""
+    samples: dict[str, list[float]] = {}
+    for name, measure in measures.items():
+        try:
+            measure()
+            samples[name] = []
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            print(f"{name} FAILED: {e}", flush=True)
+    for _ in range(runs):
+        for name in list(samples):
+            try:
+                samples[name].append(measures[name]())
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                print(f"{name} FAILED: {e}", flush=True)
+                del samples[name]
+    return {name: statistics.median(samples[name]) if name in samples else float("nan") for name in measures}
 
 
 def timed(argv: list[str]) -> float:
@@ -308,17 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n, p in run_with.items() if p is not None]
         rows = []
         for wname, cmd, unreal in workloads(exe, tmp):
-            med: dict[str, float] = {}
-            for rname in names:
-                argv_ = command(rname, run_with[rname], cmd, unreal)
-                if not argv_:
-                    continue
-                timed(argv_)  # warm the page cache
-                med[rname] = statistics.median(timed(argv_) for _ in range(args.runs))
+            argvs = {rname: command(rname, run_with[rname], cmd, unreal) for rname in names}
+            med = interleaved({r: functools.partial(timed, a) for r, a in argvs.items() if a}, args.runs)
             rows.append((wname, med))
             print(wname, {k: round(v, 4) for k, v in med.items()}, flush=True)
-        startup = {rname: statistics.median(timed(run_with[rname] + ["true"]) for _ in range(args.runs))
-                   for rname in names}
+        startup = interleaved({r: functools.partial(timed, run_with[r] + ["true"]) for r in names}, args.runs)
         rows.append(("`RUNNER true` (start-up, seconds)", startup))
         vrows, speed = vufs_rows(tmp, args.runs)
         frows = fuse_rows(tmp, args.runs)
@@ -329,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
 
     lines = ["# Benchmarks", "",
              "Written by `make bench` (bench/run.py); do not edit by hand.  Median of "
-             f"{args.runs} runs, wall time, ratio to native (lower is better).", "",
+             f"{args.runs} runs, taken in turns (one run of each runner, then again), wall time, ratio to "
+             "native (lower is better).", "",
              f"Machine: {os.cpu_count()} CPUs, kernel {os.uname().release}, Python {sys.version.split()[0]}, "
              f"measured {time.strftime('%Y-%m-%d')}.", "",
              *table(rows[:-1], names)]
