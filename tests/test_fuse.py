@@ -165,12 +165,12 @@ def test_the_kernels_fuse_is_not_used(tmp_path, ext4):
     marker = tmp_path / "mounted"
     p = subprocess.Popen([UMVU, "bash", "-c", WAIT + f"""
 cd {tmp_path}
-fuse2fs {ext4} mnt && waitmnt mnt
-pid=$(pgrep -x fuse2fs)
+fuse2fs -f {ext4} mnt & pid=$!  # $!: a daemon that forked off would leave pgrep a choice (and zombies)
+waitmnt mnt
 ls -l /proc/$pid/fd | grep -o 'socket:\\[[0-9]*\\]' | head -1 > {marker}.fd
 grep -c " {tmp_path}/mnt " /proc/self/mountinfo > {marker}.tmp; mv {marker}.tmp {marker}
 while [ -e {marker} ]; do sleep 0.05; done
-umount mnt
+umount mnt; wait
 """], env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(400):
