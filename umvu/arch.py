@@ -82,8 +82,9 @@ if Regs is None:  # pragma: no cover
 RED_ZONE = 128
 
 
-def getregs(tid: int, regs: Regs) -> None:
-    libc.ptrace_ptr(libc.PTRACE_GETREGS, tid, regs)
+def getregs(tid: int, regs: Regs, ref: object = None) -> None:
+    """``ref``: ctypes.byref(regs), when the caller keeps one (a thread's own registers)."""
+    libc.ptrace_ptr(libc.PTRACE_GETREGS, tid, regs, ref)
 
 
 def setregs(tid: int, regs: Regs) -> None:

@@ -102,7 +102,7 @@ class Call:
         self.t = t
         self.sc = sc
         self.orig = regs.copy()  # as the tracee made it: restored after rewrites
-        self.regs = regs.copy()  # what the kernel will see if we resume
+        self._regs: arch.Regs | None = None  # what the kernel will see if we resume: see regs
         self.args = regs.args()
         self.rewritten = False
         self.strings: dict[int, str] = {}
@@ -110,6 +110,14 @@ class Call:
         self.via: dict[int, Mount] = {}  # path arguments handed to a module's host path
         self.real: Resolved | None = None  # the last real path target() resolved
         self.handed: tuple[str, str] | None = None  # (view path, host path) given to the kernel
+
+    @property
+    def regs(self) -> arch.Regs:
+        """The registers the kernel will see if the call goes on: a copy of the caller's, made when
+        first asked for (most calls are served, and need only the caller's)."""
+        if self._regs is None:
+            self._regs = self.orig.copy()
+        return self._regs
 
     # -- arguments -------------------------------------------------------------------
     def arg(self, kind: str) -> int:

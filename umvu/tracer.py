@@ -196,11 +196,15 @@ class Tracee:
         self.exec_view: str | None = None  # the view's name of the program an exec in flight runs
         self.pending_signals: list[int] = []
         self.regs = arch.Regs()
+        self._regs_ref = ctypes.byref(self.regs)
         self.stat_name = ""  # --stats: the call its handler serves
 
     # -- resuming ---------------------------------------------------------------
     def cont(self, sig: int = 0) -> None:
-        if not sig and self.pending_signals:
+        if not self.pending_signals:
+            libc.try_ptrace(libc.PTRACE_CONT, self.tid, 0, sig)
+            return
+        if not sig:
             sig = self.pending_signals.pop(0)
         libc.try_ptrace(libc.PTRACE_CONT, self.tid, 0, sig)
         for extra in self.pending_signals:  # rare: more than one arrived meanwhile
@@ -208,7 +212,7 @@ class Tracee:
         self.pending_signals.clear()
 
     def getregs(self) -> arch.Regs:
-        arch.getregs(self.tid, self.regs)
+        arch.getregs(self.tid, self.regs, self._regs_ref)
         return self.regs
 
     # -- multi-stop primitives for handlers ----------------------------------------
