@@ -141,3 +141,20 @@ def test_commands_outside_umvu_say_so():
         r = native(cmd)
         assert r.returncode != 0
         assert "not running under umvu" in r.stderr
+
+
+def test_stats_count_the_calls_that_stopped(tmp_path):
+    """--stats: what stopped, how often, the hypervisor's time; to a file or, with '-', to stderr."""
+    out = tmp_path / "stats.txt"
+    r = umvu("--stats", str(out), "-o", "unreal", "bash", "-c", "for i in 1 2 3; do cat /unreal/etc/hostname; done")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == open("/etc/hostname").read() * 3
+    rows = {line.split(None, 3)[3]: int(line.split()[0]) for line in out.read_text().splitlines()[2:-1]}
+    assert rows["read"] >= 3 and rows["openat"] >= 3, out.read_text()  # each cat opens and reads its file
+    assert rows["total"] == sum(n for name, n in rows.items() if name != "total")
+    assert "hypervisor:" in out.read_text()
+    r = umvu("--stats", "-", "true")
+    assert "total" in r.stderr and r.returncode == 0
+    r = umvu("--stats", str(tmp_path / "no" / "such" / "dir"), "touch", str(tmp_path / "ran"))
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "cannot write the stats" in r.stderr, r.stderr
+    assert not (tmp_path / "ran").exists()  # refused before the command runs, as strace -o does

@@ -53,8 +53,14 @@ def umvu_main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # inherited by COMMAND
     from umvu.hypervisor import Hypervisor
 
+    stats = None
+    if args.stats:  # opened now, as strace -o: a bad place fails before COMMAND runs
+        try:
+            stats = sys.stderr if args.stats == "-" else open(args.stats, "w")
+        except OSError as e:
+            return _fail("umvu", f"cannot write the stats to {args.stats}: {e.strerror}")
     hv = Hypervisor(debug=debug, logfile=logfile)
-    if args.stats:
+    if stats is not None:
         hv.tracer.keep_stats()
     preload = [m for group in args.insmod for m in group.split(",") if m]
     if preload:  # the module machinery costs start-up time: only when asked for
@@ -77,19 +83,9 @@ def umvu_main(argv: list[str] | None = None) -> int:
         return hv.tracer.run()
     finally:
         hv.shutdown()
-        if args.stats:
-            _write_stats(args.stats, hv.tracer.stats_table())
-
-
-def _write_stats(where: str, text: str) -> None:
-    if where == "-":
-        sys.stderr.write(text)
-        return
-    try:
-        with open(where, "w") as f:
-            f.write(text)
-    except OSError as e:
-        _fail("umvu", f"cannot write the stats to {where}: {e.strerror}")
+        if stats is not None:
+            stats.write(hv.tracer.stats_table())
+            stats.flush()
 
 
 def _command_env() -> dict[str, str]:

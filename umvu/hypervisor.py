@@ -95,14 +95,15 @@ class Hypervisor:
             return None
         if self.sockets:
             if sc.name in dispatch.WRITE_CALLS:
-                fd = dispatch.s32(regs.rdi)
+                args = regs.args()
+                fd = dispatch.s32(args[0])
                 consumer = t.files.consumers.get(fd)
                 if consumer is None and t.files.get(fd) is None:
                     consumer = dispatch.consumer_of(self, t.tid, fd)
                     if consumer is not None:
                         t.files.consumers[fd] = consumer
                 if consumer is not None:  # a FUSE daemon's reply: the shortest way, no Call, no coroutine
-                    self._consume(t, regs, regs.args(), sc.name, consumer)
+                    self._consume(t, regs, args, sc.name, consumer)
                     return None
             elif sc.name in dispatch.FD_REPLACING and t.files.consumers:
                 t.files.consumers.clear()  # another file may come to that number: ask /proc again

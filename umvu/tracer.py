@@ -318,6 +318,7 @@ class Tracer:
         self._next_check = 0.0  # when the waiting tracees are next checked for signals
         self.stats: dict[str, list[int]] | None = None  # what stopped: name -> [stops, ns serving them]
         self.stat_name = ""  # the call the stop being served is for (set by on_syscall)
+        self._elapsed = 0.0  # how long run() ran
 
     # -- start ---------------------------------------------------------------------
     def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> int:
@@ -447,15 +448,14 @@ class Tracer:
     def stats_table(self) -> str:
         """The table --stats writes: stops per call, the hypervisor's time on them, and its CPU time."""
         rows = sorted((self.stats or {}).items(), key=lambda kv: -kv[1][1])
-        stops = sum(n for n, _ in (v for _, v in rows))
-        busy = sum(ns for _, ns in (v for _, v in rows))
+        stops = sum(n for _, (n, _ns) in rows)
+        busy = sum(ns for _, (_n, ns) in rows)
         cpu = os.times()
         lines = [f"{'stops':>9} {'ms':>9} {'us/stop':>8}  call", f"{'-' * 9} {'-' * 9} {'-' * 8}  {'-' * 20}"]
         for name, (n, ns) in rows:
             lines.append(f"{n:9d} {ns / 1e6:9.1f} {ns / n / 1e3:8.1f}  {name}")
         lines.append(f"{stops:9d} {busy / 1e6:9.1f} {busy / max(stops, 1) / 1e3:8.1f}  total")
-        elapsed = getattr(self, "_elapsed", 0.0)
-        lines.append(f"hypervisor: {elapsed:.2f} s running, {busy / 1e9:.2f} s serving stops, "
+        lines.append(f"hypervisor: {self._elapsed:.2f} s running, {busy / 1e9:.2f} s serving stops, "
                      f"CPU {cpu.user:.2f} s user + {cpu.system:.2f} s system")
         return "\n".join(lines) + "\n"
 
@@ -577,8 +577,7 @@ class Tracer:
             exc = fut.exception()
             result = exc if exc is not None else fut.result()
         if threading.get_ident() == self._loop_thread:
-            # Done by the loop itself (a FUSE reply, taken at the daemon's stop): the waiting caller
-            # goes on at once, before the daemon is resumed; the critical path is the caller's.
+            # Done already, or by the loop itself: the waiting caller goes on at once.
             self._resume(t, coro, result)
             return
         self._done.append((t, coro, result))
