@@ -4,6 +4,7 @@ the fuse module's virtual /dev/fuse, and pyfuse3 file systems in-process through
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -186,6 +187,33 @@ umount mnt; wait
         marker.unlink(missing_ok=True)
         out, err = p.communicate(timeout=60)
     assert p.returncode == 0, out + err
+
+
+def test_no_kernel_fuse_needed(tmp_path, ext4):
+    """Where the host has no /dev/fuse at all (here an empty file is bound over it, in a user and
+    mount namespace of the test's own: what any user may do), fuse2fs mounts, writes and
+    unmounts through umvu's virtual one: the kernel's FUSE is never asked for."""
+    need("unshare")
+    probe = subprocess.run(["unshare", "-Urm", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no user namespaces here to hide /dev/fuse in: {probe.stderr.strip()}")
+    (tmp_path / "mnt").mkdir()
+    (tmp_path / "empty").touch()
+    inner = WAIT + f"""
+cd {tmp_path}
+fuse2fs -o rw {ext4} mnt && waitmnt mnt || exit 1
+echo hi > mnt/f && cat mnt/f && fusermount3 -u mnt
+"""
+    script = f"""
+mount --bind {tmp_path}/empty /dev/fuse || exit 2
+[ -c /dev/fuse ] && exit 3  # still the device: not hidden
+{UMVU} bash -c {shlex.quote(inner)}
+"""
+    r = subprocess.run(["unshare", "-Urm", "bash", "-c", script], capture_output=True, text=True, env=env(),
+                       timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split() == ["hi"], r.stdout + r.stderr
+    assert debugfs(ext4, "cat /f").strip() == "hi"  # in the image
 
 
 def test_squashfuse_read_only(tmp_path):
