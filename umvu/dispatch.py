@@ -743,13 +743,17 @@ def consumer_of(hv: Hypervisor, tid: int, fd: int) -> Callable[[bytes], int] | N
         return None
 
 
+def written(tid: int, name: str, args: list[int] | tuple[int, ...]) -> bytes:
+    """The bytes a write-family call (write, pwrite64, writev, pwritev...) hands the kernel."""
+    if name in ("write", "pwrite64"):
+        return memory.read(tid, args[1], min(args[2], MAX_RW_COUNT))
+    return memory.read_gathered(tid, args[1], s32(args[2]))
+
+
 def consume_write(tid: int, consumer: Callable[[bytes], int], name: str, args: list[int]) -> int:
     """Hand a write(2)/writev(2)'s bytes to ``consumer``: the call's result, or -errno."""
     try:
-        if name == "write":
-            data = memory.read(tid, args[1], min(args[2], MAX_RW_COUNT))
-        else:
-            data = memory.read_gathered(tid, args[1], s32(args[2]))
+        data = written(tid, name, args)
     except OSError as e:
         return -(e.errno or errno.EFAULT)
     return consumer(data)
@@ -763,7 +767,7 @@ async def fam_write(c: Call) -> Any:
     if not of.writable:
         raise OSError(errno.EBADF, "not open for writing")
     off = _io_offset(c, of)
-    data = memory.gather(c.t.tid, _buffers(c))
+    data = written(c.t.tid, c.sc.name, c.args)
     fs = of.mount.fs
     if off is None:
         if of.flags & os.O_APPEND:
