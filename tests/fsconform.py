@@ -466,6 +466,16 @@ def _(d):
     return [got.decode(), pos, read_file(j(d, "f")).decode()]
 
 
+@check("io.vectored")
+def _(d):
+    write_file(j(d, "f"), b"")
+    with opened(j(d, "f"), os.O_RDWR) as fd:
+        wrote = [os.writev(fd, [b"ab", b"", b"cde"]), os.pwritev(fd, [b"XY", b"Z"], 1)]
+        bufs = [bytearray(2), bytearray(0), bytearray(3)]
+        got = [os.preadv(fd, bufs, 0), [bytes(b).decode() for b in bufs], os.lseek(fd, 0, os.SEEK_CUR)]
+    return [wrote, got, read_file(j(d, "f")).decode()]
+
+
 @check("io.lseek_whence")
 def _(d):
     write_file(j(d, "f"), b"0123456789")
