@@ -76,13 +76,6 @@ def read(tid: int, addr: int, size: int) -> bytes:
     return data
 
 
-def gather(tid: int, pieces: list[tuple[int, int]]) -> bytes:
-    """The bytes of (addr, len) ``pieces`` (a writev's iovecs) joined, or EFAULT."""
-    if len(pieces) == 1:
-        return read(tid, *pieces[0])
-    return b"".join([read(tid, a, n) for a, n in pieces if n])
-
-
 def read_cstring(tid: int, addr: int, limit: int = PATH_MAX) -> bytes:
     """A NUL-terminated string of at most ``limit`` bytes including the NUL.
 
