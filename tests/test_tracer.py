@@ -120,11 +120,18 @@ def test_missing_command_is_127():
     assert r.returncode == 127 and "no-such-command-xyz" in r.stderr
 
 
-def test_bad_command_line_is_one_line_and_nonzero():
-    r = umvu("--no-such-option")
-    assert r.returncode != 0 and "usage" in r.stderr.lower()
-    r = umvu("-o", "nope", "true")
-    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "unknown module 'nope'" in r.stderr
+def test_bad_command_line_is_one_line_and_nonzero(tmp_path):
+    ran = tmp_path / "ran"
+    for args, says in [(["--no-such-option"], "--no-such-option"),
+                       (["-o", "nope"], "unknown module 'nope'"),
+                       (["-o", ""], "-o needs module names"),
+                       (["-o", ","], "-o needs module names"),
+                       (["--stats"], "--stats: expected one argument"),
+                       (["--log", str(tmp_path / "no" / "such" / "f")], "cannot open log file"),
+                       (["--kill-after", "soon"], "not a number of seconds")]:
+        r = umvu(*args, "touch", str(ran)) if args != ["--stats"] else umvu(*args)
+        assert r.returncode != 0 and r.stderr.count("\n") == 1 and says in r.stderr, (args, r.stderr)
+        assert r.stderr.startswith("umvu: ") and not ran.exists(), args
 
 
 def test_help_documents_the_options():

@@ -15,13 +15,32 @@ def _fail(prog: str, message: str, code: int = 1) -> int:
     return code
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its complaints in one line (the usage is what --help is for)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value < 1e6:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
+
+
 def umvu_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="umvu",
         description="Run COMMAND in a partial virtual machine: its processes see the host, plus "
         "whatever modules loaded with vu_insmod (or -o) mount for them. No privileges needed.",
         epilog="Inside, vu_insmod/vu_rmmod/vu_lsmod manage modules. Exit status: COMMAND's "
-        "(128+N if a signal N killed it). Example: umvu -o unreal bash",
+        "(128+N if a signal N killed it). SIGTERM to umvu ends the session: every process gets SIGTERM, "
+        "then SIGKILL after --kill-after seconds. SIGINT, SIGQUIT and SIGHUP sent to umvu go to COMMAND. "
+        "Example: umvu -o unreal bash",
     )
     p.add_argument("-o", "--insmod", action="append", default=[], metavar="MOD[,MOD]",
                    help="load these modules before COMMAND starts")
@@ -35,10 +54,14 @@ def umvu_main(argv: list[str] | None = None) -> int:
     p.add_argument("--stats", metavar="FILE",
                    help="at the end, write to FILE ('-': stderr) which calls stopped, how often, and the "
                    "hypervisor's time serving them (like strace -c)")
+    p.add_argument("--kill-after", type=_seconds, default=5.0, metavar="SECONDS",
+                   help="when umvu gets SIGTERM, how long the processes have to end before SIGKILL (default 5)")
     p.add_argument("--version", action="version", version=f"umvu {__version__}")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
                    help="the program to run (default: $SHELL)")
     args = p.parse_args(argv)
+    if any(not m.strip() for group in args.insmod for m in group.split(",")):
+        p.error(f"-o needs module names: {' '.join(repr(g) for g in args.insmod)}")
     command = args.command or [os.environ.get("SHELL") or "/bin/sh"]
     if command[0] == "--":
         command = command[1:]
@@ -70,11 +93,11 @@ def umvu_main(argv: list[str] | None = None) -> int:
             hv.preload(preload)
         except ModuleError as e:
             return _fail("umvu", str(e))
-    # Like a shell waiting for its child: the terminal's signals are for the command.
-    for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGTTOU, signal.SIGTTIN):
+    # Like a shell waiting for its child: the terminal's signals are for the command (the tracer
+    # reads SIGINT, SIGQUIT, SIGHUP and SIGTERM itself: Tracer._session_signal).
+    for s in (signal.SIGTTOU, signal.SIGTTIN):
         signal.signal(s, signal.SIG_IGN)
-    for s in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, lambda sig, _frame: hv.tracer.signal_root(sig))
+    hv.tracer.kill_after = args.kill_after
     try:
         hv.tracer.spawn(command, _command_env())
     except OSError as e:
@@ -106,7 +129,7 @@ def _command_env() -> dict[str, str]:
 def _client(prog: str, description: str, argv: list[str] | None, build) -> int:
     from umvu import control
 
-    p = argparse.ArgumentParser(prog=prog, description=description)
+    p = _Parser(prog=prog, description=description)
     action = build(p)
     args = p.parse_args(argv)
     try:

@@ -480,7 +480,11 @@ async def fam_open(c: Call) -> Any:
     regs.set_arg(1, c.put_scratch(PLACEHOLDER))
     regs.set_arg(2, os.O_RDONLY | (flags & os.O_CLOEXEC))  # pollable: always ready, as a file
     regs.set_arg(3, 0)
-    fd = await c.t.finish_syscall(regs)
+    try:
+        fd = await c.t.finish_syscall(regs)
+    except BaseException:  # the caller vanished (or was woken): nobody will close what the module opened
+        c.hv.release(of)
+        raise
     if fd < 0:
         await maybe(fs.close(handle))
         c.resume_with(fd)
@@ -523,7 +527,11 @@ async def _hand_socket(c: Call, want: Connect, flags: int) -> Any:
         await t.inject(NR_CLOSE, fd)
         c.resume_with(ret if ret < 0 else -errno.EIO)
         return DONE
-    inode = os.stat(f"/proc/{t.tid}/fd/{fd}").st_ino
+    try:
+        inode = os.stat(f"/proc/{t.tid}/fd/{fd}").st_ino
+    except OSError:
+        ours.close()
+        raise OSError(errno.ESRCH, "the caller vanished") from None
     consumer = want.connected(ours, inode)
     if consumer is not None:
         c.hv.sockets[f"socket:[{inode}]"] = consumer

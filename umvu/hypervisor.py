@@ -44,6 +44,7 @@ class Hypervisor:
         self.debug = debug
         self.logfile = logfile or sys.stderr
         self.tracer = Tracer(self.on_syscall, self.log)
+        self.tracer.debug_events = debug > 1
         self.tracer.release_file = self.release
         self.tracer.unmap_file = self.unmap
         self.registry = self.tracer.registry

@@ -3,9 +3,9 @@
 One thread (the one that attached, as ptrace requires) drives every tracee.
 The loop reaps stops with waitpid(WNOHANG) and busy-polls for a short while
 before it sleeps (ARCHITECTURE.md: 10-19 us per stop unpinned, against 80 us
-for a loop that only sleeps on SIGCHLD), then sleeps in select() on a pipe
-fed by SIGCHLD (signal.set_wakeup_fd) and by module work finishing in other
-threads.
+for a loop that only sleeps on SIGCHLD), then sleeps in select() on a
+signalfd (SIGCHLD, and the signals that end a session) and on a pipe fed by
+module work finishing in other threads.
 
 A stopped system call is handed to dispatch.py.  When its handler needs more
 than one stop (let the call run and see its result, make the tracee run
@@ -22,6 +22,7 @@ import errno
 import os
 import select
 import signal
+import struct
 import sys
 import threading
 import time
@@ -57,6 +58,17 @@ OPTIONS = (
 
 SPIN_SECONDS = 50e-6
 INTERRUPT_POLL = 0.05  # how often tracees waiting on a module are checked for signals
+# The tid of a thread that is gone.  No thread can have it (the kernel's PID_MAX_LIMIT is 1 << 22),
+# so whatever a handler still does with it (ptrace, /proc/TID/mem, kill) fails with ESRCH, and the
+# handler's own clean-up runs.  The real tid is free for the kernel to give to a new thread at once
+# (pid_max is 32768 on many machines): a handler left holding it could stop, read or resume a
+# stranger.
+GONE_TID = 1 << 30
+# Signals umvu reads itself (see Tracer._session_signal), and how long the processes get to end
+# when the session is terminated.
+SESSION_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
+KILL_AFTER = 5.0
+SI_KERNEL = 0x80  # si_code of a signal the kernel sent (a terminal's), not a process
 
 
 class _NextStop:
@@ -185,6 +197,7 @@ class Tracee:
 
     def __init__(self, tid: int, proc: Process, fs: FsView, files: FdTable) -> None:
         self.tid = tid
+        self.gone = False  # it exited or was killed: see vanish()
         self.proc = proc
         self.fs = fs
         self.files = files
@@ -208,12 +221,20 @@ class Tracee:
             sig = self.pending_signals.pop(0)
         libc.try_ptrace(libc.PTRACE_CONT, self.tid, 0, sig)
         for extra in self.pending_signals:  # rare: more than one arrived meanwhile
-            os.kill(self.tid, extra)
+            try:
+                os.kill(self.tid, extra)
+            except ProcessLookupError:
+                break
         self.pending_signals.clear()
 
     def getregs(self) -> arch.Regs:
         arch.getregs(self.tid, self.regs, self._regs_ref)
         return self.regs
+
+    def vanish(self) -> None:
+        """The thread exited or was killed: from now on every operation on it fails with ESRCH."""
+        self.gone = True
+        self.tid = GONE_TID
 
     # -- multi-stop primitives for handlers ----------------------------------------
     async def next_syscall_stop(self) -> None:
@@ -296,6 +317,10 @@ class Tracer:
         self.log = log
         self.tracees: dict[int, Tracee] = {}
         self.early: dict[int, int] = {}  # stops of children whose parent's event has not come yet
+        self.debug_events = False  # -vv: log the rare events of process life (adoptions)
+        self.died_early: set[int] = set()  # children that died before their parent's event was seen
+        self.ended_by_exec: set[int] = set()  # threads an exec ended, forgotten then: their report is late
+        self._recent: dict[int, Tracee] = {}  # processes gone lately, by tgid: the view an orphan gets
         self.root_tid = 0
         self.exit_status: int | None = None
         self.registry = MountRegistry()
@@ -304,8 +329,14 @@ class Tracer:
         # wake-up pipe and a Python handler call each time, though the loop mostly finds the stop by
         # polling waitpid; blocked (here, before any thread starts: they inherit the mask), it only
         # makes a signalfd readable, which the loop sleeps on.  Tracees get the old mask back.
-        self._sigmask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-        self._sigchld = libc.signalfd({signal.SIGCHLD})
+        #
+        # The signals that end a session are read the same way (see _session_signal): a Python
+        # handler would run between two stops, at any point of a handler's work.
+        self._sigmask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD, *SESSION_SIGNALS})
+        self._signals = libc.signalfd({signal.SIGCHLD, *SESSION_SIGNALS})
+        self.kill_after = KILL_AFTER  # seconds between SIGTERM and SIGKILL when the session is ended
+        self._kill_at: float | None = None  # when the processes left get SIGKILL (the session is ending)
+        self._killing = False  # SIGKILL was sent: every thread that shows up now gets it too
         self._done: deque[tuple[Tracee, Coroutine, Any]] = deque()
         self._loop_thread = threading.get_ident()  # run() is called from the thread that made us
         self.current: Tracee | None = None  # the thread whose handler is running (a request's caller)
@@ -372,8 +403,7 @@ class Tracer:
         """Serve until every tracee has gone; the root's exit status, shell style."""
         libc.keep_freed_memory()
         self._loop_thread = threading.get_ident()
-        old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)  # SIGTERM, SIGHUP
-        wakers = [self._wake_r, self._sigchld]
+        wakers = [self._wake_r, self._signals]
         waitpid = os.waitpid
         flags = os.WNOHANG | libc.WALL
         handle = self._handle if self.stats is None else self._handle_counted
@@ -402,25 +432,80 @@ class Tracer:
                 if tid:
                     handle(tid, status)
                     continue
-                if self._waiting:  # a signal for a tracee waiting on a module must not wait with it
-                    if not select.select(wakers, [], [], INTERRUPT_POLL)[0]:
-                        self._check_interrupts()
+                timeout = INTERRUPT_POLL if self._waiting else None  # a tracee waiting on a module: its signals
+                if self._kill_at is not None:
+                    left = self._kill_at - time.monotonic()
+                    if left <= 0:
+                        self._kill_all()
                         continue
-                else:
-                    select.select(wakers, [], [])
-                for fd in wakers:
-                    try:
-                        while os.read(fd, 4096):
-                            pass
-                    except BlockingIOError:
+                    timeout = left if timeout is None else min(timeout, left)
+                if not select.select(wakers, [], [], timeout)[0]:
+                    if self._waiting:
+                        self._check_interrupts()
+                    continue
+                try:
+                    while os.read(self._wake_r, 4096):
                         pass
+                except BlockingIOError:
+                    pass
+                self._read_signals()
         finally:
-            signal.set_wakeup_fd(old_wakeup)
             if self._pool:
                 self._pool.shutdown(wait=False, cancel_futures=True)
         self._elapsed = time.monotonic() - started
         status = self.exit_status or 0
         return status
+
+    # -- signals sent to umvu itself ------------------------------------------------------
+    def _read_signals(self) -> None:
+        while True:
+            try:
+                data = os.read(self._signals, 128 * 16)
+            except BlockingIOError:
+                return
+            for at in range(0, len(data) - 127, 128):  # struct signalfd_siginfo
+                signo, _errno, code, pid = struct.unpack_from("<IiiI", data, at)
+                if signo != signal.SIGCHLD:
+                    self._session_signal(signo, code, pid)
+
+    def _session_signal(self, signo: int, code: int, pid: int) -> None:
+        """SIGTERM ends the session in order; SIGINT, SIGQUIT and SIGHUP go to the command.
+
+        A terminal sends Ctrl-C, Ctrl-\\ and a hangup to its whole foreground process group
+        (the kernel's own: SI_KERNEL), which holds the traced processes that are in it: they have
+        their signal already, as they would without umvu.  Sent to umvu alone (kill), it goes on
+        to the command, as if umvu were the command.
+        """
+        if signo == signal.SIGTERM:
+            if self.debug_events:
+                self.log(f"SIGTERM{f' from pid {pid}' if pid else ''}: ending the session "
+                         f"(SIGTERM to every process, SIGKILL after {self.kill_after:g} s)")
+            self.terminate()
+        elif code != SI_KERNEL:
+            self.signal_root(signo)
+
+    def terminate(self) -> None:
+        """End the session: SIGTERM (and SIGCONT, for the stopped) to every process, SIGKILL to
+        what is left after ``kill_after`` seconds.  umvu then exits with the command's status
+        as always (143 when SIGTERM killed it, 137 when SIGKILL had to)."""
+        if self._kill_at is not None or self._killing:
+            return
+        self._kill_at = time.monotonic() + self.kill_after
+        for tgid in {t.proc.tgid for t in self.tracees.values() if not t.gone}:
+            for sig in (signal.SIGTERM, signal.SIGCONT):
+                try:
+                    os.kill(tgid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def _kill_all(self) -> None:
+        self._kill_at = None
+        self._killing = True
+        for tid in [*self.tracees, *self.early]:
+            try:
+                os.kill(tid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     # -- --stats ----------------------------------------------------------------------
     def keep_stats(self) -> None:
@@ -460,10 +545,31 @@ class Tracer:
         return "\n".join(lines) + "\n"
 
     def _handle(self, tid: int, status: int) -> None:
+        """One report of waitpid.  Nothing a tracee does, or suffers, ends the session.
+
+        A thread may vanish at any moment (SIGKILL at a stop, its thread group exiting, an exec
+        by another thread): then ptrace and its memory answer ESRCH, and its exit report is on
+        the way, which forgets it.  Any other exception is a bug of the hypervisor's: logged with
+        its traceback, and the call being served, if any, fails with EIO.
+        """
+        try:
+            self._on_report(tid, status)
+        except Exception as e:
+            if not _vanished(e):
+                self._internal_error(self.tracees.get(tid), status, "serving a stop")
+
+    def _on_report(self, tid: int, status: int) -> None:
         t = self.tracees.get(tid)
         if t is None:
             if os.WIFSTOPPED(status):
-                self.early[tid] = status  # a new child before its parent's fork event
+                self._unknown_stop(tid, status)
+            elif tid in self.ended_by_exec:
+                self.ended_by_exec.discard(tid)  # forgotten at the exec already
+            else:  # a child that died before its parent's fork event was seen
+                self.early.pop(tid, None)
+                if len(self.died_early) > 4096:  # children of parents that vanished too: stale
+                    self.died_early.clear()
+                self.died_early.add(tid)
             return
         if not os.WIFSTOPPED(status):  # exited or killed
             self._gone(t, status)
@@ -476,6 +582,7 @@ class Tracer:
             return
         sig = os.WSTOPSIG(status)
         event = status >> 16
+        t.at_entry = event == libc.PTRACE_EVENT_SECCOMP
         if t.proc.needs_paths and event in (libc.PTRACE_EVENT_SECCOMP, libc.PTRACE_EVENT_STOP) \
                 and sig not in STOP_SIGNALS:
             self._step(t, self._stack_path_filter(t, event == libc.PTRACE_EVENT_SECCOMP), None)
@@ -483,7 +590,6 @@ class Tracer:
                 and sig not in STOP_SIGNALS:
             self._step(t, self._stack_revoke_filter(t, event == libc.PTRACE_EVENT_SECCOMP), None)
         elif event == libc.PTRACE_EVENT_SECCOMP:
-            t.at_entry = True
             coro = self.on_syscall(t)
             if coro is not None:
                 self._step(t, coro, None)
@@ -515,14 +621,18 @@ class Tracer:
         except StopIteration:
             t.task = None
             return
-        except BaseException as e:  # a bug in a handler: keep the session alive
+        except Exception as e:
             t.task = None
-            self.log(f"[{t.tid}] internal error in a handler: {e!r}")
-            t.cont()
+            if not t.gone and not _vanished(e):  # a bug in a handler: the call fails, the session goes on
+                self._internal_error(t, "in a handler")
             return
         finally:
             self.current = outer
         t.task = coro
+        if t.gone and not isinstance(req, (Offload, Wait)):  # a stop that will never come
+            t.task = None
+            coro.close()
+            return
         if isinstance(req, Offload):
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="umvu-module")
@@ -550,10 +660,7 @@ class Tracer:
         """
         self._next_check = time.monotonic() + INTERRUPT_POLL
         for t, coro in list(self._waiting.items()):
-            if self.tracees.get(t.tid) is not t:
-                del self._waiting[t]
-                continue
-            if t.task is not _WAITING_OFFLOAD or not t.at_entry or t.held:
+            if t.gone or t.task is not _WAITING_OFFLOAD or not t.at_entry or t.held:
                 continue
             pending = _signal_pending(t.tid)
             if not pending or t.on_signal is not None and not t.on_signal(pending == "fatal"):
@@ -605,45 +712,120 @@ class Tracer:
             self._resume(*self._done.popleft())
 
     def _resume(self, t: Tracee, coro: Coroutine, result: Any) -> None:
-        if self._waiting.get(t) is coro and self.tracees.get(t.tid) is t and t.task is _WAITING_OFFLOAD:
+        """The work a handler waited for is done: it goes on.
+
+        If its thread vanished meanwhile it goes on all the same, with the
+        result, until it next touches the thread (ESRCH): so what the result
+        holds (a file the module opened for it) is released by the handler's
+        own clean-up rather than leaked.
+        """
+        if self._waiting.get(t) is coro and t.task is _WAITING_OFFLOAD:
             del self._waiting[t]
             self._step(t, coro, result)
         else:
-            coro.close()  # the tracee died, or a signal ended its call, meanwhile
+            coro.close()  # a signal ended its call meanwhile
 
     # -- process life ------------------------------------------------------------------
     def _new_child(self, parent: Tracee, event: int) -> None:
         try:
             child_tid = libc.geteventmsg(parent.tid)
         except OSError:
-            return
+            return  # the parent vanished at this stop: its child is adopted when it stops (_adopt_orphans)
+        if child_tid in self.died_early:
+            self.died_early.discard(child_tid)
+            if _status_state(child_tid) in (None, "Z", "X"):
+                return  # killed before this event was seen (else a new thread has the tid already)
+        try:
+            flags = self._clone_flags(parent)
+        except OSError:  # the parent vanished meanwhile: /proc still says whether the child is a thread
+            tgid = _status_ids(child_tid)[0]
+            flags = CLONE_THREAD | CLONE_FS | CLONE_FILES if tgid not in (None, child_tid) else 0
+        self._add_child(child_tid, parent.proc, parent.fs, parent.files, flags)
+
+    def _clone_flags(self, parent: Tracee) -> int:
         regs = parent.getregs()
         if regs.nr == NR_CLONE:
-            flags = regs.rdi
-        elif regs.nr == NR_CLONE3:
+            return regs.rdi
+        if regs.nr == NR_CLONE3:
             try:
-                flags = int.from_bytes(memory.read(parent.tid, regs.rdi, 8), "little")
-            except OSError:
-                flags = 0
-        else:  # fork, vfork
-            flags = 0
+                return int.from_bytes(memory.read(parent.tid, regs.rdi, 8), "little")
+            except OSError as e:
+                if e.errno == errno.ESRCH:
+                    raise
+                return 0
+        return 0  # fork, vfork
+
+    def _add_child(self, child_tid: int, pproc: Process, pfs: FsView, pfiles: FdTable, flags: int) -> None:
         if flags & CLONE_THREAD:
-            proc = parent.proc
+            proc = pproc
         else:
-            proc = Process(child_tid, parent.proc.layers)
-            proc.meta_layers = set(parent.proc.meta_layers)
-            proc.maps_traced = parent.proc.maps_traced
-            for start, (of, length) in parent.proc.maps.items():  # fork copies the mappings
+            proc = Process(child_tid, pproc.layers)
+            proc.meta_layers = set(pproc.meta_layers)
+            proc.maps_traced = pproc.maps_traced
+            for start, (of, length) in pproc.maps.items():  # fork copies the mappings
                 of.refs += 1
                 proc.maps[start] = (of, length)
-            proc.needs_paths = parent.proc.needs_paths  # its first stop will do it
-        fs = parent.fs if flags & CLONE_FS else parent.fs.copy()
-        files = parent.files if flags & CLONE_FILES else parent.files.copy()
+            proc.needs_paths = pproc.needs_paths  # its first stop will do it
+        fs = pfs if flags & CLONE_FS else pfs.copy()
+        files = pfiles if flags & CLONE_FILES else pfiles.copy()
         child = Tracee(child_tid, proc, fs, files)
         self.tracees[child_tid] = child
+        if self._killing:  # born while the session ends: it goes too
+            try:
+                os.kill(child_tid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         early = self.early.pop(child_tid, None)
         if early is not None:
             self._handle(child_tid, early)
+
+    def _unknown_stop(self, tid: int, status: int) -> None:
+        """A stop of a thread not known yet: a new child whose creator's fork event is not seen yet.
+
+        Normally that event follows.  If the creator vanished at it, or before the kernel could
+        report it (a SIGKILL in between), it never comes, and the child would stay stopped for
+        good: it is adopted instead (_adopt_orphans).
+        """
+        self.early[tid] = status
+        if self._killing:
+            try:
+                os.kill(tid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        ids = _status_ids(tid)
+        if ids[0] == tid and not self._alive(ids[1]):
+            self._adopt_orphans()
+
+    def _alive(self, tgid: int | None) -> bool:
+        """Whether the process ``tgid`` is traced and not gone (its fork events will come)."""
+        t = self.tracees.get(tgid) if tgid is not None else None
+        return t is not None and not t.gone
+
+    def _adopt_orphans(self, creator: Tracee | None = None) -> None:
+        """Serve the new processes whose creator is gone (or, with ``creator``, just went).
+
+        They get their creator's view (cwd, root, umask, filter layers) when it is known: the
+        one whose pid they name as parent, or the last process to go (a parent's children are
+        given to init when it dies, so their parent pid no longer names it).  Threads are left:
+        a thread's creator going means its whole group goes.
+        """
+        for tid in list(self.early):
+            tgid, ppid = _status_ids(tid)
+            if tgid is None:
+                del self.early[tid]  # gone too: its exit report follows
+                continue
+            if tgid != tid or self._alive(ppid):
+                continue
+            like = creator if creator is not None and ppid in (creator.proc.tgid, 1) else self._recent.get(ppid)
+            if like is None and self._recent:
+                like = next(reversed(self._recent.values()))
+            if like is None:
+                umask = _status_umask(tid)
+                like = Tracee(GONE_TID, Process(tid), FsView(umask=0o022 if umask is None else umask), FdTable())
+                like.proc.needs_paths = self.paths_traced
+            if self.debug_events:
+                self.log(f"[{tid}] adopted: its parent {like.proc.tgid} vanished before its fork was seen")
+            self._add_child(tid, like.proc, like.fs, like.files if like is creator else FdTable(), 0)
 
     # -- the path filter, stacked when the first mount appears ----------------------------
     def trace_paths(self) -> None:
@@ -785,15 +967,13 @@ class Tracer:
             t = self.tracees.pop(former)
             t.tid = old.tid
             self.tracees[t.tid] = t
-            self._drop_files(old)
+            self._forget(old, GONE_TID)  # its tid is t's now: nothing of it may be dropped by tid
         if t.proc.maps:  # exec replaced the address space
             self._drop_maps(t.proc)
         t.proc.exe, t.exec_view = t.exec_view, None
         for other in [x for x in self.tracees.values() if x.proc is t.proc and x is not t]:
-            del self.tracees[other.tid]  # de_thread() killed the other threads
-            memory.forget(other.tid)
-            self._waiting.pop(other, None)
-            self._drop_files(other)
+            self.ended_by_exec.add(other.tid)  # de_thread() killed the other threads
+            self._forget(other, other.tid)
         t.files.consumers.clear()  # CLOEXEC may have closed them
         if t.files.users > 1:  # exec unshares the fd table
             shared = t.files
@@ -824,25 +1004,80 @@ class Tracer:
             self.unmap_file(of)
 
     def _gone(self, t: Tracee, status: int) -> None:
-        del self.tracees[t.tid]
-        memory.forget(t.tid)
-        if t.proc.maps and not any(x.proc is t.proc for x in self.tracees.values()):
-            self._drop_maps(t.proc)
-        if t.task is not None and t.task is not _WAITING_OFFLOAD:
-            t.task.close()
-        t.task = None
-        self._waiting.pop(t, None)
-        self._drop_files(t)
-        if t.proc.revoke_pending or t.proc.on_revoked:
-            if not any(x.proc is t.proc for x in self.tracees.values()):  # the whole process went
-                t.proc.revoke_pending.clear()
-                t.proc.needs_revoke = False
-            self._revoke_progress(t.proc, t.tid)
-        if t.tid == self.root_tid:
+        tid = t.tid
+        self._forget(t, tid)
+        if tid == self.root_tid:
             if os.WIFEXITED(status):
                 self.exit_status = os.WEXITSTATUS(status)
             else:
                 self.exit_status = 128 + os.WTERMSIG(status)
+
+    def _forget(self, t: Tracee, tid: int) -> None:
+        """Thread ``t`` (whose tid was ``tid``) is gone: exited, killed, or ended by another's exec.
+
+        Its handler, if one was running for it, ends: one waiting for its next stop is closed
+        now (its clean-up runs), one waiting for a module or a daemon gets the answer when it
+        comes and fails at its next step (see _resume).
+        """
+        if self.tracees.get(tid) is t:
+            del self.tracees[tid]
+        memory.forget(tid)
+        t.vanish()
+        proc = t.proc
+        alone = not any(x.proc is proc for x in self.tracees.values())
+        if alone:  # the whole process went: children whose fork event it never showed are adopted
+            self._recent[proc.tgid] = t
+            while len(self._recent) > 16:
+                del self._recent[next(iter(self._recent))]
+            if self.early:
+                self._adopt_orphans(creator=t)
+            if proc.maps:
+                self._drop_maps(proc)
+        if t in self._waiting:
+            if t.on_signal is not None:  # killed: what a fatal signal does to the wait (FUSE: INTERRUPT)
+                try:
+                    t.on_signal(True)
+                except Exception:
+                    self._internal_error(None, "telling a module its caller was killed")
+        elif t.task is not None:
+            task, t.task = t.task, None
+            try:
+                task.close()
+            except Exception:
+                self._internal_error(None, "ending the handler of a vanished thread")
+        self._drop_files(t)
+        if proc.revoke_pending or proc.on_revoked:
+            if alone:
+                proc.revoke_pending.clear()
+                proc.needs_revoke = False
+            self._revoke_progress(proc, tid)
+
+    def _internal_error(self, t: Tracee | None, where: str) -> None:
+        """A bug of the hypervisor's (an exception other than a vanished thread's): logged with its
+        traceback; the call ``t`` is stopped in, if any, fails with EIO, and ``t`` goes on."""
+        import traceback
+
+        who = f"[{t.tid}] " if t is not None else ""
+        self.log(f"{who}internal error {where}:\n{traceback.format_exc().rstrip()}")
+        if t is None or t.gone:
+            return
+        if t.task is not None and t.task is not _WAITING_OFFLOAD:
+            task, t.task = t.task, None
+            try:
+                task.close()
+            except Exception:
+                pass
+        if t.task is _WAITING_OFFLOAD:
+            return  # its handler waits on: it ends the call when it is done
+        try:
+            if t.at_entry:  # the call has not run: it fails
+                regs = t.getregs()
+                regs.nr = -1
+                regs.ret = -errno.EIO
+                arch.setregs(t.tid, regs)
+        except OSError:
+            return
+        t.cont()
 
     def signal_root(self, sig: int) -> None:
         if self.root_tid in self.tracees:
@@ -850,6 +1085,47 @@ class Tracer:
                 os.kill(self.root_tid, sig)
             except ProcessLookupError:
                 pass
+
+
+def _vanished(e: BaseException) -> bool:
+    """Whether ``e`` says a thread is gone (ptrace, /proc/TID/mem: ESRCH), not that umvu has a bug."""
+    return isinstance(e, OSError) and e.errno == errno.ESRCH
+
+
+def _status_ids(tid: int) -> tuple[int | None, int | None]:
+    """(Tgid, PPid) of a thread, from /proc/TID/status; (None, None) if it is gone."""
+    tgid = ppid = None
+    try:
+        with open(f"/proc/{tid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Tgid:"):
+                    tgid = int(line[5:])
+                elif line.startswith(b"PPid:"):
+                    ppid = int(line[5:])
+                    break
+    except (OSError, ValueError):
+        return None, None
+    return tgid, ppid
+
+
+def _status_state(tid: int) -> str | None:
+    """The one-letter state of a thread (R, S, Z...), from /proc/TID/stat; None if it is gone."""
+    try:
+        with open(f"/proc/{tid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _status_umask(tid: int) -> int | None:
+    try:
+        with open(f"/proc/{tid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line[6:], 8)
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 _QUIET_BY_DEFAULT = sum(1 << (s - 1) for s in (signal.SIGCHLD, signal.SIGURG, signal.SIGWINCH, signal.SIGCONT,
