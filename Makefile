@@ -1,6 +1,7 @@
 # make run   - set everything up (Debian packages when root, .venv, umvu) and start `umvu bash`
 # make test  - set up whatever is missing, then run the test suite
 # make bench - compare umvu with native, strace and PRoot (not part of make test)
+# make faults - the fault-injection suite, long: thousands of SIGKILLs at every kind of stop
 
 # Debian's own python3 where there is one: built with PGO and LTO, it serves each intercepted call
 # about a fifth faster than a plain source build (a pyenv python3 may come first on PATH).
@@ -13,13 +14,17 @@ EXAMPLES := $(VENV)/share/pyfuse3-examples
 DEBS   := python3-venv python3-dev bash coreutils findutils tar gcc make libc6-dev strace proot tmux procps git sqlite3 util-linux \
           e2fsprogs fuse2fs squashfuse squashfs-tools fuse3 libfuse3-dev pkg-config python3-fusepy
 
-.PHONY: run test bench lint deps clean
+.PHONY: run test bench faults lint deps clean
 
 run: $(STAMP)
 	$(BIN)/umvu bash
 
 test: $(STAMP) $(EXAMPLES)/hello.py
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# FAULT_SECONDS per round (two rounds: two CPUs, then --pin); each must inject FAULT_MIN_KILLS.
+faults: $(STAMP)
+	FAULT_SECONDS=$${FAULT_SECONDS:-120} FAULT_MIN_KILLS=$${FAULT_MIN_KILLS:-3000} $(BIN)/pytest -q tests/test_faults.py
 
 bench: $(STAMP) $(EXAMPLES)/hello.py
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import signal as signal_mod
 import socket
 import stat as stat_mod
 import struct
@@ -25,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from umvu import abi, arch, bpf, libc, memory, syscalls
+from umvu.borrowed import Borrowed
 from umvu.fdtable import OpenFile
 from umvu.paths import RealWalkError, Resolved, resolve, seen_from
 from umvu.registry import Mount
@@ -51,6 +53,9 @@ NR_SECCOMP = 317
 NR_MMAP = syscalls.BY_NAME["mmap"].nr
 NR_CLOSE = syscalls.BY_NAME["close"].nr
 NR_SOCKET = 41  # not in the table: never stopped on
+NR_PPOLL = 271
+ERESTARTSYS, ERESTARTNOHAND = 512, 514  # the kernel's own: a signal ended the call, restart or EINTR
+POLLIN, POLLOUT = 1, 4
 NR_CONNECT = 42
 PLACEHOLDER = b"/dev/null\0"
 PATH_MAX = 4096
@@ -92,6 +97,10 @@ async def maybe(value: Any) -> Any:
     if hasattr(value, "__await__"):
         return await value
     return value
+
+
+class Restart(Exception):
+    """A signal ended a wait in the kernel (Call.wait_in_kernel): the call ends as the kernel's would."""
 
 
 class Call:
@@ -361,6 +370,36 @@ class Call:
         arch.setregs(self.t.tid, r)
         self.t.cont()
 
+    async def wait_in_kernel(self, fd: int, events: int) -> None:
+        """Until the caller's own real ``fd`` is ready for ``events`` (POLLIN, POLLOUT): the caller
+        waits in the kernel, a ppoll(2) in place of its call, as the real call would block there.
+
+        A thread held in a ptrace stop is no candidate for a process-wide signal (the kernel
+        gives it to another thread), so a wait served in the hypervisor would miss the signal
+        meant to end it; in the kernel, it is found as it would be.  A signal raises Restart.
+        The caller is then at a call's exit stop: ending the call restores its registers.
+        """
+        t = self.t
+        pfd = self.put_scratch(struct.pack("<ihh", fd, events, 0))
+        if t.at_entry:
+            regs = self.orig.copy()
+            regs.nr = NR_PPOLL
+            for i, v in enumerate((pfd, 1, 0, 0, 8)):
+                regs.set_arg(i, v)
+            ret = await t.finish_syscall(regs)
+        else:
+            ret = await t.inject(NR_PPOLL, pfd, 1, 0, 0, 8)
+        if ret in (-errno.EINTR, -ERESTARTSYS, -ERESTARTNOHAND):
+            raise Restart()
+        if ret < 0:
+            raise OSError(-ret, os.strerror(-ret))
+
+    def restart(self) -> None:
+        """At an exit stop: end the call as the kernel ends a blocked call a signal came for
+        (-ERESTARTSYS): run again if the signal's handler has SA_RESTART, else EINTR."""
+        self.resume_with(-ERESTARTSYS)
+
+
     async def install_vfd(self, of: OpenFile, fd: int) -> None:
         """At an exit stop that made ``fd`` a placeholder: make it virtual."""
         t = self.t
@@ -474,15 +513,15 @@ async def fam_open(c: Call) -> Any:
     of = OpenFile(r.mount, handle, r.path, flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_CLOEXEC | os.O_NOCTTY),
                   st is not None and stat_mod.S_ISDIR(st.st_mode))
     # Let the kernel allocate the number: open a placeholder in place of the call.
-    regs = c.regs
-    regs.nr = NR_OPENAT
-    regs.set_arg(0, AT_FDCWD)
-    regs.set_arg(1, c.put_scratch(PLACEHOLDER))
-    regs.set_arg(2, os.O_RDONLY | (flags & os.O_CLOEXEC))  # pollable: always ready, as a file
-    regs.set_arg(3, 0)
     try:
+        regs = c.regs
+        regs.nr = NR_OPENAT
+        regs.set_arg(0, AT_FDCWD)
+        regs.set_arg(1, c.put_scratch(PLACEHOLDER))
+        regs.set_arg(2, os.O_RDONLY | (flags & os.O_CLOEXEC))  # pollable: always ready, as a file
+        regs.set_arg(3, 0)
         fd = await c.t.finish_syscall(regs)
-    except BaseException:  # the caller vanished (or was woken): nobody will close what the module opened
+    except BaseException:  # the caller vanished (or was woken): nobody else will close what the module opened
         c.hv.release(of)
         raise
     if fd < 0:
@@ -490,7 +529,7 @@ async def fam_open(c: Call) -> Any:
         c.resume_with(fd)
         return DONE
     c.hv.opened(of)
-    await c.install_vfd(of, fd)
+    await c.install_vfd(of, fd)  # from here the fd table holds it: its going releases it
     c.resume_with(fd)
     c.result = fd  # type: ignore[attr-defined]
     return DONE
@@ -956,11 +995,301 @@ async def fam_bypass(c: Call) -> Any:
     raise OSError(errno.ENOSYS, f"{c.sc.name} would bypass the view: use the plain system calls")
 
 
-@family("nocopy")
-async def fam_nocopy(c: Call) -> Any:
+# -- in-kernel copies with a virtual end: read on one side, write on the other ---------------
+
+SPLICE_F_NONBLOCK, SPLICE_F_ALL = 2, 0xF
+COPY_CHUNK = 1 << 20
+LOFF = struct.Struct("<q")
+
+
+class _End:
+    """One end of copy_file_range, sendfile or splice: a virtual open file, or the caller's real
+    fd borrowed for the call (umvu/borrowed.py: the same open file, offset and all)."""
+
+    def __init__(self, fd: int, of: OpenFile | None, real: Borrowed | None) -> None:
+        self.fd, self.of, self.real = fd, of, real  # fd: its number in the caller
+        self.st: os.stat_result | None = real.st if real is not None else None
+
+    @classmethod
+    def open(cls, c: Call, i: int) -> _End:
+        """Argument ``i``'s fd; EBADF when it is not open (the borrowed fd is closed by ``close``)."""
+        fd = s32(c.args[i])
+        of = c.vfd(i)
+        if of is not None:
+            return cls(fd, of, None)
+        return cls(fd, None, Borrowed(c.t.proc.tgid, fd))
+
+    def close(self) -> None:
+        if self.real is not None:
+            os.close(self.real.fd)
+
+    async def stat(self) -> os.stat_result:
+        if self.st is None:
+            assert self.of is not None
+            self.st = await maybe(self.of.mount.fs.fstat(self.of.handle))
+        return self.st
+
+    @property
+    def readable(self) -> bool:
+        return self.of.readable if self.of is not None else self.real.readable
+
+    @property
+    def writable(self) -> bool:
+        return self.of.writable if self.of is not None else self.real.writable
+
+    @property
+    def flags(self) -> int:
+        return self.of.flags if self.of is not None else self.real.flags
+
+    @property
+    def pipe(self) -> bool:  # a virtual file is never one
+        return self.real is not None and self.real.is_pipe
+
+    @property
+    def position(self) -> int:
+        if self.of is not None:
+            return self.of.offset
+        return os.lseek(self.real.fd, 0, os.SEEK_CUR) if self.real.seekable else 0
+
+    def same_file(self, other: _End) -> bool:
+        a, b = self.st, other.st
+        if self.of is not None and other.of is not None:
+            return self.of.mount is other.of.mount and a is not None and b is not None and a.st_ino == b.st_ino
+        return self.real is not None and other.real is not None and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+    async def read(self, size: int, pos: int | None) -> bytes:
+        if self.of is not None:
+            data = await maybe(self.of.mount.fs.read(self.of.handle, size, self.of.offset if pos is None else pos))
+            if pos is None:
+                self.of.offset += len(data)
+            return bytes(data)
+        return self.real.read(size, pos)
+
+    async def write(self, c: Call, data: bytes, pos: int | None) -> int:
+        if self.of is not None:
+            n = await maybe(self.of.mount.fs.write(self.of.handle, data, self.of.offset if pos is None else pos))
+            if pos is None:
+                self.of.offset += n
+            return n
+        try:
+            return self.real.write(data, pos)
+        except BrokenPipeError:  # the kernel's SIGPIPE goes with EPIPE, to the caller
+            _tgkill(c.t.proc.tgid, c.t.tid, signal_mod.SIGPIPE)
+            raise
+
+    async def ready(self, c: Call, write: bool, nonblock: bool, moved: int) -> bool:
+        """Whether to go on: a real pipe or socket may have to be waited for, unless something was moved
+        already (the call returns it) or the caller asked not to wait (EAGAIN)."""
+        if self.real is None or self.real.ready(write):
+            return True
+        if moved:
+            return False
+        if nonblock:
+            raise OSError(errno.EAGAIN, "would block")
+        await c.wait_in_kernel(self.fd, POLLOUT if write else POLLIN)
+        return True
+
+
+def _tgkill(tgid: int, tid: int, sig: int) -> None:
+    libc.raw_syscall(234, tgid, tid, sig)
+
+
+async def _pump(c: Call, src: _End, spos: int | None, dst: _End, dpos: int | None, count: int,
+                nonblock: bool = False) -> int:
+    """Move up to ``count`` bytes; a position None is the end's own offset, which moves."""
+    moved = 0
+    while moved < count:
+        if not await src.ready(c, False, nonblock, moved) or not await dst.ready(c, True, nonblock, moved):
+            break
+        data = await src.read(min(count - moved, COPY_CHUNK), None if spos is None else spos + moved)
+        if not data:
+            break
+        n = await dst.write(c, data, None if dpos is None else dpos + moved)
+        if n < len(data) and spos is None:  # what the other end did not take is not consumed
+            if src.of is not None:
+                src.of.offset -= len(data) - n
+            elif src.real.seekable:
+                os.lseek(src.real.fd, n - len(data), os.SEEK_CUR)
+        moved += n
+        if n < len(data):
+            break
+    return moved
+
+
+def _rw_verify(pos: int, count: int) -> None:
+    """The kernel's rw_verify_area: a negative position, or one the count would take past the end."""
+    if count > (1 << 63) - 1 or pos < 0 or pos + count > (1 << 63) - 1:
+        raise OSError(errno.EINVAL, "bad range")
+
+
+@family("copy")
+async def fam_copy(c: Call) -> Any:
+    """copy_file_range, sendfile, splice and tee when a virtual fd is involved, in the kernel's
+    order of checks; the copy itself is a read on one end and a write on the other."""
     if not any(c.vfd(i) for i in c.sc.fd_args):
         return REAL
-    raise OSError(errno.EINVAL, "in-kernel copy from or to a virtual fd: fall back to read/write")
+    return await {"copy_file_range": _copy_file_range, "sendfile": _sendfile, "splice": _splice,
+                  "tee": _tee}[c.sc.name](c)
+
+
+def _read_loff(c: Call, addr: int) -> int:
+    return LOFF.unpack(memory.read(c.t.tid, addr, 8))[0]
+
+
+def _ends(c: Call, a: int, b: int) -> tuple[_End, _End]:
+    first = _End.open(c, a)
+    try:
+        return first, _End.open(c, b)
+    except BaseException:
+        first.close()
+        raise
+
+
+async def _copy_file_range(c: Call) -> int:
+    off_in, off_out, count, flags = c.args[1], c.args[3], c.args[4], c.args[5] & 0xFFFFFFFF
+    src, dst = _ends(c, 0, 2)
+    try:
+        pos_in = _read_loff(c, off_in) if off_in else src.position
+        pos_out = _read_loff(c, off_out) if off_out else dst.position
+        if flags:
+            raise OSError(errno.EINVAL, "flags")
+        sin, sout = await src.stat(), await dst.stat()
+        if stat_mod.S_ISDIR(sin.st_mode) or stat_mod.S_ISDIR(sout.st_mode):
+            raise OSError(errno.EISDIR, "a directory")
+        if not stat_mod.S_ISREG(sin.st_mode) or not stat_mod.S_ISREG(sout.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if not src.readable or not dst.writable or dst.flags & os.O_APPEND:
+            raise OSError(errno.EBADF, "not open for that")
+        u64 = (1 << 64) - 1
+        if (pos_in & u64) + count > u64 or (pos_out & u64) + count > u64:
+            raise OSError(errno.EOVERFLOW, "the range wraps")
+        count = 0 if pos_in >= sin.st_size else min(count, sin.st_size - pos_in)
+        if src.same_file(dst) and pos_out + count > pos_in and pos_out < pos_in + count:
+            raise OSError(errno.EINVAL, "overlapping ranges in one file")
+        _rw_verify(pos_in, count)
+        _rw_verify(pos_out, count)
+        if count == 0:
+            return 0
+        n = await _pump(c, src, pos_in, dst, pos_out, min(count, MAX_RW_COUNT))
+        if n > 0:
+            for ptr, end, pos in ((off_in, src, pos_in), (off_out, dst, pos_out)):
+                if ptr:
+                    c.write(ptr, LOFF.pack(pos + n))
+                elif end.of is not None:
+                    end.of.offset = pos + n
+                else:
+                    os.lseek(end.real.fd, pos + n, os.SEEK_SET)
+        return n
+    finally:
+        src.close()
+        dst.close()
+
+
+async def _sendfile(c: Call) -> int:
+    ptr, count = c.args[2], c.args[3]
+    pos = _read_loff(c, ptr) if ptr else None  # read before anything else, written back whatever comes
+    after = pos
+    try:
+        n, after = await _sendfile_from(c, pos, count)
+    finally:
+        if ptr:
+            c.write(ptr, LOFF.pack(after))
+    return n
+
+
+async def _sendfile_from(c: Call, pos: int | None, count: int) -> tuple[int, int | None]:
+    """sendfile's work: the count, and the position to write back to its pointer (None: there is none)."""
+    src = _End.open(c, 1)
+    try:
+        if not src.readable:
+            raise OSError(errno.EBADF, "not open for reading")
+        start = src.position if pos is None else pos
+        _rw_verify(start, count)
+        count = min(count, MAX_RW_COUNT)
+        dst = _End.open(c, 0)
+        try:
+            if not dst.writable:
+                raise OSError(errno.EBADF, "not open for writing")
+            if not dst.pipe:
+                if dst.flags & os.O_APPEND:
+                    raise OSError(errno.EINVAL, "an O_APPEND target")
+                mode = (await src.stat()).st_mode
+                if not stat_mod.S_ISREG(mode) and not stat_mod.S_ISBLK(mode):
+                    raise OSError(errno.EINVAL, "the source is not a file")
+            elif stat_mod.S_ISDIR((await src.stat()).st_mode):
+                raise OSError(errno.EINVAL, "a directory cannot be read so")
+            n = await _pump(c, src, start, dst, None, count, nonblock=dst.pipe and bool(dst.flags & os.O_NONBLOCK))
+            if pos is not None:
+                return n, start + n
+            if src.of is not None:
+                src.of.offset = start + n
+            else:
+                os.lseek(src.real.fd, start + n, os.SEEK_SET)
+            return n, None
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
+async def _splice(c: Call) -> int:
+    off_in, off_out, count, flags = c.args[1], c.args[3], c.args[4], c.args[5] & 0xFFFFFFFF
+    if count == 0:
+        return 0
+    if flags & ~SPLICE_F_ALL:
+        raise OSError(errno.EINVAL, "bad flags")
+    src, dst = _ends(c, 0, 2)
+    try:
+        if src.pipe and off_in or dst.pipe and off_out:
+            raise OSError(errno.ESPIPE, "an offset for a pipe")
+        pos_out = _read_loff(c, off_out) if off_out else None
+        pos_in = _read_loff(c, off_in) if off_in else None
+        if not src.readable or not dst.writable:
+            raise OSError(errno.EBADF, "not open for that")
+        nonblock = bool(flags & SPLICE_F_NONBLOCK)
+        if src.pipe:  # a pipe into the virtual file
+            if dst.flags & os.O_APPEND:
+                raise OSError(errno.EINVAL, "an O_APPEND target")
+            start = dst.position if pos_out is None else pos_out
+            _rw_verify(start, count)
+            n = await _pump(c, src, None, dst, start, count, nonblock or bool(src.flags & os.O_NONBLOCK))
+            if off_out:
+                c.write(off_out, LOFF.pack(start + n))
+            else:
+                dst.of.offset = start + n
+            return n
+        if dst.pipe:  # the virtual file into a pipe
+            if stat_mod.S_ISDIR((await src.stat()).st_mode):
+                raise OSError(errno.EINVAL, "a directory cannot be read so")
+            start = src.position if pos_in is None else pos_in
+            _rw_verify(start, count)
+            n = await _pump(c, src, start, dst, None, min(count, MAX_RW_COUNT),
+                            nonblock or bool(dst.flags & os.O_NONBLOCK))
+            if off_in:
+                c.write(off_in, LOFF.pack(start + n))
+            else:
+                src.of.offset = start + n
+            return n
+        raise OSError(errno.EINVAL, "neither end is a pipe")
+    finally:
+        src.close()
+        dst.close()
+
+
+async def _tee(c: Call) -> int:
+    """Both ends must be pipes, which a virtual file never is."""
+    if c.args[3] & 0xFFFFFFFF & ~SPLICE_F_ALL:
+        raise OSError(errno.EINVAL, "bad flags")
+    if c.args[2] == 0:
+        return 0
+    src, dst = _ends(c, 0, 1)
+    try:
+        if not src.readable or not dst.writable:
+            raise OSError(errno.EBADF, "not open for that")
+        raise OSError(errno.EINVAL, "not a pipe")
+    finally:
+        src.close()
+        dst.close()
 
 
 # -- names ---------------------------------------------------------------------------------
@@ -1752,6 +2081,11 @@ async def serve(hv: Hypervisor, t: Tracee, sc: Syscall, regs: arch.Regs) -> None
         if t.files and _path_only(c):
             raise OSError(errno.EBADF, "an O_PATH fd")
         res = await FAMILIES[sc.family](c)
+    except Restart:
+        c.restart()
+        if hv.debug:
+            hv.log(format_call(c, "? ERESTARTSYS (a signal: restarted, or EINTR)"))
+        return
     except OSError as e:
         res = -(e.errno or errno.EIO)
     except Exception:

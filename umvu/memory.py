@@ -52,18 +52,26 @@ def _fault() -> OSError:
     return OSError(errno.EFAULT, "bad address in the tracee")
 
 
+def _gone(tid: int) -> OSError:
+    """The thread is gone: not a bad address of its, and the tracer must not answer it EFAULT."""
+    return OSError(errno.ESRCH, f"thread {tid} is gone")
+
+
 def _pread(tid: int, size: int, addr: int) -> bytes:
     """Up to ``size`` bytes at ``addr``: fewer where an unmapped page begins."""
     if addr <= 0 or addr > ADDR_MAX:
         raise _fault()
     try:
-        return os.pread(_fds.get(tid) or _fd(tid), size, addr)
+        data = os.pread(_fds.get(tid) or _fd(tid), size, addr)
     except OSError as e:
         if e.errno in (errno.EIO, errno.EFAULT, errno.EINVAL):
             raise _fault() from None
         raise
     except OverflowError:
         raise _fault() from None
+    if not data and size:  # end of file: the address space is gone (an unmapped page is EIO)
+        raise _gone(tid)
+    return data
 
 
 def read(tid: int, addr: int, size: int) -> bytes:
@@ -113,7 +121,7 @@ def write(tid: int, addr: int, data: bytes) -> None:
     else:
         done = libc.vm_write(tid, addr, data)
     if done != n:
-        raise _fault()
+        raise _gone(tid) if done == -errno.ESRCH else _fault()
 
 
 _IOVEC = struct.Struct("<QQ")

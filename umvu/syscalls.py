@@ -61,7 +61,7 @@ writev            20    66   fd,ptr,int                                write
 access            21    -    path,mode                                 access
 dup               32    23   fd                                        dup
 dup2              33    -    fd,fd                                     dup
-sendfile          40    71   fd,fd,ptr,size                            nocopy
+sendfile          40    71   fd,fd,ptr,size                            copy
 execve            59    221  path,ptr,ptr                              exec
 fcntl             72    25   fd,int,hex                                fcntl
 flock             73    32   fd,int                                    flock
@@ -120,8 +120,8 @@ symlinkat         266   36   str,dirfd,lpath                           symlink
 readlinkat        267   78   dirfd,lpath,ptr,size                      readlink
 fchmodat          268   53   dirfd,path,mode                           chmod
 faccessat         269   48   dirfd,path,mode                           access
-splice            275   76   fd,ptr,fd,ptr,size,hex                    nocopy
-tee               276   77   fd,fd,size,hex                            nocopy
+splice            275   76   fd,ptr,fd,ptr,size,hex                    copy
+tee               276   77   fd,fd,size,hex                            copy
 sync_file_range   277   84   fd,int,int,hex                            fsync
 utimensat         280   88   dirfd,apath,ptr,atflags                   utime
 fallocate         285   47   fd,int,int,int                            fallocate
@@ -130,7 +130,7 @@ preadv            295   69   fd,ptr,int,int                            read
 pwritev           296   70   fd,ptr,int,int                            write
 syncfs            306   267  fd                                        fsync
 renameat2         316   276  dirfd,lpath,dirfd,lpath,hex               rename
-copy_file_range   326   285  fd,ptr,fd,ptr,size,hex                   nocopy
+copy_file_range   326   285  fd,ptr,fd,ptr,size,hex                   copy
 preadv2           327   286  fd,ptr,int,int,hex                        read
 pwritev2          328   287  fd,ptr,int,int,hex                       write
 execveat          322   281  dirfd,apath,ptr,ptr,atflags               exec

@@ -350,6 +350,9 @@ class Tracer:
         self.stats: dict[str, list[int]] | None = None  # what stopped: name -> [stops, ns serving them]
         self.stat_name = ""  # the call the stop being served is for (set by on_syscall)
         self._elapsed = 0.0  # how long run() ran
+        from umvu.faults import Faults
+
+        self.faults = Faults.from_environment()  # tests only: SIGKILL at chosen stops (umvu/faults.py)
 
     # -- start ---------------------------------------------------------------------
     def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> int:
@@ -407,6 +410,8 @@ class Tracer:
         waitpid = os.waitpid
         flags = os.WNOHANG | libc.WALL
         handle = self._handle if self.stats is None else self._handle_counted
+        if self.faults is not None:
+            handle = self._handle_faulted
         started = time.monotonic()
         try:
             while self.tracees:
@@ -453,8 +458,38 @@ class Tracer:
             if self._pool:
                 self._pool.shutdown(wait=False, cancel_futures=True)
         self._elapsed = time.monotonic() - started
+        if self.faults is not None:
+            self.log(self.faults.summary())
         status = self.exit_status or 0
         return status
+
+    # -- fault injection (umvu/faults.py) ---------------------------------------------------
+    def _handle_faulted(self, tid: int, status: int) -> None:
+        assert self.faults is not None
+        self.faults.at_report(self.tracees.get(tid), tid, status, self._kind_of(tid, status))
+        (self._handle if self.stats is None else self._handle_counted)(tid, status)
+
+    def _kind_of(self, tid: int, status: int) -> str | None:
+        """What kind of stop a report is (faults.KINDS), None for an exit."""
+        if not os.WIFSTOPPED(status):
+            return None
+        t = self.tracees.get(tid)
+        if t is None:
+            return "newborn"
+        if t.task is not None:
+            return "mid" if t.task is not _WAITING_OFFLOAD else None
+        event, sig = status >> 16, os.WSTOPSIG(status)
+        if event == libc.PTRACE_EVENT_SECCOMP:
+            return "entry"
+        if event in (libc.PTRACE_EVENT_FORK, libc.PTRACE_EVENT_VFORK, libc.PTRACE_EVENT_CLONE):
+            return "fork"
+        if event == libc.PTRACE_EVENT_EXEC:
+            return "exec"
+        if event == libc.PTRACE_EVENT_STOP and sig in STOP_SIGNALS:
+            return "group"
+        if event == 0 and sig not in (SYSCALL_TRAP, signal.SIGTRAP):
+            return "signal"
+        return None
 
     # -- signals sent to umvu itself ------------------------------------------------------
     def _read_signals(self) -> None:
@@ -577,7 +612,11 @@ class Tracer:
         if t.proc.revoke_pending and status >> 16 == libc.PTRACE_EVENT_STOP:
             self._revoke_progress(t.proc, t.tid)  # even when a handler holds the thread
         if t.task is not None:
-            if t.task is not _WAITING_OFFLOAD:
+            if status >> 16 == libc.PTRACE_EVENT_EXEC:
+                # Another thread exec'd and took this tid (the leader's): its handler is the old
+                # leader's, which is gone (_exec), never a step of the new program.
+                self._exec(t)
+            elif t.task is not _WAITING_OFFLOAD:
                 self._step(t, t.task, status)
             return
         sig = os.WSTOPSIG(status)
@@ -640,11 +679,15 @@ class Tracer:
             t.task = _WAITING_OFFLOAD  # before the callback: it runs here if fn is already done
             t.held, t.on_signal = False, None
             self._waiting[t] = coro
+            if self.faults is not None:
+                self.faults.maybe_kill(t.tid, "wait")
             fut.add_done_callback(lambda f, t=t, coro=coro: self._offload_done(t, coro, f))
         elif isinstance(req, Wait):
             t.task = _WAITING_OFFLOAD
             t.held, t.on_signal = not req.interruptible, req.on_signal
             self._waiting[t] = coro
+            if self.faults is not None:
+                self.faults.maybe_kill(t.tid, "wait")
             if isinstance(req.future, Promise):  # set in this thread: the caller goes on at once
                 req.future.add_done_callback(lambda p, t=t, coro=coro: self._resume(t, coro, p._value))
             else:
@@ -961,6 +1004,9 @@ class Tracer:
             former = t.tid
         memory.forget(t.tid)  # a new address space: the kept /proc/TID/mem shows the old one
         memory.forget(former)
+        if former == t.tid and t.task is not None and t.task is not _WAITING_OFFLOAD:
+            task, t.task = t.task, None  # no handler of the old program outlives it
+            task.close()
         if former != t.tid and former in self.tracees:
             # a non-leader thread exec'd: it takes the leader's tid
             old = self.tracees.pop(t.tid)
