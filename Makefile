@@ -2,6 +2,7 @@
 # make test  - set up whatever is missing, then run the test suite
 # make bench - compare umvu with native, strace and PRoot (not part of make test)
 # make faults - the fault-injection suite, long: thousands of SIGKILLs at every kind of stop
+# make docs  - write docs/syscalls.md (what umvu does with every system call) from the code
 
 # Debian's own python3 where there is one: built with PGO and LTO, it serves each intercepted call
 # about a fifth faster than a plain source build (a pyenv python3 may come first on PATH).
@@ -14,7 +15,7 @@ EXAMPLES := $(VENV)/share/pyfuse3-examples
 DEBS   := python3-venv python3-dev bash coreutils findutils tar gcc make libc6-dev strace proot tmux procps git sqlite3 util-linux \
           e2fsprogs fuse2fs squashfuse squashfs-tools fuse3 libfuse3-dev pkg-config python3-fusepy
 
-.PHONY: run test bench faults lint deps clean
+.PHONY: run test bench faults docs lint deps clean
 
 run: $(STAMP)
 	$(BIN)/umvu bash
@@ -28,6 +29,10 @@ faults: $(STAMP)
 
 bench: $(STAMP) $(EXAMPLES)/hello.py
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# docs/syscalls.md: every x86_64 call and what umvu does with it, generated from the code
+docs: $(STAMP)
+	$(BIN)/python -m umvu.catalog docs/syscalls.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check umvu modules tests bench

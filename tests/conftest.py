@@ -85,3 +85,21 @@ def tree(tmp_path):
     (root / "private").write_text("secret\n")
     (root / "private").chmod(0o600)
     return root
+
+
+def need(*tools: str) -> None:
+    missing = [t for t in tools if not shutil.which(t) and not os.path.exists(f"/usr/sbin/{t}")]
+    if missing:
+        pytest.fail(f"missing {missing}: `make test` installs them when run as root")
+
+
+@pytest.fixture
+def ext4(tmp_path) -> Path:
+    """A 64 MB ext4 image owned by the tester (mkfs makes root's by default): fuse2fs checks
+    permissions as the kernel would."""
+    need("mkfs.ext4", "fuse2fs")
+    img = tmp_path / "disk.img"
+    subprocess.run(["truncate", "-s", "64M", str(img)], check=True)
+    subprocess.run(["/usr/sbin/mkfs.ext4", "-q", "-F", "-E", f"root_owner={os.getuid()}:{os.getgid()}", str(img)],
+                   check=True)
+    return img

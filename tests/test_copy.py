@@ -11,8 +11,8 @@ import os
 import subprocess
 import sys
 
-from conftest import HERE, py, sh
-from test_fuse import WAIT, ext4, need  # noqa: F401 - ext4 is a fixture
+from conftest import HERE, need, py, sh
+from test_fuse import WAIT
 
 CASES = HERE / "data" / "copycases.py"
 

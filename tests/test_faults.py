@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import HERE, UMVU, env
-from test_fuse import need
+from conftest import HERE, UMVU, env, need
 
 SECONDS = int(os.environ.get("FAULT_SECONDS", "12"))
 MIN_KILLS = int(os.environ.get("FAULT_MIN_KILLS", "100"))

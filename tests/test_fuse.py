@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import HERE, UMVU, env, sh
+from conftest import HERE, UMVU, env, need, sh
 
 PY = sys.executable
 # Waits (in the session) until a mount point shows in /proc/self/mounts: daemons mount in the background.
@@ -21,12 +20,6 @@ waitmnt() { for i in $(seq 200); do grep -q " $(realpath $1) " /proc/self/mounts
             echo "$1 never mounted" >&2; return 1; }
 vu_insmod fuse
 """
-
-
-def need(*tools: str) -> None:
-    missing = [t for t in tools if not shutil.which(t) and not os.path.exists(f"/usr/sbin/{t}")]
-    if missing:
-        pytest.fail(f"missing {missing}: `make test` installs them when run as root")
 
 
 @pytest.fixture(scope="session")
@@ -44,17 +37,6 @@ def memfuse3(cc) -> str:
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], capture_output=True, text=True,
                            check=True).stdout.split()
     return cc("memfuse3", *flags)
-
-
-@pytest.fixture
-def ext4(tmp_path) -> Path:
-    need("mkfs.ext4", "fuse2fs")
-    img = tmp_path / "disk.img"
-    subprocess.run(["truncate", "-s", "64M", str(img)], check=True)
-    # owned by the tester (mkfs makes root's by default): fuse2fs checks permissions as the kernel would
-    subprocess.run(["/usr/sbin/mkfs.ext4", "-q", "-F", "-E", f"root_owner={os.getuid()}:{os.getgid()}", str(img)],
-                   check=True)
-    return img
 
 
 def debugfs(img: Path, request: str) -> str:

@@ -121,15 +121,18 @@ def _empty_path_fast(calls: dict[int, syscalls.Syscall]) -> list[Insn]:
 
 
 def base_filter(calls: dict[int, syscalls.Syscall] = syscalls.BY_NR, audit_arch: int = arch.AUDIT_ARCH,
-                paths: bool = True) -> bytes:
+                paths: bool = True, everything: bool = False) -> bytes:
     """The filter every tracee starts with; ``paths=False`` leaves path calls unstopped.
 
     While nothing is mounted no path can be virtual, so a session starts with
     the light filter (only the calls that change the view stop) and stacks the
     full one on every process when the first mount appears: until then
-    programs run at native speed.
+    programs run at native speed.  ``everything``: every call stops (umvu
+    -vv, which logs them all).
     """
     traced = syscalls.base_traced(calls, paths)
+    if everything:
+        traced = set(range(max(traced) + 1))
     enosys = RET_ERRNO | errno.ENOSYS
     head: list[Insn] = [
         (LD_W_ABS, 0, 0, OFF_ARCH),
@@ -141,6 +144,8 @@ def base_filter(calls: dict[int, syscalls.Syscall] = syscalls.BY_NR, audit_arch:
     ]
     # Every path through the empty-path blocks that loads an argument ends
     # in a RET, so the search below still finds nr in A.
+    if everything:
+        return assemble(head + [(RET_K, 0, 0, RET_TRACE)])
     return assemble(head + (_empty_path_fast(calls) if paths else []) + _search(_runs(traced)))
 
 

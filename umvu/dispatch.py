@@ -67,7 +67,7 @@ WRITE_INTENTS = frozenset({"write", "create", "remove", "rename"})
 # something umvu cannot (a real fd, an exec).  Handing it any other call costs
 # a second stop (the rewritten argument is restored at the call's exit), while
 # serving it from the module's own (host) calls takes one.
-PASSTHROUGH_FAMILIES = frozenset({"open", "openat2", "exec"})
+PASSTHROUGH_FAMILIES = frozenset({"open", "openat2", "exec", "hostonly"})
 # Families that may read the mount tables umvu writes under /proc.
 SYNTHETIC_FAMILIES = frozenset({"open", "stat", "statx", "access"})
 
@@ -475,6 +475,8 @@ def _open_intent(flags: int) -> Callable[[os.stat_result | None], str | None]:
 
 @family("open")
 async def fam_open(c: Call) -> Any:
+    """The module opens the file; the caller gets a placeholder fd the kernel allocates, or, for a module
+    whose files are host files (vufs), the real file: its I/O then never stops."""
     if c.sc.name == "creat":
         flags, mode = os.O_CREAT | os.O_WRONLY | os.O_TRUNC, c.args[1]
     else:
@@ -583,6 +585,8 @@ async def _hand_socket(c: Call, want: Connect, flags: int) -> Any:
 
 @family("openat2")
 async def fam_openat2(c: Call) -> Any:
+    """A plain openat2 on a real path (or a host file behind a view) goes to the kernel; on a file only a
+    module holds, ENOSYS (openat works)."""
     size = c.args[3]
     if size < 24:
         return REAL  # EINVAL from the kernel
@@ -623,6 +627,7 @@ async def fam_close(c: Call) -> Any:
 
 @family("close_range")
 async def fam_close_range(c: Call) -> Any:
+    """The virtual fds in the range are released (their modules' close); the kernel closes the placeholders."""
     first, last, flags = c.args[0] & 0xFFFFFFFF, c.args[1] & 0xFFFFFFFF, c.args[2]
     files = c.t.files
     if files and not flags & 4:  # CLOSE_RANGE_CLOEXEC: the kernel marks, exec decides
@@ -640,6 +645,7 @@ async def fam_close_range(c: Call) -> Any:
 
 @family("dup")
 async def fam_dup(c: Call) -> Any:
+    """The new fd shares the virtual open file (its offset, its flags); the kernel allocates the number."""
     of = c.vfd(0)
     two = c.sc.name != "dup"
     newfd = s32(c.args[1]) if two else -1
@@ -668,6 +674,8 @@ SETFL_MASK = os.O_APPEND | os.O_NONBLOCK | os.O_DIRECT | os.O_NOATIME | 0o20000 
 
 @family("fcntl")
 async def fam_fcntl(c: Call) -> Any:
+    """Status flags and record locks are the open file's (the module's lock, for modules that hold host fds);
+    F_DUPFD shares it; F_GETFD and F_SETFD run on the placeholder, with no stop."""
     of = c.vfd(0)
     if of is None:
         return REAL
@@ -713,6 +721,7 @@ async def _record_lock(c: Call, of: OpenFile, cmd: int) -> int:
 
 @family("flock")
 async def fam_flock(c: Call) -> Any:
+    """The module's flock (enforced by modules whose files are host fds)."""
     of = c.vfd(0)
     if of is None:
         return REAL
@@ -750,6 +759,7 @@ def _buffers(c: Call) -> list[tuple[int, int]]:
 
 @family("read")
 async def fam_read(c: Call) -> Any:
+    """The module reads at the fd's offset (or pread's), into the caller's buffers."""
     of = c.vfd(0)
     if of is None:
         return REAL
@@ -808,6 +818,7 @@ def consume_write(tid: int, consumer: Callable[[bytes], int], name: str, args: l
 
 @family("write")
 async def fam_write(c: Call) -> Any:
+    """The module writes what the caller's buffers hold, at the fd's offset, the end (O_APPEND) or pwrite's."""
     of = c.vfd(0)
     if of is None:
         return REAL  # a socket with a consumer was served before dispatch (Hypervisor.on_syscall)
@@ -830,6 +841,7 @@ async def fam_write(c: Call) -> Any:
 
 @family("lseek")
 async def fam_lseek(c: Call) -> Any:
+    """The open file's offset, with the module's SEEK_DATA and SEEK_HOLE where it has them."""
     of = c.vfd(0)
     if of is None:
         return REAL
@@ -859,6 +871,7 @@ async def fam_lseek(c: Call) -> Any:
 
 @family("getdents")
 async def fam_getdents(c: Call) -> Any:
+    """The module's listing of the open directory, packed as the kernel's dirents."""
     of = c.vfd(0)
     if of is None:
         return REAL
@@ -885,6 +898,7 @@ async def fam_getdents(c: Call) -> Any:
 
 @family("fsync")
 async def fam_fsync(c: Call) -> Any:
+    """The module's fsync (sync_file_range and syncfs: 0)."""
     of = c.vfd(0)
     if of is None:
         return REAL
@@ -895,11 +909,13 @@ async def fam_fsync(c: Call) -> Any:
 
 @family("fdnoop")
 async def fam_fdnoop(c: Call) -> Any:
+    """Advice the module does not need (readahead, fadvise): 0."""
     return REAL if c.vfd(0) is None else 0
 
 
 @family("fallocate")
 async def fam_fallocate(c: Call) -> Any:
+    """The module's fallocate (EOPNOTSUPP where it has none)."""
     of = c.vfd(0)
     if of is None:
         return REAL
@@ -982,9 +998,35 @@ async def fam_unmap(c: Call) -> Any:
 
 @family("ioctl")
 async def fam_ioctl(c: Call) -> Any:
+    """ENOTTY: virtual files have no ioctls yet."""
     if c.vfd(0) is None:
         return REAL
     raise OSError(errno.ENOTTY, "no ioctls on this file")
+
+
+# What hostonly refuses a virtual file with: the kernel's answer for a file system that cannot.
+HOSTONLY_ERRNO = {"inotify_add_watch": errno.ENOSYS, "fanotify_mark": errno.ENOSYS,
+                  "name_to_handle_at": errno.EOPNOTSUPP, "uselib": errno.ENOEXEC}
+HOSTONLY_WRITES = frozenset({"acct", "swapon", "setxattrat", "removexattrat", "file_setattr"})
+
+
+@family("hostonly")
+async def fam_hostonly(c: Call) -> Any:
+    """Only the kernel can do it, on a host file: a virtual one goes as the host file behind it
+    (vufs), else the call fails (ENOSYS for watches, EOPNOTSUPP for handles, EINVAL for mounts).
+
+    Watches (inotify, fanotify), file handles, swap, process accounting, the
+    new mount API and the *xattrat calls work on the kernel's inodes; a name
+    in a view must never reach the host's file of the same name.
+    """
+    for i in c.sc.path_args:
+        if not c.args[i]:
+            continue  # NULL: the call names its dirfd, or nothing (acct(NULL))
+        r = await c.target(i, "write" if c.sc.name in HOSTONLY_WRITES else "read")
+        if r is not None:
+            raise OSError(HOSTONLY_ERRNO.get(c.sc.name, errno.EINVAL),
+                          f"{c.sc.name} on a file only a module holds")
+    return REAL
 
 
 @family("bypass")
@@ -1320,6 +1362,7 @@ def _dev(m: Mount, st: os.stat_result) -> tuple[os.stat_result, int]:
 
 @family("stat")
 async def fam_stat(c: Call) -> Any:
+    """The module's lstat or fstat, with the mount's st_dev (a host file handed out keeps its own)."""
     if c.sc.name == "newfstatat" and c.args[3] & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH):
         return REAL  # the kernel says EINVAL itself
     got = await _stat_of(c)
@@ -1331,6 +1374,7 @@ async def fam_stat(c: Call) -> Any:
 
 @family("statx")
 async def fam_statx(c: Call) -> Any:
+    """As stat, in struct statx."""
     flags, mask = s32(c.args[2]), c.args[3] & 0xFFFFFFFF
     known = AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE
     if flags & ~known or mask & abi.STATX__RESERVED:
@@ -1344,6 +1388,7 @@ async def fam_statx(c: Call) -> Any:
 
 @family("statfs")
 async def fam_statfs(c: Call) -> Any:
+    """The module's statfs of its file system."""
     if c.sc.args[0] == "fd":
         of = c.vfd(0)
         if of is None:
@@ -1368,6 +1413,7 @@ def view_path(c: Call, path: str) -> str:
 
 @family("readlink")
 async def fam_readlink(c: Call) -> Any:
+    """The module's readlink; /proc's magic links (cwd, root, exe, fd/N) are answered for the view."""
     r = await c.target()
     if r is None:
         real = c.real
@@ -1400,6 +1446,7 @@ async def fam_readlink(c: Call) -> Any:
 
 @family("access")
 async def fam_access(c: Call) -> Any:
+    """The module's access check (EROFS for a write on a read-only mount)."""
     mode = s32(c.arg("mode"))
     if mode & ~7:
         return REAL
@@ -1417,6 +1464,7 @@ async def fam_access(c: Call) -> Any:
 
 @family("getcwd")
 async def fam_getcwd(c: Call) -> Any:
+    """The view's cwd, as the caller's root shows it, when it is virtual or the caller is chrooted."""
     fs = c.t.fs
     if not fs.cwd_virtual and fs.root == "/":
         return REAL
@@ -1436,6 +1484,7 @@ async def fam_getcwd(c: Call) -> Any:
 
 @family("chdir")
 async def fam_chdir(c: Call) -> Any:
+    """A virtual directory becomes the process's cwd in the view (the kernel's stays where it was)."""
     fs = c.t.fs
     if c.sc.name == "fchdir":
         of = c.vfd(0)
@@ -1470,12 +1519,15 @@ async def fam_chdir(c: Call) -> Any:
 
 @family("umask")
 async def fam_umask(c: Call) -> Any:
+    """Noted for the view (files the modules make take it), then the kernel's."""
     c.t.fs.umask = c.args[0] & 0o777
     return REAL
 
 
 @family("exec")
 async def fam_exec(c: Call) -> Any:
+    """A file only a module holds runs from a private host copy; a host file behind a view runs as itself; a
+    script's or ld.so's interpreter is the one the view names."""
     c.t.exec_view = None
     r = await c.target(intent="exec")
     if r is not None:  # a file only a module holds: the kernel gets a private copy of it
@@ -1600,6 +1652,7 @@ def _pt_interp(path: str) -> str | None:
 
 @family("mkdir")
 async def fam_mkdir(c: Call) -> Any:
+    """The module's mkdir, with the caller's umask applied."""
     r = await c.target(intent="create")
     if r is None:
         return REAL
@@ -1615,6 +1668,7 @@ def _last_name(c: Call) -> str:
 
 @family("rmdir")
 async def fam_rmdir(c: Call) -> Any:
+    """The module's rmdir (EBUSY for a mount point, EINVAL for ".")."""
     i = c.sc.path_args[0]
     if c.read_str(i).endswith("/") and c.read_str(i).rstrip("/") and (c.hv.registry or not c.t.fs.plain):
         name = await c.locate_name(i)  # "link/" names the link, which rmdir does not follow
@@ -1638,6 +1692,7 @@ async def fam_rmdir(c: Call) -> Any:
 
 @family("unlink")
 async def fam_unlink(c: Call) -> Any:
+    """The module's unlink (unlinkat with AT_REMOVEDIR: its rmdir)."""
     if c.sc.name == "unlinkat" and c.args[2] & AT_REMOVEDIR:
         return await fam_rmdir(c)
     i = c.sc.path_args[0]
@@ -1674,6 +1729,7 @@ def _same_mount(ra: Resolved | None, rb: Resolved | None) -> bool:
 
 @family("rename")
 async def fam_rename(c: Call) -> Any:
+    """The module's rename, within one mount (EXDEV across mounts, as between file systems)."""
     flags = c.args[4] & 0xFFFFFFFF if c.sc.name == "renameat2" else 0
     if flags & ~7 or (flags & 2 and flags & 5):  # unknown; EXCHANGE with NOREPLACE or WHITEOUT
         raise OSError(errno.EINVAL, "bad rename flags")
@@ -1687,6 +1743,7 @@ async def fam_rename(c: Call) -> Any:
 
 @family("link")
 async def fam_link(c: Call) -> Any:
+    """The module's link, within one mount (EXDEV across mounts)."""
     ra, rb = await _two_paths(c)
     if _same_mount(ra, rb):
         return REAL
@@ -1699,6 +1756,7 @@ async def fam_link(c: Call) -> Any:
 
 @family("symlink")
 async def fam_symlink(c: Call) -> Any:
+    """The module's symlink."""
     r = await c.target(intent="create")
     if r is None:
         return REAL
@@ -1740,6 +1798,7 @@ async def _handed_out(c: Call, intent: str) -> Resolved | None:
 
 @family("chmod")
 async def fam_chmod(c: Call) -> Any:
+    """The module's chmod (of a path, or of an open file)."""
     r = await _path_or_fd(c)
     if r is None:
         return REAL
@@ -1751,6 +1810,7 @@ async def fam_chmod(c: Call) -> Any:
 
 @family("chown")
 async def fam_chown(c: Call) -> Any:
+    """The module's chown (of a path, or of an open file)."""
     r = await _path_or_fd(c)
     if r is None:
         return REAL
@@ -1761,6 +1821,7 @@ async def fam_chown(c: Call) -> Any:
 
 @family("truncate")
 async def fam_truncate(c: Call) -> Any:
+    """The module's truncate or ftruncate."""
     length = s64(c.args[1])
     if length < 0:
         raise OSError(errno.EINVAL, "negative length")
@@ -1784,6 +1845,7 @@ async def fam_truncate(c: Call) -> Any:
 
 @family("utime")
 async def fam_utime(c: Call) -> Any:
+    """The module's utime, with UTIME_NOW and UTIME_OMIT resolved."""
     r = await _path_or_fd(c)
     if r is None:
         return REAL
@@ -1815,6 +1877,7 @@ async def fam_utime(c: Call) -> Any:
 
 @family("mknod")
 async def fam_mknod(c: Call) -> Any:
+    """The module's mknod, with the caller's umask applied."""
     r = await c.target(intent="create")
     if r is None:
         return REAL
@@ -1830,6 +1893,7 @@ async def fam_mknod(c: Call) -> Any:
 
 @family("xattr")
 async def fam_xattr(c: Call) -> Any:
+    """The module's xattr calls, after the kernel's rules for the namespaces (trusted.*, security.*, user.*)."""
     name = c.sc.name
     if name[0] in "lf" and name[1:] in ("getxattr", "setxattr", "listxattr", "removexattr"):
         name = name[1:]
@@ -1923,6 +1987,8 @@ async def _one_source(c: Call, source: str) -> str:
 
 @family("mount")
 async def fam_mount(c: Call) -> Any:
+    """A type a loaded module serves is mounted in the view; a kernel type, a propagation change or a move
+    goes to the kernel."""
     hv = c.hv
     fstype, flags = _opt_str(c, 2, 256), c.args[3] & 0xFFFFFFFF
     data = _opt_str(c, 4)
@@ -1982,6 +2048,7 @@ def _kernel_filesystems() -> set[str]:
 
 @family("umount")
 async def fam_umount(c: Call) -> Any:
+    """A mount of the view goes (EBUSY while used; MNT_DETACH at once); the host's go to the kernel."""
     flags = c.args[1] & 0xFFFFFFFF
     if flags & 8:  # UMOUNT_NOFOLLOW: the target is looked up like an lstat
         c.sc = syscalls.Syscall(c.sc.name, c.sc.nr, ("lpath", "hex"), c.sc.family)
@@ -2011,6 +2078,7 @@ async def fam_umount(c: Call) -> Any:
 
 @family("chroot")
 async def fam_chroot(c: Call) -> Any:
+    """The process's root in the view: from then on umvu resolves every path it names, never above that root."""
     r = await c.locate(0)
     st = _need(r)
     if not stat_mod.S_ISDIR(st.st_mode):
@@ -2027,6 +2095,7 @@ async def fam_chroot(c: Call) -> Any:
 
 @family("control")
 async def fam_control(c: Call) -> Any:
+    """umvu's own call: vu_insmod, vu_rmmod, vu_lsmod, vumount's messages."""
     return await c.hv.control(c)
 
 

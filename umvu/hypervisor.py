@@ -27,6 +27,10 @@ ALWAYS = syscalls.ALWAYS_TRACED
 _REVOKED_CALLS = frozenset({"read", "readv", "write", "writev", "close"})
 
 
+def _string(tid: int, addr: int) -> str:
+    return os.fsdecode(memory.read_cstring(tid, addr))
+
+
 def _now(ret: Any) -> Any:
     """Run a module method to its end here (a coroutine that does not suspend)."""
     if hasattr(ret, "send"):
@@ -44,7 +48,7 @@ class Hypervisor:
         self.debug = debug
         self.logfile = logfile or sys.stderr
         self.tracer = Tracer(self.on_syscall, self.log)
-        self.tracer.debug_events = debug > 1
+        self.tracer.debug_events = self.tracer.trace_everything = debug > 1
         self.tracer.release_file = self.release
         self.tracer.unmap_file = self.unmap
         self.registry = self.tracer.registry
@@ -82,6 +86,10 @@ class Hypervisor:
         if sc is None:
             if t.proc.revoked and regs.nr in (NR_POLL, NR_PPOLL):  # see _revoked_poll
                 self._revoked_poll(t, regs)
+            if self.debug > 1:  # every call stops under -vv: this one is the kernel's alone
+                from umvu.catalog import describe
+
+                self.log(f"[{t.tid}] {describe(regs.nr, regs.args(), lambda a: _string(t.tid, a))} = (real)")
             t.cont()
             return None
         if t.proc.revoked and regs.rdi in t.proc.revoked and sc.name in _REVOKED_CALLS \
@@ -110,7 +118,10 @@ class Hypervisor:
                 t.files.consumers.clear()  # another file may come to that number: ask /proc again
         if not self.registry and not t.files and t.fs.plain and sc.family not in ALWAYS:
             if self.debug > 1:
-                self.log(f"[{t.tid}] {sc.name}(...) = (real: nothing virtual here)")
+                from umvu.catalog import describe
+
+                self.log(f"[{t.tid}] {describe(regs.nr, regs.args(), lambda a: _string(t.tid, a))} "
+                         "= (real: nothing virtual here)")
             t.cont()  # nothing virtual exists for this process: the kernel's call
             return None
         return dispatch.serve(self, t, sc, regs)

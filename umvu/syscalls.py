@@ -143,6 +143,28 @@ openat2           437   437  dirfd,path,ptr,size                       openat2
 faccessat2        439   439  dirfd,apath,mode,atflags                  access
 fchmodat2         452   452  dirfd,apath,mode,atflags                  chmod
 io_uring_setup    425   425  int,ptr                                   bypass
+# Only the kernel can do these, on a host file (watches, handles, swap, accounting, the new mount
+# API): a path in a view is handed over as the host file behind it, or refused (dispatch: hostonly).
+uselib            134   -    path                                      hostonly
+pivot_root        155   41   path,path                                 hostonly
+acct              163   89   path                                      hostonly
+swapon            167   224  path,int                                  hostonly
+swapoff           168   225  path                                      hostonly
+quotactl          179   60   hex,path,int,ptr                          hostonly
+inotify_add_watch 254   27   fd,path,hex                               hostonly
+fanotify_mark     301   263  fd,hex,hex,dirfd,path                     hostonly
+name_to_handle_at 303   264  dirfd,fpath,ptr,ptr,atflags               hostonly
+open_tree         428   428  dirfd,apath,atflags                       hostonly
+move_mount        429   429  dirfd,path,dirfd,path,hex                 hostonly
+fspick            433   433  dirfd,path,hex                            hostonly
+mount_setattr     442   442  dirfd,apath,atflags,ptr,size              hostonly
+setxattrat        463   463  dirfd,apath,atflags,str,ptr,size          hostonly
+getxattrat        464   464  dirfd,apath,atflags,str,ptr,size          hostonly
+listxattrat       465   465  dirfd,apath,atflags,ptr,size              hostonly
+removexattrat     466   466  dirfd,apath,atflags,str                   hostonly
+open_tree_attr    467   467  dirfd,apath,atflags,ptr,size              hostonly
+file_getattr      468   468  dirfd,apath,ptr,size,atflags              hostonly
+file_setattr      469   469  dirfd,apath,ptr,size,atflags              hostonly
 vu_control        0x5655 0x5655 int,ptr,size,ptr,size                  control
 """
 

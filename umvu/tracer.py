@@ -318,6 +318,7 @@ class Tracer:
         self.tracees: dict[int, Tracee] = {}
         self.early: dict[int, int] = {}  # stops of children whose parent's event has not come yet
         self.debug_events = False  # -vv: log the rare events of process life (adoptions)
+        self.trace_everything = False  # -vv: every call stops, to be logged
         self.died_early: set[int] = set()  # children that died before their parent's event was seen
         self.ended_by_exec: set[int] = set()  # threads an exec ended, forgotten then: their report is late
         self._recent: dict[int, Tracee] = {}  # processes gone lately, by tgid: the view an orphan gets
@@ -357,7 +358,7 @@ class Tracer:
     # -- start ---------------------------------------------------------------------
     def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> int:
         self.paths_traced = bool(self.registry)
-        filt = bpf.base_filter(paths=self.paths_traced)
+        filt = bpf.base_filter(paths=self.paths_traced, everything=self.trace_everything)
         prog_code = ctypes.create_string_buffer(filt, len(filt))
         fprog = ctypes.create_string_buffer(bpf.sock_fprog(filt, ctypes.addressof(prog_code)), 16)
         r, w = os.pipe()

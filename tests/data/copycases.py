@@ -112,7 +112,8 @@ case("sendfile rdonly out", sc("sendfile", src, src, 0, 10))
 case("sendfile bad out", sc("sendfile", 999, src, 0, 10))
 r, w = os.pipe()
 a = loff(0)
-case("sendfile to a pipe", sc("sendfile", w, src, addr(a), 3000), a.value, hashlib.md5(os.read(r, 65536)).hexdigest()[:8])
+case("sendfile to a pipe", sc("sendfile", w, src, addr(a), 3000), a.value,
+     hashlib.md5(os.read(r, 65536)).hexdigest()[:8])
 fcntl.fcntl(w, fcntl.F_SETFL, os.O_NONBLOCK)
 while True:
     try:
