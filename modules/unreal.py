@@ -10,8 +10,9 @@ unreal test module does).
 from __future__ import annotations
 
 import os
+import stat
 
-from umvu.abi import StatFs, dtype_of, dtype_of_entry, host_statfs, renameat2
+from umvu.abi import StatFs, dtype_of, dtype_of_entry, fallocate, host_statfs, renameat2
 from umvu.hookspecs import hookimpl
 from umvu.vfs import DirEntry, FileSystem, HostFdLocks
 
@@ -29,6 +30,14 @@ class Unreal(HostFdLocks, FileSystem):
 
     def lstat(self, path: str) -> os.stat_result:
         return os.lstat(self.real(path))
+
+    def host_path(self, path: str, intent: str, st: os.stat_result | None) -> str | None:
+        """Special files go to the kernel: a FIFO, a device or a socket is the host node's to serve,
+        and opening a FIFO here would block the hypervisor (everything else is served in-process)."""
+        if st is not None and (stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                               or stat.S_ISSOCK(st.st_mode)):
+            return self.real(path)
+        return None
 
     def readlink(self, path: str) -> str:
         return os.readlink(self.real(path))
@@ -71,6 +80,12 @@ class Unreal(HostFdLocks, FileSystem):
 
     def ftruncate(self, handle: int, length: int) -> None:
         os.ftruncate(handle, length)
+
+    def fallocate(self, handle: int, mode: int, offset: int, length: int) -> None:
+        fallocate(handle, mode, offset, length)
+
+    def seek(self, handle: int, offset: int, whence: int) -> int:
+        return os.lseek(handle, offset, whence)  # SEEK_DATA and SEEK_HOLE: the file's own holes
 
     def mkdir(self, path: str, mode: int) -> None:
         os.mkdir(self.real(path), mode)

@@ -25,7 +25,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from umvu import abi, arch, bpf, libc, memory, syscalls
+from umvu import abi, arch, argcheck, bpf, libc, memory, syscalls
 from umvu.borrowed import Borrowed
 from umvu.fdtable import OpenFile
 from umvu.paths import RealWalkError, Resolved, resolve, seen_from
@@ -99,6 +99,14 @@ async def maybe(value: Any) -> Any:
     return value
 
 
+class _Answer(Exception):
+    """The call's result, found in the middle of its checks (as the kernel returns early)."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self.value = value
+
+
 class Restart(Exception):
     """A signal ended a wait in the kernel (Call.wait_in_kernel): the call ends as the kernel's would."""
 
@@ -119,6 +127,7 @@ class Call:
         self.via: dict[int, Mount] = {}  # path arguments handed to a module's host path
         self.real: Resolved | None = None  # the last real path target() resolved
         self.handed: tuple[str, str] | None = None  # (view path, host path) given to the kernel
+        self.oflags: int | None = None  # an open's flags when no argument holds them (openat2's struct)
 
     @property
     def regs(self) -> arch.Regs:
@@ -163,14 +172,14 @@ class Call:
         kind = self.sc.args[i]
         if kind in ("path", "str"):
             return True
-        if kind == "lpath":
+        if kind in ("lpath", "npath"):
             return False
         if kind == "apath":
             return not self.arg("atflags") & AT_SYMLINK_NOFOLLOW
         if kind == "fpath":
             return bool(self.arg("atflags") & AT_SYMLINK_FOLLOW)
         if kind == "opath":
-            fl = self.arg("oflags") if self.sc.arg_index("oflags") is not None else 0
+            fl = self.oflags if self.oflags is not None else argcheck.effective_open_flags(self.arg("oflags"))
             if fl & os.O_NOFOLLOW or (fl & os.O_CREAT and fl & os.O_EXCL):
                 return False
             return True
@@ -220,16 +229,20 @@ class Call:
         if i is None:
             i = sc.path_args[0]
         dirfd_i = i - 1 if i > 0 and sc.args[i - 1] == "dirfd" else None
-        if self.args[i] == 0 and sc.family == "utime" and dirfd_i is not None:
-            path = ""  # utimensat(fd, NULL, ...) works on the fd
+        dirfd = s32(self.args[dirfd_i]) if dirfd_i is not None else AT_FDCWD
+        if self.args[i] == 0 and dirfd != AT_FDCWD and (sc.family == "utime" or sc.family in ("stat", "statx")
+                                                        and self.arg("atflags") & AT_EMPTY_PATH):
+            path = ""  # utimensat(fd, NULL), and since Linux 6.10 fstatat(fd, NULL, AT_EMPTY_PATH): the fd itself
         else:
             path = self.read_str(i)
         t = self.t
         hv = self.hv
-        dirfd = s32(self.args[dirfd_i]) if dirfd_i is not None else AT_FDCWD
         confined = t.fs.root != "/" or locate
+        fd_itself = False  # an empty path that names the dirfd's own file
         if not path:
-            empty_ok = sc.args[i] == "apath" and self.arg("atflags") & AT_EMPTY_PATH or sc.family == "utime"
+            # "" names the dirfd with AT_EMPTY_PATH, and for readlinkat whenever there is one (LOOKUP_EMPTY)
+            empty_ok = sc.args[i] == "apath" and self.arg("atflags") & AT_EMPTY_PATH \
+                or sc.family == "readlink" and dirfd != AT_FDCWD or sc.family == "utime" and self.args[i] == 0
             if not empty_ok:
                 raise OSError(errno.ENOENT, "empty path")
             if dirfd == AT_FDCWD:
@@ -244,7 +257,7 @@ class Call:
                     return await self._locate_fd(dirfd)
                 if not t.files.hosted or t.files.view_of(t.tid, dirfd) is None:
                     return None
-                path = "."  # a real fd a module handed out: the file it names in the view
+                path, fd_itself = ".", True  # a real fd a module handed out: the file it names in the view
         virtual_base = False
         opened = None
         if path[0] == "/":
@@ -267,8 +280,8 @@ class Call:
                     start = os.readlink(f"/proc/{t.tid}/fd/{dirfd}")
                 except OSError:
                     raise OSError(errno.EBADF, "bad dirfd") from None
-                if not start.startswith("/"):
-                    raise OSError(errno.ENOTDIR, "dirfd is not a directory")
+                if not start.startswith("/") or not fd_itself and not os.path.isdir(f"/proc/{t.tid}/fd/{dirfd}"):
+                    raise OSError(errno.ENOTDIR, "dirfd is not a directory")  # path_init, before any name
                 view = t.files.view_of(t.tid, dirfd)
                 if view is not None:  # a real directory fd a module handed out
                     start, virtual_base = view, True
@@ -277,7 +290,8 @@ class Call:
         if len(path) >= PATH_MAX:
             raise OSError(errno.ENAMETOOLONG, "path too long")
         try:
-            r = await resolve(hv.registry, start, path, self._follow(i), t.fs.root, self._magic, opened)
+            r = await resolve(hv.registry, start, path, self._follow(i), t.fs.root, self._magic, opened,
+                              sc.args[i] == "npath")
             if locate:
                 return r
         except RealWalkError:
@@ -299,6 +313,9 @@ class Call:
                     raise OSError(errno.EROFS, "read-only file system")
             if intent is not None and sc.family in PASSTHROUGH_FAMILIES:
                 host = await maybe(m.fs.host_path(m.inner(r.path), intent, r.st))
+                if host is None and r.st is not None and stat_mod.S_ISFIFO(r.st.st_mode) \
+                        and sc.family in ("open", "openat2"):
+                    host = hv.shadows.fifo(m, r.st)  # a pipe, which no module is asked to open
                 if host is not None:
                     self.handed = (r.path, host)
                     if path.endswith("/") and not host.endswith("/"):
@@ -481,10 +498,18 @@ async def fam_open(c: Call) -> Any:
         flags, mode = os.O_CREAT | os.O_WRONLY | os.O_TRUNC, c.args[1]
     else:
         flags, mode = s32(c.arg("oflags")), c.arg("mode")
+    return await _open(c, argcheck.effective_open_flags(flags), mode)  # unknown bits dropped; O_PATH drops most
+
+
+async def _open(c: Call, flags: int, mode: int) -> Any:
     # Without O_CREAT the mode register is whatever the caller left there; the
     # kernel keeps only the permission bits either way.
     mode &= 0o7777
     acc = flags & os.O_ACCMODE
+    if flags & os.O_CREAT and not flags & os.O_PATH and c.read_str(c.sc.path_args[0]).endswith("/") \
+            and (c.hv.registry or not c.t.fs.plain):
+        await c.locate_name(c.sc.path_args[0])  # open_last_lookups: the parent is walked first
+        raise OSError(errno.EISDIR, "O_CREAT with a trailing slash")
     r = await c.target(intent=_open_intent(flags))
     if r is None:
         return REAL
@@ -496,24 +521,27 @@ async def fam_open(c: Call) -> Any:
             raise OSError(errno.EISDIR, "is a directory")
         mode &= ~c.t.fs.umask
     else:
+        tmpfile = flags & argcheck.O_TMPFILE_BIT  # an unnamed file in the directory named
         if flags & os.O_CREAT and flags & os.O_EXCL:
             raise OSError(errno.EEXIST, "exists")
         if stat_mod.S_ISLNK(st.st_mode) and not flags & os.O_PATH:
             raise OSError(errno.ELOOP, "is a symlink (O_NOFOLLOW)")
         if flags & os.O_DIRECTORY and not stat_mod.S_ISDIR(st.st_mode):
             raise OSError(errno.ENOTDIR, "not a directory")
-        if stat_mod.S_ISDIR(st.st_mode) and (acc != os.O_RDONLY or flags & os.O_CREAT) and not flags & os.O_PATH:
-            raise OSError(errno.EISDIR, "is a directory")
-    if acc == 3 and not flags & os.O_PATH:
-        raise OSError(errno.EINVAL, "bad access mode")
+        if tmpfile:
+            mode &= ~c.t.fs.umask
+        elif stat_mod.S_ISDIR(st.st_mode) and (acc != os.O_RDONLY or flags & (os.O_CREAT | os.O_TRUNC)) \
+                and not flags & os.O_PATH:
+            raise OSError(errno.EISDIR, "is a directory")  # may_open: O_TRUNC asks for write access too
     fs = r.mount.fs
     handle = await maybe(fs.open(r.mount.inner(r.path), flags & ~os.O_CLOEXEC, mode))
     if isinstance(handle, Connect):
         return await _hand_socket(c, handle, flags)
     # st None: this open made a regular file (asking its type again would be a lookup the kernel
-    # does not make, which may be refused by then)
-    of = OpenFile(r.mount, handle, r.path, flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_CLOEXEC | os.O_NOCTTY),
-                  st is not None and stat_mod.S_ISDIR(st.st_mode))
+    # does not make, which may be refused by then); so did O_TMPFILE
+    of = OpenFile(r.mount, handle, r.path, flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_CLOEXEC | os.O_NOCTTY
+                                                     | argcheck.O_TMPFILE),
+                  st is not None and stat_mod.S_ISDIR(st.st_mode) and not flags & argcheck.O_TMPFILE_BIT)
     # Let the kernel allocate the number: open a placeholder in place of the call.
     try:
         regs = c.regs
@@ -585,17 +613,16 @@ async def _hand_socket(c: Call, want: Connect, flags: int) -> Any:
 
 @family("openat2")
 async def fam_openat2(c: Call) -> Any:
-    """A plain openat2 on a real path (or a host file behind a view) goes to the kernel; on a file only a
-    module holds, ENOSYS (openat works)."""
-    size = c.args[3]
-    if size < 24:
-        return REAL  # EINVAL from the kernel
-    flags, _mode, how = struct.unpack("<QQQ", memory.read(c.t.tid, c.args[2], 24))
-    # RESOLVE_* flags name the dirfd, which a rewrite loses: only plain opens pass through.
-    r = await c.target(intent=None if how else _open_intent(flags))
+    """As openat; with RESOLVE_ flags, on a real path only (a file only a module holds: ENOSYS)."""
+    flags, mode, how = argcheck.OPEN_HOW.unpack(memory.read(c.t.tid, c.args[2], 24))  # checked (argcheck)
+    c.oflags = flags
+    if not how:
+        return await _open(c, flags, mode)
+    # RESOLVE_* flags name the dirfd, which a rewrite loses: they go to the kernel on real paths only.
+    r = await c.target(intent=None)
     if r is None:
         return REAL
-    raise OSError(errno.ENOSYS, "openat2 on a virtual path: use openat")
+    raise OSError(errno.ENOSYS, "openat2 with RESOLVE_ flags on a virtual path: umvu does not resolve them yet")
 
 
 @family("close")
@@ -725,50 +752,58 @@ async def fam_flock(c: Call) -> Any:
     of = c.vfd(0)
     if of is None:
         return REAL
-    op = s32(c.args[1])
-    kind = op & ~4  # LOCK_NB
-    if kind not in (1, 2, 8):  # LOCK_SH, LOCK_EX, LOCK_UN
-        raise OSError(errno.EINVAL, "bad flock operation")
+    op = s32(c.args[1])  # checked already (argcheck)
+    if op & ~4 != 8 and not (of.readable or of.writable):  # open with the access mode 3
+        raise OSError(errno.EBADF, "neither open for reading nor for writing")
     await maybe(of.mount.fs.flock(of.handle, op))
     return 0
 
 
 # -- I/O ---------------------------------------------------------------------------------
 
-def _io_offset(c: Call, of: OpenFile) -> int | None:
-    """The explicit offset of a p* call (None: use and move the file offset)."""
+RWF_SUPPORTED = 0xFF  # RWF_HIPRI ... RWF_DONTCACHE: preadv2 and pwritev2 refuse other bits (EOPNOTSUPP)
+RWF_ATOMIC = 0x40
+
+
+def _rw_args(c: Call, of: OpenFile, write: bool) -> tuple[list[tuple[int, int]], int | None]:
+    """A read or write family call's buffers and explicit offset (None: the file's), its arguments
+    checked in the kernel's order: a negative offset (before the fd is even looked at), the fd's
+    access mode, the buffers (access_ok, import_iovec), the range, then preadv2's flags."""
     name = c.sc.name
-    if name in ("pread64", "pwrite64"):
-        off = s64(c.args[3])
-    elif name in ("preadv", "pwritev", "preadv2", "pwritev2"):
-        off = s64(c.args[3])
-        if name.endswith("2") and off == -1:
-            return None
+    off = None
+    if name in ("pread64", "pwrite64", "preadv", "pwritev") or name in ("preadv2", "pwritev2") \
+            and s64(c.args[3]) != -1:
+        off = s64(c.args[3])  # negative: EINVAL already (argcheck)
+    if not (of.writable if write else of.readable):
+        raise OSError(errno.EBADF, f"not open for {'writing' if write else 'reading'}")
+    if name in ("read", "write", "pread64", "pwrite64"):
+        buf, count = c.args[1], c.args[2]
+        if not memory.access_ok(buf, count):
+            raise OSError(errno.EFAULT, "the buffer is outside the address space")
+        if count > memory.SSIZE_MAX:
+            raise OSError(errno.EINVAL, "count past SSIZE_MAX")
+        bufs = [(buf, min(count, MAX_RW_COUNT))]
     else:
-        return None
-    if off < 0:
-        raise OSError(errno.EINVAL, "negative offset")
-    return off
-
-
-def _buffers(c: Call) -> list[tuple[int, int]]:
-    if c.sc.name in ("read", "write", "pread64", "pwrite64"):
-        return [(c.args[1], min(c.args[2], MAX_RW_COUNT))]
-    return memory.read_iovec(c.t.tid, c.args[1], s32(c.args[2]))
+        bufs = memory.read_iovec(c.t.tid, c.args[1], c.args[2] & 0xFFFFFFFF)  # import_iovec: unsigned int
+        if not any(n for _b, n in bufs):
+            raise _Answer(0)  # vfs_readv, vfs_writev: nothing to move is 0, before anything else
+    if off is not None and off + sum(n for _b, n in bufs) > memory.SSIZE_MAX:
+        raise OSError(errno.EINVAL, "the range passes the largest offset")
+    if name in ("preadv2", "pwritev2") and c.args[5] & 0xFFFFFFFF & (~RWF_SUPPORTED | RWF_ATOMIC):
+        raise OSError(errno.EOPNOTSUPP, "unknown RWF_ flags, or RWF_ATOMIC (no file of a view takes it)")
+    return bufs, off
 
 
 @family("read")
 async def fam_read(c: Call) -> Any:
-    """The module reads at the fd's offset (or pread's), into the caller's buffers."""
+    """The module reads at the fd's offset (or pread's), into the caller's buffers; a buffer that
+    faults part way ends the read there, with what was copied (EFAULT if nothing was)."""
     of = c.vfd(0)
     if of is None:
         return REAL
-    if not of.readable:
-        raise OSError(errno.EBADF, "not open for reading")
+    bufs, off = _rw_args(c, of, write=False)
     if of.is_dir:
         raise OSError(errno.EISDIR, "is a directory")
-    off = _io_offset(c, of)
-    bufs = _buffers(c)
     total = sum(n for _, n in bufs)
     pos = of.offset if off is None else off
     data = await maybe(of.mount.fs.read(of.handle, total, pos)) if total else b""
@@ -776,11 +811,18 @@ async def fam_read(c: Call) -> Any:
     for addr, n in bufs:
         if done >= len(data):
             break
-        c.write(addr, data[done : done + n])
-        done += n
+        piece = data[done : done + n]
+        if not piece:
+            continue  # a zero-length buffer
+        copied = memory.write_some(c.t.tid, addr, piece)
+        done += copied
+        if copied < len(piece):
+            if not done:
+                raise OSError(errno.EFAULT, "bad buffer")
+            break
     if off is None:
-        of.offset += len(data)
-    return len(data)
+        of.offset += done
+    return done
 
 
 WRITE_CALLS = frozenset({"write", "writev"})
@@ -801,10 +843,24 @@ def consumer_of(hv: Hypervisor, tid: int, fd: int) -> Callable[[bytes], int] | N
 
 
 def written(tid: int, name: str, args: list[int] | tuple[int, ...]) -> bytes:
-    """The bytes a write-family call (write, pwrite64, writev, pwritev...) hands the kernel."""
+    """The bytes a write(2) or writev(2) to a consumer socket (vfs.Connect) hands over, whole or EFAULT."""
     if name in ("write", "pwrite64"):
         return memory.read(tid, args[1], min(args[2], MAX_RW_COUNT))
     return memory.read_gathered(tid, args[1], s32(args[2]))
+
+
+def _gather(tid: int, bufs: list[tuple[int, int]]) -> bytes:
+    """What the caller's buffers hold, up to the first byte that faults (EFAULT if that is the first)."""
+    out = []
+    for addr, n in bufs:
+        piece = memory.read_some(tid, addr, n)
+        out.append(piece)
+        if len(piece) < n:
+            break
+    data = b"".join(out)
+    if not data and any(n for _a, n in bufs):
+        raise OSError(errno.EFAULT, "bad buffer")
+    return data
 
 
 def consume_write(tid: int, consumer: Callable[[bytes], int], name: str, args: list[int]) -> int:
@@ -818,14 +874,12 @@ def consume_write(tid: int, consumer: Callable[[bytes], int], name: str, args: l
 
 @family("write")
 async def fam_write(c: Call) -> Any:
-    """The module writes what the caller's buffers hold, at the fd's offset, the end (O_APPEND) or pwrite's."""
+    """The module writes what the caller's buffers hold, at the fd's offset, the end (O_APPEND) or pwrite's;
+    a buffer that faults part way ends the write there (EFAULT if nothing could be read)."""
     of = c.vfd(0)
     if of is None:
         return REAL  # a socket with a consumer was served before dispatch (Hypervisor.on_syscall)
-    if not of.writable:
-        raise OSError(errno.EBADF, "not open for writing")
-    off = _io_offset(c, of)
-    data = written(c.t.tid, c.sc.name, c.args)
+    bufs, off = _rw_args(c, of, write=True)
     fs = of.mount.fs
     if off is None:
         if of.flags & os.O_APPEND:
@@ -833,6 +887,7 @@ async def fam_write(c: Call) -> Any:
         pos = of.offset
     else:
         pos = off
+    data = _gather(c.t.tid, bufs)
     n = await maybe(fs.write(of.handle, data, pos)) if data else 0
     if off is None:
         of.offset += n
@@ -919,11 +974,9 @@ async def fam_fallocate(c: Call) -> Any:
     of = c.vfd(0)
     if of is None:
         return REAL
-    if not of.writable:
+    if not of.writable:  # after the range and the mode (argcheck)
         raise OSError(errno.EBADF, "not open for writing")
     mode, offset, length = s32(c.args[1]), s64(c.args[2]), s64(c.args[3])
-    if offset < 0 or length <= 0:
-        raise OSError(errno.EINVAL, "bad range")
     await maybe(of.mount.fs.fallocate(of.handle, mode, offset, length))
     return 0
 
@@ -1059,7 +1112,11 @@ class _End:
         of = c.vfd(i)
         if of is not None:
             return cls(fd, of, None)
-        return cls(fd, None, Borrowed(c.t.proc.tgid, fd))
+        real = Borrowed(c.t.proc.tgid, fd)
+        if real.flags & os.O_PATH:  # fdget: an O_PATH fd is no file for these calls
+            os.close(real.fd)
+            raise OSError(errno.EBADF, "an O_PATH fd")
+        return cls(fd, None, real)
 
     def close(self) -> None:
         if self.real is not None:
@@ -1363,8 +1420,6 @@ def _dev(m: Mount, st: os.stat_result) -> tuple[os.stat_result, int]:
 @family("stat")
 async def fam_stat(c: Call) -> Any:
     """The module's lstat or fstat, with the mount's st_dev (a host file handed out keeps its own)."""
-    if c.sc.name == "newfstatat" and c.args[3] & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH):
-        return REAL  # the kernel says EINVAL itself
     got = await _stat_of(c)
     if got is None:
         return REAL
@@ -1375,10 +1430,7 @@ async def fam_stat(c: Call) -> Any:
 @family("statx")
 async def fam_statx(c: Call) -> Any:
     """As stat, in struct statx."""
-    flags, mask = s32(c.args[2]), c.args[3] & 0xFFFFFFFF
-    known = AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE
-    if flags & ~known or mask & abi.STATX__RESERVED:
-        return REAL  # EINVAL from the kernel
+    mask = c.args[3] & 0xFFFFFFFF  # flags and mask checked already (argcheck)
     got = await _stat_of(c)
     if got is None:
         return REAL
@@ -1713,10 +1765,17 @@ async def fam_unlink(c: Call) -> Any:
     return 0
 
 
-async def _two_paths(c: Call) -> tuple[Resolved | None, Resolved | None]:
-    """Both names of rename/link; EXDEV unless one mount (or none) holds both."""
+async def _two_paths(c: Call, whole_first: bool = False) -> tuple[Resolved | None, Resolved | None]:
+    """Both names of rename/link; EXDEV unless one mount (or none) holds both.
+
+    ``whole_first``: the first name must exist before the second is even read (do_linkat looks
+    the old name up whole first; rename looks up both parents, then the names).
+    """
     a, b = c.sc.path_args
-    ra, rb = await c.target(a, "rename"), await c.target(b, "rename")
+    if whole_first:
+        _need(await c.locate(a))  # real or not: the kernel's lookup errors come before the second name
+    ra = await c.target(a, "rename")
+    rb = await c.target(b, "rename")
     if c.mount_of(a, ra) is not c.mount_of(b, rb) or (ra is None) != (rb is None):
         raise OSError(errno.EXDEV, "across mounts")
     return ra, rb
@@ -1730,13 +1789,14 @@ def _same_mount(ra: Resolved | None, rb: Resolved | None) -> bool:
 @family("rename")
 async def fam_rename(c: Call) -> Any:
     """The module's rename, within one mount (EXDEV across mounts, as between file systems)."""
-    flags = c.args[4] & 0xFFFFFFFF if c.sc.name == "renameat2" else 0
-    if flags & ~7 or (flags & 2 and flags & 5):  # unknown; EXCHANGE with NOREPLACE or WHITEOUT
-        raise OSError(errno.EINVAL, "bad rename flags")
+    flags = c.args[4] & 0xFFFFFFFF if c.sc.name == "renameat2" else 0  # checked already (argcheck)
     ra, rb = await _two_paths(c)
     if _same_mount(ra, rb):
         return REAL
-    _need(ra)
+    st = _need(ra)
+    a, b = c.sc.path_args
+    if not stat_mod.S_ISDIR(st.st_mode) and (c.read_str(a).endswith("/") or c.read_str(b).endswith("/")):
+        raise OSError(errno.ENOTDIR, "a trailing slash, and not a directory")
     await maybe(ra.mount.fs.rename(ra.mount.inner(ra.path), rb.mount.inner(rb.path), flags))
     return 0
 
@@ -1744,12 +1804,11 @@ async def fam_rename(c: Call) -> Any:
 @family("link")
 async def fam_link(c: Call) -> Any:
     """The module's link, within one mount (EXDEV across mounts)."""
-    ra, rb = await _two_paths(c)
+    ra, rb = await _two_paths(c, whole_first=True)
     if _same_mount(ra, rb):
         return REAL
     _need(ra)
-    if rb.st is not None:
-        raise OSError(errno.EEXIST, "exists")
+    _new_name(c, rb)
     await maybe(ra.mount.fs.link(ra.mount.inner(ra.path), rb.mount.inner(rb.path)))
     return 0
 
@@ -1760,13 +1819,18 @@ async def fam_symlink(c: Call) -> Any:
     r = await c.target(intent="create")
     if r is None:
         return REAL
+    _new_name(c, r)
+    await maybe(r.mount.fs.symlink(c.read_str(0), r.mount.inner(r.path)))
+    return 0
+
+
+def _new_name(c: Call, r: Resolved, i: int | None = None) -> None:
+    """filename_create's rules for a name about to be made: EEXIST if it is there (a symlink is not
+    followed), ENOENT if it is not and a slash follows it (only mkdir takes one)."""
     if r.st is not None:
         raise OSError(errno.EEXIST, "exists")
-    target = c.read_str(0)
-    if not target:
-        raise OSError(errno.ENOENT, "empty target")
-    await maybe(r.mount.fs.symlink(target, r.mount.inner(r.path)))
-    return 0
+    if c.sc.family != "mkdir" and c.read_str(c.sc.path_args[-1] if i is None else i).endswith("/"):
+        raise OSError(errno.ENOENT, "a trailing slash on a name that is not a directory's")
 
 
 async def _path_or_fd(c: Call, intent: str = "write") -> Resolved | None:
@@ -1815,7 +1879,8 @@ async def fam_chown(c: Call) -> Any:
     if r is None:
         return REAL
     i = c.sc.args.index("int")
-    await _fs_call(r, "chown", s32(c.args[i]), s32(c.args[i + 1]))
+    uid, gid = c.args[i] & 0xFFFFFFFF, c.args[i + 1] & 0xFFFFFFFF  # uid_t and gid_t: 32 bits, -1 "unchanged"
+    await _fs_call(r, "chown", -1 if uid == 0xFFFFFFFF else uid, -1 if gid == 0xFFFFFFFF else gid)
     return 0
 
 
@@ -1839,6 +1904,8 @@ async def fam_truncate(c: Call) -> Any:
     st = _need(r)
     if stat_mod.S_ISDIR(st.st_mode):
         raise OSError(errno.EISDIR, "is a directory")
+    if not stat_mod.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file")  # vfs_truncate
     await _fs_call(r, "truncate", length)
     return 0
 
@@ -1881,8 +1948,7 @@ async def fam_mknod(c: Call) -> Any:
     r = await c.target(intent="create")
     if r is None:
         return REAL
-    if r.st is not None:
-        raise OSError(errno.EEXIST, "exists")
+    _new_name(c, r)
     mode = c.arg("mode")
     if not stat_mod.S_IFMT(mode):
         mode |= stat_mod.S_IFREG
@@ -2144,12 +2210,29 @@ def _path_only(c: Call) -> bool:
     return False
 
 
+def _precheck(c: Call) -> int | None:
+    """The kernel's complaints about the arguments, in its order, before any lookup (argcheck):
+    those before the fds, the O_PATH fd's EBADF, those after the fd.  A result: the call's."""
+    name = c.sc.name
+    check = argcheck.BEFORE.get(name)
+    if check is not None and (res := check(c)) is not None:
+        return res
+    if c.t.files and _path_only(c):
+        raise OSError(errno.EBADF, "an O_PATH fd")
+    check = argcheck.AFTER_FD.get(name)
+    if check is not None and c.vfd(c.sc.fd_args[0]) is not None:
+        return check(c)
+    return None
+
+
 async def serve(hv: Hypervisor, t: Tracee, sc: Syscall, regs: arch.Regs) -> None:
     c = Call(hv, t, sc, regs)
     try:
-        if t.files and _path_only(c):
-            raise OSError(errno.EBADF, "an O_PATH fd")
-        res = await FAMILIES[sc.family](c)
+        res = _precheck(c)
+        if res is None:
+            res = await FAMILIES[sc.family](c)
+    except _Answer as a:
+        res = a.value
     except Restart:
         c.restart()
         if hv.debug:

@@ -31,6 +31,7 @@ ROOT = 1  # FUSE_ROOT_ID
 # attributes a LOOKUP just returned serve the stat that asked for them.
 GRACE = 0.002
 FOPEN_DIRECT_IO, FOPEN_NOFLUSH = 1 << 0, 1 << 5
+FUSE_NAME_MAX = 1024  # the kernel's fuse_lookup refuses longer names
 
 
 class Entry(NamedTuple):
@@ -191,6 +192,7 @@ class InodeFS(FileSystem):
     """A FileSystem whose files are nodes of ``ops``, with the kernel's caches."""
 
     fstype = "fuse"
+    name_max = FUSE_NAME_MAX  # longer names go to the daemon, which says what it takes
     #: check permissions from the files' modes, owners and groups, as the kernel does for FUSE's
     #: default_permissions (else they are the file system's to check)
     default_permissions = False
@@ -296,7 +298,7 @@ class InodeFS(FileSystem):
             if not cached[0]:
                 raise OSError(errno.ENOENT, "no such file (cached)")
             return cached[0]
-        if len(name) > 255:
+        if len(name) > FUSE_NAME_MAX:
             raise OSError(errno.ENAMETOOLONG, "name too long")
         try:
             e = await self._call("lookup", parent, name)

@@ -124,14 +124,76 @@ def write(tid: int, addr: int, data: bytes) -> None:
         raise _gone(tid) if done == -errno.ESRCH else _fault()
 
 
+def read_some(tid: int, addr: int, size: int) -> bytes:
+    """What can be read at ``addr``, up to ``size`` bytes: the kernel's copies stop at the first
+    page that faults and count what they copied (an empty result: the first byte faults)."""
+    if size == 0:
+        return b""
+    try:
+        return _pread(tid, size, addr)
+    except OSError as e:
+        if e.errno == errno.EFAULT:
+            return b""
+        raise
+
+
+def write_some(tid: int, addr: int, data: bytes) -> int:
+    """Write ``data`` at ``addr`` up to the first page that faults; how much was written.
+
+    process_vm_writev never splits one remote iovec at a fault, so after a failed whole write
+    the data goes a page at a time.
+    """
+    if not data:
+        return 0
+    try:
+        write(tid, addr, data)
+        return len(data)
+    except OSError as e:
+        if e.errno != errno.EFAULT:
+            raise
+    done = 0
+    while done < len(data):
+        n = min(len(data) - done, PAGE - (addr + done) % PAGE)
+        try:
+            write(tid, addr + done, data[done : done + n])
+        except OSError as e:
+            if e.errno != errno.EFAULT:
+                raise
+            break
+        done += n
+    return done
+
+
 _IOVEC = struct.Struct("<QQ")
+UIO_MAXIOV = 1024
+SSIZE_MAX = (1 << 63) - 1
+MAX_RW_COUNT = 0x7FFFF000  # INT_MAX rounded down to a page: the most one read or write moves
+TASK_SIZE_MAX = (1 << 47) - PAGE  # the top of a process's address space (4-level paging)
+
+
+def access_ok(addr: int, size: int) -> bool:
+    """The kernel's access_ok: the range lies below the top of the user address space."""
+    return size <= TASK_SIZE_MAX and addr <= TASK_SIZE_MAX - size
 
 
 def read_iovec(tid: int, addr: int, count: int) -> list[tuple[int, int]]:
-    """The (base, len) pairs of a struct iovec array (readv/writev)."""
-    if count < 0 or count > 1024:  # UIO_MAXIOV
+    """The (base, len) pairs of a struct iovec array (readv/writev), checked as the kernel's
+    import_iovec checks them: EINVAL for a count past UIO_MAXIOV or (of several) a length past
+    SSIZE_MAX, EFAULT for the array or a buffer outside the user address space; lengths cut so
+    that the total stays within MAX_RW_COUNT."""
+    if count > UIO_MAXIOV:
         raise OSError(errno.EINVAL, "bad iovec count")
-    return list(_IOVEC.iter_unpack(read(tid, addr, 16 * count)))
+    pairs = list(_IOVEC.iter_unpack(read(tid, addr, 16 * count)))
+    if count > 1 and any(n > SSIZE_MAX for _b, n in pairs):
+        raise OSError(errno.EINVAL, "an iovec length past SSIZE_MAX")
+    out, total = [], 0
+    for base, n in pairs:
+        n = min(n, MAX_RW_COUNT - total)
+        if not access_ok(base, n):
+            raise OSError(errno.EFAULT, "an iovec buffer outside the address space")
+        out.append((base, n))
+        total += n
+    return out
 
 
 GATHER_AROUND = 1024  # bytes read on each side of a writev's iovec array, within its page below
@@ -146,7 +208,7 @@ def read_gathered(tid: int, iov_addr: int, count: int) -> bytes:
     read of its own: a FUSE reply of three reads becomes one.  The window
     starts no lower than the array's own page, which is mapped.
     """
-    if count < 0 or count > 1024:  # UIO_MAXIOV
+    if count < 0 or count > UIO_MAXIOV:
         raise OSError(errno.EINVAL, "bad iovec count")
     need = 16 * count
     start = max(iov_addr - GATHER_AROUND, iov_addr & ~(PAGE - 1), 1)
@@ -156,7 +218,12 @@ def read_gathered(tid: int, iov_addr: int, count: int) -> bytes:
         raise _fault()
     end = start + len(window)
     out = []
+    total = 0
     for base, n in _IOVEC.iter_unpack(window[skip : skip + need]):
+        if n > SSIZE_MAX and count > 1:
+            raise OSError(errno.EINVAL, "an iovec length past SSIZE_MAX")
+        n = min(n, MAX_RW_COUNT - total)
+        total += n
         if not n:
             continue
         if start <= base and base + n <= end:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from umvu.registry import Mount, MountRegistry
 
 MAXSYMLINKS = 40
-NAME_MAX = 255
 
 
 @dataclass
@@ -132,8 +131,12 @@ def seen_from(path: str, root: str) -> str | None:
 
 
 async def resolve(registry: MountRegistry, start: str, path: str, follow: bool, root: str = "/",
-                  magic: Magic | None = None, opened: tuple[Mount, object] | None = None) -> Resolved:
+                  magic: Magic | None = None, opened: tuple[Mount, object] | None = None,
+                  made: bool = False) -> Resolved:
     """See _resolve; ``magic`` answers /proc's magic links for the calling process.
+
+    ``made``: the last component is a name the call makes or removes (mkdir, unlink, rename...):
+    the kernel looks up its parent and never follows it, whatever slashes come after it.
 
     ``opened``: when ``start`` is a directory a module opened (a virtual dirfd), its mount and
     handle: the walk starts in that mount (the one it was opened in, even if something was
@@ -142,7 +145,7 @@ async def resolve(registry: MountRegistry, start: str, path: str, follow: bool, 
     """
     state = {"crossed": False, "magic": magic}
     try:
-        return await _resolve(registry, start, path, follow, root, state, opened)
+        return await _resolve(registry, start, path, follow, root, state, opened, made)
     except RealWalkError as e:
         if state["crossed"]:  # the kernel could not repeat this walk: our error stands
             raise OSError(e.errno, e.strerror) from None
@@ -150,7 +153,7 @@ async def resolve(registry: MountRegistry, start: str, path: str, follow: bool, 
 
 
 async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool, root: str, state: dict,
-                   opened: tuple[Mount, object] | None = None) -> Resolved:
+                   opened: tuple[Mount, object] | None = None, made: bool = False) -> Resolved:
     """Resolve ``path`` (relative to canonical ``start``) as the kernel would.
 
     A missing last component is not an error (``st`` is None): the caller
@@ -159,7 +162,7 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
     """
     if not path:
         raise OSError(errno.ENOENT, "empty path")
-    if path.endswith("/"):
+    if path.endswith("/") and not made:
         follow = True  # "link/" names the directory the link points to
     from_start = not path.startswith("/") and within(start, root)  # no way out of a chroot
     cur = start if from_start else root
@@ -187,10 +190,10 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
             if not stack:
                 st = await lstat_in(mount, cur)
             continue
-        if len(name) > NAME_MAX:
-            raise OSError(errno.ENAMETOOLONG, "name too long")
         nxt = _join(cur, name)
         nmount = (registry.at(nxt) if registry else None) or mount
+        if nmount is not None and len(name) > nmount.fs.name_max:  # a host name is the host's to judge
+            raise OSError(errno.ENAMETOOLONG, "name too long")
         crossed = crossed or nmount is not None
         state["crossed"] = crossed
         last = not stack
@@ -199,6 +202,7 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
                 st = await lstat_at(mount, start_handle, name, nxt)  # type: ignore[arg-type]
             else:
                 st = await lstat_in(nmount, nxt, walk=not last)
+            in_dir = False  # only the first name is the open directory's (a symlink may lead on)
         except FileNotFoundError as e:
             if last:
                 return Resolved(nxt, nmount, None, crossed)
@@ -239,6 +243,6 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
         if not last and not stat_mod.S_ISDIR(st.st_mode):
             raise (OSError if nmount else RealWalkError)(errno.ENOTDIR, "not a directory")
         cur, mount = nxt, nmount
-    if path.endswith("/") and st is not None and not stat_mod.S_ISDIR(st.st_mode):
+    if path.endswith("/") and st is not None and not stat_mod.S_ISDIR(st.st_mode) and not made:
         raise OSError(errno.ENOTDIR, "not a directory")
     return Resolved(cur, mount, st, crossed)

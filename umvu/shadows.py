@@ -39,6 +39,20 @@ class Shadows:
             atexit.register(shutil.rmtree, self._dir, True)
         return self._dir
 
+    def fifo(self, mount: Mount, st: os.stat_result) -> str:
+        """A host FIFO standing for the FIFO ``st`` of a module that has no host file for it.
+
+        The kernel treats a FIFO inode as a pipe wherever it lives (a FUSE file system's too: the
+        daemon never sees its data), so every process of the session that opens the same virtual
+        FIFO meets the others in one real FIFO, and opens, reads and writes block in the kernel,
+        not in the module.
+        """
+        path = os.path.join(self._directory(), f"fifo-{mount.id}-{st.st_ino}")
+        if not os.path.exists(path):
+            os.mkfifo(path, 0o600)
+            os.chmod(path, st.st_mode & 0o7777)
+        return path
+
     async def copy_of(self, mount: Mount, path: str, st: os.stat_result, handle: Any = None) -> str:
         """A host path with the content of virtual file ``path`` (canonical) as ``st`` describes it.
 

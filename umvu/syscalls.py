@@ -12,7 +12,10 @@ it is virtual).
 
 Argument kinds:
   path   a path whose last component is followed if it is a symlink
-  lpath  a path whose last component is not followed (lstat, unlink, mkdir...)
+  lpath  a path whose last component is not followed (lstat, readlink, lchown...); a trailing
+         slash makes the kernel follow it all the same ("link/" is the directory)
+  npath  a name the call makes or removes (mkdir, unlink, rename, the new name of link...): its
+         last component is never followed, whatever slashes come after it
   apath  followed unless the call's ``atflags`` has AT_SYMLINK_NOFOLLOW;
          with AT_EMPTY_PATH and "" it names the ``dirfd`` itself
   fpath  not followed unless ``atflags`` has AT_SYMLINK_FOLLOW (linkat)
@@ -73,13 +76,13 @@ getdents          78    -    fd,ptr,size                               getdents
 getcwd            79    17   ptr,size                                  getcwd
 chdir             80    49   path                                      chdir
 fchdir            81    50   fd                                        chdir
-rename            82    -    lpath,lpath                               rename
-mkdir             83    -    lpath,mode                                mkdir
-rmdir             84    -    lpath                                     rmdir
+rename            82    -    npath,npath                            rename
+mkdir             83    -    npath,mode                             mkdir
+rmdir             84    -    npath                                  rmdir
 creat             85    -    opath,mode                                open
-link              86    -    lpath,lpath                               link
-unlink            87    -    lpath                                     unlink
-symlink           88    -    str,lpath                                 symlink
+link              86    -    lpath,npath                            link
+unlink            87    -    npath                                  unlink
+symlink           88    -    str,npath                              symlink
 readlink          89    -    lpath,ptr,size                            readlink
 chmod             90    -    path,mode                                 chmod
 fchmod            91    52   fd,mode                                   chmod
@@ -88,7 +91,7 @@ fchown            93    55   fd,int,int                                chown
 lchown            94    -    lpath,int,int                             chown
 umask             95    166  mode                                      umask
 utime             132   -    path,ptr                                  utime
-mknod             133   -    lpath,mode,hex                            mknod
+mknod             133   -    npath,mode,hex                         mknod
 statfs            137   43   path,ptr                                  statfs
 fstatfs           138   44   fd,ptr                                    statfs
 readahead         187   213  fd,int,size                               fdnoop
@@ -108,15 +111,15 @@ getdents64        217   61   fd,ptr,size                               getdents
 fadvise64         221   223  fd,int,int,int                            fdnoop
 utimes            235   -    path,ptr                                  utime
 openat            257   56   dirfd,opath,oflags,mode                   open
-mkdirat           258   34   dirfd,lpath,mode                          mkdir
-mknodat           259   33   dirfd,lpath,mode,hex                      mknod
+mkdirat           258   34   dirfd,npath,mode                       mkdir
+mknodat           259   33   dirfd,npath,mode,hex                   mknod
 fchownat          260   54   dirfd,apath,int,int,atflags               chown
 futimesat         261   -    dirfd,path,ptr                            utime
 newfstatat        262   79   dirfd,apath,ptr,atflags                   stat
-unlinkat          263   35   dirfd,lpath,hex                           unlink
-renameat          264   38   dirfd,lpath,dirfd,lpath                   rename
-linkat            265   37   dirfd,fpath,dirfd,lpath,atflags           link
-symlinkat         266   36   str,dirfd,lpath                           symlink
+unlinkat          263   35   dirfd,npath,hex                        unlink
+renameat          264   38   dirfd,npath,dirfd,npath                rename
+linkat            265   37   dirfd,fpath,dirfd,npath,atflags        link
+symlinkat         266   36   str,dirfd,npath                        symlink
 readlinkat        267   78   dirfd,lpath,ptr,size                      readlink
 fchmodat          268   53   dirfd,path,mode                           chmod
 faccessat         269   48   dirfd,path,mode                           access
@@ -129,17 +132,17 @@ dup3              292   24   fd,fd,oflags                              dup
 preadv            295   69   fd,ptr,int,int                            read
 pwritev           296   70   fd,ptr,int,int                            write
 syncfs            306   267  fd                                        fsync
-renameat2         316   276  dirfd,lpath,dirfd,lpath,hex               rename
+renameat2         316   276  dirfd,npath,dirfd,npath,hex            rename
 copy_file_range   326   285  fd,ptr,fd,ptr,size,hex                   copy
-preadv2           327   286  fd,ptr,int,int,hex                        read
-pwritev2          328   287  fd,ptr,int,int,hex                       write
+preadv2           327   286  fd,ptr,int,int,int,hex                    read
+pwritev2          328   287  fd,ptr,int,int,int,hex                    write
 execveat          322   281  dirfd,apath,ptr,ptr,atflags               exec
 statx             332   291  dirfd,apath,atflags,hex,ptr               statx
 chroot            161   51   path                                      chroot
 mount             165   40   str,path,str,hex,ptr                      mount
 umount2           166   39   path,hex                                  umount
 close_range       436   436  int,int,hex                               close_range
-openat2           437   437  dirfd,path,ptr,size                       openat2
+openat2           437   437  dirfd,opath,ptr,size                      openat2
 faccessat2        439   439  dirfd,apath,mode,atflags                  access
 fchmodat2         452   452  dirfd,apath,mode,atflags                  chmod
 io_uring_setup    425   425  int,ptr                                   bypass
@@ -174,7 +177,7 @@ vu_control        0x5655 0x5655 int,ptr,size,ptr,size                  control
 ALWAYS_TRACED = frozenset({"getcwd", "chdir", "umask", "close_range", "control", "mount", "umount", "chroot",
                            "bypass"})
 
-PATH_KINDS = frozenset({"path", "lpath", "apath", "fpath", "opath"})
+PATH_KINDS = frozenset({"path", "lpath", "npath", "apath", "fpath", "opath"})
 
 
 @dataclass(frozen=True)

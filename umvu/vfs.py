@@ -75,6 +75,9 @@ class FileSystem:
     real_files = False
     #: directories too (a bind: Linux shows a bind mount with its source's st_dev)
     real_dirs = False
+    #: the longest name a path component may have (ENAMETOOLONG past it): each file system's own,
+    #: as in the kernel (ext4 and most: NAME_MAX, 255; FUSE: 1024, the daemon may refuse less)
+    name_max = 255
 
     def unmount(self) -> None:
         """The mount is gone (for a lazy unmount: from the tree; open files may go on)."""
@@ -205,6 +208,7 @@ class FileSystem:
         raise _nosys("chmod")
 
     def chown(self, path: str, uid: int, gid: int) -> None:
+        """``uid`` and ``gid`` are the kernel's (32-bit, unsigned); -1 leaves one as it is."""
         raise _nosys("chown")
 
     def truncate(self, path: str, length: int) -> None:
