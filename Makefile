@@ -2,6 +2,7 @@
 # make test  - set up whatever is missing, then run the test suite
 # make bench - compare umvu with native, strace and PRoot (not part of make test)
 # make faults - the fault-injection suite, long: thousands of SIGKILLs at every kind of stop
+# make fuzz  - hostile arguments over many seeds: the kernel's answers natively, umvu's in each view
 # make docs  - write docs/syscalls.md (what umvu does with every system call) from the code
 
 # Debian's own python3 where there is one: built with PGO and LTO, it serves each intercepted call
@@ -15,7 +16,7 @@ EXAMPLES := $(VENV)/share/pyfuse3-examples
 DEBS   := python3-venv python3-dev bash coreutils findutils tar gcc make libc6-dev strace proot tmux procps git sqlite3 util-linux \
           e2fsprogs fuse2fs squashfuse squashfs-tools fuse3 libfuse3-dev pkg-config python3-fusepy
 
-.PHONY: run test bench faults docs lint deps clean
+.PHONY: run test bench faults fuzz docs lint deps clean
 
 run: $(STAMP)
 	$(BIN)/umvu bash
@@ -30,12 +31,17 @@ faults: $(STAMP)
 bench: $(STAMP) $(EXAMPLES)/hello.py
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# The hostile-argument comparison (tests/test_hostile.py) over many seeds, every view each.
+fuzz: $(STAMP)
+	FUZZ_SEEDS=$${FUZZ_SEEDS:-$$(seq -s, 1 100)} FUZZ_CALLS=$${FUZZ_CALLS:-2000} $(BIN)/pytest -q tests/test_hostile.py
+
 # docs/syscalls.md: every x86_64 call and what umvu does with it, generated from the code
 docs: $(STAMP)
 	$(BIN)/python -m umvu.catalog docs/syscalls.md
 
 lint: $(STAMP)
-	$(BIN)/ruff check umvu modules tests bench
+	$(BIN)/ruff check umvu modules tests bench tools
+	$(BIN)/python tools/layers.py
 
 # Debian packages: installed only when running as root and one is missing.
 deps:
