@@ -18,9 +18,12 @@ def shell():
     child.expect(PROMPT)
     yield child
     if child.isalive():
-        child.sendline("exit 0")
-        child.expect(pexpect.EOF)
-        child.close()
+        try:
+            child.sendline("exit 0")
+            child.expect(pexpect.EOF)
+            child.close()
+        except OSError:  # its terminal is gone already
+            child.terminate(force=True)
 
 
 def started(cmdline: str, timeout: float = 10) -> None:
@@ -101,3 +104,28 @@ def test_ctrl_c_interrupts_a_read_waiting_on_a_slow_module(shell):
     shell.expect(PROMPT)
     assert time.monotonic() - t0 < 0.8
     assert run(shell, "echo $?").split()[-1] == "130"
+
+
+def test_a_hangup_ends_the_shell_and_its_jobs(shell):
+    """The terminal goes away: its session leader (umvu) gets SIGHUP from the kernel and passes it to
+    the shell, which passes it to its jobs, as the shell would as the leader itself."""
+    shell.sendline("sleep 300.25 & sleep 200.25")
+    started("sleep 200.25")
+    started("sleep 300.25")
+    os.close(shell.child_fd)  # the master side closed: a hangup, no signal from any process
+    deadline = time.monotonic() + 10
+    left = ["?"]
+    while left and time.monotonic() < deadline:
+        left = [pid for pid in filter(str.isdigit, os.listdir("/proc")) if _cmdline(pid) in
+                (b"sleep\x00300.25\x00", b"sleep\x00200.25\x00")]
+        time.sleep(0.05)
+    assert not left, "jobs outlived the terminal"
+    assert shell.wait() is not None
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""

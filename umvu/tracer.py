@@ -510,14 +510,16 @@ class Tracer:
         A terminal sends Ctrl-C, Ctrl-\\ and a hangup to its whole foreground process group
         (the kernel's own: SI_KERNEL), which holds the traced processes that are in it: they have
         their signal already, as they would without umvu.  Sent to umvu alone (kill), it goes on
-        to the command, as if umvu were the command.
+        to the command, as if umvu were the command.  A hangup of the terminal goes to its session's
+        leader alone: when that is umvu (started as a terminal's first process), the command, which
+        would have been the leader, gets it (an interactive shell passes it on to its jobs).
         """
         if signo == signal.SIGTERM:
             if self.debug_events:
                 self.log(f"SIGTERM{f' from pid {pid}' if pid else ''}: ending the session "
                          f"(SIGTERM to every process, SIGKILL after {self.kill_after:g} s)")
             self.terminate()
-        elif code != SI_KERNEL:
+        elif code != SI_KERNEL or signo == signal.SIGHUP and os.getsid(0) == os.getpid():
             self.signal_root(signo)
 
     def terminate(self) -> None:
