@@ -72,11 +72,17 @@ def _ttl(sec: int, nsec: int) -> float:
     return sec + nsec / 1e9
 
 
+def _s64(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
 def _attr(buf: bytes, at: int) -> os.stat_result:
+    """fuse_attr as the kernel reads it: times in u64 seconds go to a signed time64_t, the size to a
+    signed loff_t."""
     (ino, size, blocks, atime, mtime, ctime, atimens, mtimens, ctimens, mode, nlink, uid, gid, rdev,
      blksize, _flags) = ATTR.unpack_from(buf, at)
-    return make_stat(ino, mode, nlink, uid, gid, rdev, size, blocks, blksize, atime * 10**9 + atimens,
-                     mtime * 10**9 + mtimens, ctime * 10**9 + ctimens)
+    return make_stat(ino, mode, nlink, uid, gid, rdev, _s64(size), blocks, blksize,
+                     _s64(atime) * 10**9 + atimens, _s64(mtime) * 10**9 + mtimens, _s64(ctime) * 10**9 + ctimens)
 
 
 def _entry(buf: bytes, at: int = 0) -> Entry:

@@ -49,6 +49,9 @@ class Unreal(HostFdLocks, FileSystem):
     def statfs(self, path: str) -> StatFs:
         return host_statfs(self.real(path))
 
+    def fstatfs(self, handle: int, path: str | None) -> StatFs:
+        return host_statfs(handle)
+
     def open(self, path: str, flags: int, mode: int) -> int:
         return os.open(self.real(path), flags | os.O_CLOEXEC, mode)
 
@@ -122,6 +125,31 @@ class Unreal(HostFdLocks, FileSystem):
             os.utime(self.real(path), follow_symlinks=False)
         else:
             os.utime(self.real(path), ns=times_ns, follow_symlinks=False)
+
+    # Changes through an open file reach the file itself (its host fd), renamed, removed or unnamed.
+    def fchmod(self, handle: int, mode: int, path: str | None) -> None:
+        os.fchmod(handle, mode)
+
+    def fchown(self, handle: int, uid: int, gid: int, path: str | None) -> None:
+        os.fchown(handle, uid, gid)
+
+    def futime(self, handle: int, times_ns: tuple[int, int] | None, path: str | None) -> None:
+        if times_ns is None:
+            os.utime(handle)
+        else:
+            os.utime(handle, ns=times_ns)
+
+    def fgetxattr(self, handle: int, name: str, path: str | None) -> bytes:
+        return os.getxattr(handle, name)
+
+    def flistxattr(self, handle: int, path: str | None) -> list[str]:
+        return os.listxattr(handle)
+
+    def fsetxattr(self, handle: int, name: str, value: bytes, flags: int, path: str | None) -> None:
+        os.setxattr(handle, name, value, flags)
+
+    def fremovexattr(self, handle: int, name: str, path: str | None) -> None:
+        os.removexattr(handle, name)
 
     def getxattr(self, path: str, name: str) -> bytes:
         return os.getxattr(self.real(path), name, follow_symlinks=False)

@@ -28,6 +28,7 @@ import stat
 import tempfile
 
 from umvu.abi import StatFs, dtype_of, dtype_of_entry, host_statfs, renameat2
+from umvu.creds import MAY_READ, SESSION, permitted
 from umvu.hookspecs import hookimpl
 from umvu.vfs import DirEntry, FileSystem, HostFdLocks
 
@@ -302,8 +303,13 @@ class Vufs(HostFdLocks, FileSystem):
     # -- open files --------------------------------------------------------------------------
     def open(self, path: str, flags: int, mode: int) -> int | DirHandle:
         h = self._find(path)
-        if h is not None and stat.S_ISDIR(os.lstat(h).st_mode) and not flags & os.O_CREAT:
-            return DirHandle(path)
+        if h is not None and not flags & os.O_CREAT:
+            st = os.lstat(h)
+            if stat.S_ISDIR(st.st_mode):
+                # a merged directory is never opened on the host: its permission is checked here
+                if not flags & os.O_PATH and not permitted(st, MAY_READ, *SESSION):
+                    raise OSError(errno.EACCES, "permission denied")
+                return DirHandle(path)
         writes = flags & (os.O_CREAT | os.O_TRUNC) or flags & os.O_ACCMODE != os.O_RDONLY
         if h is None:
             h = self._prepare_new(path)

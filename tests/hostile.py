@@ -101,7 +101,7 @@ class Memory:
 class Fuzzer:
     def __init__(self, seed: int, base: str) -> None:
         self.rnd = random.Random(seed)
-        self.base = base
+        self.base = os.path.abspath(base)
         self.mem = Memory()
         self.next_slot = 0  # the fd slot the next fd opened goes to
         self.base_fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)  # in the fd pool: it may get closed
@@ -112,6 +112,15 @@ class Fuzzer:
 
     # -- the tree the sequence starts from -----------------------------------------------
     def setup(self) -> None:
+        # Calls on "." and ".." may take the search bit from the base or its parent: an
+        # ordinary user could then never come back, so their modes are put back at home().
+        self.modes = [(p, os.stat(p).st_mode & 0o7777)
+                      for p in (os.path.dirname(self.base), self.base)]
+        # A view's modules name host files by whole paths, which an ordinary user cannot walk once
+        # a directory above the cwd or an open directory lost its search bit (the kernel starts
+        # from there): a known limit (tests/test_unreal.py shows it), so for an ordinary user the
+        # directories such fds may sit below keep their owner's search bit ("noperm" keeps none).
+        self.above_kept = os.geteuid() != 0
         os.chdir(self.base)
         for d in ("d", "d/sub", "d/sub/deep", "empty", "noperm", "sticky"):
             os.mkdir(d)
@@ -262,6 +271,8 @@ class Fuzzer:
                         sc.name == "fcntl" and args[1] in (0, 1030)):
             self.keep(ret)
         self.out.append(f"{i} {sc.name}({', '.join(labels)}) {self.show(ret, sc)}")
+        if self.above_kept and ret >= 0 and sc.family in ("chmod", "rename"):
+            self.keep_searchable()
 
     def keep(self, fd: int) -> None:
         """A new fd goes to the next slot (fixed numbers: a call that fails in one run and not in
@@ -301,8 +312,26 @@ class Fuzzer:
             v, label = self.fd()
             name = "fchdir"
         ret = self.call(syscalls.BY_NAME[name].nr, v)
-        os.chdir(self.base)
+        self.home()
         self.out.append(f"{i} {name}({label}) {self.show(ret, syscalls.BY_NAME[name])}")
+
+    SEARCHED = ("d", "d/sub", "d/sub/deep", "empty", "sticky", "new", "new2", "d/new", "d/sub/new")
+
+    def keep_searchable(self) -> None:
+        os.chmod(*self.modes[0])
+        for name in ("", *self.SEARCHED):  # parents first
+            p = os.path.join(self.base, name)
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_IXUSR:
+                os.chmod(p, stat.S_IMODE(st.st_mode) | stat.S_IXUSR)
+
+    def home(self) -> None:
+        for p, mode in self.modes:
+            os.chmod(p, mode)
+        os.chdir(self.base)
 
     def describe_slots(self, i: int) -> None:
         """HOSTILE_SHOW=N: what the slots hold before call N (debugging a difference)."""
@@ -325,7 +354,7 @@ class Fuzzer:
                 self.chdir_and_back(i)
             else:
                 self.one(i)
-        os.chdir(self.base)
+        self.home()
         self.out.extend(self.tree())
 
     def tree(self) -> list[str]:

@@ -709,8 +709,8 @@ vuumount mnt
 
 
 def test_the_permission_rules():
-    """inodefs.permitted: owner, group and other bits, and root's capabilities (generic_permission)."""
-    from umvu.inodefs import MAY_EXEC, MAY_READ, MAY_WRITE, permitted
+    """creds.permitted: owner, group and other bits, and root's capabilities (generic_permission)."""
+    from umvu.creds import MAY_EXEC, MAY_READ, MAY_WRITE, permitted
 
     def st(mode, uid=1000, gid=1000):
         return os.stat_result((mode, 0, 0, 1, uid, gid, 0, 0, 0, 0))

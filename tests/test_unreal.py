@@ -392,3 +392,25 @@ os._exit(0)                        # no munmap: the exit unmaps
     r = py(code, *U)
     assert r.stdout.split() == ["b'FIRST'", "b'FIRSTSECOND'"], r.stderr
     assert target.read_bytes()[:15] == b"FIRSTSECONDEXIT"
+
+
+def _search_script(t):
+    return (f"mkdir -p {t}/a/b && cd {t}/a/b && chmod 0 . && {{ ls x 2>&1 | sed 's|.*: ||'; }}; chmod 700 . && "
+            f"cd {t}/a/b && chmod 0 {t}/a/b/.. && touch f && echo made; chmod 755 {t}/a/b/..")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root searches any directory")
+def test_a_directory_the_caller_may_not_search_stops_the_walk(tmp_path):
+    """may_lookup: a name in a directory without the search bit is EACCES, in the view as natively."""
+    real = sh(_search_script(tmp_path / "r"), *U)
+    virt = sh(_search_script(f"/unreal{tmp_path}/v"), *U)
+    assert real.stdout.splitlines()[0] == "Permission denied", real.stdout + real.stderr
+    assert virt.stdout.splitlines()[0] == real.stdout.splitlines()[0]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root searches any directory")
+@pytest.mark.xfail(strict=True, reason="known limit: modules name host files by whole paths, which cannot be "
+                   "walked once a directory above the cwd lost its search bit (the kernel starts at the cwd)")
+def test_a_cwd_below_a_directory_without_search_permission_still_works(tmp_path):
+    virt = sh(_search_script(f"/unreal{tmp_path}/v"), *U)
+    assert virt.stdout.splitlines()[1:] == ["made"], virt.stdout + virt.stderr

@@ -145,10 +145,13 @@ def pack_statfs(s: StatFs) -> bytes:
     )
 
 
-def host_statfs(path: str) -> StatFs:
-    """statfs(2) of a host path (os.statvfs lacks f_type and fsid)."""
+def host_statfs(path: str | int) -> StatFs:
+    """statfs(2) of a host path, or fstatfs(2) of a host fd (os.statvfs lacks f_type and fsid)."""
     buf = ctypes.create_string_buffer(_STATFS.size)
-    ret = libc.raw_syscall(137, ctypes.c_char_p(os.fsencode(path)), buf)
+    if isinstance(path, int):
+        ret = libc.raw_syscall(138, path, buf)
+    else:
+        ret = libc.raw_syscall(137, ctypes.c_char_p(os.fsencode(path)), buf)
     if ret < 0:
         raise OSError(-ret, os.strerror(-ret), path)
     v = _STATFS.unpack(buf.raw)

@@ -203,8 +203,9 @@ def _utime(c: Call) -> int | None:
             t = struct.unpack("<qqqq", memory.read(c.t.tid, ptr, 32))
             if t[1] == UTIME_OMIT and t[3] == UTIME_OMIT:
                 return 0  # nothing to do: the kernel does not even look at the path
-        if _u32(c.args[3]) & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
-            raise _einval("utimensat flags")
+        flags = _u32(c.args[3])
+        if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) or flags and not c.args[1] and _s32(c.args[0]) != -100:
+            raise _einval("utimensat flags")  # do_utimes_fd (a NULL path: the fd) takes none
     return None
 
 
@@ -288,9 +289,12 @@ def _splice(c: Call) -> int | None:
 
 
 def _sendfile(c: Call) -> None:
-    """sys_sendfile64 reads the offset before it looks at either fd."""
+    """sys_sendfile64 reads the offset before it looks at either fd, and writes it back after, even
+    when it failed: an offset it cannot write back is EFAULT whatever else went wrong."""
     if c.args[2]:
-        memory.read(c.t.tid, c.args[2], 8)
+        pos = memory.read(c.t.tid, c.args[2], 8)
+        if memory.write_some(c.t.tid, c.args[2], pos) < 8:
+            raise OSError(errno.EFAULT, "the offset cannot be written back")
 
 
 def _fadvise(c: Call) -> None:
@@ -304,8 +308,8 @@ def _readahead(c: Call) -> None:
     of = c.vfd(0)
     if of is not None and not of.readable:
         raise OSError(errno.EBADF, "not open for reading")
-    if of is not None and of.is_dir:
-        raise _einval("not a file")
+    if of is not None and of.is_dir or _s64(c.args[2]) < 0:  # then vfs_fadvise: a negative length
+        raise _einval("not a file, or a negative count")
 
 
 # call name -> its check (raising the errno, or returning the call's result when the kernel

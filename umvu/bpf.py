@@ -166,7 +166,12 @@ def calls_layer(names: Iterable[str], calls: dict[int, syscalls.Syscall] = sysca
 
 
 # Calls that change a file through an fd alone (no path: they would not stop).
-METADATA_CALLS = frozenset({"fchmod", "fchown", "fsetxattr", "fremovexattr"})
+# (and the dup family: a copy of such an fd is guarded too)
+METADATA_CALLS = frozenset({"fchmod", "fchown", "fsetxattr", "fremovexattr", "dup", "dup2", "dup3", "fcntl"})
+# Calls that reach the module when the real fd is a stand-in: a FIFO of a module's tree is a real FIFO
+# the core keeps (shadows.py), whose attributes and xattrs are still the module's file's.
+STAND_IN_CALLS = METADATA_CALLS | frozenset({"fstat", "newfstatat", "statx", "fstatfs", "fgetxattr", "flistxattr",
+                                              "futimesat", "utimensat", "fchmodat2", "fchownat"})
 
 # Calls an fd layer lets run on the placeholder, by (argument, values): the
 # close-on-exec flag belongs to the fd table, which holds the placeholder, so

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from umvu import abi, arch, argcheck, bpf, libc, memory, syscalls
 from umvu.borrowed import Borrowed
+from umvu.creds import SESSION
 from umvu.fdtable import OpenFile
 from umvu.paths import RealWalkError, Resolved, resolve, seen_from
 from umvu.registry import Mount
@@ -241,12 +242,12 @@ class Call:
         fd_itself = False  # an empty path that names the dirfd's own file
         if not path:
             # "" names the dirfd with AT_EMPTY_PATH, and for readlinkat whenever there is one (LOOKUP_EMPTY)
-            empty_ok = sc.args[i] == "apath" and self.arg("atflags") & AT_EMPTY_PATH \
+            empty_ok = sc.args[i] in ("apath", "fpath") and self.arg("atflags") & AT_EMPTY_PATH \
                 or sc.family == "readlink" and dirfd != AT_FDCWD or sc.family == "utime" and self.args[i] == 0
             if not empty_ok:
                 raise OSError(errno.ENOENT, "empty path")
             if dirfd == AT_FDCWD:
-                path = "."
+                path, fd_itself = ".", True
             else:
                 of = t.files.get(dirfd)
                 if of is not None:
@@ -291,7 +292,7 @@ class Call:
             raise OSError(errno.ENAMETOOLONG, "path too long")
         try:
             r = await resolve(hv.registry, start, path, self._follow(i), t.fs.root, self._magic, opened,
-                              sc.args[i] == "npath")
+                              sc.args[i] == "npath", itself=fd_itself)
             if locate:
                 return r
         except RealWalkError:
@@ -330,11 +331,13 @@ class Call:
         return None
 
     async def _locate_fd(self, fd: int) -> Resolved:
+        """A real fd's own file (an empty path with AT_EMPTY_PATH), with its attributes."""
         try:
             path = os.readlink(f"/proc/{self.t.tid}/fd/{fd}")
+            st = os.stat(f"/proc/{self.t.tid}/fd/{fd}")
         except OSError:
             raise OSError(errno.EBADF, "bad fd") from None
-        return Resolved(path, None, None)
+        return Resolved(path, None, st)
 
     async def _magic(self, mount: Mount | None, path: str, st: os.stat_result | None) -> tuple[str, str] | None:
         """/proc's magic links answered for this process, wherever /proc is seen (a vufs bind too)."""
@@ -368,8 +371,12 @@ class Call:
         if ret >= 0 and self.handed is not None and self.sc.family in ("open", "openat2"):
             t.files.hosted[ret] = self.handed  # a real fd: remember where it is in the view
             m = self.via.get(self.sc.path_args[0])
-            if m is not None and m.fs.guard_handed(self.handed[1], m.readonly) and ret not in t.proc.layers:
-                await self.add_layer(ret, bpf.METADATA_CALLS)  # fchmod & co. must not reach that file
+            if m is not None:
+                if self.hv.shadows.is_fifo(self.handed[1]):
+                    # the session's FIFO carries the data; the file's attributes and xattrs are the module's
+                    await self.add_layer(ret, bpf.STAND_IN_CALLS)
+                elif m.fs.guard_handed(self.handed[1], m.readonly):
+                    await self.add_layer(ret, bpf.METADATA_CALLS)  # fchmod & co. must not reach that file
         self.resume_with(ret)
 
     def skip(self, ret: int) -> None:
@@ -426,6 +433,13 @@ class Call:
         if fd not in t.proc.layers:
             await self.add_layer(fd)
 
+    async def guard_copy(self, old: int, fd: int) -> None:
+        """``fd`` is a copy of the guarded real fd ``old`` (dup, F_DUPFD): it names the same place of the
+        view, and the same calls on it stop (bpf.METADATA_CALLS, STAND_IN_CALLS)."""
+        t = self.t
+        t.files.hosted[fd] = t.files.hosted[old]
+        await self.add_layer(fd, t.proc.meta_layers[old])
+
     async def add_layer(self, fd: int, only: frozenset[str] | None = None, record: bool = True) -> None:
         """Stack a seccomp filter so that calls naming ``fd`` stop (``only``: just those calls).
 
@@ -433,8 +447,13 @@ class Call:
         metadata ones), so that it is not stacked twice.
         """
         t = self.t
-        if only is not None and record and fd in t.proc.meta_layers:
-            return
+        if only is not None and record:
+            if fd in t.proc.layers:  # every call on this fd stops already: what is guarded is all to keep
+                t.proc.meta_layers[fd] = t.proc.meta_layers.get(fd, frozenset()) | only
+                return
+            only = only - t.proc.meta_layers.get(fd, frozenset())  # what earlier layers already stop
+            if not only:
+                return
         code = bpf.fd_layer([fd], only=only)
         try:
             fprog_addr = t.place_filter(code)
@@ -448,8 +467,10 @@ class Call:
         if ret != 0:
             self.hv.log(f"[{t.tid}] could not stack the fd filter for fd {fd}: {ret}")
             return
-        if record:
-            (t.proc.layers if only is None else t.proc.meta_layers).add(fd)
+        if record and only is None:
+            t.proc.layers.add(fd)
+        elif record:
+            t.proc.meta_layers[fd] = t.proc.meta_layers.get(fd, frozenset()) | only
 
 
 Handler = Callable[[Call], Awaitable[Any]]
@@ -522,6 +543,8 @@ async def _open(c: Call, flags: int, mode: int) -> Any:
         mode &= ~c.t.fs.umask
     else:
         tmpfile = flags & argcheck.O_TMPFILE_BIT  # an unnamed file in the directory named
+        if tmpfile and not stat_mod.S_ISDIR(st.st_mode):
+            raise OSError(errno.ENOTDIR, "O_TMPFILE in what is not a directory")
         if flags & os.O_CREAT and flags & os.O_EXCL:
             raise OSError(errno.EEXIST, "exists")
         if stat_mod.S_ISLNK(st.st_mode) and not flags & os.O_PATH:
@@ -542,6 +565,7 @@ async def _open(c: Call, flags: int, mode: int) -> Any:
     of = OpenFile(r.mount, handle, r.path, flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_CLOEXEC | os.O_NOCTTY
                                                      | argcheck.O_TMPFILE),
                   st is not None and stat_mod.S_ISDIR(st.st_mode) and not flags & argcheck.O_TMPFILE_BIT)
+    of.named = not flags & argcheck.O_TMPFILE_BIT
     # Let the kernel allocate the number: open a placeholder in place of the call.
     try:
         regs = c.regs
@@ -676,9 +700,11 @@ async def fam_dup(c: Call) -> Any:
     of = c.vfd(0)
     two = c.sc.name != "dup"
     newfd = s32(c.args[1]) if two else -1
-    if of is None and not (two and c.t.files.get(newfd)):
+    old = s32(c.args[0])
+    guarded = of is None and old in c.t.proc.meta_layers and c.t.files.view_of(c.t.tid, old) is not None
+    if of is None and not guarded and not (two and c.t.files.get(newfd)):
         return REAL
-    if two and newfd == s32(c.args[0]):
+    if two and newfd == old:
         return REAL
     fd = await c.t.finish_syscall()
     if fd >= 0:
@@ -686,6 +712,8 @@ async def fam_dup(c: Call) -> Any:
             released = c.t.files.remove(fd)  # a real fd replaced a virtual one
             if released is not None:
                 c.hv.release(released)
+            if guarded:
+                await c.guard_copy(old, fd)
         else:
             await c.install_vfd(of, fd)
     c.resume_with(fd)
@@ -704,9 +732,17 @@ async def fam_fcntl(c: Call) -> Any:
     """Status flags and record locks are the open file's (the module's lock, for modules that hold host fds);
     F_DUPFD shares it; F_GETFD and F_SETFD run on the placeholder, with no stop."""
     of = c.vfd(0)
-    if of is None:
-        return REAL
     cmd = s32(c.args[1])
+    if of is None:
+        old = s32(c.args[0])
+        if cmd not in (F_DUPFD, F_DUPFD_CLOEXEC) or old not in c.t.proc.meta_layers \
+                or c.t.files.view_of(c.t.tid, old) is None:
+            return REAL
+        fd = await c.t.finish_syscall()  # a copy of a guarded real fd: guarded too
+        if fd >= 0:
+            await c.guard_copy(old, fd)
+        c.resume_with(fd)
+        return DONE
     if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
         fd = await c.t.finish_syscall()
         if fd >= 0:
@@ -762,7 +798,7 @@ async def fam_flock(c: Call) -> Any:
 # -- I/O ---------------------------------------------------------------------------------
 
 RWF_SUPPORTED = 0xFF  # RWF_HIPRI ... RWF_DONTCACHE: preadv2 and pwritev2 refuse other bits (EOPNOTSUPP)
-RWF_ATOMIC = 0x40
+RWF_ATOMIC, RWF_NOWAIT, RWF_APPEND, RWF_NOAPPEND = 0x40, 0x08, 0x10, 0x20
 
 
 def _rw_args(c: Call, of: OpenFile, write: bool) -> tuple[list[tuple[int, int]], int | None]:
@@ -789,8 +825,10 @@ def _rw_args(c: Call, of: OpenFile, write: bool) -> tuple[list[tuple[int, int]],
             raise _Answer(0)  # vfs_readv, vfs_writev: nothing to move is 0, before anything else
     if off is not None and off + sum(n for _b, n in bufs) > memory.SSIZE_MAX:
         raise OSError(errno.EINVAL, "the range passes the largest offset")
-    if name in ("preadv2", "pwritev2") and c.args[5] & 0xFFFFFFFF & (~RWF_SUPPORTED | RWF_ATOMIC):
-        raise OSError(errno.EOPNOTSUPP, "unknown RWF_ flags, or RWF_ATOMIC (no file of a view takes it)")
+    if name in ("preadv2", "pwritev2") and c.args[5] & 0xFFFFFFFF & (~RWF_SUPPORTED | RWF_ATOMIC
+                                                                     | (RWF_NOWAIT if write else 0)):
+        # RWF_ATOMIC no file of a view takes; RWF_NOWAIT writes neither ext4 nor FUSE take buffered
+        raise OSError(errno.EOPNOTSUPP, "unknown RWF_ flags, RWF_ATOMIC, or RWF_NOWAIT on a write")
     return bufs, off
 
 
@@ -874,19 +912,21 @@ def consume_write(tid: int, consumer: Callable[[bytes], int], name: str, args: l
 
 @family("write")
 async def fam_write(c: Call) -> Any:
-    """The module writes what the caller's buffers hold, at the fd's offset, the end (O_APPEND) or pwrite's;
-    a buffer that faults part way ends the write there (EFAULT if nothing could be read)."""
+    """The module writes what the caller's buffers hold, at the fd's offset, pwrite's, or the end (O_APPEND,
+    pwrite's too, as on Linux); a buffer that faults part way ends the write there (EFAULT if nothing
+    could be read)."""
     of = c.vfd(0)
     if of is None:
         return REAL  # a socket with a consumer was served before dispatch (Hypervisor.on_syscall)
     bufs, off = _rw_args(c, of, write=True)
     fs = of.mount.fs
-    if off is None:
-        if of.flags & os.O_APPEND:
-            of.offset = (await maybe(fs.fstat(of.handle))).st_size
-        pos = of.offset
+    rwf = c.args[5] & 0xFFFFFFFF if c.sc.name == "pwritev2" else 0
+    if (of.flags & os.O_APPEND or rwf & RWF_APPEND) and not rwf & RWF_NOAPPEND:
+        pos = (await maybe(fs.fstat(of.handle))).st_size  # pwrite(2): "appends data regardless of offset"
+        if off is None:
+            of.offset = pos
     else:
-        pos = off
+        pos = of.offset if off is None else off
     data = _gather(c.t.tid, bufs)
     n = await maybe(fs.write(of.handle, data, pos)) if data else 0
     if off is None:
@@ -1397,8 +1437,9 @@ async def _stat_of(c: Call) -> tuple[os.stat_result, int] | None:
     """The stat a stat-family call asks for, and the st_dev to show; None when it is real."""
     if c.sc.args[0] == "fd":
         of = c.vfd(0)
-        if of is None:
-            return None
+        if of is None:  # a real fd: the kernel's, unless it stands in for a module's file (a FIFO)
+            r = await _handed_out(c, "read", path_ok=True) if c.t.files.hosted else None
+            return None if r is None else _dev(r.mount, _need(r))
         return _dev(of.mount, await maybe(of.mount.fs.fstat(of.handle)))
     r = await c.target()
     if r is None:
@@ -1440,19 +1481,28 @@ async def fam_statx(c: Call) -> Any:
 
 @family("statfs")
 async def fam_statfs(c: Call) -> Any:
-    """The module's statfs of its file system."""
+    """The module's statfs of its file system; through an open file, without a walk to its name
+    (which the caller may no longer be allowed to walk)."""
     if c.sc.args[0] == "fd":
         of = c.vfd(0)
-        if of is None:
-            return REAL
-        mount, inner = of.mount, of.mount.inner(of.path)
+        if of is not None:
+            s = await maybe(of.mount.fs.fstatfs(of.handle, of.mount.inner(of.path) if of.named else None))
+        else:
+            fd = s32(c.args[0])
+            view = c.t.files.view_of(c.t.tid, fd) if c.t.files.hosted else None
+            m = c.hv.registry.lookup(view) if view is not None else None
+            if m is None:
+                return REAL
+            try:  # a real fd a module handed out: the view's file system
+                s = await maybe(m.fs.statfs(m.inner(view)))
+            except OSError:  # its name cannot be walked now: the file the fd holds tells
+                s = abi.host_statfs(f"/proc/{c.t.tid}/fd/{fd}")
     else:
         r = await c.target()
         if r is None:
             return REAL
         _need(r)
-        mount, inner = r.mount, r.mount.inner(r.path)
-    s = await maybe(mount.fs.statfs(inner))
+        s = await maybe(r.mount.fs.statfs(r.mount.inner(r.path)))
     c.write(c.args[1], abi.pack_statfs(s))
     return 0
 
@@ -1475,18 +1525,13 @@ async def fam_readlink(c: Call) -> Any:
         if link is None:
             return REAL
         target = view_path(c, link[1]) if link[0] == "place" else link[1]
-        size = s32(c.args[c.sc.arg_index("size")])
-        if size <= 0:
-            raise OSError(errno.EINVAL, "bad buffer size")
-        data = os.fsencode(target)[:size]
+        data = os.fsencode(target)[: s32(c.args[c.sc.arg_index("size")])]  # a size > 0 (argcheck)
         c.write(c.args[c.sc.arg_index("ptr")], data)
         return len(data)
     size = s32(c.args[c.sc.arg_index("size")])
-    if size <= 0:
-        raise OSError(errno.EINVAL, "bad buffer size")
     st = _need(r)
-    if not stat_mod.S_ISLNK(st.st_mode):
-        raise OSError(errno.EINVAL, "not a symlink")
+    if not stat_mod.S_ISLNK(st.st_mode):  # do_readlinkat: "" names the dirfd's file, which is ENOENT then
+        raise OSError(errno.ENOENT if not c.strings.get(c.sc.path_args[0]) else errno.EINVAL, "not a symlink")
     link = await c._magic(r.mount, r.path, st)  # /proc bound into the view (a chroot's)
     if link is not None and link[0] != "final":
         target = os.fsencode(view_path(c, link[1]) if link[0] == "place" else link[1])[:size]
@@ -1541,13 +1586,25 @@ async def fam_chdir(c: Call) -> Any:
     if c.sc.name == "fchdir":
         of = c.vfd(0)
         if of is None:
-            fs.cwd, fs.cwd_virtual = None, False
             view = c.t.files.view_of(c.t.tid, s32(c.args[0]))
-            if view is not None:  # a real directory fd a module handed out names a place in the view
+            if view is None:
+                fs.cwd, fs.cwd_virtual = None, False
+                return REAL
+            ret = await c.t.finish_syscall(c.regs)  # the kernel checks the real directory
+            if ret == 0:  # a real directory fd a module handed out names a place in the view
                 fs.cwd, fs.cwd_virtual = view, True
-            return REAL
+            c.resume_with(ret)
+            return DONE
         if not of.is_dir:
             raise OSError(errno.ENOTDIR, "not a directory")
+        fs_ = of.mount.fs  # MAY_EXEC | MAY_CHDIR on the directory itself, whatever its name is now
+        if not fs_.checks_search:
+            try:
+                st = await maybe(fs_.fstat(of.handle))
+            except OSError:  # a module that knows it by its name alone, which cannot be walked now
+                st = None
+            if st is not None and not fs_.search_permitted(st):
+                raise OSError(errno.EACCES, "permission denied")
         fs.cwd, fs.cwd_virtual = of.path, True
         return 0
     r = await c.target(intent=None)
@@ -1772,8 +1829,12 @@ async def _two_paths(c: Call, whole_first: bool = False) -> tuple[Resolved | Non
     the old name up whole first; rename looks up both parents, then the names).
     """
     a, b = c.sc.path_args
-    if whole_first:
-        _need(await c.locate(a))  # real or not: the kernel's lookup errors come before the second name
+    if whole_first:  # real or not: the kernel's lookup errors come before the second name
+        old = await c.locate(a)
+        of = getattr(old, "of", None)
+        if old.st is None and of is not None:  # the name of a virtual fd (AT_EMPTY_PATH)
+            old.st = await maybe(of.mount.fs.fstat(of.handle))
+        _need(old)
     ra = await c.target(a, "rename")
     rb = await c.target(b, "rename")
     if c.mount_of(a, ra) is not c.mount_of(b, rb) or (ra is None) != (rb is None):
@@ -1793,12 +1854,56 @@ async def fam_rename(c: Call) -> Any:
     ra, rb = await _two_paths(c)
     if _same_mount(ra, rb):
         return REAL
-    st = _need(ra)
-    a, b = c.sc.path_args
-    if not stat_mod.S_ISDIR(st.st_mode) and (c.read_str(a).endswith("/") or c.read_str(b).endswith("/")):
-        raise OSError(errno.ENOTDIR, "a trailing slash, and not a directory")
+    if _vfs_rename_checks(c, ra, rb, flags):
+        return 0
     await maybe(ra.mount.fs.rename(ra.mount.inner(ra.path), rb.mount.inner(rb.path), flags))
     return 0
+
+
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
+
+
+def _last_is_dot(raw: str) -> bool:
+    """Whether a name's last component is ".", ".." or the root (the kernel's LAST_DOT and friends)."""
+    return raw.rstrip("/").rsplit("/", 1)[-1] in ("", ".", "..")
+
+
+def _vfs_rename_checks(c: Call, ra: Resolved, rb: Resolved, flags: int) -> bool:
+    """do_renameat2's and vfs_rename's checks, in their order, made before any file system is asked;
+    True when the kernel does nothing and returns 0 (both names are one file)."""
+    a, b = c.sc.path_args
+    raw_a, raw_b = c.read_str(a), c.read_str(b)
+    if _last_is_dot(raw_a):
+        raise OSError(errno.EBUSY, "renaming . or ..")
+    if _last_is_dot(raw_b):
+        raise OSError(errno.EEXIST if flags & RENAME_NOREPLACE else errno.EBUSY, "renaming onto . or ..")
+    st = _need(ra)
+    target = rb.st
+    if flags & RENAME_NOREPLACE and target is not None:
+        raise OSError(errno.EEXIST, "exists")
+    if flags & RENAME_EXCHANGE:
+        if target is None:
+            raise OSError(errno.ENOENT, "no such file or directory")
+        if not stat_mod.S_ISDIR(target.st_mode) and raw_b.endswith("/"):
+            raise OSError(errno.ENOTDIR, "a trailing slash, and not a directory")
+    if not stat_mod.S_ISDIR(st.st_mode) and (raw_a.endswith("/") or not flags & RENAME_EXCHANGE
+                                             and raw_b.endswith("/")):
+        raise OSError(errno.ENOTDIR, "a trailing slash, and not a directory")
+    if rb.path.startswith(ra.path + "/"):
+        raise OSError(errno.EINVAL, "a directory into its own subtree")
+    if ra.path.startswith(rb.path + "/"):
+        raise OSError(errno.EINVAL if flags & RENAME_EXCHANGE else errno.ENOTEMPTY, "onto its own ancestor")
+    if target is not None and (target.st_ino, target.st_dev) == (st.st_ino, st.st_dev):
+        return True  # vfs_rename: source and target are one inode
+    if target is not None and not flags & RENAME_EXCHANGE:
+        if stat_mod.S_ISDIR(st.st_mode) and not stat_mod.S_ISDIR(target.st_mode):
+            raise OSError(errno.ENOTDIR, "a directory over a file")
+        if not stat_mod.S_ISDIR(st.st_mode) and stat_mod.S_ISDIR(target.st_mode):
+            raise OSError(errno.EISDIR, "a file over a directory")
+    registry = c.hv.registry
+    if registry.at(ra.path) is not None or registry.at(rb.path) is not None:
+        raise OSError(errno.EBUSY, "a mount point")
+    return False
 
 
 @family("link")
@@ -1807,8 +1912,10 @@ async def fam_link(c: Call) -> Any:
     ra, rb = await _two_paths(c, whole_first=True)
     if _same_mount(ra, rb):
         return REAL
-    _need(ra)
+    st = _need(ra)
     _new_name(c, rb)
+    if stat_mod.S_ISDIR(st.st_mode):
+        raise OSError(errno.EPERM, "a hard link to a directory")  # vfs_link, before any file system is asked
     await maybe(ra.mount.fs.link(ra.mount.inner(ra.path), rb.mount.inner(rb.path)))
     return 0
 
@@ -1840,24 +1947,64 @@ async def _path_or_fd(c: Call, intent: str = "write") -> Resolved | None:
             return await _handed_out(c, intent)
         if intent != "read" and of.mount.readonly:
             raise OSError(errno.EROFS, "read-only file system")
-        return Resolved(of.path, of.mount, None)
+        r = Resolved(of.path, of.mount, None)
+        r.of = of  # type: ignore[attr-defined]
+        return r
     r = await c.target(intent=intent)
     if r is not None and getattr(r, "of", None) is None:
         _need(r)
     return r
 
 
-async def _handed_out(c: Call, intent: str) -> Resolved | None:
-    """fchmod & co. on a real fd a module handed out: the module changes the file (cow copies it up)."""
+async def _change(r: Resolved, method: str, *args: Any) -> Any:
+    """A metadata call (chmod, chown, utime, the xattr calls) on what ``r`` names: an open file goes
+    to the module's f-method (the file itself, renamed, removed or never named), a name to the
+    path method."""
+    of = getattr(r, "of", None)
+    if of is not None:
+        named = of.mount.inner(of.path) if of.named else None
+        return await maybe(getattr(of.mount.fs, "f" + method)(of.handle, *args, named))
+    return await _fs_call(r, method, *args)
+
+
+async def _attrs(r: Resolved) -> os.stat_result:
+    """The attributes of what ``r`` names (an open file's by its handle)."""
+    of = getattr(r, "of", None)
+    if of is not None:
+        return await maybe(of.mount.fs.fstat(of.handle))
+    return r.st if r.st is not None else await maybe(r.mount.fs.lstat(r.mount.inner(r.path)))
+
+
+async def _handed_out(c: Call, intent: str, path_ok: bool = False) -> Resolved | None:
+    """fchmod & co. on a real fd a module handed out: the module changes the file (cow copies it up).
+    An O_PATH fd is EBADF, as fdget finds it, unless the call takes one (``path_ok``: fstat)."""
     t = c.t
-    view = t.files.view_of(t.tid, s32(c.args[0])) if t.files.hosted else None
+    fd = s32(c.args[0])
+    view = t.files.view_of(t.tid, fd) if t.files.hosted else None
     m = c.hv.registry.lookup(view) if view is not None else None
     if m is None:
         return None
+    if not path_ok and _real_flags(t.tid, fd) & os.O_PATH:
+        raise OSError(errno.EBADF, "an O_PATH fd")
     if intent != "read" and m.readonly:
         raise OSError(errno.EROFS, "read-only file system")
-    st = await maybe(m.fs.lstat(m.inner(view)))
+    try:
+        st = await maybe(m.fs.lstat(m.inner(view)))
+    except OSError:  # its name cannot be walked now (or is gone): the fd still names the file
+        st = os.stat(f"/proc/{t.tid}/fd/{fd}")
     return Resolved(view, m, st)
+
+
+def _real_flags(tid: int, fd: int) -> int:
+    """A real fd's file status flags, as /proc shows them."""
+    try:
+        with open(f"/proc/{tid}/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("flags:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0
 
 
 @family("chmod")
@@ -1868,7 +2015,7 @@ async def fam_chmod(c: Call) -> Any:
         return REAL
     if r.st is not None and stat_mod.S_ISLNK(r.st.st_mode):
         raise OSError(errno.EOPNOTSUPP, "symlinks have no mode of their own")
-    await _fs_call(r, "chmod", c.arg("mode") & 0o7777)
+    await _change(r, "chmod", c.arg("mode") & 0o7777)
     return 0
 
 
@@ -1880,7 +2027,7 @@ async def fam_chown(c: Call) -> Any:
         return REAL
     i = c.sc.args.index("int")
     uid, gid = c.args[i] & 0xFFFFFFFF, c.args[i + 1] & 0xFFFFFFFF  # uid_t and gid_t: 32 bits, -1 "unchanged"
-    await _fs_call(r, "chown", -1 if uid == 0xFFFFFFFF else uid, -1 if gid == 0xFFFFFFFF else gid)
+    await _change(r, "chown", -1 if uid == 0xFFFFFFFF else uid, -1 if gid == 0xFFFFFFFF else gid)
     return 0
 
 
@@ -1929,7 +2076,7 @@ async def fam_utime(c: Call) -> Any:
         if scale == 1 and all(ns == UTIME_NOW for _, ns in spec):
             times = None  # as no times at all: who may write the file may do it, not only its owner
         elif scale == 1 and any(ns in (UTIME_NOW, UTIME_OMIT) for _, ns in spec):
-            st = await maybe(r.mount.fs.lstat(r.mount.inner(r.path)))
+            st = await _attrs(r)
             now = __import__("time").time_ns()
             cur = (st.st_atime_ns, st.st_mtime_ns)
             times = tuple(now if ns == UTIME_NOW else cur[k] if ns == UTIME_OMIT else sec * 10**9 + ns
@@ -1938,7 +2085,7 @@ async def fam_utime(c: Call) -> Any:
             if any(not 0 <= ns < 10**9 for _, ns in spec):
                 raise OSError(errno.EINVAL, "bad time")
             times = tuple(sec * 10**9 + ns for sec, ns in spec)
-    await _fs_call(r, "utime", times)
+    await _change(r, "utime", times)
     return 0
 
 
@@ -1967,7 +2114,7 @@ async def fam_xattr(c: Call) -> Any:
     if r is None:
         return REAL
     if name == "listxattr":
-        names = await _fs_call(r, "listxattr")
+        names = await _change(r, "listxattr")
         data = b"".join(os.fsencode(n) + b"\0" for n in names)
         size = c.args[2]
         if size == 0:
@@ -1979,7 +2126,7 @@ async def fam_xattr(c: Call) -> Any:
     attr = c.read_str(1)
     await _xattr_permission(r, attr, write=name != "getxattr")
     if name == "getxattr":
-        value = bytes(await _fs_call(r, "getxattr", attr))
+        value = bytes(await _change(r, "getxattr", attr))
         size = c.args[3]
         if size == 0:
             return len(value)
@@ -1989,9 +2136,9 @@ async def fam_xattr(c: Call) -> Any:
         return len(value)
     if name == "setxattr":
         value = memory.read(c.t.tid, c.args[2], c.args[3])
-        await _fs_call(r, "setxattr", attr, value, s32(c.args[4]))
+        await _change(r, "setxattr", attr, value, s32(c.args[4]))
         return 0
-    await _fs_call(r, "removexattr", attr)
+    await _change(r, "removexattr", attr)
     return 0
 
 
@@ -2002,20 +2149,20 @@ async def _xattr_permission(r: Resolved, attr: str, write: bool) -> None:
 
     Privilege is the session's: root's.
     """
-    root = os.geteuid() == 0
+    root = SESSION.uid == 0
     if attr.startswith("trusted.") and not root:
         raise OSError(errno.EPERM if write else errno.ENODATA, "trusted.* is root's")
     if attr.startswith("security.") and write and not root:
         raise OSError(errno.EPERM, "security.* is root's to change")
     if attr.startswith("user."):
         try:  # an fd's file may have no name left: then the file system alone answers
-            st = r.st if r.st is not None else await maybe(r.mount.fs.lstat(r.mount.inner(r.path)))
+            st = await _attrs(r)
         except OSError:
             return
         if not (stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISDIR(st.st_mode)):
             raise OSError(errno.EPERM if write else errno.ENODATA, "user.* only on files and directories")
         if write and stat_mod.S_ISDIR(st.st_mode) and st.st_mode & stat_mod.S_ISVTX and not root \
-                and st.st_uid != os.geteuid():
+                and st.st_uid != SESSION.uid:
             raise OSError(errno.EPERM, "a sticky directory: only its owner")
 
 

@@ -32,6 +32,7 @@ class OpenFile:
     refs: int = 0
     dents: list[DirEntry] | None = field(default=None, repr=False)
     shadow: str | None = None  # a host copy mapped MAP_SHARED writable: written back at release
+    named: bool = True  # False: an O_TMPFILE file (``path`` is its directory's)
 
     @property
     def readable(self) -> bool:
@@ -59,15 +60,26 @@ class FdTable:
 
     def view_of(self, tid: int, fd: int) -> str | None:
         """The view's path of real fd ``fd`` if a module handed it out, else None."""
-        entry = self.hosted.get(fd)
-        if entry is None:
+        hosted = self.hosted
+        if not hosted:
             return None
         try:
-            if os.readlink(f"/proc/{tid}/fd/{fd}") == entry[1]:
-                return entry[0]
+            host = os.readlink(f"/proc/{tid}/fd/{fd}")
         except OSError:
-            pass
-        del self.hosted[fd]
+            hosted.pop(fd, None)
+            return None
+        entry = hosted.pop(fd, None)
+        if entry is not None and entry[1] == host:
+            hosted[fd] = entry
+            return entry[0]
+        # A copy made by a call that did not stop (dup of an fd that no filter layer guards, the
+        # original closed since): the same host file names the same place in the view.  (A file
+        # the process opened by its host name is taken for the view's too: kcmp cannot tell once
+        # the original is closed.)
+        for view, h in hosted.values():
+            if h == host:
+                hosted[fd] = (view, h)
+                return view
         return None
 
     def __bool__(self) -> bool:

@@ -24,6 +24,7 @@ import time
 from typing import Any, NamedTuple
 
 from umvu.abi import StatFs
+from umvu.creds import MAY_EXEC, MAY_READ, MAY_WRITE, SESSION, permitted
 from umvu.vfs import FMODE_EXEC, DirEntry, FileSystem, xattr_mode_decides
 
 ROOT = 1  # FUSE_ROOT_ID
@@ -32,6 +33,7 @@ ROOT = 1  # FUSE_ROOT_ID
 GRACE = 0.002
 FOPEN_DIRECT_IO, FOPEN_NOFLUSH = 1 << 0, 1 << 5
 FUSE_NAME_MAX = 1024  # the kernel's fuse_lookup refuses longer names
+O_TMPFILE_BIT = 0o20000000
 
 
 class Entry(NamedTuple):
@@ -153,7 +155,6 @@ def _positional_ok() -> bool:
 _STAT_POSITIONAL = _positional_ok()
 
 
-MAY_EXEC, MAY_WRITE, MAY_READ = 1, 2, 4
 
 
 def _protected_hardlinks() -> bool:
@@ -169,14 +170,10 @@ REMEMBERED_NOSYS = frozenset({"open", "opendir", "create", "flush", "fsync", "fs
                               "listxattr", "setxattr", "removexattr", "fallocate", "rename2", "lseek"})
 
 
-def permitted(st: os.stat_result, mask: int, uid: int, groups: frozenset[int]) -> bool:
-    """The kernel's generic_permission for ``mask`` (MAY_*), with root's capabilities when uid is 0:
-    read and write anything, execute what has an x bit somewhere, search any directory."""
-    mode = st.st_mode
-    bits = mode >> 6 if uid == st.st_uid else mode >> 3 if st.st_gid in groups else mode
-    if not mask & ~bits & 7:
-        return True
-    return uid == 0 and (not mask & MAY_EXEC or stat.S_ISDIR(mode) or bool(mode & 0o111))
+def _fh(h: Handle) -> int | None:
+    """The fh a SETATTR through an open file names (the kernel's FATTR_FH): an open file's, not a
+    directory's or an O_PATH one's."""
+    return None if h.is_dir or h.flags & os.O_PATH else h.fh
 
 
 def _split(path: str) -> tuple[str, str]:
@@ -196,11 +193,13 @@ class InodeFS(FileSystem):
     #: check permissions from the files' modes, owners and groups, as the kernel does for FUSE's
     #: default_permissions (else they are the file system's to check)
     default_permissions = False
+    #: lookups check search permission themselves (_node), refreshing attributes on a refusal as FUSE does
+    checks_search = True
 
     def __init__(self, ops: NodeOps) -> None:
         self.ops = ops
         # whose calls these are: the session's (processes inside cannot take other ids unprivileged)
-        self.uid, self.groups = os.geteuid(), frozenset((os.getegid(), *os.getgroups()))
+        self.uid, self.groups = SESSION
         self._dentries: dict[tuple[int, str], tuple[int, float]] = {}  # (parent, name) -> (node, until)
         self._attrs: dict[int, tuple[os.stat_result, float]] = {}  # node -> (attrs, until)
         self._lookups: dict[int, int] = {}  # node -> lookups not yet forgotten
@@ -470,6 +469,8 @@ class InodeFS(FileSystem):
 
     async def _open(self, path: str, flags: int, mode: int, created: bool = False) -> Handle:
         """``created``: just made by MKNOD for this open, which the kernel then does not check."""
+        if flags & O_TMPFILE_BIT:  # FUSE_TMPFILE is not spoken here: the kernel's answer without it
+            raise OSError(errno.EOPNOTSUPP, "O_TMPFILE is not supported by this file system")
         if flags & os.O_PATH:  # the kernel ignores the rest (no O_CREAT: a missing file is ENOENT)
             flags &= os.O_PATH | os.O_CLOEXEC | os.O_DIRECTORY | os.O_NOFOLLOW
         node = 0
@@ -560,6 +561,9 @@ class InodeFS(FileSystem):
 
     async def write(self, h: Handle, data: bytes, offset: int) -> int:
         h.flushed = False
+        mode = await self._killed_mode(h.node)  # file_remove_privs, before the data goes
+        if mode is not None:
+            await self._setattr(h.node, h.fh, SetAttr(mode=mode))
         self._stale(h.node)  # size and mtime change
         try:
             n = await self._call("write", h.node, h.fh, offset, data)
@@ -582,6 +586,9 @@ class InodeFS(FileSystem):
             if not items:
                 break
             for it in items:
+                if not it.name or len(it.name) > FUSE_NAME_MAX or "/" in it.name:
+                    # the kernel's parse_dirfile: such an entry is the file system's corruption
+                    raise OSError(errno.EIO, f"the file system listed a bad name {it.name!r}")
                 if it.entry is not None and it.name not in (".", ".."):
                     self._learn(h.node, it.name, it.entry)
                 listing.append(DirEntry(it.name, it.ino, it.type))
@@ -598,7 +605,7 @@ class InodeFS(FileSystem):
                 raise
 
     async def ftruncate(self, h: Handle, length: int) -> None:
-        await self._setattr(h.node, h.fh, SetAttr(size=length))
+        await self._setattr(h.node, h.fh, SetAttr(size=length, mode=await self._killed_mode(h.node)))
 
     async def fallocate(self, h: Handle, mode: int, offset: int, length: int) -> None:
         try:
@@ -733,35 +740,70 @@ class InodeFS(FileSystem):
             raise OSError(errno.EPERM, "fs.protected_hardlinks: not yours to link")
 
     async def chmod(self, path: str, mode: int) -> None:
-        node = await self._node(path)
+        await self._chmod(await self._node(path), None, mode)
+
+    async def fchmod(self, h: Handle, mode: int, path: str | None) -> None:
+        await self._chmod(h.node, _fh(h), mode)
+
+    async def _chmod(self, node: int, fh: int | None, mode: int) -> None:
         await self._may_change(node, owner_only=True)
         kind = stat.S_IFMT((await self._attr(node)).st_mode)  # the kernel sends the type bits too
-        await self._setattr(node, None, SetAttr(mode=kind | (mode & 0o7777)))
+        await self._setattr(node, fh, SetAttr(mode=kind | (mode & 0o7777)))
 
     async def chown(self, path: str, uid: int, gid: int) -> None:
-        node = await self._node(path)
+        await self._chown(await self._node(path), None, uid, gid)
+
+    async def fchown(self, h: Handle, uid: int, gid: int, path: str | None) -> None:
+        await self._chown(h.node, _fh(h), uid, gid)
+
+    async def _chown(self, node: int, fh: int | None, uid: int, gid: int) -> None:
         if self.default_permissions and self.uid != 0:  # the kernel's chown_ok and chgrp_ok
             st = await self._attr(node)
             owner = st.st_uid == self.uid
             if uid != -1 and not (owner and uid == st.st_uid) \
                     or gid != -1 and not (owner and (gid == st.st_gid or gid in self.groups)):
                 raise OSError(errno.EPERM, "only root gives files away")
-        await self._setattr(node, None, SetAttr(uid=None if uid == -1 else uid, gid=None if gid == -1 else gid))
+        # chown_common: a non-directory loses setuid (and setgid with group exec), even root's
+        mode = await self._killed_mode(node, always=True)
+        await self._setattr(node, fh, SetAttr(mode=mode, uid=None if uid == -1 else uid,
+                                              gid=None if gid == -1 else gid))
+
+    async def _killed_mode(self, node: int, always: bool = False) -> int | None:
+        """The mode without setuid and setgid (with group exec) when the kernel would drop them, which
+        for FUSE it does by a mode change in the SETATTR (the daemon is not told to handle killpriv):
+        at chown of a non-directory (``always``), and at write and truncate of a regular file by a
+        caller without CAP_FSETID.  None: nothing to drop."""
+        if not always and self.uid == 0:
+            return None
+        st = await self._attr(node)
+        mode = st.st_mode
+        if stat.S_ISDIR(mode) or not always and not stat.S_ISREG(mode):
+            return None
+        gx = mode & (stat.S_ISGID | stat.S_IXGRP) == stat.S_ISGID | stat.S_IXGRP
+        if not mode & stat.S_ISUID and not gx:
+            return None
+        # Measured against the kernel's FUSE (pyfuse3's tmpfs.py keeps what it is sent): the mode it
+        # sends drops the sticky bit too (07777 becomes 0777, 07666 02666; ext4 keeps it: 01777).
+        return mode & ~(stat.S_ISUID | stat.S_ISVTX | (stat.S_ISGID if gx else 0))
 
     async def truncate(self, path: str, length: int) -> None:
         node = await self._node(path)
         await self._may(node, MAY_WRITE)
-        await self._setattr(node, None, SetAttr(size=length))
+        await self._setattr(node, None, SetAttr(size=length, mode=await self._killed_mode(node)))
 
     async def utime(self, path: str, times_ns: tuple[int, int] | None) -> None:
+        await self._utime(await self._node(path), None, times_ns)
+
+    async def futime(self, h: Handle, times_ns: tuple[int, int] | None, path: str | None) -> None:
+        await self._utime(h.node, _fh(h), times_ns)
+
+    async def _utime(self, node: int, fh: int | None, times_ns: tuple[int, int] | None) -> None:
         a, m = ("now", "now") if times_ns is None else times_ns
-        node = await self._node(path)
         await self._may_change(node, owner_only=times_ns is not None)  # "now": who may write it, too
-        await self._setattr(node, None, SetAttr(atime=a, mtime=m))
+        await self._setattr(node, fh, SetAttr(atime=a, mtime=m))
 
     # -- extended attributes --------------------------------------------------------------------
-    async def _xattr(self, op: str, path: str, *args: Any) -> Any:
-        node = await self._node(path)
+    async def _xattr(self, op: str, node: int, *args: Any) -> Any:
         if op != "listxattr" and xattr_mode_decides(args[0]):
             await self._may(node, MAY_READ if op == "getxattr" else MAY_WRITE)  # the core checked the rest
         try:
@@ -772,13 +814,25 @@ class InodeFS(FileSystem):
             raise
 
     async def getxattr(self, path: str, name: str) -> bytes:
-        return await self._xattr("getxattr", path, name)
+        return await self._xattr("getxattr", await self._node(path), name)
 
     async def listxattr(self, path: str) -> list[str]:
-        return await self._xattr("listxattr", path)
+        return await self._xattr("listxattr", await self._node(path))
 
     async def setxattr(self, path: str, name: str, value: bytes, flags: int) -> None:
-        await self._xattr("setxattr", path, name, value, flags)
+        await self._xattr("setxattr", await self._node(path), name, value, flags)
 
     async def removexattr(self, path: str, name: str) -> None:
-        await self._xattr("removexattr", path, name)
+        await self._xattr("removexattr", await self._node(path), name)
+
+    async def fgetxattr(self, h: Handle, name: str, path: str | None) -> bytes:
+        return await self._xattr("getxattr", h.node, name)
+
+    async def flistxattr(self, h: Handle, path: str | None) -> list[str]:
+        return await self._xattr("listxattr", h.node)
+
+    async def fsetxattr(self, h: Handle, name: str, value: bytes, flags: int, path: str | None) -> None:
+        await self._xattr("setxattr", h.node, name, value, flags)
+
+    async def fremovexattr(self, h: Handle, name: str, path: str | None) -> None:
+        await self._xattr("removexattr", h.node, name)

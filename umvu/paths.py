@@ -18,7 +18,11 @@ import stat as stat_mod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from umvu.creds import SESSION, may_search
 from umvu.registry import Mount, MountRegistry
+
+#: root searches any directory: the walk checks nothing then
+SEARCH_CHECKED = SESSION.uid != 0
 
 MAXSYMLINKS = 40
 
@@ -87,6 +91,10 @@ async def lstat_at(mount: Mount, dir_handle: object, name: str, path: str) -> os
     return await st if hasattr(st, "__await__") else st
 
 
+async def fstat_of(mount: Mount, handle: object) -> os.stat_result:
+    return await _maybe(mount.fs.fstat(handle))
+
+
 async def lstat_in(mount: Mount | None, path: str, walk: bool = False) -> os.stat_result:
     """``walk``: only the type is wanted, of a directory or symlink on the way (FileSystem.lstat_walk)."""
     if mount is None:
@@ -132,8 +140,11 @@ def seen_from(path: str, root: str) -> str | None:
 
 async def resolve(registry: MountRegistry, start: str, path: str, follow: bool, root: str = "/",
                   magic: Magic | None = None, opened: tuple[Mount, object] | None = None,
-                  made: bool = False) -> Resolved:
+                  made: bool = False, itself: bool = False) -> Resolved:
     """See _resolve; ``magic`` answers /proc's magic links for the calling process.
+
+    ``itself``: ``path`` is "." standing for an empty path (AT_EMPTY_PATH): ``start`` itself, with
+    no name looked up in it (LOOKUP_EMPTY), so no search permission is needed.
 
     ``made``: the last component is a name the call makes or removes (mkdir, unlink, rename...):
     the kernel looks up its parent and never follows it, whatever slashes come after it.
@@ -145,6 +156,10 @@ async def resolve(registry: MountRegistry, start: str, path: str, follow: bool, 
     """
     state = {"crossed": False, "magic": magic}
     try:
+        if itself:
+            mount = opened[0] if opened is not None else registry.lookup(start) if registry else None
+            state["crossed"] = mount is not None
+            return Resolved(start, mount, await lstat_in(mount, start), mount is not None)
         return await _resolve(registry, start, path, follow, root, state, opened, made)
     except RealWalkError as e:
         if state["crossed"]:  # the kernel could not repeat this walk: our error stands
@@ -171,24 +186,40 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
     else:
         mount = registry.lookup(cur) if registry else None
         start_handle = None
-    stack = [p for p in reversed(path.split("/")) if p and p != "."]
+    stack = [p for p in reversed(path.split("/")) if p]
     links = 0
     crossed = state["crossed"] = mount is not None
     st: os.stat_result | None = None
-    if not stack:  # "/" or "." or "dir/."
+    if not stack:  # "/"
         st = await lstat_in(mount, cur)
         return Resolved(cur, mount, st, crossed)
     # One name in an open directory of the module: asked of that directory, not of its path
     in_dir = start_handle is not None and len(stack) == 1
+    dir_st: os.stat_result | None = None  # cur's attributes, once they were needed
     while stack:
         name = stack.pop()
+        if SEARCH_CHECKED and (crossed or mount is not None
+                               or (registry is not None and registry.at(_join(cur, name)) is not None)) \
+                and (mount is None or not mount.fs.checks_search):
+            # may_lookup: every name, "." and ".." too, is looked up in a directory the caller
+            # may search; the kernel cannot check a walk it does not make
+            if dir_st is None:
+                dir_st = await (fstat_of(mount, start_handle) if start_handle is not None and cur == start
+                                else lstat_in(mount, cur))
+            if not (may_search(dir_st) if mount is None else mount.fs.search_permitted(dir_st)):
+                raise OSError(errno.EACCES, "permission denied")
+        if name == ".":
+            if not stack:
+                st = await lstat_in(mount, cur)
+            continue
         if name == "..":
             if cur != root:
                 cur = _parent(cur, root)
                 mount = registry.lookup(cur) if registry else None
+                dir_st = None
             st = None
             if not stack:
-                st = await lstat_in(mount, cur)
+                st = dir_st = await lstat_in(mount, cur)
             continue
         nxt = _join(cur, name)
         nmount = (registry.at(nxt) if registry else None) or mount
@@ -225,6 +256,7 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
                 cur = jump[1]
                 crossed = state["crossed"] = True  # the kernel would go elsewhere: rewrite
                 mount = registry.lookup(cur) if registry else None
+                dir_st = None
                 if not stack:
                     st = await lstat_in(mount, cur)
                     return Resolved(cur, mount, st, crossed)
@@ -232,17 +264,18 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
             target = jump[1] if jump is not None else await readlink_in(nmount, nxt)
             if not target:
                 raise OSError(errno.ENOENT, "empty symlink")
-            stack.extend(p for p in reversed(target.split("/")) if p and p != ".")
+            stack.extend(p for p in reversed(target.split("/")) if p)
             if target.startswith("/"):
                 cur = root
                 mount = registry.lookup(cur) if registry else None
+                dir_st = None
             if not stack:  # a link to "/" or "."
                 st = await lstat_in(mount, cur)
                 return Resolved(cur, mount, st, crossed)
             continue
         if not last and not stat_mod.S_ISDIR(st.st_mode):
             raise (OSError if nmount else RealWalkError)(errno.ENOTDIR, "not a directory")
-        cur, mount = nxt, nmount
+        cur, mount, dir_st = nxt, nmount, st
     if path.endswith("/") and st is not None and not stat_mod.S_ISDIR(st.st_mode) and not made:
         raise OSError(errno.ENOTDIR, "not a directory")
     return Resolved(cur, mount, st, crossed)

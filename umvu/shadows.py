@@ -19,6 +19,7 @@ from umvu.registry import Mount
 from umvu.vfs import FMODE_EXEC
 
 CHUNK = 1 << 20
+FIFO_PREFIX = "fifo-"
 
 
 async def _maybe(v):
@@ -47,11 +48,15 @@ class Shadows:
         FIFO meets the others in one real FIFO, and opens, reads and writes block in the kernel,
         not in the module.
         """
-        path = os.path.join(self._directory(), f"fifo-{mount.id}-{st.st_ino}")
+        path = os.path.join(self._directory(), f"{FIFO_PREFIX}{mount.id}-{st.st_ino}")
         if not os.path.exists(path):
             os.mkfifo(path, 0o600)
             os.chmod(path, st.st_mode & 0o7777)
         return path
+
+    def is_fifo(self, host: str) -> bool:
+        """Whether ``host`` is one of the session's FIFOs standing for a module's."""
+        return self._dir is not None and host.startswith(os.path.join(self._dir, FIFO_PREFIX))
 
     async def copy_of(self, mount: Mount, path: str, st: os.stat_result, handle: Any = None) -> str:
         """A host path with the content of virtual file ``path`` (canonical) as ``st`` describes it.

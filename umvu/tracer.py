@@ -177,7 +177,8 @@ class Process:
     def __init__(self, tgid: int, layers: set[int] | None = None) -> None:
         self.tgid = tgid
         self.layers: set[int] = set(layers or ())  # fd numbers with a filter layer
-        self.meta_layers: set[int] = set()  # fd numbers whose fchmod & co. stop (see bpf.METADATA_CALLS)
+        # fd numbers whose fchmod & co. stop (see bpf.METADATA_CALLS), with the calls stopped for each
+        self.meta_layers: dict[int, frozenset[str]] = {}
         # Shared writable maps of private copies of virtual files: start -> (open file, length).
         # Like the kernel's vmas they hold a reference on the open file; munmap and msync stop.
         self.maps: dict[int, tuple[OpenFile, int]] = {}
@@ -806,7 +807,7 @@ class Tracer:
             proc = pproc
         else:
             proc = Process(child_tid, pproc.layers)
-            proc.meta_layers = set(pproc.meta_layers)
+            proc.meta_layers = dict(pproc.meta_layers)
             proc.maps_traced = pproc.maps_traced
             for start, (of, length) in pproc.maps.items():  # fork copies the mappings
                 of.refs += 1

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 from collections.abc import Callable
 from typing import Any, NamedTuple
+
+from umvu.creds import SESSION, may_search, permitted
 
 # In ``open``'s flags: the core opens the file to run it (execve, or as a program's interpreter),
 # as the kernel marks its own open for exec (__FMODE_EXEC; FUSE daemons see it too).  Permission
@@ -54,6 +55,12 @@ class Connect(NamedTuple):
 
     kind: int
     connected: Callable[[Any, int], Callable[[bytes], int] | None]
+
+
+def _named(path: str | None) -> str:
+    if path is None:
+        raise OSError(errno.EOPNOTSUPP, "this file system cannot change an open file that has no name")
+    return path
 
 
 def _nosys(what: str) -> OSError:
@@ -95,6 +102,19 @@ class FileSystem:
         """
         return self.lstat(path)
 
+    #: True: this file system checks search permission in its own lookups, and umvu's walk does not
+    checks_search = False
+
+    def search_permitted(self, st: os.stat_result) -> bool:
+        """Whether the caller may look names up in the directory whose attributes are ``st``.
+
+        The walk through a view is umvu's, so the kernel's may_lookup is made
+        here, for every name ("." and ".." too) before it is looked up
+        (unless ``checks_search``).  By default the mode decides
+        (generic_permission).
+        """
+        return may_search(st)
+
     def lstat_at(self, dir_handle: Any, name: str, path: str) -> os.stat_result:
         """lstat of ``name`` in the directory this module opened as ``dir_handle`` (its path now:
         ``path``, the name's full path).
@@ -113,19 +133,16 @@ class FileSystem:
     def access(self, path: str, mode: int) -> None:
         """Default: the permission bits of lstat for the caller's uid/gid."""
         st = self.lstat(path)
-        if mode == os.F_OK:
-            return
-        uid, gids = os.geteuid(), set(os.getgroups()) | {os.getegid()}
-        if uid == 0:
-            if mode & os.X_OK and not (st.st_mode & 0o111) and not stat.S_ISDIR(st.st_mode):
-                raise OSError(errno.EACCES, "not executable")
-            return
-        shift = 6 if st.st_uid == uid else 3 if st.st_gid in gids else 0
-        if (st.st_mode >> shift) & mode != mode:
+        if mode != os.F_OK and not permitted(st, mode, *SESSION):  # R_OK, W_OK, X_OK are MAY_*'s values
             raise OSError(errno.EACCES, "permission denied")
 
     def statfs(self, path: str) -> os.statvfs_result:
         raise _nosys("statfs")
+
+    def fstatfs(self, handle: Any, path: str | None) -> os.statvfs_result:
+        """statfs through an open file (``path``: its name now, None if it has none); the kernel's
+        needs no walk to the file.  By default: statfs of the name, or of the root."""
+        return self.statfs(path if path is not None else "/")
 
     # -- open files ---------------------------------------------------------
     def open(self, path: str, flags: int, mode: int) -> Any:
@@ -217,6 +234,32 @@ class FileSystem:
     def utime(self, path: str, times_ns: tuple[int, int] | None) -> None:
         """Set (atime, mtime) in ns; None means now. UTIME_OMIT arrives resolved."""
         raise _nosys("utime")
+
+    # -- changes through an open file -------------------------------------------------
+    # fchmod, fchown, futimens, the f*xattr calls (and the *at calls on an fd itself): the kernel
+    # changes the open file, whatever its name is now.  ``path`` is the name it was opened by (None:
+    # it never had one, O_TMPFILE).  By default these change that name, which is right while the
+    # file keeps it; a module that can reach the open file itself (a host fd, a node) does so.
+    def fchmod(self, handle: Any, mode: int, path: str | None) -> None:
+        return self.chmod(_named(path), mode)
+
+    def fchown(self, handle: Any, uid: int, gid: int, path: str | None) -> None:
+        return self.chown(_named(path), uid, gid)
+
+    def futime(self, handle: Any, times_ns: tuple[int, int] | None, path: str | None) -> None:
+        return self.utime(_named(path), times_ns)
+
+    def fgetxattr(self, handle: Any, name: str, path: str | None) -> bytes:
+        return self.getxattr(_named(path), name)
+
+    def flistxattr(self, handle: Any, path: str | None) -> list[str]:
+        return self.listxattr(_named(path))
+
+    def fsetxattr(self, handle: Any, name: str, value: bytes, flags: int, path: str | None) -> None:
+        return self.setxattr(_named(path), name, value, flags)
+
+    def fremovexattr(self, handle: Any, name: str, path: str | None) -> None:
+        return self.removexattr(_named(path), name)
 
     # -- passthrough ----------------------------------------------------------------
     def host_path(self, path: str, intent: str, st: os.stat_result | None) -> str | None:
