@@ -34,6 +34,8 @@ class Unreal(HostFdLocks, FileSystem):
     def host_path(self, path: str, intent: str, st: os.stat_result | None) -> str | None:
         """Special files go to the kernel: a FIFO, a device or a socket is the host node's to serve,
         and opening a FIFO here would block the hypervisor (everything else is served in-process)."""
+        if intent in ("bind", "connect"):  # sockets are made and found by the kernel
+            return self.real(path)
         if st is not None and (stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
                                or stat.S_ISSOCK(st.st_mode)):
             return self.real(path)

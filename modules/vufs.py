@@ -80,6 +80,11 @@ def _lexists(p: str) -> bool:
     return _lstat(p) is not None
 
 
+def _mark(path: str) -> None:
+    """An empty file of the module's own (a whiteout): its mode given, as the hypervisor's umask is 0."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+
+
 class DirHandle:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -258,13 +263,13 @@ class Vufs(HostFdLocks, FileSystem):
         wh = _join(self.upper, parent) + "/" + WH + name
         if not _lexists(wh):
             self._copy_up(parent)
-            with open(wh, "x"):
-                pass
+            _mark(wh)
             self._changed()
 
     # -- passthrough ---------------------------------------------------------------------------
     def host_path(self, path: str, intent: str, st: os.stat_result | None) -> str | None:
         is_dir = st is not None and stat.S_ISDIR(st.st_mode)
+        intent = {"bind": "create", "connect": "read"}.get(intent, intent)  # a socket is made or found there
         if intent in ("read", "exec"):
             if st is None or (is_dir and self.mode != "bind"):
                 return None  # ENOENT said by the core; union directories are listed here
@@ -433,8 +438,7 @@ class Vufs(HostFdLocks, FileSystem):
             parent, name = _split(new)
             wh = _join(self.upper, parent) + "/" + WH + name
             if not _lexists(wh) and self._lower_visible(parent):
-                with open(wh, "x"):
-                    pass
+                _mark(wh)
                 self._changed()
 
     def _merged(self, path: str) -> bool:
@@ -519,7 +523,7 @@ def make(source: str, options: str) -> Vufs:
         if upper is None:
             upper, own = tempfile.mkdtemp(prefix="umvu-cow-"), True
         else:
-            os.makedirs(upper, exist_ok=True) if not os.path.exists(upper) else None
+            os.makedirs(upper, 0o755, exist_ok=True) if not os.path.exists(upper) else None
             upper = _directory(upper, "upper")
         low = lowers[0]
         if upper == low or upper.startswith(low.rstrip("/") + "/") or low.startswith(upper.rstrip("/") + "/"):

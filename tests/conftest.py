@@ -103,3 +103,12 @@ def ext4(tmp_path) -> Path:
     subprocess.run(["/usr/sbin/mkfs.ext4", "-q", "-F", "-E", f"root_owner={os.getuid()}:{os.getgid()}", str(img)],
                    check=True)
     return img
+
+
+@pytest.fixture(scope="session")
+def examples() -> Path:
+    """pyfuse3's own example file systems, from its source distribution (`make test` unpacks them)."""
+    found = Path(sys.executable).parent.parent / "share" / "pyfuse3-examples"
+    if not (found / "hello.py").exists():
+        pytest.fail(f"{found} is missing: `make test` unpacks pyfuse3's examples there")
+    return found

@@ -35,9 +35,10 @@ libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 
 # Calls left out, and why: they would change the fuzzer itself (exec, chroot, mounts, unmapping
-# its memory, closing its fds en masse) or need privileges to do anything but fail (hostonly).
+# its memory, closing its fds en masse) or need privileges to do anything but fail (hostonly);
+# the socket calls need sockets (tests/test_sockets.py).
 SKIP_FAMILIES = {"exec", "chroot", "mount", "umount", "control", "unmap", "bypass", "hostonly", "close_range",
-                 "umask"}
+                 "umask", "sockaddr", "sockname"}
 SKIP_CALLS = {"chdir", "fchdir", "mmap", "ioctl"}  # done by hand below, within bounds
 PAGE = mmap.PAGESIZE
 BLOCKED = 0.1  # seconds a call may block before a signal ends it

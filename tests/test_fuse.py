@@ -22,15 +22,6 @@ vu_insmod fuse
 """
 
 
-@pytest.fixture(scope="session")
-def examples() -> Path:
-    """pyfuse3's own example file systems, from its source distribution (`make test` unpacks them)."""
-    found = Path(PY).parent.parent / "share" / "pyfuse3-examples"
-    if not (found / "hello.py").exists():
-        pytest.fail(f"{found} is missing: `make test` unpacks pyfuse3's examples there")
-    return found
-
-
 @pytest.fixture
 def memfuse3(cc) -> str:
     """tests/data/memfuse3.c built against libfuse3."""

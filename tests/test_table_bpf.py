@@ -142,3 +142,14 @@ def test_a_consumer_socket_is_known_by_its_sockfs_inode_only(tmp_path):
         f.close()
         a.close()
         b.close()
+
+
+def test_send_with_no_address_does_not_stop_but_an_address_does():
+    prog = bpf.base_filter()
+    sendto, bind = syscalls.BY_NAME["sendto"].nr, syscalls.BY_NAME["bind"].nr
+    assert run_bpf(prog, sendto, (3, 0x1000, 5, 0, 0, 0)) == bpf.RET_ALLOW  # send(2)
+    assert run_bpf(prog, sendto, (3, 0x1000, 5, 0, 0x7FFF0000, 20)) == bpf.RET_TRACE
+    assert run_bpf(prog, sendto, (3, 0x1000, 5, 0, 1 << 32, 20)) == bpf.RET_TRACE  # high bits count
+    assert run_bpf(prog, bind, (3, 0, 0, 0, 0, 0)) == bpf.RET_ALLOW  # the kernel's EFAULT
+    assert run_bpf(prog, bind, (3, 0x1000, 20, 0, 0, 0)) == bpf.RET_TRACE
+    assert run_bpf(bpf.base_filter(paths=False), bind, (3, 0x1000, 20, 0, 0, 0)) == bpf.RET_ALLOW

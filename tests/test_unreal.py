@@ -414,3 +414,16 @@ def test_a_directory_the_caller_may_not_search_stops_the_walk(tmp_path):
 def test_a_cwd_below_a_directory_without_search_permission_still_works(tmp_path):
     virt = sh(_search_script(f"/unreal{tmp_path}/v"), *U)
     assert virt.stdout.splitlines()[1:] == ["made"], virt.stdout + virt.stderr
+
+
+@pytest.mark.parametrize("mask", ["000", "002", "022", "077"])
+def test_only_the_callers_umask_shapes_new_files(tmp_path, mask):
+    script = ("umask {m}; mkdir {t}/d; touch {t}/f; mkfifo {t}/p; "
+              "python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind(\"{t}/s\")'; "
+              "stat -c '%n %a' {t}/d {t}/f {t}/p {t}/s | sed 's|.*/||'")
+    (tmp_path / "r").mkdir()
+    (tmp_path / "v").mkdir()
+    real = sh(script.format(m=mask, t=tmp_path / "r"), *U)
+    virt = sh(script.format(m=mask, t=f"/unreal{tmp_path}/v"), *U)
+    assert real.returncode == 0 and real.stdout.count("\n") == 4, real.stderr
+    assert virt.stdout == real.stdout, virt.stderr

@@ -104,8 +104,10 @@ def treatment(c: Call) -> Treatment:
     what = _family_note(sc.family)
     if sc.family in syscalls.ALWAYS_TRACED:
         return Treatment("always", what, "always")
-    if sc.path_args:
+    if sc.path_args or sc.addr_args or sc.family in syscalls.MOUNTED_FAMILIES:
         when = "once anything is mounted"
+        if sc.addr_args and sc.arg_index("ptr") is not None:
+            when += " (with an address)"
         if sc.fd_args:
             when += ", or on a virtual fd"
         return Treatment(when, what, "path")
@@ -156,7 +158,8 @@ def page() -> str:
         f"{counts.get('fd', 0)} calls.",
         "* **once anything is mounted**: path calls stop from the first mount on, and umvu resolves the",
         "  path in the caller's view; a real one goes to the kernel (rewritten when the caller's cwd,",
-        f"  dirfd or root is virtual).  {counts.get('path', 0)} calls.",
+        "  dirfd or root is virtual).  So do the calls that name an AF_UNIX socket by a path, and those",
+        f"  that answer with one.  {counts.get('path', 0)} calls.",
         f"* **always**: they change the view itself.  {counts.get('always', 0)} calls.",
         "* **placeholder**: never stops, though it takes an fd: a virtual fd is an fd the kernel holds",
         "  too (a placeholder), so the call fails as it would on a plain file (a socket call: ENOTSOCK).",

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from umvu import abi, arch, argcheck, bpf, libc, memory, syscalls
 from umvu.borrowed import Borrowed
-from umvu.creds import SESSION
+from umvu.creds import MAY_WRITE, SESSION, permitted
 from umvu.fdtable import OpenFile
 from umvu.paths import RealWalkError, Resolved, resolve, seen_from
 from umvu.registry import Mount
@@ -63,12 +63,12 @@ PATH_MAX = 4096
 
 # What a call will do to the name it resolves: see FileSystem.host_path.
 Intent = str | None | Callable[[os.stat_result | None], str | None]
-WRITE_INTENTS = frozenset({"write", "create", "remove", "rename"})
+WRITE_INTENTS = frozenset({"write", "create", "remove", "rename", "bind"})
 # Families worth a host path (FileSystem.host_path): the kernel's work gives
 # something umvu cannot (a real fd, an exec).  Handing it any other call costs
 # a second stop (the rewritten argument is restored at the call's exit), while
 # serving it from the module's own (host) calls takes one.
-PASSTHROUGH_FAMILIES = frozenset({"open", "openat2", "exec", "hostonly"})
+PASSTHROUGH_FAMILIES = frozenset({"open", "openat2", "exec", "hostonly", "sockaddr"})
 # Families that may read the mount tables umvu writes under /proc.
 SYNTHETIC_FAMILIES = frozenset({"open", "stat", "statx", "access"})
 
@@ -129,6 +129,7 @@ class Call:
         self.real: Resolved | None = None  # the last real path target() resolved
         self.handed: tuple[str, str] | None = None  # (view path, host path) given to the kernel
         self.oflags: int | None = None  # an open's flags when no argument holds them (openat2's struct)
+        self.addr_host: str | None = None  # the name an AF_UNIX address was rewritten to
 
     @property
     def regs(self) -> arch.Regs:
@@ -173,8 +174,10 @@ class Call:
         kind = self.sc.args[i]
         if kind in ("path", "str"):
             return True
-        if kind in ("lpath", "npath"):
+        if kind in ("lpath", "npath", "ubind"):
             return False
+        if kind == "uaddr":
+            return True
         if kind == "apath":
             return not self.arg("atflags") & AT_SYMLINK_NOFOLLOW
         if kind == "fpath":
@@ -188,6 +191,16 @@ class Call:
 
     def _rewrite(self, i: int, dirfd_i: int | None, path: str) -> None:
         """Make the kernel see canonical/host ``path`` in argument ``i``."""
+        if self.sc.args[i] in syscalls.ADDR_KINDS:  # an AF_UNIX address, its length the next argument
+            name = os.fsencode(path)
+            if len(name) >= SUN_PATH_MAX:
+                raise OSError(errno.ENAMETOOLONG, "the host's name of this socket does not fit an address")
+            addr = struct.pack("<H", socket.AF_UNIX) + name + b"\0"
+            self.regs.set_arg(i, self.put_scratch(addr))
+            self.regs.set_arg(i + 1, len(addr))
+            self.rewritten = True
+            self.addr_host = path
+            return
         self.regs.set_arg(i, self.put_scratch(os.fsencode(path) + b"\0"))
         if dirfd_i is not None:
             self.regs.set_arg(dirfd_i, AT_FDCWD)
@@ -261,6 +274,7 @@ class Call:
                 path, fd_itself = ".", True  # a real fd a module handed out: the file it names in the view
         virtual_base = False
         opened = None
+        real_dirfd = False
         if path[0] == "/":
             start = t.fs.root
         elif dirfd == AT_FDCWD:
@@ -281,9 +295,10 @@ class Call:
                     start = os.readlink(f"/proc/{t.tid}/fd/{dirfd}")
                 except OSError:
                     raise OSError(errno.EBADF, "bad dirfd") from None
-                if not start.startswith("/") or not fd_itself and not os.path.isdir(f"/proc/{t.tid}/fd/{dirfd}"):
+                if not start.startswith("/"):
                     raise OSError(errno.ENOTDIR, "dirfd is not a directory")  # path_init, before any name
-                view = t.files.view_of(t.tid, dirfd)
+                real_dirfd = not fd_itself  # whether it is a directory: asked only if umvu answers
+                view = t.files.view_of(t.tid, dirfd, start) if t.files.hosted else None
                 if view is not None:  # a real directory fd a module handed out
                     start, virtual_base = view, True
         if not hv.registry and not virtual_base and not confined:
@@ -292,13 +307,19 @@ class Call:
             raise OSError(errno.ENAMETOOLONG, "path too long")
         try:
             r = await resolve(hv.registry, start, path, self._follow(i), t.fs.root, self._magic, opened,
-                              sc.args[i] == "npath", itself=fd_itself)
-            if locate:
-                return r
+                              sc.args[i] in ("npath", "ubind"), itself=fd_itself)
         except RealWalkError:
             if (virtual_base and path[0] != "/") or confined:
+                self._dirfd_is_dir(real_dirfd, dirfd)
                 raise  # the kernel would look from the wrong place: answer here
             return None  # the kernel meets the same error and says it itself
+        except OSError:
+            self._dirfd_is_dir(real_dirfd, dirfd)
+            raise
+        if real_dirfd and (locate or r.mount is not None or r.crossed or confined or virtual_base):
+            self._dirfd_is_dir(real_dirfd, dirfd)  # umvu answers, or rewrites: path_init's check first
+        if locate:
+            return r
         m = r.mount
         if m is None and r.path.startswith("/proc/") and sc.family in SYNTHETIC_FAMILIES:
             m = hv.proc.synthetic(r.path)
@@ -310,7 +331,7 @@ class Call:
             if m.flags:
                 if intent == "exec" and "noexec" in m.flags:
                     raise OSError(errno.EACCES, "mounted noexec")
-                if intent in WRITE_INTENTS and m.readonly and not (intent == "create" and r.st is not None):
+                if intent in WRITE_INTENTS and m.readonly and not (intent in ("create", "bind") and r.st is not None):
                     raise OSError(errno.EROFS, "read-only file system")
             if intent is not None and sc.family in PASSTHROUGH_FAMILIES:
                 host = await maybe(m.fs.host_path(m.inner(r.path), intent, r.st))
@@ -329,6 +350,10 @@ class Call:
         if r.crossed or confined or (virtual_base and path[0] != "/"):
             self._rewrite(i, dirfd_i, r.path)
         return None
+
+    def _dirfd_is_dir(self, real_dirfd: bool, dirfd: int) -> None:
+        if real_dirfd and not os.path.isdir(f"/proc/{self.t.tid}/fd/{dirfd}"):
+            raise OSError(errno.ENOTDIR, "dirfd is not a directory")
 
     async def _locate_fd(self, fd: int) -> Resolved:
         """A real fd's own file (an empty path with AT_EMPTY_PATH), with its attributes."""
@@ -1507,6 +1532,82 @@ async def fam_statfs(c: Call) -> Any:
     return 0
 
 
+# -- AF_UNIX names ------------------------------------------------------------------------------
+
+SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path)
+
+
+def _sun_path(c: Call, i: int) -> str | None:
+    """The path an AF_UNIX address argument names; None (the kernel's to judge) for other families,
+    abstract and unnamed addresses, and addresses the kernel refuses (bad length, bad pointer)."""
+    addr, size = c.args[i], c.args[i + 1] & 0xFFFFFFFF
+    if not addr or not 2 < size <= 2 + SUN_PATH_MAX:
+        return None
+    try:
+        data = memory.read(c.t.tid, addr, size)
+    except OSError:
+        return None
+    if struct.unpack_from("<H", data)[0] != socket.AF_UNIX or data[2] == 0:
+        return None
+    return os.fsdecode(data[2:].split(b"\0", 1)[0])
+
+
+@family("sockaddr")
+async def fam_sockaddr(c: Call) -> Any:
+    """bind, connect and sendto with an AF_UNIX path: the path is the view's.  Where the module gives
+    a host name the socket is made or reached there (it appears in the view); in a tree with none,
+    bind is refused as by a file system that cannot hold sockets (EPERM) and connect finds no socket.
+    Nothing is made outside the view.  Other families and abstract names are the kernel's."""
+    i = c.sc.addr_args[0]
+    path = _sun_path(c, i)
+    if path is None:
+        return REAL
+    c.strings[i] = path
+    made = c.sc.args[i] == "ubind"
+    r = await c.target(i, intent="bind" if made else "connect")
+    if r is None:
+        if made and c.addr_host is not None:
+            c.hv.unix_names[c.addr_host] = path  # what getsockname shows: the name the caller gave
+        return REAL
+    if made:
+        if r.st is not None:
+            raise OSError(errno.EADDRINUSE, "address in use")
+        raise OSError(errno.EPERM, "this file system cannot hold sockets")  # vfs_mknod with no mknod
+    st = _need(r)  # unix_find_bsd: the name, write permission on it, then a socket bound to it
+    if not permitted(st, MAY_WRITE, *SESSION):
+        raise OSError(errno.EACCES, "permission denied")
+    raise OSError(errno.ECONNREFUSED, "no socket is bound there")
+
+
+@family("sockname")
+async def fam_sockname(c: Call) -> Any:
+    """getsockname and getpeername: an AF_UNIX name umvu bound at a host path reads as the name the
+    process gave to bind."""
+    names = c.hv.unix_names
+    if not names:
+        return REAL
+    addr, lenp = c.args[1], c.args[2]
+    try:
+        room = struct.unpack("<i", memory.read(c.t.tid, lenp, 4))[0]
+    except OSError:
+        return REAL  # the kernel's EFAULT
+    ret = await c.t.finish_syscall()
+    if ret == 0 and room > 2:
+        try:
+            size = struct.unpack("<I", memory.read(c.t.tid, lenp, 4))[0]
+            data = memory.read(c.t.tid, addr, min(size, room))
+        except OSError:
+            data = b""
+        if len(data) > 2 and struct.unpack_from("<H", data)[0] == socket.AF_UNIX:
+            view = names.get(os.fsdecode(data[2:].split(b"\0", 1)[0]))
+            if view is not None:
+                new = struct.pack("<H", socket.AF_UNIX) + os.fsencode(view) + b"\0"
+                c.write(addr, new[:room])
+                c.write(lenp, struct.pack("<I", len(new)))
+    c.resume_with(ret)
+    return DONE
+
+
 def view_path(c: Call, path: str) -> str:
     """A canonical path as the caller shows it: relative to its root."""
     seen = seen_from(path, c.t.fs.root)
@@ -1586,7 +1687,13 @@ async def fam_chdir(c: Call) -> Any:
     if c.sc.name == "fchdir":
         of = c.vfd(0)
         if of is None:
-            view = c.t.files.view_of(c.t.tid, s32(c.args[0]))
+            view = None
+            if c.t.files.hosted:  # a copy of a handed-out directory fd, made unseen, is found by its name
+                try:
+                    view = c.t.files.view_of(c.t.tid, s32(c.args[0]),
+                                             os.readlink(f"/proc/{c.t.tid}/fd/{s32(c.args[0])}"))
+                except OSError:
+                    pass
             if view is None:
                 fs.cwd, fs.cwd_virtual = None, False
                 return REAL
@@ -1767,7 +1874,7 @@ async def fam_mkdir(c: Call) -> Any:
         return REAL
     if r.st is not None:
         raise OSError(errno.EEXIST, "exists")
-    await _fs_call(r, "mkdir", c.arg("mode") & 0o7777 & ~c.t.fs.umask)
+    await _fs_call(r, "mkdir", c.arg("mode") & 0o1777 & ~c.t.fs.umask)  # no setuid or setgid asked
     return 0
 
 

@@ -58,27 +58,32 @@ class FdTable:
         # exec), and empties this, so a FUSE reply needs no readlink to find its connection.
         self.consumers: dict[int, Any] = {}
 
-    def view_of(self, tid: int, fd: int) -> str | None:
-        """The view's path of real fd ``fd`` if a module handed it out, else None."""
+    def view_of(self, tid: int, fd: int, link: str | None = None) -> str | None:
+        """The view's path of real fd ``fd`` if a module handed it out, else None.
+
+        ``link``: what /proc shows the fd to name, when the caller read it already.  Then an fd
+        this table does not know is looked for by that name too: a copy made by a call that did
+        not stop (dup of an fd no filter layer guards, the original closed since) names the same
+        host file, so the same place in the view.  (A file the process opened by its host name
+        is taken for the view's too: kcmp cannot tell once the original is closed.)
+        """
         hosted = self.hosted
-        if not hosted:
+        entry = hosted.get(fd)
+        if entry is None and link is None:
             return None
-        try:
-            host = os.readlink(f"/proc/{tid}/fd/{fd}")
-        except OSError:
-            hosted.pop(fd, None)
-            return None
-        entry = hosted.pop(fd, None)
-        if entry is not None and entry[1] == host:
-            hosted[fd] = entry
-            return entry[0]
-        # A copy made by a call that did not stop (dup of an fd that no filter layer guards, the
-        # original closed since): the same host file names the same place in the view.  (A file
-        # the process opened by its host name is taken for the view's too: kcmp cannot tell once
-        # the original is closed.)
-        for view, h in hosted.values():
-            if h == host:
-                hosted[fd] = (view, h)
+        if link is None:
+            try:
+                link = os.readlink(f"/proc/{tid}/fd/{fd}")
+            except OSError:
+                del hosted[fd]
+                return None
+        if entry is not None:
+            if entry[1] == link:
+                return entry[0]
+            del hosted[fd]
+        for view, host in hosted.values():
+            if host == link:
+                hosted[fd] = (view, host)
                 return view
         return None
 

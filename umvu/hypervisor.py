@@ -56,6 +56,8 @@ class Hypervisor:
         self.by_nr = syscalls.BY_NR
         self.proc = ProcView(self.tracer)
         self.shadows = Shadows()
+        # AF_UNIX names bound at a host name in place of the view's: host name -> the name given
+        self.unix_names: dict[str, str] = {}
         self.mount_errors: dict[int, str] = {}  # tid -> why its last mount(2) failed (for vumount)
         self.caller = 0  # the tid whose mount(2) a module's vu_mount is serving
         self._listeners: dict[int, tuple[Any, bytes]] = {}

@@ -24,10 +24,15 @@ Argument kinds:
   fd     a file descriptor (a virtual one makes the call stop: see bpf.py)
   atflags, oflags   the flags that decide the above
   str    a string that is not looked up (a symlink's target)
+  ubind  a socket address (its length the next argument) whose AF_UNIX path names the socket
+         the call makes (bind: never followed)
+  uaddr  a socket address whose AF_UNIX path names a socket to reach (connect, sendto: followed)
   anything else (int, ptr, size, mode, ...) is a plain value, named for the log
 
 A call stops in the base filter when its family is in ALWAYS_TRACED, or when
-it has a path argument and something is mounted (bpf.base_filter(paths=...));
+it has a path or socket-address argument (a NULL address does not stop) or
+its family is in MOUNTED_FAMILIES, and something is mounted
+(bpf.base_filter(paths=...));
 it stops in an fd layer when one of its ``fd``/``dirfd`` arguments is a
 virtual fd of the calling process.
 """
@@ -65,6 +70,11 @@ access            21    -    path,mode                                 access
 dup               32    23   fd                                        dup
 dup2              33    -    fd,fd                                     dup
 sendfile          40    71   fd,fd,ptr,size                            copy
+connect           42    203  fd,uaddr,size                             sockaddr
+sendto            44    206  fd,ptr,size,int,uaddr,size                sockaddr
+bind              49    200  fd,ubind,size                             sockaddr
+getsockname       51    204  fd,ptr,ptr                                sockname
+getpeername       52    205  fd,ptr,ptr                                sockname
 execve            59    221  path,ptr,ptr                              exec
 fcntl             72    25   fd,int,hex                                fcntl
 flock             73    32   fd,int                                    flock
@@ -178,6 +188,10 @@ ALWAYS_TRACED = frozenset({"getcwd", "chdir", "umask", "close_range", "control",
                            "bypass"})
 
 PATH_KINDS = frozenset({"path", "lpath", "npath", "apath", "fpath", "opath"})
+ADDR_KINDS = frozenset({"ubind", "uaddr"})
+# Calls with no name argument that stop once anything is mounted: they answer with a name that may
+# be a view's (the AF_UNIX name a socket was bound to)
+MOUNTED_FAMILIES = frozenset({"sockname"})
 
 
 @dataclass(frozen=True)
@@ -192,6 +206,10 @@ class Syscall:
     @functools.cached_property
     def path_args(self) -> tuple[int, ...]:
         return tuple(i for i, k in enumerate(self.args) if k in PATH_KINDS)
+
+    @functools.cached_property
+    def addr_args(self) -> tuple[int, ...]:
+        return tuple(i for i, k in enumerate(self.args) if k in ADDR_KINDS)
 
     @functools.cached_property
     def fd_args(self) -> tuple[int, ...]:
@@ -237,7 +255,8 @@ BY_NAME: dict[str, Syscall] = {c.name: c for c in BY_NR.values()}
 
 def base_traced(calls: dict[int, Syscall] = BY_NR, paths: bool = True) -> set[int]:
     """Numbers that stop in every tracee: view-changing calls, and path calls once anything is mounted."""
-    return {nr for nr, c in calls.items() if (paths and c.path_args) or c.family in ALWAYS_TRACED}
+    return {nr for nr, c in calls.items()
+            if paths and (c.path_args or c.addr_args or c.family in MOUNTED_FAMILIES) or c.family in ALWAYS_TRACED}
 
 
 def fd_traced(calls: dict[int, Syscall] = BY_NR) -> dict[int, tuple[int, ...]]:

@@ -397,8 +397,11 @@ class Tracer:
             raise OSError(e.errno, f"cannot trace: {e.strerror} (is ptrace allowed here?)") from None
         os.write(w, b"go")
         os.close(w)
+        # The command keeps the caller's umask.  The hypervisor's own becomes 0: what modules make
+        # on the host for a process has the umask of that process applied already (dispatch), and
+        # the host must not apply the hypervisor's on top (what a module makes for itself gives
+        # its mode explicitly).
         umask = os.umask(0)
-        os.umask(umask)
         self.root_tid = pid
         self.tracees[pid] = Tracee(pid, Process(pid), FsView(umask=umask), FdTable())
         return pid

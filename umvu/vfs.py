@@ -273,7 +273,11 @@ class FileSystem:
         writing, chmod, truncate...: a copy-on-write module copies the file
         up first), "create" (mkdir, symlink, open O_CREAT: the name may not
         exist yet), "remove" (unlink, rmdir) and "rename" (each name of
-        rename and link).  ``st`` is the lstat the core already has (None:
+        rename and link); "bind" (an AF_UNIX socket is to be made at the
+        name) and "connect" (one is to be reached there, by connect or
+        sendto): only a host name can hold a socket, so a module that
+        answers None for these holds none (bind is EPERM, as on a file
+        system without mknod).  ``st`` is the lstat the core already has (None:
         no such name).  The core has already refused writes on a read-only
         mount (EROFS) and exec on a noexec one.
         """

@@ -1,0 +1,110 @@
+"""AF_UNIX sockets named by paths in a view: made and reached in the view, never outside it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import py
+
+SERVE = """
+import os, socket, sys, stat
+def serve_and_call(listen_name, call_name):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(listen_name)
+    s.listen(1)
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(call_name)
+    a, _ = s.accept()
+    c.sendall(b"ping")
+    got = a.recv(4)
+    print(got.decode(), s.getsockname(), c.getpeername(), stat.S_ISSOCK(os.stat(listen_name).st_mode))
+    for x in (a, c, s):
+        x.close()
+def attempt(f):
+    try:
+        f()
+        return "ok"
+    except OSError as e:
+        return __import__("errno").errorcode[e.errno]
+"""
+
+
+def _view(tmp_path, kind):
+    src, mnt = tmp_path / "src", tmp_path / "mnt"
+    src.mkdir()
+    mnt.mkdir()
+    opts = ["-o", "cow,upper=" + str(tmp_path / "up")] if kind == "cow" else []
+    return src, mnt, f"os.system('vumount -t vufs {' '.join(opts)} {src} {mnt}')\n"
+
+
+@pytest.mark.parametrize("kind", ["bind", "cow"])
+def test_a_socket_bound_in_a_vufs_mount_is_made_there_and_reached(tmp_path, kind):
+    src, mnt, mount = _view(tmp_path, kind)
+    code = SERVE + mount + f"""
+serve_and_call("{mnt}/s1", "{mnt}/s1")
+os.chdir("{mnt}")                              # a virtual cwd: relative names are the view's too
+serve_and_call("s2", "./s2")
+print(sorted(os.listdir(".")))
+"""
+    r = py(code, "-o", "vufs")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"ping {mnt}/s1 {mnt}/s1 True"
+    assert lines[1] == "ping s2 s2 True"
+    assert lines[2] == "['s1', 's2']"
+    assert os.listdir(mnt) == []  # nothing under the mount point on the host
+    where = tmp_path / "up" if kind == "cow" else src
+    assert sorted(os.listdir(where)) == ["s1", "s2"]
+    if kind == "cow":
+        assert os.listdir(src) == []
+
+
+def test_unreal_sockets_land_on_the_real_path(tmp_path):
+    code = SERVE + f"""
+serve_and_call("/unreal{tmp_path}/s", "/unreal{tmp_path}/s")
+print(attempt(lambda: socket.socket(socket.AF_UNIX).bind("/unreal{tmp_path}/s")))  # in use
+print(attempt(lambda: socket.socket(socket.AF_UNIX).connect("/unreal{tmp_path}/nothing")))
+open("/unreal{tmp_path}/file", "w").close()
+print(attempt(lambda: socket.socket(socket.AF_UNIX).connect("/unreal{tmp_path}/file")))
+"""
+    r = py(code, "-o", "unreal")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"ping /unreal{tmp_path}/s /unreal{tmp_path}/s True", "EADDRINUSE",
+                                     "ENOENT", "ECONNREFUSED"]
+    assert (tmp_path / "s").is_socket()
+
+
+def test_a_tree_with_no_host_names_holds_no_socket(tmp_path, examples):
+    """A module with no host names (pyfuse3's tmpfs, in-process): bind is refused as by a file system
+    without mknod, connect finds nothing to reach; nothing appears on the host."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    code = SERVE + f"""
+assert os.system("vumount -t vufuse -o fs={examples}/tmpfs.py:Operations none {mnt}") == 0
+open("{mnt}/file", "w").close()
+print(attempt(lambda: socket.socket(socket.AF_UNIX).bind("{mnt}/s")))
+print(attempt(lambda: socket.socket(socket.AF_UNIX).bind("{mnt}/file")))
+print(attempt(lambda: socket.socket(socket.AF_UNIX).connect("{mnt}/file")))
+print(attempt(lambda: socket.socket(socket.AF_UNIX).connect("{mnt}/nothing")))
+print(attempt(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"x", "{mnt}/file")))
+"""
+    r = py(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["EPERM", "EADDRINUSE", "ECONNREFUSED", "ENOENT", "ECONNREFUSED"]
+    assert os.listdir(mnt) == []
+
+
+def test_abstract_and_inet_sockets_are_the_kernels(tmp_path):
+    code = SERVE + f"""
+os.system("vumount -t vufs {tmp_path} {tmp_path}")
+s = socket.socket(socket.AF_UNIX)
+s.bind("\\0umvu-test-{os.getpid()}")
+print(s.getsockname())
+t = socket.socket()
+t.bind(("127.0.0.1", 0))
+print(t.getsockname()[0])
+"""
+    r = py(code, "-o", "vufs")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [f"b'\\x00umvu-test-{os.getpid()}'", "127.0.0.1"]
