@@ -455,3 +455,36 @@ def test_mountinfo_shows_a_bind_with_its_source_device(tmp_path, tree):
            f"stat -c '%Hd:%Ld' {mnt}", *V)
     dev = os.stat(tree).st_dev
     assert r.stdout.split() == [f"{os.major(dev)}:{os.minor(dev)}"] * 2, r.stdout + r.stderr
+
+
+LONG = """
+import os
+os.chdir({base!r})
+p = "/".join(["d" * 100] * 38)                  # 3,837 bytes of directories
+f = p + "/" + "f" * 255                          # 4,093 bytes: Linux takes it, relative to the cwd
+os.makedirs(p)
+for what, call in (("open", lambda: os.close(os.open(f, os.O_CREAT | os.O_WRONLY, 0o644))),
+                   ("stat", lambda: os.stat(f)), ("unlink", lambda: os.unlink(f))):
+    try:
+        call()
+        print(what, "ok")
+    except OSError as e:
+        print(what, e.strerror)
+"""
+
+
+def test_a_long_relative_path_works_outside_a_view(tmp_path):
+    r = py(LONG.format(base=str(tmp_path)), *V)
+    assert r.stdout.split("\n")[:3] == ["open ok", "stat ok", "unlink ok"], r.stdout + r.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="known limit: modules name host files by whole paths, and a host path "
+                   "of PATH_MAX or more is refused by the host (ENAMETOOLONG) although the caller's is shorter")
+@pytest.mark.parametrize("mode", ["bind", "cow"])
+def test_a_long_relative_path_works_in_a_mount(tmp_path, mode):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "mnt").mkdir()
+    opts = f"-o cow,upper={tmp_path}/up" if mode == "cow" else ""
+    code = f"assert os.system('vumount -t vufs {opts} {tmp_path}/src {tmp_path}/mnt') == 0\n"
+    r = py(code + LONG.format(base=str(tmp_path / "mnt")), *V)
+    assert r.stdout.split("\n")[:3] == ["open ok", "stat ok", "unlink ok"], r.stdout + r.stderr
