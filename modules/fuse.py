@@ -29,7 +29,7 @@ from typing import Any
 
 from umvu.abi import StatFs
 from umvu.hookspecs import hookimpl
-from umvu.inodefs import DirItem, Entry, InodeFS, NodeOps, Opened, SetAttr, make_stat
+from umvu.inodefs import FUSE_NAME_MAX, DirItem, Entry, InodeFS, NodeOps, Opened, SetAttr, make_stat
 from umvu.tracer import Promise, Wait
 from umvu.vfs import Connect, FileSystem
 
@@ -39,6 +39,9 @@ MKNOD, MKDIR, UNLINK, RMDIR, RENAME, LINK, OPEN, READ, WRITE, STATFS, RELEASE = 
 FSYNC, SETXATTR, GETXATTR, LISTXATTR, REMOVEXATTR, FLUSH, INIT = 20, 21, 22, 23, 24, 25, 26
 OPENDIR, READDIR, RELEASEDIR, FSYNCDIR, ACCESS, CREATE, INTERRUPT, DESTROY = 27, 28, 29, 30, 34, 35, 36, 38
 BATCH_FORGET, FALLOCATE, READDIRPLUS, RENAME2, LSEEK = 42, 43, 44, 45, 46
+NOTIFY_REPLY = 41
+# Notifications a daemon writes (unique 0, the code in the error field)
+NOTIFY_POLL, NOTIFY_INVAL_INODE, NOTIFY_INVAL_ENTRY, NOTIFY_STORE, NOTIFY_RETRIEVE, NOTIFY_DELETE = 1, 2, 3, 4, 5, 6
 
 # Sent with uid, gid and pid 0, as the kernel's (their args are "nocreds", or built bare): no one's call
 NOCREDS = frozenset({INIT, FORGET, BATCH_FORGET, RELEASE, RELEASEDIR, INTERRUPT, DESTROY})
@@ -120,6 +123,7 @@ class Connection(NodeOps):
         self.creds = (os.geteuid(), os.getegid())  # the session's (an ordinary user's cannot change)
         self.interrupted: set[int] = set()  # requests an INTERRUPT was sent for
         self.flushing: dict[tuple[int, int], Promise] = {}  # (node, fh) -> close's FLUSH
+        self.mount: FuseMount | None = None  # what notifications act on
         try:  # the largest request (a WRITE) must fit: ask for the most an ordinary user gets
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         except OSError:
@@ -241,7 +245,17 @@ class Connection(NodeOps):
             self._garbled()
             return -errno.EINVAL
         length, error, unique = OUT_HEADER.unpack_from(data)
-        if unique == 0 or unique & 1:  # a notification, or the answer to an INTERRUPT
+        if unique == 0:
+            if length != len(data):
+                return -errno.EINVAL
+            try:
+                self._notified(error, data[OUT_HEADER.size :])
+            except OSError as e:
+                return -e.errno
+            except struct.error:
+                return -errno.EINVAL
+            return len(data)
+        if unique & 1:  # the answer to an INTERRUPT
             return len(data)
         item = self.pending.pop(unique, None)
         self.interrupted.discard(unique)
@@ -264,6 +278,39 @@ class Connection(NodeOps):
         else:
             fut.set_result(data[OUT_HEADER.size :])
         return len(data)
+
+    def _notified(self, code: int, body: bytes) -> None:
+        """A notification: it acts on umvu's caches as on the kernel's (fuse_notify).  umvu keeps no
+        file data, so STORE only makes the size asked again, and RETRIEVE is answered with none."""
+        fs = self.mount
+        if code == NOTIFY_POLL:
+            return  # POLL is not forwarded: no poll handle was ever given out
+        if fs is None:
+            raise OSError(errno.ENOENT, "nothing is mounted on this connection yet")
+        if code == NOTIFY_INVAL_INODE:
+            node, _off, _len = struct.unpack_from("<Qqq", body)
+            fs.notify_inval_inode(node)
+        elif code in (NOTIFY_INVAL_ENTRY, NOTIFY_DELETE):
+            if code == NOTIFY_INVAL_ENTRY:
+                parent, namelen, _flags = struct.unpack_from("<QII", body)
+                child, at = 0, 16
+            else:
+                parent, child, namelen = struct.unpack_from("<QQI", body)
+                at = 24
+            name = body[at : at + namelen]
+            if len(name) != namelen or namelen > FUSE_NAME_MAX:
+                raise OSError(errno.ENAMETOOLONG if namelen > FUSE_NAME_MAX else errno.EINVAL, "bad name")
+            fs.notify_inval_entry(parent, os.fsdecode(name), child)
+        elif code == NOTIFY_STORE:
+            node, _off, _size = struct.unpack_from("<QQI", body)
+            fs.notify_inval_inode(node)  # its size may have grown
+        elif code == NOTIFY_RETRIEVE:
+            notify_unique, node, offset, _size = struct.unpack_from("<QQQI", body)
+            fs.notify_inval_inode(node, check_only=True)
+            self.send(NOTIFY_REPLY, node, struct.pack("<QQIIQQ", 0, offset, 0, 0, 0, 0), reply=False,
+                      unique=notify_unique)
+        else:
+            raise OSError(errno.EINVAL, f"unknown notification {code}")
 
     def _undo(self, opcode: int, out: bytes) -> None:
         """A request whose caller a signal took away succeeded after all: what it made must not leak."""
@@ -638,6 +685,7 @@ class FuseMount(InodeFS):
     def __init__(self, conn: Connection, fstype: str, shown_options: str, revoke: Any) -> None:
         super().__init__(conn)
         self.conn = conn
+        conn.mount = self
         self.fstype = fstype
         self.shown_options = shown_options
         self._revoke = revoke

@@ -37,6 +37,7 @@ set -u
 B={tmp}/bin; T={tmp}/tree; M={tmp}/mnt; V={victim}; END=$((SECONDS + {seconds}))
 vu_insmod fuse {faultfs} || exit 90
 fuse2fs -o rw {tmp}/disk.img $M || exit 91
+trap 'fusermount3 -u $M 2>/dev/null' EXIT  # a failing run ends with its message: no daemon left to wait for
 for i in $(seq 200); do grep -q " $M " /proc/self/mounts && break; sleep 0.05; done
 slot() {{ while [ $SECONDS -lt $END ]; do "$@"; done >/dev/null 2>&1; }}
 slot $B/victim-py $V io $T $M &
@@ -44,29 +45,33 @@ slot $B/victim-py $V io $T &
 slot $B/victim-py $V threads $T $B &
 slot $B/victim-py $V signals $T &
 slot $B/victim-sh -c "while :; do $B/victim-true; (:); done" &
-# group stops: a victim stopped and continued over and over
+# group stops: a victim stopped and continued over and over.  The injector may kill it at any stop
+# and bash reaps it at once: its number may then be anybody's (thousands of processes a minute wrap
+# pid_max), so a signal goes only to a process that is still the victim.
+mine() {{ [ "$(cat /proc/$1/comm 2>/dev/null)" = victim-sleep ]; }}
 (while [ $SECONDS -lt $END ]; do
    $B/victim-sleep 100 & p=$!
-   for i in $(seq 20); do kill -STOP $p; sleep 0.01; kill -CONT $p; done
-   kill -KILL $p; wait $p
+   for i in $(seq 20); do mine $p && kill -STOP $p; sleep 0.01; mine $p && kill -CONT $p; done
+   mine $p && kill -KILL $p; wait $p
  done) >/dev/null 2>&1 &
-# kills from outside, at whatever moment
+# kills from outside, at whatever moment (timeout kills its own child, which it has not reaped)
 (while [ $SECONDS -lt $END ]; do
-   $B/victim-py $V io $T & p=$!
-   sleep 0.0$((RANDOM % 6)); kill -KILL $p; wait $p
+   timeout -s KILL 0.0$((RANDOM % 6 + 1)) $B/victim-py $V io $T
  done) >/dev/null 2>&1 &
 witness() {{
   (cd /unreal$T && find . -type f | sort | xargs md5sum)
   md5sum < /faulty/f3
-  cp -r $T/sub $M/w && (cd $M/w && md5sum *) && rm -r $M/w
+  cp -r $T/sub $M/w && (cd $M/w && md5sum *) && rm -r $M/w; s=$?; [ $s = 0 ] || echo "copy, sum or removal: status $s"
 }}
 n=0
+expected=$(cat {tmp}/expected)
 while [ $SECONDS -lt $END ]; do
   out=$(witness 2>&1)
-  [ "$out" = "$(cat {tmp}/expected)" ] || {{ echo "witness: wrong output:"; echo "$out"; exit 92; }}
+  [ "$out" = "$expected" ] || {{ echo "witness: wrong output:"; echo "$out" | diff {tmp}/expected -; exit 92; }}
   n=$((n + 1))
 done
 wait
+trap - EXIT
 fusermount3 -u $M || exit 93
 echo "witness ok $n"
 """
@@ -116,6 +121,7 @@ def test_sigkill_at_every_kind_of_stop_ends_no_session(tmp_path, pin):
     cmd = [UMVU, *(["--pin"] if pin else []), "-o", "unreal", "--log", str(log), "bash", "-c", driver]
     r = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=SECONDS * 6 + 120)
     text = log.read_text()
+    (tmp_path / "driver.out").write_text(r.stdout + r.stderr)  # whole, for a failure's reader
     assert r.returncode == 0 and re.search(r"witness ok [1-9]", r.stdout), (r.returncode, r.stdout[-3000:],
                                                                              r.stderr[-3000:], text[-3000:])
     assert "internal error" not in text and "Traceback" not in text, text[-5000:]

@@ -780,3 +780,20 @@ vuumount mnt
 """)
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert r.stdout.split() == ["1500", "10241499"], r.stdout
+
+
+def test_a_daemons_notifications_reach_the_caches(tmp_path):
+    """INVAL_ENTRY and DELETE from a pyfuse3 daemon: what it changed is seen at once, though entries
+    and attributes were given for 300 s.  (INVAL_INODE is not tried: pyfuse3's invalidate_inode,
+    called from a handler's thread, ends this daemon.)"""
+    gone = "for i in $(seq 100); do stat mnt/$1 >/dev/null 2>&1 || return 0; sleep 0.05; done; return 1"
+    script = WAIT + f"""
+cd {tmp_path} && mkdir mnt
+{PY} {HERE}/data/notifyfs.py mnt & waitmnt mnt || exit 1
+gone() {{ {gone}; }}
+cat mnt/a; stat -c %s mnt/a
+echo rename > mnt/ctl; gone a && echo a-gone; cat mnt/b
+echo delete > mnt/ctl; gone b && echo b-gone; ls mnt
+"""
+    r = sh(script + "fusermount3 -u mnt; wait\n")
+    assert r.stdout.split() == ["one", "4", "a-gone", "one", "b-gone", "ctl"], r.stdout + r.stderr

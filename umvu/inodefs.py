@@ -405,6 +405,25 @@ class InodeFS(FileSystem):
         if owner_only or not permitted(st, MAY_WRITE, self.uid, self.groups):
             raise OSError(errno.EPERM if owner_only else errno.EACCES, "not the owner")
 
+    # -- a server's notifications (FUSE_NOTIFY_*) ------------------------------------------------
+    def _known(self, node: int) -> None:
+        if node != ROOT and node not in self._refs and node not in self._attrs:
+            raise OSError(errno.ENOENT, "no such node in the caches")  # ilookup found no inode
+
+    def notify_inval_inode(self, node: int, check_only: bool = False) -> None:
+        """The server changed the node: its attributes are asked again."""
+        self._known(node)
+        if not check_only:
+            self._stale(node)
+
+    def notify_inval_entry(self, parent: int, name: str, child: int = 0) -> None:
+        """The server dropped or changed the name (child: deleted it): it is looked up again."""
+        self._known(parent)
+        cached = self._dentries.get((parent, name))
+        if child and cached is not None and cached[0] != child:
+            raise OSError(errno.ENOENT, "the name is another node's")
+        self._unlearn(parent, name, changed=True)
+
     def _stale(self, node: int) -> None:
         """The node's attributes changed: ask again before showing them, but keep them for path
         walks, which want only the type (lstat_walk)."""
