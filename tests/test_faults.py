@@ -45,18 +45,16 @@ slot $B/victim-py $V io $T &
 slot $B/victim-py $V threads $T $B &
 slot $B/victim-py $V signals $T &
 slot $B/victim-sh -c "while :; do $B/victim-true; (:); done" &
-# group stops: a victim stopped and continued over and over.  The injector may kill it at any stop
-# and bash reaps it at once: its number may then be anybody's (thousands of processes a minute wrap
-# pid_max), so a signal goes only to a process that is still the victim.
-mine() {{ [ "$(cat /proc/$1/comm 2>/dev/null)" = victim-sleep ]; }}
+# group stops: a victim stopped and continued over and over
 (while [ $SECONDS -lt $END ]; do
    $B/victim-sleep 100 & p=$!
-   for i in $(seq 20); do mine $p && kill -STOP $p; sleep 0.01; mine $p && kill -CONT $p; done
-   mine $p && kill -KILL $p; wait $p
+   for i in $(seq 20); do kill -STOP $p; sleep 0.01; kill -CONT $p; done
+   kill -KILL $p; wait $p
  done) >/dev/null 2>&1 &
-# kills from outside, at whatever moment (timeout kills its own child, which it has not reaped)
+# kills from outside, at whatever moment
 (while [ $SECONDS -lt $END ]; do
-   timeout -s KILL 0.0$((RANDOM % 6 + 1)) $B/victim-py $V io $T
+   $B/victim-py $V io $T & p=$!
+   sleep 0.0$((RANDOM % 6)); kill -KILL $p; wait $p
  done) >/dev/null 2>&1 &
 witness() {{
   (cd /unreal$T && find . -type f | sort | xargs md5sum)
