@@ -94,6 +94,7 @@ def _entry(buf: bytes, at: int = 0) -> Entry:
 
 
 Body = bytes | tuple[bytes | memoryview, ...]  # a request's body, whole or in parts
+Held = tuple[int, int] | None  # (node, fh): the open file a request works on
 
 
 def _name(s: str) -> bytes:
@@ -109,7 +110,7 @@ class Connection(NodeOps):
         self.tracer = tracer
         self.log = log
         self.unique = 0
-        self.pending: dict[int, tuple[int, Promise]] = {}  # unique -> (opcode, reply)
+        self.pending: dict[int, tuple[int, Promise, Held]] = {}  # unique -> (opcode, reply, the open file it uses)
         self.dead = False
         self.ready = False  # INIT was answered and the daemon is there: requests go out at once
         self.mounted = False
@@ -122,7 +123,6 @@ class Connection(NodeOps):
         self.abandoned: set[int] = set()  # requests whose caller a signal took away
         self.creds = (os.geteuid(), os.getegid())  # the session's (an ordinary user's cannot change)
         self.interrupted: set[int] = set()  # requests an INTERRUPT was sent for
-        self.flushing: dict[tuple[int, int], Promise] = {}  # (node, fh) -> close's FLUSH
         self.mount: FuseMount | None = None  # what notifications act on
         try:  # the largest request (a WRITE) must fit: ask for the most an ordinary user gets
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
@@ -133,8 +133,12 @@ class Connection(NodeOps):
 
     # -- requests ----------------------------------------------------------------------------
     def send(self, opcode: int, node: int, body: Body = b"", reply: bool = True,
-             unique: int | None = None) -> Promise | None:
-        """Queue one request; a WRITE's body is (its header, a view of the caller's data): not copied here."""
+             unique: int | None = None, fh: int | None = None) -> Promise | None:
+        """Queue one request; a WRITE's body is (its header, a view of the caller's data): not copied here.
+
+        ``fh`` names the open file the request works on: its RELEASE waits
+        for the answer (see release).
+        """
         if self.dead:
             raise OSError(errno.ENOTCONN, "the FUSE daemon is gone")
         if unique is None:
@@ -151,7 +155,7 @@ class Connection(NodeOps):
         fut: Promise | None = None
         if reply:
             fut = Promise()
-            self.pending[unique] = (opcode, fut)
+            self.pending[unique] = (opcode, fut, (node, fh) if fh is not None else None)
         try:
             self.sock.sendmsg(msg, (), socket.MSG_DONTWAIT)
         except BlockingIOError:  # the daemon is behind: a thread waits for room
@@ -168,9 +172,9 @@ class Connection(NodeOps):
         except OSError:
             self.tracer.call_soon(self._gone)
 
-    async def request(self, opcode: int, node: int, body: Body = b"") -> bytes:
+    async def request(self, opcode: int, node: int, body: Body = b"", fh: int | None = None) -> bytes:
         """One request and its answer: requests() for one, without its lists (every LOOKUP is one)."""
-        fut = self.send(opcode, node, body)
+        fut = self.send(opcode, node, body, fh=fh)
         unique = self.unique
 
         def on_signal(fatal: bool) -> bool:
@@ -186,7 +190,7 @@ class Connection(NodeOps):
             raise
 
     async def requests(self, batch: list[tuple[int, int, Body]], stop_short: int = 0,
-                       killable: bool = False) -> list[bytes]:
+                       killable: bool = False, fh: int | None = None) -> list[bytes]:
         """Send every request of ``batch`` at once, then take the replies in order.
 
         The daemon works on them together (libfuse's threads, or just its
@@ -203,7 +207,7 @@ class Connection(NodeOps):
         """
         sent = []
         for opcode, node, body in batch:
-            sent.append((self.send(opcode, node, body), self.unique))
+            sent.append((self.send(opcode, node, body, fh=fh), self.unique))
 
         def on_signal(fatal: bool) -> bool:
             if killable:
@@ -263,7 +267,7 @@ class Connection(NodeOps):
             self.log(f"a reply for unknown request {unique}")
             self._garbled()
             return -errno.ENOENT
-        opcode, fut = item
+        opcode, fut, _held = item
         if unique in self.abandoned:
             self.abandoned.discard(unique)
             if not error and length == len(data):
@@ -332,7 +336,7 @@ class Connection(NodeOps):
         broken daemon gets EIO instead.)
         """
         if len(self.pending) == 1:
-            _unique, (_op, fut) = self.pending.popitem()
+            _unique, (_op, fut, _held) = self.pending.popitem()
             fut.set_result(OSError(errno.EIO, "garbled reply from the FUSE daemon"))
 
     def _watcher(self) -> None:
@@ -366,7 +370,7 @@ class Connection(NodeOps):
             return
         self.dead = True
         self.ready = False
-        for _op, fut in self.pending.values():
+        for _op, fut, _held in self.pending.values():
             if not fut.done():
                 fut.set_result(OSError(errno.ENOTCONN, "the FUSE daemon is gone"))
         self.pending.clear()
@@ -448,7 +452,7 @@ class Connection(NodeOps):
 
     async def getattr(self, node: int, fh: int | None) -> tuple[os.stat_result, float]:
         body = struct.pack("<IIQ", 1 if fh is not None else 0, 0, fh or 0)  # FUSE_GETATTR_FH
-        out = await self.request(GETATTR, node, body)
+        out = await self.request(GETATTR, node, body, fh=fh)
         valid, nsec, _ = ATTR_OUT.unpack_from(out)
         return _attr(out, ATTR_OUT.size), _ttl(valid, nsec)
 
@@ -473,7 +477,7 @@ class Connection(NodeOps):
         body = struct.pack("<IIQQQQQQIIIIIIII", valid, 0, fh or 0, change.size or 0, 0,
                            times["atime"][0], times["mtime"][0], 0, times["atime"][1], times["mtime"][1], 0,
                            change.mode or 0, 0, change.uid or 0, change.gid or 0, 0)
-        out = await self.request(SETATTR, node, body)
+        out = await self.request(SETATTR, node, body, fh=fh)
         v, nsec, _ = ATTR_OUT.unpack_from(out)
         return _attr(out, ATTR_OUT.size), _ttl(v, nsec)
 
@@ -539,7 +543,7 @@ class Connection(NodeOps):
                 offset += n
                 size -= n
             # Without direct_io the kernel reads through its page cache: a caught signal waits
-            got = await self.requests(batch, stop_short=self.max_read, killable=not direct)
+            got = await self.requests(batch, stop_short=self.max_read, killable=not direct, fh=fh)
             if any(len(g) > self.max_read for g in got):  # the kernel: EIO to the reader
                 raise OSError(errno.EIO, "the FUSE daemon answered a READ with more than was asked")
             chunks += got
@@ -559,7 +563,7 @@ class Connection(NodeOps):
         done = 0
         while done < len(data):
             chunk = view[done : done + self.max_write]
-            out = await self.request(WRITE, node, (self._io(fh, offset + done, len(chunk)), chunk))
+            out = await self.request(WRITE, node, (self._io(fh, offset + done, len(chunk)), chunk), fh=fh)
             wrote = struct.unpack_from("<I", out)[0]
             if wrote > len(chunk):
                 raise OSError(errno.EIO, "the daemon wrote more than it was given")
@@ -591,10 +595,8 @@ class Connection(NodeOps):
     async def flush(self, node: int, fh: int) -> None:
         if "flush" in self.nosys:
             return
-        fut = self.send(FLUSH, node, struct.pack("<QIIQ", fh, 0, 0, 0))
-        assert fut is not None
-        self.flushing[(node, fh)] = fut  # a RELEASE meanwhile (the process exited) waits for it
-        fut.add_done_callback(lambda f, key=(node, fh): self.flushing.get(key) is f and self.flushing.pop(key))
+        fut = self.send(FLUSH, node, struct.pack("<QIIQ", fh, 0, 0, 0), fh=fh)
+        assert fut is not None  # a RELEASE meanwhile (the process exited) waits for it: it holds fh
         try:  # close(2) closes the fd whatever comes: only a fatal signal ends this wait
             await Wait(fut, interruptible=False)
         except OSError as e:
@@ -602,15 +604,37 @@ class Connection(NodeOps):
                 raise
             self.nosys.add("flush")
 
+    def _after_requests(self, node: int, fh: int, then: Any) -> bool:
+        """Call ``then`` once every request still unanswered on the open file (node, fh) is answered.
+
+        The kernel's requests hold the open file (a killed caller stays in
+        the kernel until the daemon answers what it already read): its
+        RELEASE comes after them.  Here a killed caller is gone at once, and
+        a RELEASE sent meanwhile would let the daemon free a handle that a
+        WRITE it is still serving uses (fuse2fs then corrupts its image).
+        """
+        waiting = [fut for _op, fut, held in self.pending.values() if held == (node, fh) and not fut.done()]
+        if not waiting:
+            return False
+        left = [len(waiting)]
+
+        def one(_f: Promise) -> None:
+            left[0] -= 1
+            if not left[0]:
+                then()
+
+        for fut in waiting:
+            fut.add_done_callback(one)
+        return True
+
     def release(self, node: int, fh: int, flags: int | None, flush: bool) -> None:
+        if self._after_requests(node, fh, lambda: self.release(node, fh, flags, flush)):
+            return
+
         def then() -> None:
             if flags is not None:
                 self._post(RELEASE, node, struct.pack("<QIIQ", fh, flags, 0, 0))
 
-        inflight = self.flushing.get((node, fh))
-        if inflight is not None and not inflight.done():  # a close(2)'s FLUSH: RELEASE after its answer
-            inflight.add_done_callback(lambda _f: then())
-            return
         if not flush or "flush" in self.nosys or self.dead:
             then()
             return
@@ -622,17 +646,19 @@ class Connection(NodeOps):
         fut.add_done_callback(lambda f: (self._flushed(f), then()))
 
     def releasedir(self, node: int, fh: int, flags: int) -> None:
+        if self._after_requests(node, fh, lambda: self.releasedir(node, fh, flags)):
+            return
         self._post(RELEASEDIR, node, struct.pack("<QIIQ", fh, flags, 0, 0))
 
     async def fsync(self, node: int, fh: int, datasync: bool) -> None:
-        await self.request(FSYNC, node, struct.pack("<QII", fh, int(datasync), 0))
+        await self.request(FSYNC, node, struct.pack("<QII", fh, int(datasync), 0), fh=fh)
 
     async def fsyncdir(self, node: int, fh: int, datasync: bool) -> None:
-        await self.request(FSYNCDIR, node, struct.pack("<QII", fh, int(datasync), 0))
+        await self.request(FSYNCDIR, node, struct.pack("<QII", fh, int(datasync), 0), fh=fh)
 
     async def readdir(self, node: int, fh: int, offset: int) -> list[DirItem]:
         plus = bool(self.flags & DO_READDIRPLUS)
-        out = await self.request(READDIRPLUS if plus else READDIR, node, self._io(fh, offset, 32768))
+        out = await self.request(READDIRPLUS if plus else READDIR, node, self._io(fh, offset, 32768), fh=fh)
         items, at = [], 0
         while at < len(out):
             entry = None
@@ -672,11 +698,11 @@ class Connection(NodeOps):
         await self.request(REMOVEXATTR, node, _name(name))
 
     async def lseek(self, node: int, fh: int, offset: int, whence: int) -> int:
-        out = await self.request(LSEEK, node, struct.pack("<QqII", fh, offset, whence, 0))
+        out = await self.request(LSEEK, node, struct.pack("<QqII", fh, offset, whence, 0), fh=fh)
         return struct.unpack_from("<q", out)[0]
 
     async def fallocate(self, node: int, fh: int, mode: int, offset: int, length: int) -> None:
-        await self.request(FALLOCATE, node, struct.pack("<QQQII", fh, offset, length, mode, 0))
+        await self.request(FALLOCATE, node, struct.pack("<QQQII", fh, offset, length, mode, 0), fh=fh)
 
 
 class FuseMount(InodeFS):
@@ -746,7 +772,7 @@ class FuseMount(InodeFS):
         conn = self.conn
         if self.ended or conn.dead:
             return
-        waiting = next((fut for _op, fut in conn.pending.values() if not fut.done()), None)
+        waiting = next((fut for _op, fut, _held in conn.pending.values() if not fut.done()), None)
         if waiting is not None:  # its callbacks (a RELEASE after a FLUSH) run first: look again after them
             waiting.add_done_callback(lambda _f: conn.tracer.call_soon(self._end))
             return

@@ -398,6 +398,27 @@ umount mnt; wait $!; cat raw.log
     assert log.index("flush ok") < log.index("release ok"), log
 
 
+def test_a_writer_killed_mid_write_releases_its_file_after_the_answer(tmp_path):
+    """The kernel keeps a killed caller until the daemon answers what it already read, so the
+    file's FLUSH and RELEASE come after the WRITE's answer.  umvu cannot keep the process, so it
+    keeps the open file: a RELEASE sent meanwhile lets a threaded daemon free the handle its
+    WRITE is still using (fuse2fs corrupted its image so under the fault suite)."""
+    (tmp_path / "mnt").mkdir()
+    r = sh(WAIT + f"""
+cd {tmp_path}
+{PY} {HERE}/data/rawfuse.py mnt > raw.log 2>&1 & waitmnt mnt
+{PY} -c 'import os; fd = os.open("mnt/ok", os.O_WRONLY); os.write(fd, b"x" * 100); print("not killed")' & w=$!
+until grep -q "write asked" raw.log; do sleep 0.05; done
+kill -KILL $w; wait $w; echo "writer $?"
+until grep -q release raw.log; do sleep 0.05; done
+umount mnt; wait; cat raw.log
+""")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "writer 137", r.stdout
+    log = [line for line in lines if line.split()[0] in ("write", "flush", "release")]
+    assert log == ["write asked", "write ok", "flush ok", "release ok"], r.stdout + r.stderr
+
 O_PATH_CHECK = """
 import errno, fcntl, os
 print(os.getpid())

@@ -5,7 +5,9 @@ of each name in its own way: "ok" properly, "fail" with EACCES, and
 "short", "badlen", "badunique" with a malformed reply.  Each write's
 result is printed: "NAME ok" or "NAME ERRNO".  Files open; their FLUSH
 fails with ENOSPC after 0.3 s (a write-back at close that found the disk
-full).
+full).  A WRITE is answered 1 s later, and meanwhile the daemon reads on,
+as a threaded one would: what it is sent meanwhile is printed "... while
+writing".
 
     python3 rawfuse.py MOUNTPOINT [OPTIONS]   (OPTIONS replace the mount data, for the option tests)
 """
@@ -13,6 +15,7 @@ full).
 import ctypes
 import errno
 import os
+import select
 import struct
 import sys
 import time
@@ -43,7 +46,13 @@ def send(what, unique, body=b"", error=0, length=None, raw=None):
         print(what, errno.errorcode[e.errno], flush=True)
 
 
+writing = None  # (unique, size, when it is answered)
 while True:
+    if writing:
+        if not select.select([fd], [], [], max(0.0, writing[2] - time.monotonic()))[0]:
+            send("write", writing[0], struct.pack("<II", writing[1], 0))
+            writing = None
+            continue
     try:
         req = os.read(fd, 1 << 20)
     except OSError as e:
@@ -75,9 +84,12 @@ while True:
         send("open", unique, struct.pack("<QII", 7, 0, 0))
     elif opcode == 25:  # FLUSH
         time.sleep(0.3)
-        send("flush", unique, error=-errno.ENOSPC)
+        send("flush while writing" if writing else "flush", unique, error=-errno.ENOSPC)
+    elif opcode == 16:  # WRITE
+        writing = (unique, struct.unpack_from("<QQI", body)[2], time.monotonic() + 1.0)
+        print("write asked", flush=True)
     elif opcode == 18:  # RELEASE
-        send("release", unique)
+        send("release while writing" if writing else "release", unique)
     elif opcode in (2, 42):  # FORGET, BATCH_FORGET: no reply
         pass
     elif opcode == 38:  # DESTROY
