@@ -46,15 +46,17 @@ slot $B/victim-py $V threads $T $B &
 slot $B/victim-py $V signals $T &
 slot $B/victim-sh -c "while :; do $B/victim-true; (:); done" &
 # group stops: a victim stopped and continued over and over
+# (the injector may have killed it, and bash reaped it: a pid is signalled only while its name is the victim's,
+# else a long round, which wraps pid_max, stops or kills someone else)
+mine() {{ local c; read -r c < /proc/$1/comm && [ "$c" = victim-sleep ]; }} 2>/dev/null
 (while [ $SECONDS -lt $END ]; do
    $B/victim-sleep 100 & p=$!
-   for i in $(seq 20); do kill -STOP $p; sleep 0.01; kill -CONT $p; done
-   kill -KILL $p; wait $p
+   for i in $(seq 20); do mine $p || break; kill -STOP $p; sleep 0.01; mine $p || break; kill -CONT $p; done
+   mine $p && kill -KILL $p; wait $p
  done) >/dev/null 2>&1 &
-# kills from outside, at whatever moment
+# kills from outside, at whatever moment: timeout(1) kills its own child, which it alone reaps
 (while [ $SECONDS -lt $END ]; do
-   $B/victim-py $V io $T & p=$!
-   sleep 0.0$((RANDOM % 6)); kill -KILL $p; wait $p
+   timeout -s KILL 0.0$((RANDOM % 6 + 1)) $B/victim-py $V io $T
  done) >/dev/null 2>&1 &
 witness() {{
   (cd /unreal$T && find . -type f | sort | xargs md5sum)

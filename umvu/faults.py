@@ -84,9 +84,16 @@ class Faults:
                 return
             self.injected[kind] += 1
 
+    def forget(self, tid: int) -> None:
+        """``tid`` ended without a report of its own (an exec by another thread takes the leader's):
+        a process that gets it next is asked its name afresh."""
+        self._victim.pop(tid, None)
+
     def at_report(self, t: Tracee | None, tid: int, status: int, kind: str | None) -> None:
-        if kind in ("exec", "newborn"):
-            self._victim.pop(tid, None)  # a new program (or a tid used again), maybe a new name
+        if kind in ("exec", "newborn") or not os.WIFSTOPPED(status):
+            # a new program, a tid used again, or the end: once the tid is free, a fork of the
+            # driver's shell may get it, and must not be taken for a victim
+            self._victim.pop(tid, None)
         if kind is not None:
             self.maybe_kill(tid, kind)
 

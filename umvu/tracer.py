@@ -1011,6 +1011,8 @@ class Tracer:
             former = t.tid
         memory.forget(t.tid)  # a new address space: the kept /proc/TID/mem shows the old one
         memory.forget(former)
+        if self.faults is not None and former != t.tid:
+            self.faults.forget(former)
         if former == t.tid and t.task is not None and t.task is not _WAITING_OFFLOAD:
             task, t.task = t.task, None  # no handler of the old program outlives it
             task.close()
