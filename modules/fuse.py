@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from umvu.abi import StatFs
+from umvu.creds import current
 from umvu.hookspecs import hookimpl
 from umvu.inodefs import FUSE_NAME_MAX, DirItem, Entry, InodeFS, NodeOps, Opened, SetAttr, make_stat
 from umvu.tracer import Promise, Wait
@@ -121,7 +122,6 @@ class Connection(NodeOps):
         self.max_read = CHUNK
         self.nosys: set[str] = set()
         self.abandoned: set[int] = set()  # requests whose caller a signal took away
-        self.creds = (os.geteuid(), os.getegid())  # the session's (an ordinary user's cannot change)
         self.interrupted: set[int] = set()  # requests an INTERRUPT was sent for
         self.mount: FuseMount | None = None  # what notifications act on
         try:  # the largest request (a WRITE) must fit: ask for the most an ordinary user gets
@@ -149,7 +149,8 @@ class Connection(NodeOps):
         if opcode in NOCREDS:
             uid = gid = pid = 0
         else:
-            (uid, gid), pid = self.creds, caller.tid if caller is not None else 0
+            who = current()  # the caller's fsuid and fsgid, as the kernel's requests carry
+            uid, gid, pid = who.uid, who.gid, caller.tid if caller is not None else 0
         msg = [IN_HEADER.pack(IN_HEADER.size + sum(len(p) for p in parts), opcode, unique, node, uid, gid, pid, 0, 0),
                *parts]
         fut: Promise | None = None
@@ -718,6 +719,14 @@ class FuseMount(InodeFS):
         self.open_files = 0  # handles not closed yet: a lazily unmounted mount lives until they go
         self.detached = False
         self.ended = False
+        self.allow_other = False
+        self.owner = (os.geteuid(), os.getegid())  # user_id=, group_id=: the mounter's
+
+    def caller_allowed(self) -> bool:
+        if self.allow_other:
+            return True
+        who = current()  # fuse_allow_current_process: the ids (fs for effective, real) are the mounter's
+        return (who.uid, who.gid) == self.owner and (who.ruid, who.rgid) == self.owner
 
     @property
     def ready(self) -> bool:  # type: ignore[override]
@@ -854,6 +863,7 @@ class Module:
         conn.start()
         fs = FuseMount(conn, fstype, ",".join(shown), self.revoke)
         fs.default_permissions = "default_permissions" in opts
+        fs.allow_other, fs.owner = "allow_other" in opts, (uid, gid)
         return fs
 
 

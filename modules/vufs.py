@@ -28,7 +28,7 @@ import stat
 import tempfile
 
 from umvu.abi import StatFs, dtype_of, dtype_of_entry, host_statfs, renameat2
-from umvu.creds import MAY_READ, SESSION, permitted
+from umvu.creds import MAY_READ, as_session, check_delete, current, permitted
 from umvu.hookspecs import hookimpl
 from umvu.vfs import DirEntry, FileSystem, HostFdLocks
 
@@ -206,7 +206,13 @@ class Vufs(HostFdLocks, FileSystem):
         return self.mode == "bind" or host.startswith(self.upper.rstrip("/") + "/") or host == self.upper
 
     def _copy_up(self, path: str) -> str:
-        """The upper path of ``path``, copying it (and its parents) up first."""
+        """The upper path of ``path``, copying it (and its parents) up first.
+
+        A copy is the module's doing, not the caller's: it is made as the
+        session (as overlayfs copies up with the mounter's credentials), and
+        keeps the owner, group and mode, so that the caller's own act on the
+        copy is judged by the host's kernel as it would be on the original.
+        """
         if self.mode == "bind":
             return _join(self.lowers[0], path)
         if self.mode == "merge":
@@ -215,11 +221,12 @@ class Vufs(HostFdLocks, FileSystem):
         if _lexists(up):
             return up
         src = self._host(path)
-        if path != "/":
-            parent_up = self._copy_up(_split(path)[0])
-            with _writable(parent_up):  # a copy is not a creation: a 0555 directory takes it
-                return self._copy_one(src, up, path)
-        return self._copy_one(src, up, path)
+        with as_session():
+            if path != "/":
+                parent_up = self._copy_up(_split(path)[0])
+                with _writable(parent_up):  # a copy is not a creation: a 0555 directory takes it
+                    return self._copy_one(src, up, path)
+            return self._copy_one(src, up, path)
 
     def _copy_one(self, src: str, up: str, path: str) -> str:
         st = os.lstat(src)
@@ -263,8 +270,20 @@ class Vufs(HostFdLocks, FileSystem):
         wh = _join(self.upper, parent) + "/" + WH + name
         if not _lexists(wh):
             self._copy_up(parent)
-            _mark(wh)
+            with as_session():
+                _mark(wh)
             self._changed()
+
+    def _may_hide(self, path: str) -> None:
+        """A removal that only a whiteout makes (or one whose whiteouts go first): the host's kernel
+        sees no removal to judge, so its may_delete is made here, for the caller."""
+        check_delete(self.lstat(_split(path)[0]), self.lstat(path))
+
+    def _drop_whiteouts(self, up_dir: str) -> None:
+        """Empty an upper directory that holds whiteouts only (a merged directory that looks empty)."""
+        with as_session():
+            for name in os.listdir(up_dir):
+                os.unlink(os.path.join(up_dir, name))
 
     # -- passthrough ---------------------------------------------------------------------------
     def host_path(self, path: str, intent: str, st: os.stat_result | None) -> str | None:
@@ -312,7 +331,7 @@ class Vufs(HostFdLocks, FileSystem):
             st = os.lstat(h)
             if stat.S_ISDIR(st.st_mode):
                 # a merged directory is never opened on the host: its permission is checked here
-                if not flags & os.O_PATH and not permitted(st, MAY_READ, *SESSION):
+                if not flags & os.O_PATH and not permitted(st, MAY_READ, current()):
                     raise OSError(errno.EACCES, "permission denied")
                 return DirHandle(path)
         writes = flags & (os.O_CREAT | os.O_TRUNC) or flags & os.O_ACCMODE != os.O_RDONLY
@@ -385,6 +404,8 @@ class Vufs(HostFdLocks, FileSystem):
         h = self._host(path)
         if self.mode == "bind" or self._in_upper(h):
             os.unlink(h)
+        elif self.mode == "cow":
+            self._may_hide(path)
         if self.mode == "cow":
             self._whiteout(path)
 
@@ -395,9 +416,9 @@ class Vufs(HostFdLocks, FileSystem):
             return
         if len(self.getdents(DirHandle(path))) > 2:
             raise OSError(errno.ENOTEMPTY, "directory not empty")
+        self._may_hide(path)
         if self._in_upper(h):
-            for name in os.listdir(h):  # only whiteouts are left in it
-                os.unlink(os.path.join(h, name))
+            self._drop_whiteouts(h)  # only whiteouts are left in it
             os.rmdir(h)
             self._changed()
         self._whiteout(path)
@@ -428,9 +449,11 @@ class Vufs(HostFdLocks, FileSystem):
                 raise OSError(errno.ENOTEMPTY, "directory not empty")
         up_old = self._copy_up(old)
         up_new = self._copy_up(new) if flags & 2 else self._prepare_new(new)
+        if not self._in_upper(src):
+            self._may_hide(old)
         if not flags & 2 and _lexists(up_new) and stat.S_ISDIR(os.lstat(up_new).st_mode):
-            for name in os.listdir(up_new):  # an empty merged directory: whiteouts only
-                os.unlink(os.path.join(up_new, name))
+            self._may_hide(new)
+            self._drop_whiteouts(up_new)  # an empty merged directory: whiteouts only
         renameat2(up_old, up_new, flags)
         self._changed()  # directories (and their whiteouts) may have moved
         self._whiteout(old) if not flags & 2 else None
@@ -438,7 +461,8 @@ class Vufs(HostFdLocks, FileSystem):
             parent, name = _split(new)
             wh = _join(self.upper, parent) + "/" + WH + name
             if not _lexists(wh) and self._lower_visible(parent):
-                _mark(wh)
+                with as_session():
+                    _mark(wh)
                 self._changed()
 
     def _merged(self, path: str) -> bool:

@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from umvu.abi import StatFs
+from umvu.creds import current
 from umvu.hookspecs import hookimpl
 from umvu.inodefs import DirItem, Entry, InodeFS, NodeOps, Opened, SetAttr, make_stat
 from umvu.tracer import Wait
@@ -42,7 +43,8 @@ class _Ctx:
     __slots__ = ("uid", "gid", "pid", "umask")
 
     def __init__(self) -> None:
-        self.uid, self.gid, self.pid, self.umask = os.geteuid(), os.getegid(), 0, 0o022
+        who = current()  # the caller's (creds.py)
+        self.uid, self.gid, self.pid, self.umask = who.uid, who.gid, 0, 0o022
 
 
 class _Fields:
@@ -136,9 +138,13 @@ class PyFuse3Ops(NodeOps):
         self.ops = ops
         self.runner = runner
         self.log = log
-        self.ctx = _Ctx()
         self.no_flush = False  # flush answered ENOSYS: not asked again, as the kernel
         self.flushing: dict[tuple[int, int], concurrent.futures.Future] = {}  # (node, fh) -> close's flush
+
+    @property
+    def ctx(self) -> _Ctx:
+        """The request context of the call being served: whose it is."""
+        return _Ctx()
 
     async def _run(self, name: str, *args: Any, interruptible: bool = True,
                    job: concurrent.futures.Future | None = None) -> Any:

@@ -3,6 +3,7 @@ the fuse module's virtual /dev/fuse, and pyfuse3 file systems in-process through
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import subprocess
@@ -398,6 +399,7 @@ umount mnt; wait $!; cat raw.log
     assert log.index("flush ok") < log.index("release ok"), log
 
 
+
 def test_a_writer_killed_mid_write_releases_its_file_after_the_answer(tmp_path):
     """The kernel keeps a killed caller until the daemon answers what it already read, so the
     file's FLUSH and RELEASE come after the WRITE's answer.  umvu cannot keep the process, so it
@@ -722,12 +724,32 @@ vuumount mnt
 
 def test_the_permission_rules():
     """creds.permitted: owner, group and other bits, and root's capabilities (generic_permission)."""
-    from umvu.creds import MAY_EXEC, MAY_READ, MAY_WRITE, permitted
+    from umvu.creds import MAY_EXEC, MAY_READ, MAY_WRITE, Creds, check_delete
+
+    def may_delete(d, victim, who):
+        try:
+            check_delete(d, victim, who)
+        except OSError as e:
+            return e.errno
+        return True
 
     def st(mode, uid=1000, gid=1000):
         return os.stat_result((mode, 0, 0, 1, uid, gid, 0, 0, 0, 0))
 
+    def permitted(st, mask, uid, groups):
+        from umvu.creds import permitted
+
+        gid, *rest = sorted(groups)
+        return permitted(st, mask, Creds(uid, gid, tuple(rest), uid, gid))
+
     me, mine = 1000, frozenset({1000})
+    user, root = Creds(1000, 1000, (), 1000, 1000), Creds(0, 0, (), 0, 0)
+    sticky = st(0o41777, uid=0, gid=0)
+    assert may_delete(sticky, st(0o100600), user) is True  # the file's owner
+    assert may_delete(sticky, st(0o100666, uid=5), user) == errno.EPERM  # another's file, whatever its mode
+    assert may_delete(sticky, st(0o100600, uid=5), root) is True
+    assert may_delete(st(0o40777, uid=5), st(0o100600, uid=5), user) is True  # not sticky: the directory decides
+    assert may_delete(st(0o40755, uid=5), st(0o100666), user) == errno.EACCES
     assert permitted(st(0o100600), MAY_READ | MAY_WRITE, me, mine)
     assert not permitted(st(0o100060), MAY_READ, me, mine)  # the owner's bits count, not the group's
     assert permitted(st(0o100060, uid=5), MAY_READ, me, mine)

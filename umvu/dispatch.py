@@ -25,9 +25,9 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from umvu import abi, arch, argcheck, bpf, libc, memory, syscalls
+from umvu import abi, arch, argcheck, bpf, creds, libc, memory, syscalls
 from umvu.borrowed import Borrowed
-from umvu.creds import MAY_WRITE, SESSION, permitted
+from umvu.creds import MAY_WRITE, current, permitted
 from umvu.fdtable import OpenFile
 from umvu.paths import RealWalkError, Resolved, resolve, seen_from
 from umvu.registry import Mount
@@ -1574,7 +1574,7 @@ async def fam_sockaddr(c: Call) -> Any:
             raise OSError(errno.EADDRINUSE, "address in use")
         raise OSError(errno.EPERM, "this file system cannot hold sockets")  # vfs_mknod with no mknod
     st = _need(r)  # unix_find_bsd: the name, write permission on it, then a socket bound to it
-    if not permitted(st, MAY_WRITE, *SESSION):
+    if not permitted(st, MAY_WRITE, current()):
         raise OSError(errno.EACCES, "permission denied")
     raise OSError(errno.ECONNREFUSED, "no socket is bound there")
 
@@ -1644,12 +1644,24 @@ async def fam_readlink(c: Call) -> Any:
 
 @family("access")
 async def fam_access(c: Call) -> Any:
-    """The module's access check (EROFS for a write on a read-only mount)."""
+    """The module's access check (EROFS for a write on a read-only mount), made with the caller's real
+    ids unless AT_EACCESS, walk included (as access_override_creds)."""
     mode = s32(c.arg("mode"))
     if mode & ~7:
         return REAL
     if c.sc.name == "faccessat2" and c.arg("atflags") & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         return REAL
+    if creds.SWITCHES and not (c.sc.name == "faccessat2" and c.arg("atflags") & AT_EACCESS):
+        c.t.acting = c.t.caller_creds().real()
+        creds.act_as(c.t.acting)
+        try:
+            return await _access(c, mode)
+        finally:
+            c.t.acting = None
+    return await _access(c, mode)
+
+
+async def _access(c: Call, mode: int) -> Any:
     r = await c.target(intent=None if mode & os.W_OK else "read")
     if r is None:
         return REAL
@@ -1731,6 +1743,13 @@ async def fam_chdir(c: Call) -> Any:
     await _fs_call(r, "access", os.X_OK)
     fs.cwd, fs.cwd_virtual = r.path, True
     return 0
+
+
+@family("setid")
+async def fam_setid(c: Call) -> Any:
+    """The kernel's; the caller's credentials (creds.py) are read again when next needed."""
+    c.t.creds = None
+    return REAL
 
 
 @family("umask")
@@ -2254,9 +2273,9 @@ async def _xattr_permission(r: Resolved, attr: str, write: bool) -> None:
     and commoncap's for security.*); whether the mode allows it is the file system's to say
     (vfs.xattr_mode_decides).
 
-    Privilege is the session's: root's.
+    Privilege is the caller's: root's.
     """
-    root = SESSION.uid == 0
+    root = current().uid == 0
     if attr.startswith("trusted.") and not root:
         raise OSError(errno.EPERM if write else errno.ENODATA, "trusted.* is root's")
     if attr.startswith("security.") and write and not root:
@@ -2269,7 +2288,7 @@ async def _xattr_permission(r: Resolved, attr: str, write: bool) -> None:
         if not (stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISDIR(st.st_mode)):
             raise OSError(errno.EPERM if write else errno.ENODATA, "user.* only on files and directories")
         if write and stat_mod.S_ISDIR(st.st_mode) and st.st_mode & stat_mod.S_ISVTX and not root \
-                and st.st_uid != SESSION.uid:
+                and st.st_uid != current().uid:
             raise OSError(errno.EPERM, "a sticky directory: only its owner")
 
 

@@ -24,7 +24,7 @@ import time
 from typing import Any, NamedTuple
 
 from umvu.abi import StatFs
-from umvu.creds import MAY_EXEC, MAY_READ, MAY_WRITE, SESSION, permitted
+from umvu.creds import MAY_EXEC, MAY_READ, MAY_WRITE, current, permitted
 from umvu.vfs import FMODE_EXEC, DirEntry, FileSystem, xattr_mode_decides
 
 ROOT = 1  # FUSE_ROOT_ID
@@ -198,8 +198,6 @@ class InodeFS(FileSystem):
 
     def __init__(self, ops: NodeOps) -> None:
         self.ops = ops
-        # whose calls these are: the session's (processes inside cannot take other ids unprivileged)
-        self.uid, self.groups = SESSION
         self._dentries: dict[tuple[int, str], tuple[int, float]] = {}  # (parent, name) -> (node, until)
         self._attrs: dict[int, tuple[os.stat_result, float]] = {}  # node -> (attrs, until)
         self._lookups: dict[int, int] = {}  # node -> lookups not yet forgotten
@@ -209,6 +207,15 @@ class InodeFS(FileSystem):
         # to it; each entry stays right while no name is dropped or changed (that empties it).
         self._walked: dict[str, tuple[int, float]] = {}
         self.nosys: set[str] = set()  # operations answered with ENOSYS: not asked again
+
+    # whose call this is (creds.py): the caller's fsuid and groups
+    @property
+    def uid(self) -> int:
+        return current().uid
+
+    @property
+    def groups(self) -> frozenset[int]:
+        return current().groups
 
     # -- caches ---------------------------------------------------------------------------
     def _ref(self, node: int, n: int) -> None:
@@ -287,7 +294,17 @@ class InodeFS(FileSystem):
                 self.nosys.add(key)
             raise
 
+    def caller_allowed(self) -> bool:
+        """Whether the caller may use this file system at all (FUSE: the mounter alone, unless
+        allow_other, as fuse_allow_current_process); else every walk and stat is EACCES."""
+        return True
+
+    def _check_caller(self) -> None:
+        if not self.caller_allowed():
+            raise OSError(errno.EACCES, "permission denied (mounted without allow_other)")
+
     async def _child(self, parent: int, name: str, stale_ok: bool = False) -> int:
+        self._check_caller()
         if self.default_permissions:  # may_lookup: search permission, at every step
             await self._may(parent, MAY_EXEC, fresh=not stale_ok)
         cached = self._dentries.get((parent, name))
@@ -322,6 +339,7 @@ class InodeFS(FileSystem):
         """
         parts = _parts(path)
         if not parts:
+            self._check_caller()
             return ROOT
         node, trusted = await self._parent(path, parts)
         try:
@@ -366,18 +384,17 @@ class InodeFS(FileSystem):
             return
         cached = self._attrs.get(node)
         asked = cached is None or fresh and cached[1] <= time.monotonic()
-        if permitted(await self._attr(node) if asked else cached[0], mask, self.uid, self.groups):
+        if permitted(await self._attr(node) if asked else cached[0], mask, current()):
             return
         if not asked:  # the kernel asks the daemon again before it says no (fuse_permission)
             self._stale(node)
-            if permitted(await self._attr(node), mask, self.uid, self.groups):
+            if permitted(await self._attr(node), mask, current()):
                 return
         raise OSError(errno.EACCES, "permission denied")
 
     async def _may_create(self, parent: int, name: str) -> None:
         """May a name be made in ``parent``: the kernel says EEXIST before EACCES."""
-        if not self.default_permissions or permitted(await self._attr(parent), MAY_WRITE | MAY_EXEC, self.uid,
-                                                     self.groups):
+        if not self.default_permissions or permitted(await self._attr(parent), MAY_WRITE | MAY_EXEC, current()):
             return
         try:
             await self._child(parent, name)
@@ -402,7 +419,7 @@ class InodeFS(FileSystem):
         st = await self._attr(node)
         if st.st_uid == self.uid:
             return
-        if owner_only or not permitted(st, MAY_WRITE, self.uid, self.groups):
+        if owner_only or not permitted(st, MAY_WRITE, current()):
             raise OSError(errno.EPERM if owner_only else errno.EACCES, "not the owner")
 
     # -- a server's notifications (FUSE_NOTIFY_*) ------------------------------------------------
@@ -593,6 +610,7 @@ class InodeFS(FileSystem):
         return n
 
     async def fstat(self, h: Handle) -> os.stat_result:
+        self._check_caller()
         fh = None if h.is_dir or h.flags & os.O_PATH else h.fh  # the kernel names only open files' fh
         return await self._attr(h.node, fh)
 
@@ -650,6 +668,8 @@ class InodeFS(FileSystem):
         head, name = _split(path)
         parent = await self._node(head)
         await self._may_create(parent, name)
+        if op == "mknod" and (stat.S_ISCHR(args[0]) or stat.S_ISBLK(args[0])) and self.uid != 0:
+            raise OSError(errno.EPERM, "only root makes device nodes")  # vfs_mknod's CAP_MKNOD
         e = await self._call(op, parent, name, *args)
         self._stale(parent)
         self._learn(parent, name, e)
@@ -755,7 +775,7 @@ class InodeFS(FileSystem):
         mode = st.st_mode
         if not stat.S_ISREG(mode) or mode & stat.S_ISUID or mode & (stat.S_ISGID | stat.S_IXGRP) == \
                 stat.S_ISGID | stat.S_IXGRP or self.default_permissions and \
-                not permitted(st, MAY_READ | MAY_WRITE, self.uid, self.groups):
+                not permitted(st, MAY_READ | MAY_WRITE, current()):
             raise OSError(errno.EPERM, "fs.protected_hardlinks: not yours to link")
 
     async def chmod(self, path: str, mode: int) -> None:

@@ -18,11 +18,8 @@ import stat as stat_mod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from umvu.creds import SESSION, may_search
+from umvu.creds import current, may_search
 from umvu.registry import Mount, MountRegistry
-
-#: root searches any directory: the walk checks nothing then
-SEARCH_CHECKED = SESSION.uid != 0
 
 MAXSYMLINKS = 40
 
@@ -196,9 +193,10 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
     # One name in an open directory of the module: asked of that directory, not of its path
     in_dir = start_handle is not None and len(stack) == 1
     dir_st: os.stat_result | None = None  # cur's attributes, once they were needed
+    checked = current().uid != 0  # root searches any directory: the walk checks nothing then
     while stack:
         name = stack.pop()
-        if SEARCH_CHECKED and (crossed or mount is not None
+        if checked and (crossed or mount is not None
                                or (registry is not None and registry.at(_join(cur, name)) is not None)) \
                 and (mount is None or not mount.fs.checks_search):
             # may_lookup: every name, "." and ".." too, is looked up in a directory the caller

@@ -100,6 +100,15 @@ chown             92    -    path,int,int                              chown
 fchown            93    55   fd,int,int                                chown
 lchown            94    -    lpath,int,int                             chown
 umask             95    166  mode                                      umask
+setuid            105   146  int                                       setid
+setgid            106   144  int                                       setid
+setreuid          113   145  int,int                                   setid
+setregid          114   143  int,int                                   setid
+setgroups         116   159  size,ptr                                  setid
+setresuid         117   147  int,int,int                               setid
+setresgid         119   149  int,int,int                               setid
+setfsuid          122   151  int                                       setid
+setfsgid          123   152  int                                       setid
 utime             132   -    path,ptr                                  utime
 mknod             133   -    npath,mode,hex                         mknod
 statfs            137   43   path,ptr                                  statfs
@@ -185,7 +194,7 @@ vu_control        0x5655 0x5655 int,ptr,size,ptr,size                  control
 # process's view (cwd, root, umask, fd table, mount table) changes through
 # them, or (bypass) they would act on files out of umvu's sight.
 ALWAYS_TRACED = frozenset({"getcwd", "chdir", "umask", "close_range", "control", "mount", "umount", "chroot",
-                           "bypass"})
+                           "bypass", "setid"})
 
 PATH_KINDS = frozenset({"path", "lpath", "npath", "apath", "fpath", "opath"})
 ADDR_KINDS = frozenset({"ubind", "uaddr"})

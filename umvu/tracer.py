@@ -30,7 +30,8 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from umvu import arch, bpf, libc, memory
+from umvu import arch, bpf, creds, libc, memory
+from umvu.creds import Creds
 from umvu.fdtable import FdTable, OpenFile
 from umvu.paths import FsView
 from umvu.registry import MountRegistry
@@ -212,6 +213,8 @@ class Tracee:
         self.regs = arch.Regs()
         self._regs_ref = ctypes.byref(self.regs)
         self.stat_name = ""  # --stats: the call its handler serves
+        self.creds: Creds | None = None  # its credentials, when known (see caller_creds)
+        self.acting: Creds | None = None  # a handler's choice for the call (access(2): the real ids)
 
     # -- resuming ---------------------------------------------------------------
     def cont(self, sig: int = 0) -> None:
@@ -227,6 +230,15 @@ class Tracee:
             except ProcessLookupError:
                 break
         self.pending_signals.clear()
+
+    def caller_creds(self) -> Creds:
+        """The thread's credentials: read from the kernel the first time after a change
+        (a set*id call or an exec: both stop), the session's when nobody can change them."""
+        if not creds.SWITCHES:
+            return creds.SESSION
+        if self.creds is None:
+            self.creds = Creds.of(self.tid) or creds.SESSION
+        return self.creds
 
     def getregs(self) -> arch.Regs:
         arch.getregs(self.tid, self.regs, self._regs_ref)
@@ -661,7 +673,10 @@ class Tracer:
 
     # -- driving handler coroutines -------------------------------------------------
     def _step(self, t: Tracee, coro: Coroutine, value: Any) -> None:
+        """Run ``t``'s handler to its next suspension, as ``t`` (creds.py: the host's checks are the caller's)."""
         outer, self.current = self.current, t
+        if creds.SWITCHES:
+            creds.act_as(t.acting or t.caller_creds())
         try:
             req = coro.send(value)
         except StopIteration:
@@ -674,6 +689,8 @@ class Tracer:
             return
         finally:
             self.current = outer
+            if creds.SWITCHES:
+                creds.act_as(creds.SESSION if outer is None else outer.acting or outer.caller_creds())
         t.task = coro
         if t.gone and not isinstance(req, (Offload, Wait)):  # a stop that will never come
             t.task = None
@@ -682,7 +699,7 @@ class Tracer:
         if isinstance(req, Offload):
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="umvu-module")
-            fut = self._pool.submit(req.fn, *req.args)
+            fut = self._pool.submit(_acting, t.acting or t.caller_creds(), req.fn, *req.args)
             t.task = _WAITING_OFFLOAD  # before the callback: it runs here if fn is already done
             t.held, t.on_signal = False, None
             self._waiting[t] = coro
@@ -790,7 +807,7 @@ class Tracer:
         except OSError:  # the parent vanished meanwhile: /proc still says whether the child is a thread
             tgid = _status_ids(child_tid)[0]
             flags = CLONE_THREAD | CLONE_FS | CLONE_FILES if tgid not in (None, child_tid) else 0
-        self._add_child(child_tid, parent.proc, parent.fs, parent.files, flags)
+        self._add_child(child_tid, parent.proc, parent.fs, parent.files, flags, parent.creds)
 
     def _clone_flags(self, parent: Tracee) -> int:
         regs = parent.getregs()
@@ -805,7 +822,8 @@ class Tracer:
                 return 0
         return 0  # fork, vfork
 
-    def _add_child(self, child_tid: int, pproc: Process, pfs: FsView, pfiles: FdTable, flags: int) -> None:
+    def _add_child(self, child_tid: int, pproc: Process, pfs: FsView, pfiles: FdTable, flags: int,
+                   creds: Creds | None = None) -> None:
         if flags & CLONE_THREAD:
             proc = pproc
         else:
@@ -819,6 +837,7 @@ class Tracer:
         fs = pfs if flags & CLONE_FS else pfs.copy()
         files = pfiles if flags & CLONE_FILES else pfiles.copy()
         child = Tracee(child_tid, proc, fs, files)
+        child.creds = creds  # a new task's are a copy of its creator's
         self.tracees[child_tid] = child
         if self._killing:  # born while the session ends: it goes too
             try:
@@ -1023,6 +1042,7 @@ class Tracer:
             t.tid = old.tid
             self.tracees[t.tid] = t
             self._forget(old, GONE_TID)  # its tid is t's now: nothing of it may be dropped by tid
+        t.creds = None  # a set-user-ID program changes them
         if t.proc.maps:  # exec replaced the address space
             self._drop_maps(t.proc)
         t.proc.exe, t.exec_view = t.exec_view, None
@@ -1170,6 +1190,15 @@ def _status_state(tid: int) -> str | None:
             return f.read().rpartition(b")")[2].split()[0].decode()
     except (OSError, IndexError):
         return None
+
+
+def _acting(who: Creds, fn: Callable[..., Any], *args: Any) -> Any:
+    """A module's work in a worker thread, done as the caller whose call it serves."""
+    creds.act_as(who)
+    try:
+        return fn(*args)
+    finally:
+        creds.act_as(creds.SESSION)
 
 
 def _status_umask(tid: int) -> int | None:

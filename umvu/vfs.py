@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from umvu.creds import SESSION, may_search, permitted
+from umvu.creds import current, may_search, permitted
 
 # In ``open``'s flags: the core opens the file to run it (execve, or as a program's interpreter),
 # as the kernel marks its own open for exec (__FMODE_EXEC; FUSE daemons see it too).  Permission
@@ -133,7 +133,7 @@ class FileSystem:
     def access(self, path: str, mode: int) -> None:
         """Default: the permission bits of lstat for the caller's uid/gid."""
         st = self.lstat(path)
-        if mode != os.F_OK and not permitted(st, mode, *SESSION):  # R_OK, W_OK, X_OK are MAY_*'s values
+        if mode != os.F_OK and not permitted(st, mode, current()):  # R_OK, W_OK, X_OK are MAY_*'s values
             raise OSError(errno.EACCES, "permission denied")
 
     def statfs(self, path: str) -> os.statvfs_result:
