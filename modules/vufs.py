@@ -28,7 +28,7 @@ import stat
 import tempfile
 
 from umvu.abi import StatFs, dtype_of, dtype_of_entry, host_statfs, renameat2
-from umvu.creds import MAY_READ, as_session, check_delete, current, permitted
+from umvu.creds import MAY_READ, as_caller, as_session, check_delete, current, permitted
 from umvu.hookspecs import hookimpl
 from umvu.vfs import DirEntry, FileSystem, HostFdLocks
 
@@ -90,6 +90,7 @@ class DirHandle:
         self.path = path
 
 
+@as_caller  # the host's kernel judges each call as the caller's; copy-ups and whiteouts are the session's
 class Vufs(HostFdLocks, FileSystem):
     fstype = "vufs"
     real_files = True

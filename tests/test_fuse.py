@@ -77,6 +77,44 @@ pgrep -xf "fuse2fs -o rw {ext4} mnt" || echo daemon-gone  # this test's daemon: 
     assert dumped.read_bytes() == (src / "big").read_bytes()
 
 
+
+MMAP_WRITES = """
+import mmap, os
+fd = os.open("mnt/m", os.O_RDWR | os.O_CREAT, 0o644)
+os.ftruncate(fd, 8192)
+m = mmap.mmap(fd, 8192, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+m[0:5] = b"FIRST"
+m.flush()                                  # msync
+print(open("mnt/m", "rb").read(5))
+m[5:11] = b"SECOND"
+m.close()                                  # munmap
+print(open("mnt/m", "rb").read(11))
+m = mmap.mmap(fd, 8192, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+os.close(fd)
+m[11:15] = b"EXIT"
+os._exit(0)                                # no munmap: the exit unmaps
+"""
+
+
+def test_shared_writable_maps_of_a_fuse_file_reach_the_daemon(tmp_path, ext4):
+    """msync, munmap and the exit of a process that still maps a FUSE file write it back through the
+    daemon, which must be waited for (the write-back used to be made as for a module that answers
+    at once, and was lost)."""
+    (tmp_path / "mnt").mkdir()
+    (tmp_path / "maps.py").write_text(MMAP_WRITES)
+    r = sh(WAIT + f"""
+cd {tmp_path}
+fuse2fs -o rw {ext4} mnt || exit 1
+waitmnt mnt
+{PY} maps.py
+head -c 15 mnt/m; echo
+fusermount3 -u mnt
+""", "--log", str(tmp_path / "umvu.log"), timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["b'FIRST'", "b'FIRSTSECOND'", "FIRSTSECONDEXIT"], r.stdout + r.stderr
+    assert "failed" not in (tmp_path / "umvu.log").read_text()
+    assert debugfs(ext4, "cat /m")[:15] == "FIRSTSECONDEXIT"
+
 def test_a_path_walk_asks_no_attributes_of_the_directories_it_passes(tmp_path, ext4):
     """As the kernel without default_permissions: walking through mnt/a/b sends no GETATTR for the
     mount's root, a or b, even with fuse2fs's attr_timeout=0; each stat of the file itself does."""

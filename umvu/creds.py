@@ -1,35 +1,39 @@
 """Whose calls these are, and the kernel's rule for what a caller may do to a file.
 
-Every call is served as its caller: while a handler runs for a process, the
-thread serving it acts with that process's file-system credentials (its
-fsuid, fsgid and supplementary groups), so that the host's kernel makes the
-checks for what modules do on host files (chmod by a non-owner, sticky
-directories, who owns a new file) exactly as it would for the process.
-This matters when umvu runs as root: an ordinary user's processes can take
-no other ids, so their credentials are always the session's and nothing is
-switched.
+Every call is served as its caller.  While a handler runs for a process,
+``current()`` is that process's credentials (its fsuid, fsgid, supplementary
+groups and real ids).  A module whose files are host files (unreal, vufs) is
+decorated ``as_caller``: its methods run with the caller's fs ids held by the
+serving thread, so that the host's kernel makes the checks on what they do
+(chmod by a non-owner, sticky directories, who owns a new file) exactly as
+it would for the process.  The core's own work (/proc, tracee memory, private
+copies of files) stays the session's: a process that gave up root is not
+dumpable, and its /proc files are root's.  All this matters when umvu runs
+as root: an ordinary user's processes can take no other ids, so their
+credentials are always the session's and nothing is switched.
 
 A check the kernel would make and cannot (the walk through a module's tree,
 a FUSE file system with default_permissions, access(2) on a virtual file) is
 made here, with one rule: generic_permission's, against ``current()``.
 
 Bookkeeping that is the module's own and not the caller's (a copy-on-write
-module's copy-up and whiteouts, umvu's private copies of files) runs
-``as_session()``, as overlayfs's copy-up runs with the mounter's credentials.
-(The identity issue makes these credentials virtual; here they are the
-processes' real ones.)
+module's copy-up and whiteouts) runs ``as_session()``, as overlayfs's
+copy-up runs with the mounter's credentials.  (The identity issue makes
+these credentials virtual; here they are the processes' real ones.)
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import functools
+import inspect
 import os
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from umvu import libc
 from umvu.syscalls import BY_NAME
@@ -88,7 +92,7 @@ _NR = {name: BY_NAME[name].nr for name in ("setfsuid", "setfsgid", "setgroups")}
 
 
 class _Acting(threading.local):
-    creds: Creds = SESSION  # whose calls the thread serves
+    creds: Creds = SESSION  # whose call the thread serves
     applied: Creds = SESSION  # the ids the thread holds in the kernel
 
 
@@ -100,8 +104,16 @@ def current() -> Creds:
     return _acting.creds
 
 
-def act_as(creds: Creds) -> None:
-    """Serve calls as ``creds`` from now on, in this thread only.
+def serve(creds: Creds) -> Creds:
+    """From now on this thread serves a call of ``creds``: what ``current()`` says, and what a
+    module's ``as_caller`` methods act with.  Nothing changes in the kernel here (the core's own
+    work, /proc included, stays the session's).  Returns the previous caller's, to restore."""
+    outer, _acting.creds = _acting.creds, creds
+    return outer
+
+
+def _apply(creds: Creds) -> None:
+    """Hold ``creds``'s fs ids in the kernel, in this thread only.
 
     The raw calls change this thread's ids alone (glibc's wrappers would
     change every thread's), and only what differs is changed: a session whose
@@ -109,10 +121,9 @@ def act_as(creds: Creds) -> None:
     file capabilities (CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER...) for the
     thread, and taking it back restores them: the kernel's own rule.
     """
-    _acting.creds = creds
-    if not SWITCHES or _acting.applied[:3] == creds[:3]:
-        return
     now = _acting.applied
+    if now[:3] == creds[:3]:
+        return
     groups = now.supplementary
     if creds.supplementary != groups:
         arr = (ctypes.c_uint * max(1, len(creds.supplementary)))(*creds.supplementary)
@@ -125,15 +136,48 @@ def act_as(creds: Creds) -> None:
     _acting.applied = creds._replace(supplementary=groups)
 
 
+T = TypeVar("T", bound=type)
+
+
+def as_caller(cls: T) -> T:
+    """Class decorator for a module whose files are host files: every method it defines runs with
+    the caller's fs ids held, so that the host's kernel judges what it does as the caller's act.
+
+    The public methods (the core's entry points) are wrapped, inherited ones too; the private
+    helpers they call run inside them.  When the session cannot take other ids (not root), the
+    class is left as it is: nothing to pay.
+    """
+    if not SWITCHES:
+        return cls
+    names = {n for klass in cls.__mro__[:-1] for n, v in vars(klass).items()
+             if inspect.isfunction(v) and not n.startswith("_")}
+    for name in names:
+        setattr(cls, name, _holding(getattr(cls, name)))
+    return cls
+
+
+def _holding(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def held(*args: Any, **kwargs: Any) -> Any:
+        outer = _acting.applied
+        _apply(_acting.creds)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _apply(outer)
+
+    return held
+
+
 @contextmanager
 def as_session() -> Iterator[None]:
-    """Run a block as the session (a module's own bookkeeping, not the caller's act)."""
-    outer = _acting.creds
-    act_as(SESSION)
+    """Run a block as the session (a module's own bookkeeping, not the caller's act: a copy-up)."""
+    outer = _acting.applied
+    _apply(SESSION)
     try:
         yield
     finally:
-        act_as(outer)
+        _apply(outer)
 
 
 def permitted(st: os.stat_result, mask: int, creds: Creds) -> bool:

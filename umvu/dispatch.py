@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from umvu import abi, arch, argcheck, bpf, creds, libc, memory, syscalls
 from umvu.borrowed import Borrowed
-from umvu.creds import MAY_WRITE, current, permitted
+from umvu.creds import MAY_READ, MAY_WRITE, current, permitted
 from umvu.fdtable import OpenFile
 from umvu.paths import RealWalkError, Resolved, resolve, seen_from
 from umvu.registry import Mount
@@ -337,6 +337,10 @@ class Call:
                 host = await maybe(m.fs.host_path(m.inner(r.path), intent, r.st))
                 if host is None and r.st is not None and stat_mod.S_ISFIFO(r.st.st_mode) \
                         and sc.family in ("open", "openat2"):
+                    fl = self.oflags if self.oflags is not None else argcheck.effective_open_flags(self.arg("oflags"))
+                    mask = {os.O_RDONLY: MAY_READ, os.O_WRONLY: MAY_WRITE}.get(fl & os.O_ACCMODE, MAY_READ | MAY_WRITE)
+                    if not m.fs.open_permitted(r.st, mask):  # the kernel's check at an open it serves itself
+                        raise OSError(errno.EACCES, "permission denied")
                     host = hv.shadows.fifo(m, r.st)  # a pipe, which no module is asked to open
                 if host is not None:
                     self.handed = (r.path, host)
@@ -1105,12 +1109,12 @@ async def fam_unmap(c: Call) -> Any:
     for start, (of, size) in list(maps.items()):
         if start < addr + length and addr < start + size:  # overlaps
             if c.sc.name == "msync":
-                c.hv.write_back(of)
+                await c.hv.write_back(of)
             elif addr <= start and start + size <= addr + length:
                 del maps[start]
-                c.hv.unmap(of)
+                await c.hv.unmap(of)
             else:
-                c.hv.write_back(of)  # a part: the rest stays mapped
+                await c.hv.write_back(of)  # a part: the rest stays mapped
     return REAL
 
 
@@ -1653,11 +1657,12 @@ async def fam_access(c: Call) -> Any:
         return REAL
     if creds.SWITCHES and not (c.sc.name == "faccessat2" and c.arg("atflags") & AT_EACCESS):
         c.t.acting = c.t.caller_creds().real()
-        creds.act_as(c.t.acting)
+        outer = creds.serve(c.t.acting)
         try:
             return await _access(c, mode)
         finally:
             c.t.acting = None
+            creds.serve(outer)
     return await _access(c, mode)
 
 

@@ -50,7 +50,7 @@ class Hypervisor:
         self.tracer = Tracer(self.on_syscall, self.log)
         self.tracer.debug_events = self.tracer.trace_everything = debug > 1
         self.tracer.release_file = self.release
-        self.tracer.unmap_file = self.unmap
+        self.tracer.unmap_file = lambda of: self.tracer.detach(self.unmap(of), f"the write-back of {of.path}")
         self.registry = self.tracer.registry
         self._modules: ModuleManager | None = None
         self.by_nr = syscalls.BY_NR
@@ -195,14 +195,25 @@ class Hypervisor:
         pass
 
     def release(self, of: OpenFile) -> None:
-        """The last fd (or map) of a virtual open file went away: tell its module."""
-        self.write_back(of)
+        """The last fd (or map) of a virtual open file went away: tell its module (after the
+        write-back of a shared writable map, which may have to wait for the module)."""
+        if of.shadow is None:
+            self._close(of)
+            return
+
+        async def written_then_closed() -> None:
+            await self.write_back(of)
+            self._close(of)
+
+        self.tracer.detach(written_then_closed(), f"the write-back of {of.path}")
+
+    def _close(self, of: OpenFile) -> None:
         try:
             _now(of.mount.fs.close(of.handle))
         except Exception as e:
             self.log(f"{of.mount.module}: close of {of.path} failed: {e!r}")
 
-    def write_back(self, of: OpenFile) -> None:
+    async def write_back(self, of: OpenFile) -> None:
         """What a shared writable map wrote into the private copy goes to the module."""
         if of.shadow is None:
             return
@@ -210,14 +221,14 @@ class Hypervisor:
             with open(of.shadow, "rb") as f:
                 offset = 0
                 while data := f.read(1 << 20):
-                    _now(of.mount.fs.write(of.handle, data, offset))
+                    await dispatch.maybe(of.mount.fs.write(of.handle, data, offset))
                     offset += len(data)
         except Exception as e:
             self.log(f"{of.mount.module}: writing back the map of {of.path} failed: {e!r}")
 
-    def unmap(self, of: OpenFile) -> None:
+    async def unmap(self, of: OpenFile) -> None:
         """A shared writable map of ``of`` went: write back, drop the map's reference."""
-        self.write_back(of)
+        await self.write_back(of)
         of.refs -= 1
         if of.refs == 0:
             self.release(of)

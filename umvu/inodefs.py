@@ -206,6 +206,7 @@ class InodeFS(FileSystem):
         # out).  A find stats every entry of a directory by a path that walks the same names down
         # to it; each entry stays right while no name is dropped or changed (that empties it).
         self._walked: dict[str, tuple[int, float]] = {}
+        self._linked: dict[int, set[int]] = {}  # st_ino -> the nodes of a file with several names
         self.nosys: set[str] = set()  # operations answered with ENOSYS: not asked again
 
     # whose call this is (creds.py): the caller's fsuid and groups
@@ -240,7 +241,7 @@ class InodeFS(FileSystem):
             self._lookups[e.node] = self._lookups.get(e.node, 0) + 1
             self._ref(e.node, 1)
             if e.st is not None:
-                self._attrs[e.node] = (e.st, now + max(e.attr_ttl, GRACE))
+                self._keep(e.node, e.st, now + max(e.attr_ttl, GRACE))
         if e.node or e.entry_ttl > 0:
             self._dentries[(parent, name)] = (e.node, until)
         else:
@@ -257,7 +258,7 @@ class InodeFS(FileSystem):
             self._walked.clear()
         if old is not None and old[0]:
             if changed:
-                self._stale(old[0])  # its nlink and ctime changed
+                self._stale_inode(old[0])  # its nlink and ctime changed
             self._ref(old[0], -1)
         if changed:
             self._stale(parent)
@@ -268,6 +269,7 @@ class InodeFS(FileSystem):
         self._dentries.clear()
         self._walked.clear()
         self._attrs.clear()
+        self._linked.clear()
         self._lookups.clear()
         self._refs.clear()
         if batch:
@@ -293,6 +295,11 @@ class InodeFS(FileSystem):
             if e.errno == errno.ENOSYS and key in REMEMBERED_NOSYS:
                 self.nosys.add(key)
             raise
+
+    def open_permitted(self, st: os.stat_result, mask: int) -> bool:
+        """FUSE's: the mode decides with default_permissions; else nothing is checked (fuse_permission
+        asks the daemon only for access(2) and chdir, and a FIFO's open never reaches it)."""
+        return not self.default_permissions or permitted(st, mask, current())
 
     def caller_allowed(self) -> bool:
         """Whether the caller may use this file system at all (FUSE: the mounter alone, unless
@@ -441,6 +448,19 @@ class InodeFS(FileSystem):
             raise OSError(errno.ENOENT, "the name is another node's")
         self._unlearn(parent, name, changed=True)
 
+    def _keep(self, node: int, st: os.stat_result, until: float) -> None:
+        self._attrs[node] = (st, until)
+        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):  # one of several names of a file
+            self._linked.setdefault(st.st_ino, set()).add(node)
+
+    def _stale_inode(self, node: int) -> None:
+        """A link count changed: the attributes of every node known for the same file are stale
+        (a high-level libfuse daemon gives each name of a hard-linked file its own node)."""
+        self._stale(node)
+        cached = self._attrs.get(node)
+        for other in self._linked.pop(cached[0].st_ino, ()) if cached is not None else ():
+            self._stale(other)
+
     def _stale(self, node: int) -> None:
         """The node's attributes changed: ask again before showing them, but keep them for path
         walks, which want only the type (lstat_walk)."""
@@ -453,12 +473,12 @@ class InodeFS(FileSystem):
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
         st, ttl = await self._call("getattr", node, fh)
-        self._attrs[node] = (st, time.monotonic() + max(ttl, GRACE))
+        self._keep(node, st, time.monotonic() + max(ttl, GRACE))
         return st
 
     async def _setattr(self, node: int, fh: int | None, change: SetAttr) -> None:
         st, ttl = await self._call("setattr", node, fh, change)
-        self._attrs[node] = (st, time.monotonic() + max(ttl, GRACE))
+        self._keep(node, st, time.monotonic() + max(ttl, GRACE))
 
     # -- names ------------------------------------------------------------------------------
     async def lstat(self, path: str) -> os.stat_result:
@@ -761,7 +781,7 @@ class InodeFS(FileSystem):
                 raise OSError(errno.EPERM, "hard links are not supported by this file system") from None
             raise
         self._stale(parent)
-        self._stale(node)
+        self._stale_inode(node)
         self._learn(parent, name, e)
 
     async def _may_link(self, node: int) -> None:

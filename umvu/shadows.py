@@ -11,10 +11,12 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import secrets
 import shutil
 import tempfile
 from typing import Any
 
+from umvu import creds
 from umvu.registry import Mount
 from umvu.vfs import FMODE_EXEC
 
@@ -31,6 +33,7 @@ async def _maybe(v):
 class Shadows:
     def __init__(self) -> None:
         self._dir: str | None = None
+        self._fifos: str | None = None
         self._cache: dict[tuple[int, str], tuple[str, tuple[int, int, int]]] = {}
         self._serial = itertools.count()  # every copy a new name: a running old copy stays intact
 
@@ -40,6 +43,21 @@ class Shadows:
             atexit.register(shutil.rmtree, self._dir, True)
         return self._dir
 
+    def _fifo_directory(self) -> str:
+        """Where FIFOs go: every process of the session must reach them, whoever it is (a root
+        session's processes may have switched users).  The session's directory is then 0711 and the
+        FIFOs are in a subdirectory no one outside can name (searchable, not listable)."""
+        if self._fifos is None:
+            top = self._directory()
+            if not creds.SWITCHES:
+                self._fifos = top
+            else:
+                os.chmod(top, 0o711)
+                self._fifos = os.path.join(top, secrets.token_hex(16))
+                os.mkdir(self._fifos, 0o711)
+                os.chmod(self._fifos, 0o711)
+        return self._fifos
+
     def fifo(self, mount: Mount, st: os.stat_result) -> str:
         """A host FIFO standing for the FIFO ``st`` of a module that has no host file for it.
 
@@ -48,15 +66,16 @@ class Shadows:
         FIFO meets the others in one real FIFO, and opens, reads and writes block in the kernel,
         not in the module.
         """
-        path = os.path.join(self._directory(), f"{FIFO_PREFIX}{mount.id}-{st.st_ino}")
+        path = os.path.join(self._fifo_directory(), f"{FIFO_PREFIX}{mount.id}-{st.st_ino}")
         if not os.path.exists(path):
             os.mkfifo(path, 0o600)
-            os.chmod(path, st.st_mode & 0o7777)
+            # the module's rule was applied (FileSystem.open_permitted): the host's checks nothing
+            os.chmod(path, 0o666)
         return path
 
     def is_fifo(self, host: str) -> bool:
         """Whether ``host`` is one of the session's FIFOs standing for a module's."""
-        return self._dir is not None and host.startswith(os.path.join(self._dir, FIFO_PREFIX))
+        return self._fifos is not None and host.startswith(os.path.join(self._fifos, FIFO_PREFIX))
 
     async def copy_of(self, mount: Mount, path: str, st: os.stat_result, handle: Any = None) -> str:
         """A host path with the content of virtual file ``path`` (canonical) as ``st`` describes it.

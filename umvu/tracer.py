@@ -675,8 +675,7 @@ class Tracer:
     def _step(self, t: Tracee, coro: Coroutine, value: Any) -> None:
         """Run ``t``'s handler to its next suspension, as ``t`` (creds.py: the host's checks are the caller's)."""
         outer, self.current = self.current, t
-        if creds.SWITCHES:
-            creds.act_as(t.acting or t.caller_creds())
+        caller = creds.serve(t.acting or t.caller_creds()) if creds.SWITCHES else None
         try:
             req = coro.send(value)
         except StopIteration:
@@ -689,8 +688,8 @@ class Tracer:
             return
         finally:
             self.current = outer
-            if creds.SWITCHES:
-                creds.act_as(creds.SESSION if outer is None else outer.acting or outer.caller_creds())
+            if caller is not None:
+                creds.serve(caller)
         t.task = coro
         if t.gone and not isinstance(req, (Offload, Wait)):  # a stop that will never come
             t.task = None
@@ -745,17 +744,42 @@ class Tracer:
             t.cont()
 
     def _offload_done(self, t: Tracee, coro: Coroutine, fut: concurrent.futures.Future) -> None:
-        if fut.cancelled():
-            result: Any = OSError(errno.EINTR, "cancelled")
-        else:
-            exc = fut.exception()
-            result = exc if exc is not None else fut.result()
+        result = _outcome(fut)
         if threading.get_ident() == self._loop_thread:
             # Done already, or by the loop itself: the waiting caller goes on at once.
             self._resume(t, coro, result)
             return
         self._done.append((t, coro, result))
         self._wake()
+
+    def detach(self, coro: Coroutine, what: str) -> None:
+        """Run a coroutine that no process waits for (a write-back when a process exits with a file
+        still mapped) to its end, in the loop's thread: its Waits and Offloads are served as a
+        handler's; an exception is logged."""
+        def step(value: Any) -> None:
+            try:
+                req = coro.send(value)
+            except StopIteration:
+                return
+            except Exception:
+                self._internal_error(None, what)
+                return
+            if isinstance(req, Offload):
+                if self._pool is None:
+                    self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="umvu-module")
+                fut: Any = self._pool.submit(req.fn, *req.args)
+            elif isinstance(req, Wait):
+                fut = req.future
+            else:
+                coro.close()
+                self.log(f"{what}: a stop was asked, and no process waits")
+                return
+            if isinstance(fut, Promise):
+                fut.add_done_callback(lambda p: step(p.result()))
+            else:
+                fut.add_done_callback(lambda f: self.call_soon(lambda: step(_outcome(f))))
+
+        step(None)
 
     def call_soon(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` in the loop's thread (the one that may use ptrace); safe from any thread."""
@@ -1192,13 +1216,21 @@ def _status_state(tid: int) -> str | None:
         return None
 
 
+def _outcome(fut: concurrent.futures.Future) -> Any:
+    """A finished future's result, or its exception (delivered as the result: Wait raises it)."""
+    if fut.cancelled():
+        return OSError(errno.EINTR, "cancelled")
+    exc = fut.exception()
+    return exc if exc is not None else fut.result()
+
+
 def _acting(who: Creds, fn: Callable[..., Any], *args: Any) -> Any:
-    """A module's work in a worker thread, done as the caller whose call it serves."""
-    creds.act_as(who)
+    """A module's work in a worker thread, done for the caller whose call it serves."""
+    creds.serve(who)
     try:
         return fn(*args)
     finally:
-        creds.act_as(creds.SESSION)
+        creds.serve(creds.SESSION)
 
 
 def _status_umask(tid: int) -> int | None:

@@ -115,6 +115,12 @@ class FileSystem:
         """
         return may_search(st)
 
+    def open_permitted(self, st: os.stat_result, mask: int) -> bool:
+        """Whether the caller may open what the kernel serves without this module: a FIFO (the
+        core gives the process a host FIFO that stands for it, which any caller may open).  By
+        default the mode decides (generic_permission, ``mask`` of MAY_READ and MAY_WRITE)."""
+        return permitted(st, mask, current())
+
     def lstat_at(self, dir_handle: Any, name: str, path: str) -> os.stat_result:
         """lstat of ``name`` in the directory this module opened as ``dir_handle`` (its path now:
         ``path``, the name's full path).
