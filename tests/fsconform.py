@@ -1,6 +1,6 @@
 """File-system semantics conformance checker.
 
-Usage: ``python3 tests/fsconform.py DIR``
+Usage: ``python3 tests/fsconform.py DIR``   (FSCONFORM_SKIP=NAME,...: record those as "skipped")
 
 Runs a battery of small, self-contained checks inside DIR (creating its own
 fixtures in a fresh sub-directory) and prints one JSON object mapping check
@@ -28,6 +28,7 @@ import mmap
 import os
 import platform
 import random
+import socket
 import stat
 import sys
 import tempfile
@@ -1324,6 +1325,260 @@ def _(d):
 
 
 # ---------------------------------------------------------------------------
+# unix sockets at paths
+# ---------------------------------------------------------------------------
+
+
+def _unix(kind=socket.SOCK_STREAM):
+    return socket.socket(socket.AF_UNIX, kind)
+
+
+@check("sock.bind_stat_connect")
+def _(d):
+    name = j(d, "s")
+    with _unix() as srv, _unix() as cli, _unix() as again:
+        bound = attempt(srv.bind, name)
+        if bound != "ok":
+            return bound
+        srv.listen(1)
+        st = os.lstat(name)
+        out = [bound, stat.S_ISSOCK(st.st_mode), attempt(cli.connect, name), attempt(again.bind, name)]
+    out.append(attempt(os.unlink, name))
+    out.append(os.path.lexists(name))
+    return out
+
+
+@check("sock.relative_name_and_getsockname")
+def _(d):
+    os.chdir(d)
+    with _unix() as srv, _unix() as cli:
+        bound = attempt(srv.bind, "rel")
+        if bound != "ok":
+            return bound
+        srv.listen(1)
+        return [bound, srv.getsockname(), sorted(os.listdir(".")), attempt(cli.connect, "rel"),
+                os.path.exists(j(d, "rel"))]
+
+
+@check("sock.connect_errors")
+def _(d):
+    write_file(j(d, "f"))
+    os.mkdir(j(d, "dir"))
+    out = []
+    for target in ("missing", "f", "dir", "f/x"):
+        with _unix() as cli:
+            out.append(attempt(cli.connect, j(d, target)))
+    with _unix(socket.SOCK_DGRAM) as cli:
+        out.append(attempt(cli.sendto, b"x", j(d, "missing")))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# names: lengths, and "." and ".." where a name is removed
+# ---------------------------------------------------------------------------
+
+
+@check("name.relative_path_near_path_max")
+def _(d):
+    """A relative path of 4,000 bytes: Linux counts what the caller gives, not where it leads."""
+    os.chdir(d)
+    parts = ["d" * 199] * 20  # 3,999 bytes with the slashes
+    made = ""
+    for p in parts:
+        made = os.path.join(made, p) if made else p
+        if attempt(os.mkdir, made) != "ok":
+            return ["mkdir", attempt(os.mkdir, made)]
+    rel = os.path.join(made, "f")
+    return [len(rel), try_open(rel, os.O_WRONLY | os.O_CREAT), attempt(os.stat, rel),
+            attempt(os.stat, rel + "/" + "x" * 100)]
+
+
+@check("name.dot_and_dotdot_removed")
+def _(d):
+    os.mkdir(j(d, "x"))
+    os.mkdir(j(d, "x", "y"))
+    return {
+        "rename_dot": attempt(os.rename, j(d, "x", "y", "."), j(d, "z")),
+        "rename_dotdot": attempt(os.rename, j(d, "x", "y", ".."), j(d, "z")),
+        "rename_onto_dot": attempt(os.rename, j(d, "x", "y"), j(d, "x", ".")),
+        "rmdir_dotdot": attempt(os.rmdir, j(d, "x", "y", "..")),
+        "link_dot": attempt(os.link, j(d, "x", "."), j(d, "z")),
+        "unlink_dot": attempt(os.unlink, j(d, "x", ".")),
+        "still": sorted(os.listdir(j(d, "x"))),
+    }
+
+
+# ---------------------------------------------------------------------------
+# another user (root only): a process that switched ids, in trees root made
+# ---------------------------------------------------------------------------
+
+OTHER, GROUP, STRANGER = 65534, 1234, 1235  # the switched-to uid (and gid), its extra group, someone else
+
+
+def as_other(fn):
+    """``fn()``'s result in a child that took uid and gid OTHER and the supplementary group GROUP."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setgroups([GROUP])
+            os.setgid(OTHER)
+            os.setuid(OTHER)
+            out = normalise(fn())
+        except BaseException as exc:  # noqa: BLE001  (the child must report, whatever happened)
+            out = exc_result(exc)
+        os.write(w, json.dumps(out).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+def other_check(name):
+    """A check that needs root to switch users; an ordinary user records "not-root"."""
+
+    def register(fn):
+        def run(d):
+            if not is_root():
+                return "not-root"
+            os.chmod(d, 0o755)  # whatever the umask: the other user passes through
+            return fn(d)
+
+        return check(name)(run)
+
+    return register
+
+
+def _owned(path, uid, gid, mode):
+    write_file(path, b"data\n")
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+
+
+@other_check("other.not_the_owner")
+def _(d):
+    f = j(d, "f")
+    _owned(f, 0, 0, 0o644)
+    return as_other(lambda: [attempt(os.chmod, f, 0o666), attempt(os.chown, f, OTHER, -1),
+                             attempt(os.chown, f, -1, GROUP), attempt(os.utime, f, (1, 1)),
+                             attempt(os.utime, f, None), attempt(os.truncate, f, 0), try_open(f, os.O_WRONLY),
+                             os.access(f, os.W_OK), os.access(f, os.R_OK)])
+
+
+@other_check("other.group_member")
+def _(d):
+    f = j(d, "f")
+    _owned(f, 0, GROUP, 0o660)
+    return as_other(lambda: [read_file(f), try_open(f, os.O_WRONLY | os.O_APPEND), attempt(os.utime, f, None),
+                             attempt(os.utime, f, (1, 1)), os.access(f, os.W_OK), attempt(os.chmod, f, 0o600)])
+
+
+@other_check("other.directory_of_root")
+def _(d):
+    os.mkdir(j(d, "r"))
+    _owned(j(d, "r", "f"), 0, 0, 0o644)
+    os.mkdir(j(d, "priv"), 0o700)
+    os.chmod(j(d, "priv"), 0o700)
+    _owned(j(d, "priv", "f"), 0, 0, 0o644)
+    _owned(j(d, "secret"), 0, 0, 0o600)
+    os.mkdir(j(d, "o"), 0o777)
+    os.chmod(j(d, "o"), 0o777)
+    return as_other(lambda: {
+        "unlink": attempt(os.unlink, j(d, "r", "f")),
+        "rename_out": attempt(os.rename, j(d, "r", "f"), j(d, "o", "f")),
+        "create": try_open(j(d, "r", "new"), os.O_WRONLY | os.O_CREAT),
+        "mkdir": attempt(os.mkdir, j(d, "r", "sub")),
+        "list_priv": attempt(os.listdir, j(d, "priv")),
+        "stat_in_priv": attempt(os.stat, j(d, "priv", "f")),
+        "read_secret": try_open(j(d, "secret"), os.O_RDONLY),
+        "hardlink_secret": attempt(os.link, j(d, "secret"), j(d, "o", "l")),
+        "mknod_device": attempt(os.mknod, j(d, "o", "null"), 0o666 | stat.S_IFCHR, os.makedev(1, 3)),
+        "still": sorted(os.listdir(j(d, "r"))),
+    })
+
+
+@other_check("other.fifo_of_root")
+def _(d):
+    os.mkfifo(j(d, "fifo"), 0o600)
+    os.chmod(j(d, "fifo"), 0o600)
+    return as_other(lambda: [try_open(j(d, "fifo"), os.O_RDONLY | os.O_NONBLOCK), os.access(j(d, "fifo"), os.R_OK)])
+
+
+@other_check("other.sticky_directory")
+def _(d):
+    s = j(d, "s")
+    os.mkdir(s)
+    os.chmod(s, 0o1777)
+    _owned(j(s, "theirs"), STRANGER, STRANGER, 0o666)
+
+    def run():
+        mine = j(s, "mine")
+        return [attempt(os.unlink, j(s, "theirs")), attempt(os.rename, j(s, "theirs"), j(s, "moved")),
+                try_open(j(s, "theirs"), os.O_WRONLY), try_open(mine, os.O_WRONLY | os.O_CREAT),
+                attempt(os.rename, mine, j(s, "mine2")), attempt(os.unlink, j(s, "mine2")), sorted(os.listdir(s))]
+
+    return as_other(run)
+
+
+@other_check("other.owner_of_new_objects")
+def _(d):
+    o = j(d, "o")
+    os.mkdir(o)
+    os.chmod(o, 0o777)
+
+    def run():
+        write_file(j(o, "f"))
+        os.mkdir(j(o, "d"))
+        os.mkfifo(j(o, "p"))
+        os.symlink("f", j(o, "l"))
+        return [(n, os.lstat(j(o, n)).st_uid == OTHER, os.lstat(j(o, n)).st_gid == OTHER) for n in "fdpl"]
+
+    return as_other(run)
+
+
+@other_check("other.setgid_directories")
+def _(d):
+    mine, theirs = j(d, "g"), j(d, "t")
+    for path, gid in ((mine, GROUP), (theirs, STRANGER)):
+        os.mkdir(path)
+        os.chown(path, 0, gid)
+        os.chmod(path, 0o2777)
+
+    def run():
+        out = []
+        for path, gid in ((mine, GROUP), (theirs, STRANGER)):
+            write_file(j(path, "f"))
+            os.mkdir(j(path, "d"))
+            f, sub = os.lstat(j(path, "f")), os.lstat(j(path, "d"))
+            os.chmod(j(path, "f"), 0o2755)  # S_ISGID stays only for a member of the file's group
+            out.append([f.st_gid == gid, sub.st_gid == gid, bool(sub.st_mode & stat.S_ISGID),
+                        bool(os.lstat(j(path, "f")).st_mode & stat.S_ISGID)])
+        return out
+
+    return as_other(run)
+
+
+@other_check("other.chown_own_file")
+def _(d):
+    o = j(d, "o")
+    os.mkdir(o)
+    os.chmod(o, 0o777)
+
+    def run():
+        f = j(o, "f")
+        write_file(f)
+        return [attempt(os.chown, f, -1, GROUP), attempt(os.chown, f, -1, STRANGER), attempt(os.chown, f, 0, -1),
+                attempt(os.chown, f, OTHER, -1), os.lstat(f).st_gid == GROUP]
+
+    return as_other(run)
+
+
+# ---------------------------------------------------------------------------
 # runner
 # ---------------------------------------------------------------------------
 
@@ -1346,10 +1601,11 @@ def exc_result(exc):
     return f"EXC:{type(exc).__name__}"
 
 
-def run_check(fn, root, index):
-    """Run one check in its own fresh fixture directory, from a known cwd and umask."""
+def run_check(fn, root, index, umask):
+    """Run one check in its own fresh fixture directory, from a known cwd and the umask the checker
+    was started with (run it under several: a view must apply the caller's umask alone)."""
     try:
-        os.umask(0o022)
+        os.umask(umask)
         os.chdir(root)
         d = os.path.join(root, f"c{index:03d}")
         os.mkdir(d, 0o755)
@@ -1368,12 +1624,14 @@ def main(argv=None):
         print(f"{base}: not a directory", file=sys.stderr)
         return 2
     root = tempfile.mkdtemp(prefix="fsconform-", dir=base)
+    os.chmod(root, 0o755)  # another user's checks pass through it
     saved_cwd = os.getcwd()
     saved_umask = os.umask(0o022)
-    results = {}
+    results = {"umask": oct(saved_umask)}
+    skip = set(filter(None, os.environ.get("FSCONFORM_SKIP", "").split(",")))
     try:
         for index, (name, fn) in enumerate(CHECKS):
-            results[name] = run_check(fn, root, index)
+            results[name] = "skipped" if name in skip else run_check(fn, root, index, saved_umask)
     finally:
         os.chdir(saved_cwd)
         os.umask(saved_umask)
