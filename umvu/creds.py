@@ -159,8 +159,10 @@ def as_caller(cls: T) -> T:
 def _holding(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def held(*args: Any, **kwargs: Any) -> Any:
-        outer = _acting.applied
-        _apply(_acting.creds)
+        outer, want = _acting.applied, _acting.creds
+        if want is outer:  # the common case: the caller is the session's user (see Tracee.caller_creds)
+            return fn(*args, **kwargs)
+        _apply(want)
         try:
             return fn(*args, **kwargs)
         finally:

@@ -237,7 +237,8 @@ class Tracee:
         if not creds.SWITCHES:
             return creds.SESSION
         if self.creds is None:
-            self.creds = Creds.of(self.tid) or creds.SESSION
+            found = Creds.of(self.tid) or creds.SESSION
+            self.creds = creds.SESSION if found == creds.SESSION else found  # the same object: no switch
         return self.creds
 
     def getregs(self) -> arch.Regs:
