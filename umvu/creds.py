@@ -108,8 +108,16 @@ def serve(creds: Creds) -> Creds:
     """From now on this thread serves a call of ``creds``: what ``current()`` says, and what a
     module's ``as_caller`` methods act with.  Nothing changes in the kernel here (the core's own
     work, /proc included, stays the session's).  Returns the previous caller's, to restore."""
+    if creds is not SESSION and not _armed:
+        _arm()
     outer, _acting.creds = _acting.creds, creds
     return outer
+
+
+def serving_others() -> bool:
+    """Whether a caller other than the session's user was ever served (until then every caller's
+    credentials are the session's, and nothing needs to be said per call)."""
+    return _armed
 
 
 def _apply(creds: Creds) -> None:
@@ -137,6 +145,8 @@ def _apply(creds: Creds) -> None:
 
 
 T = TypeVar("T", bound=type)
+_armed = False  # a caller other than the session's user was served: as_caller classes are wrapped
+_callers: list[type] = []  # the as_caller classes
 
 
 def as_caller(cls: T) -> T:
@@ -144,16 +154,31 @@ def as_caller(cls: T) -> T:
     the caller's fs ids held, so that the host's kernel judges what it does as the caller's act.
 
     The public methods (the core's entry points) are wrapped, inherited ones too; the private
-    helpers they call run inside them.  When the session cannot take other ids (not root), the
-    class is left as it is: nothing to pay.
+    helpers they call run inside them.  Nothing is wrapped until a process that is not the
+    session's user makes a call (a root session where nobody switches users pays nothing), nor
+    ever when the session cannot take other ids (not root).
     """
-    if not SWITCHES:
-        return cls
+    if SWITCHES:
+        _callers.append(cls)
+        if _armed:
+            _wrap(cls)
+    return cls
+
+
+def _arm() -> None:
+    global _armed
+    _armed = True
+    for cls in _callers:
+        _wrap(cls)
+
+
+def _wrap(cls: type) -> None:
     names = {n for klass in cls.__mro__[:-1] for n, v in vars(klass).items()
              if inspect.isfunction(v) and not n.startswith("_")}
     for name in names:
-        setattr(cls, name, _holding(getattr(cls, name)))
-    return cls
+        fn = getattr(cls, name)
+        if not getattr(fn, "_holds", False):
+            setattr(cls, name, _holding(fn))
 
 
 def _holding(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -168,6 +193,7 @@ def _holding(fn: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             _apply(outer)
 
+    held._holds = True  # type: ignore[attr-defined]
     return held
 
 

@@ -1655,8 +1655,9 @@ async def fam_access(c: Call) -> Any:
         return REAL
     if c.sc.name == "faccessat2" and c.arg("atflags") & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         return REAL
-    if creds.SWITCHES and not (c.sc.name == "faccessat2" and c.arg("atflags") & AT_EACCESS):
-        c.t.acting = c.t.caller_creds().real()
+    who = c.t.caller_creds()
+    if who.real()[:3] != who[:3] and not (c.sc.name == "faccessat2" and c.arg("atflags") & AT_EACCESS):
+        c.t.acting = who.real()
         outer = creds.serve(c.t.acting)
         try:
             return await _access(c, mode)

@@ -676,7 +676,11 @@ class Tracer:
     def _step(self, t: Tracee, coro: Coroutine, value: Any) -> None:
         """Run ``t``'s handler to its next suspension, as ``t`` (creds.py: the host's checks are the caller's)."""
         outer, self.current = self.current, t
-        caller = creds.serve(t.acting or t.caller_creds()) if creds.SWITCHES else None
+        caller = None
+        if creds.SWITCHES:  # whose call it is: said only once someone not the session's user called
+            who = t.acting or t.creds or t.caller_creds()
+            if who is not creds.SESSION or creds.serving_others():
+                caller = creds.serve(who)
         try:
             req = coro.send(value)
         except StopIteration:
