@@ -95,7 +95,7 @@ def _entry(buf: bytes, at: int = 0) -> Entry:
 
 
 Body = bytes | tuple[bytes | memoryview, ...]  # a request's body, whole or in parts
-Held = tuple[int, int] | None  # (node, fh): the open file a request works on
+Held = tuple[int, int | None]  # (node, fh): the node a request works on, and the open file (if any)
 
 
 def _name(s: str) -> bytes:
@@ -111,7 +111,7 @@ class Connection(NodeOps):
         self.tracer = tracer
         self.log = log
         self.unique = 0
-        self.pending: dict[int, tuple[int, Promise, Held]] = {}  # unique -> (opcode, reply, the open file it uses)
+        self.pending: dict[int, tuple[int, Promise, Held]] = {}  # unique -> (opcode, reply, what it works on)
         self.dead = False
         self.ready = False  # INIT was answered and the daemon is there: requests go out at once
         self.mounted = False
@@ -156,7 +156,7 @@ class Connection(NodeOps):
         fut: Promise | None = None
         if reply:
             fut = Promise()
-            self.pending[unique] = (opcode, fut, (node, fh) if fh is not None else None)
+            self.pending[unique] = (opcode, fut, (node, fh))
         try:
             self.sock.sendmsg(msg, (), socket.MSG_DONTWAIT)
         except BlockingIOError:  # the daemon is behind: a thread waits for room
@@ -323,10 +323,10 @@ class Connection(NodeOps):
             if opcode in (LOOKUP, MKNOD, MKDIR, SYMLINK, LINK, CREATE):
                 node = ENTRY_OUT.unpack_from(out)[0]
                 if node:
-                    self.forget([(node, 1)])
-                    if opcode == CREATE:
+                    if opcode == CREATE:  # RELEASE first: the FORGET waits for its answer
                         fh = OPEN_OUT.unpack_from(out, ENTRY_OUT.size + ATTR.size)[0]
                         self._post(RELEASE, node, struct.pack("<QIIQ", fh, 0, 0, 0))
+                    self.forget([(node, 1)])
         except struct.error:
             pass
 
@@ -437,8 +437,25 @@ class Connection(NodeOps):
         return _entry(await self.request(LOOKUP, parent, _name(name)))
 
     def forget(self, nodes: list[tuple[int, int]]) -> None:
+        """FORGET (or BATCH_FORGET) the nodes, each once no request on it is unanswered.
+
+        The kernel evicts an inode only when nothing uses it, and a RELEASE
+        holds its inode until answered; here a file's last close sends
+        RELEASE and drops the node at once.  A threaded libfuse daemon that
+        served the FORGET first would look for a node it deleted, and abort
+        ("fuse internal error: node N not found").
+        """
         if self.dead:
             return
+        busy = {held[0] for _op, fut, held in self.pending.values() if not fut.done()}
+        if busy.intersection(n for n, _c in nodes):
+            later = [(n, c) for n, c in nodes if n in busy]
+            nodes = [(n, c) for n, c in nodes if n not in busy]
+            waited = {n for n, _c in later}
+            self._when_answered([fut for _op, fut, held in self.pending.values()
+                                 if held[0] in waited and not fut.done()], lambda: self.forget(later))
+            if not nodes:
+                return
         try:
             if len(nodes) == 1 or self.minor < 16:
                 for node, count in nodes:
@@ -584,7 +601,7 @@ class Connection(NodeOps):
         if self.dead:
             return
         try:
-            self.send(opcode, node, body)
+            self.send(opcode, node, body)  # (pending, with its node: a FORGET waits for it)
         except OSError:
             pass
 
@@ -617,16 +634,21 @@ class Connection(NodeOps):
         waiting = [fut for _op, fut, held in self.pending.values() if held == (node, fh) and not fut.done()]
         if not waiting:
             return False
-        left = [len(waiting)]
+        self._when_answered(waiting, then)
+        return True
+
+    @staticmethod
+    def _when_answered(futures: list[Promise], then: Any) -> None:
+        """Call ``then`` once every one of ``futures`` is done."""
+        left = [len(futures)]
 
         def one(_f: Promise) -> None:
             left[0] -= 1
             if not left[0]:
                 then()
 
-        for fut in waiting:
+        for fut in futures:
             fut.add_done_callback(one)
-        return True
 
     def release(self, node: int, fh: int, flags: int | None, flush: bool) -> None:
         if self._after_requests(node, fh, lambda: self.release(node, fh, flags, flush)):
