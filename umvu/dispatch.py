@@ -244,9 +244,11 @@ class Call:
             i = sc.path_args[0]
         dirfd_i = i - 1 if i > 0 and sc.args[i - 1] == "dirfd" else None
         dirfd = s32(self.args[dirfd_i]) if dirfd_i is not None else AT_FDCWD
-        if self.args[i] == 0 and dirfd != AT_FDCWD and (sc.family == "utime" or sc.family in ("stat", "statx")
-                                                        and self.arg("atflags") & AT_EMPTY_PATH):
-            path = ""  # utimensat(fd, NULL), and since Linux 6.10 fstatat(fd, NULL, AT_EMPTY_PATH): the fd itself
+        if self.args[i] == 0 and (dirfd != AT_FDCWD and sc.family == "utime" or sc.family in ("stat", "statx")
+                                  and self.arg("atflags") & AT_EMPTY_PATH):
+            # utimensat(fd, NULL), and since Linux 6.10 fstatat(fd, NULL, AT_EMPTY_PATH): the fd itself
+            # (AT_FDCWD too: the cwd)
+            path = ""
         else:
             path = self.read_str(i)
         t = self.t
