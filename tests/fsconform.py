@@ -1454,6 +1454,13 @@ def other_check(name):
     return register
 
 
+def _open_dir(path):
+    """A directory anyone may write in (whatever the umask): where the other user makes things."""
+    os.mkdir(path)
+    os.chmod(path, 0o777)
+    return path
+
+
 def _owned(path, uid, gid, mode):
     write_file(path, b"data\n")
     os.chown(path, uid, gid)
@@ -1486,8 +1493,7 @@ def _(d):
     os.chmod(j(d, "priv"), 0o700)
     _owned(j(d, "priv", "f"), 0, 0, 0o644)
     _owned(j(d, "secret"), 0, 0, 0o600)
-    os.mkdir(j(d, "o"), 0o777)
-    os.chmod(j(d, "o"), 0o777)
+    _open_dir(j(d, "o"))
     return as_other(lambda: {
         "unlink": attempt(os.unlink, j(d, "r", "f")),
         "rename_out": attempt(os.rename, j(d, "r", "f"), j(d, "o", "f")),
@@ -1527,9 +1533,7 @@ def _(d):
 
 @other_check("other.owner_of_new_objects")
 def _(d):
-    o = j(d, "o")
-    os.mkdir(o)
-    os.chmod(o, 0o777)
+    o = _open_dir(j(d, "o"))
 
     def run():
         write_file(j(o, "f"))
@@ -1565,9 +1569,7 @@ def _(d):
 
 @other_check("other.chown_own_file")
 def _(d):
-    o = j(d, "o")
-    os.mkdir(o)
-    os.chmod(o, 0o777)
+    o = _open_dir(j(d, "o"))
 
     def run():
         f = j(o, "f")

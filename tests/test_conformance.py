@@ -89,6 +89,14 @@ def _json(text: str) -> dict:
     return json.loads(text)
 
 
+def _native(where: Path, mask: str) -> dict:
+    """The checker's results on a real directory, natively, under ``mask``."""
+    r = subprocess.run(["bash", "-c", f"umask {mask}; {_checker(str(where))}"], capture_output=True, text=True,
+                       env=env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+    return _json(r.stdout)
+
+
 def _fuse_script(view: str, base: Path, mask: str, examples: Path, kernel: bool) -> str:
     """Mount the daemon at base/mnt, run the checker there under ``mask``, unmount."""
     mnt = base / "mnt"
@@ -143,9 +151,6 @@ def reports(top):
             (base / d).mkdir(parents=True)
         for d in (base, *base.iterdir()):
             d.chmod(0o755)
-        real = subprocess.run(["bash", "-c", f"umask {mask}; {_checker(str(base / 'real'))}"], capture_output=True,
-                              text=True, env=env(), timeout=120)
-        assert real.returncode == 0, real.stderr
         script = (f"umask {mask}; vumount -t vufs {base}/lower {base}/bind && {_checker(f'{base}/bind')} > "
                   f"{base}/bind.json && vumount -t vufs -o cow,upper={base}/up {base}/l1 {base}/cow && "
                   f"{_checker(f'{base}/cow')} > {base}/cow.json && {_checker(f'/unreal{base}/real2')} > "
@@ -153,7 +158,7 @@ def reports(top):
         r = subprocess.run([UMVU, "-o", "vufs,unreal", "bash", "-c", script], capture_output=True, text=True,
                            env=env(), timeout=300)
         assert r.returncode == 0, r.stderr
-        out[mask] = {"real": _json(real.stdout)}
+        out[mask] = {"real": _native(base / "real", mask)}
         for view in ("bind", "cow", "unreal"):
             out[mask][view] = _json((base / f"{view}.json").read_text())
     return out
@@ -174,8 +179,7 @@ def fuse_reports(top, examples):
                 real = top / f"f{mask}-{view}-real"
                 real.mkdir()
                 real.chmod(0o755)
-                ref = _json(subprocess.run(["bash", "-c", f"umask {mask}; {_checker(str(real))}"],
-                                           capture_output=True, text=True, env=env(), check=True).stdout)
+                ref = _native(real, mask)
             out[mask][view] = (got, ref, ROOT)
     return out
 
