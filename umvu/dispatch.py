@@ -1658,7 +1658,8 @@ async def fam_access(c: Call) -> Any:
     if c.sc.name == "faccessat2" and c.arg("atflags") & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         return REAL
     who = c.t.caller_creds()
-    if who.real()[:3] != who[:3] and not (c.sc.name == "faccessat2" and c.arg("atflags") & AT_EACCESS):
+    if (who.ruid != who.uid or who.rgid != who.gid) and not (c.sc.name == "faccessat2"
+                                                            and c.arg("atflags") & AT_EACCESS):
         c.t.acting = who.real()
         outer = creds.serve(c.t.acting)
         try:
