@@ -49,9 +49,9 @@ NOCREDS = frozenset({INIT, FORGET, BATCH_FORGET, RELEASE, RELEASEDIR, INTERRUPT,
 
 KERNEL_MAJOR, KERNEL_MINOR = 7, 31
 # INIT flags offered: what this side implements
-ASYNC_READ, BIG_WRITES, DO_READDIRPLUS, READDIRPLUS_AUTO = 1 << 0, 1 << 5, 1 << 13, 1 << 14
+ASYNC_READ, ATOMIC_O_TRUNC, BIG_WRITES, DO_READDIRPLUS, READDIRPLUS_AUTO = 1 << 0, 1 << 3, 1 << 5, 1 << 13, 1 << 14
 PARALLEL_DIROPS, MAX_PAGES, NO_OPEN_SUPPORT, NO_OPENDIR_SUPPORT = 1 << 18, 1 << 22, 1 << 17, 1 << 24
-OFFERED = ASYNC_READ | BIG_WRITES | DO_READDIRPLUS | READDIRPLUS_AUTO | PARALLEL_DIROPS | MAX_PAGES \
+OFFERED = ASYNC_READ | ATOMIC_O_TRUNC | BIG_WRITES | DO_READDIRPLUS | READDIRPLUS_AUTO | PARALLEL_DIROPS | MAX_PAGES \
     | NO_OPEN_SUPPORT | NO_OPENDIR_SUPPORT
 CHUNK = 128 * 1024  # READ for old daemons, and the kernel's default largest request (32 pages)
 MAX_IO = 1 << 20  # largest READ or WRITE when the daemon negotiated MAX_PAGES (the kernel's 256 pages)
@@ -412,6 +412,7 @@ class Connection(NodeOps):
             return
         self.minor = minor
         self.flags = flags & OFFERED
+        self.atomic_o_trunc = bool(flags & ATOMIC_O_TRUNC)
         pages = max_pages if flags & MAX_PAGES and max_pages else CHUNK // 4096
         # A WRITE is one message: it must fit the socket's send buffer (net.core.wmem_max for an
         # ordinary user: 208 KB by default, which SO_SNDBUF doubles, so 412 KB there; up to 1 MB where it allows).

@@ -134,6 +134,8 @@ def _opened(fi: Any) -> Opened:
 class PyFuse3Ops(NodeOps):
     """NodeOps over a pyfuse3.Operations object (its names and arguments, bytes for names)."""
 
+    atomic_o_trunc = True  # as libfuse3 negotiates with the kernel: open sees O_TRUNC, no setattr follows
+
     def __init__(self, ops: Any, runner: Trio, log: Any) -> None:
         self.ops = ops
         self.runner = runner

@@ -327,6 +327,17 @@ def _(d):
     return [size_open, read_file(j(d, "f")).decode()]
 
 
+@check("open.trunc_read_only")
+def _(d):
+    # O_TRUNC truncates a regular file whatever the access mode (it needs write permission)
+    write_file(j(d, "f"), b"0123456789")
+    with opened(j(d, "f"), os.O_RDONLY | os.O_TRUNC) as fd:
+        size_open = os.fstat(fd).st_size
+    os.chmod(j(d, "f"), 0o444)
+    return [size_open, os.stat(j(d, "f")).st_size, try_open(j(d, "f"), os.O_RDONLY | os.O_TRUNC)
+            if os.geteuid() else "root"]
+
+
 @check("open.append_after_lseek0")
 def _(d):
     write_file(j(d, "f"), b"hello")

@@ -554,6 +554,24 @@ rm mnt/ro1 && echo removed
 """
 
 
+def test_o_trunc_goes_in_open_to_a_daemon_that_takes_atomic_o_trunc(tmp_path, memfuse3):
+    """libfuse3 takes FUSE_ATOMIC_O_TRUNC: the kernel then sends O_TRUNC in OPEN's flags and no
+    SETATTR, so the daemon decides (memfuse3's open ignores it: the kernel's output is the old
+    tail); a read-only open with O_TRUNC is one too."""
+    (tmp_path / "mnt").mkdir()
+    r = sh(WAIT + f"""
+cd {tmp_path}
+{memfuse3} -d mnt 2> d.log & waitmnt mnt
+echo hello world > mnt/f; echo x > mnt/f; cat mnt/f
+python3 -c 'import os; os.close(os.open("mnt/f", os.O_RDONLY | os.O_TRUNC))'
+fusermount3 -u mnt; wait $!
+grep -c 'opcode: SETATTR' d.log; grep -o 'open flags: 0x[0-9a-f]*' d.log
+""")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["x", "llo", "world", "0", "open", "flags:", "0x8201", "open", "flags:", "0x8000",
+                                "open", "flags:", "0x8200"], r.stdout
+
+
 @pytest.mark.parametrize("option", ["", "-o default_permissions"])
 def test_default_permissions_checks_modes_as_the_kernel(tmp_path, memfuse3, option):
     """With default_permissions the mode bits decide, as the kernel's checks (its output for the

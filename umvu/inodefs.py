@@ -34,6 +34,7 @@ GRACE = 0.002
 FOPEN_DIRECT_IO, FOPEN_NOFLUSH = 1 << 0, 1 << 5
 FUSE_NAME_MAX = 1024  # the kernel's fuse_lookup refuses longer names
 O_TMPFILE_BIT = 0o20000000
+O_LARGEFILE = 0o100000  # in every f_flags on 64-bit (force_o_largefile): OPEN and CREATE carry it
 
 
 class Entry(NamedTuple):
@@ -75,6 +76,10 @@ class NodeOps:
     Names and arguments follow linux/fuse.h; see modules/fuse.py for the
     wire encoding.  An operation a file system lacks raises ENOSYS.
     """
+
+    #: the server truncates at OPEN with O_TRUNC in its flags (FUSE_ATOMIC_O_TRUNC, libfuse3's
+    #: default); else an open with O_TRUNC is followed by a SETATTR of the size, as the kernel does
+    atomic_o_trunc = False
 
     async def lookup(self, parent: int, name: str) -> Entry: ...
     def forget(self, nodes: list[tuple[int, int]]) -> None: ...
@@ -551,7 +556,10 @@ class InodeFS(FileSystem):
         elif not created:
             await self._may(node, (MAY_READ if acc != os.O_WRONLY else 0)
                             | (MAY_WRITE if acc != os.O_RDONLY or flags & os.O_TRUNC else 0))
-        wire = flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUNC)
+        # do_open truncates any regular file, read-only opens too, whatever size is cached
+        truncate = bool(flags & os.O_TRUNC) and stat.S_ISREG(st.st_mode)
+        atomic = truncate and self.ops.atomic_o_trunc
+        wire = flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY | (0 if atomic else os.O_TRUNC)) | O_LARGEFILE
         op = "opendir" if is_dir else "open"
         try:
             opened = await self._call(op, node, wire)
@@ -561,9 +569,13 @@ class InodeFS(FileSystem):
             opened = Opened(0, 0)
         self._ref(node, 1)
         h = Handle(node, opened, is_dir, flags)
-        if flags & os.O_TRUNC and not is_dir and flags & os.O_ACCMODE != os.O_RDONLY:
-            try:  # whatever size is cached: the kernel always truncates
-                await self._setattr(node, h.fh, SetAttr(size=0))
+        if atomic:
+            self._stale(node)  # the server truncated (or chose not to): ask it
+        elif truncate:
+            # the kernel's SETATTR (fuse_do_setattr, ATTR_OPEN) names no fh: the one just opened
+            # may be read-only
+            try:
+                await self._setattr(node, None, SetAttr(size=0, mtime="now"))
             except BaseException:
                 self._close(h)
                 raise
@@ -573,7 +585,7 @@ class InodeFS(FileSystem):
         head, name = _split(path)
         parent = await self._node(head)
         await self._may_create(parent, name)
-        wire = flags & ~(os.O_NOCTTY | os.O_TRUNC)
+        wire = flags & ~os.O_NOCTTY | O_LARGEFILE  # the file's f_flags, as the kernel sends them
         if "create" not in self.nosys:
             try:
                 e, opened = await self._call("create", parent, name, wire, stat.S_IFREG | mode)
