@@ -178,6 +178,29 @@ os.execv("/bin/bash", ["bash", "-c", f"ls -l /proc/$$/fd | grep -c ' {{e}} ->' ;
     assert lines[6] == "a"  # the inherited virtual fd 20 still reads, after exec, from its offset
 
 
+def test_fdinfo_of_a_virtual_fd_shows_its_open_file(tree):
+    """/proc/PID/fdinfo/N shows the open file's offset, flags (close-on-exec too), mount and inode,
+    as the kernel does for a real fd, not the placeholder that holds the number."""
+    code = f"""
+import os
+t = "/unreal{tree}/a.txt"
+a = os.open(t, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+os.read(a, 3)
+info = dict(line.split(":\\t") for line in open(f"/proc/self/fdinfo/{{a}}").read().splitlines())
+ids = {{line.split()[4]: line.split()[0] for line in open("/proc/self/mountinfo")}}
+print(info["pos"], info["flags"], info["mnt_id"] == ids["/unreal"], int(info["ino"]) == os.stat(t).st_ino)
+"""
+    r = py(code, *U)
+    assert r.returncode == 0, r.stderr
+    native = os.open(tree / "a.txt", os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+    try:
+        os.read(native, 3)
+        flags = open(f"/proc/self/fdinfo/{native}").read().split("flags:\t")[1].split()[0]
+    finally:
+        os.close(native)
+    assert r.stdout.split() == ["3", flags, "True", "True"]
+
+
 def test_close_range_releases_virtual_fds(tree):
     code = f"""
 import os

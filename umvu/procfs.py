@@ -4,7 +4,9 @@ The hypervisor walks paths in its own process, where /proc/self is itself:
 the magic links (/proc/self, /proc/PID/cwd, root, fd/N) are answered here for
 the traced process they name, in the view's terms.  And /proc/PID/mounts and
 mountinfo (hence /proc/mounts and /etc/mtab, symlinks to them) list the
-virtual mounts after the host's, so findmnt, df, mount and umount see them.
+virtual mounts after the host's, so findmnt, df, mount and umount see them;
+/proc/PID/fdinfo/N of a virtual fd shows its open file (offset, flags, mount,
+inode), not the placeholder the kernel holds at that number.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from umvu.vfs import FileSystem
 if TYPE_CHECKING:
     from umvu.tracer import Tracee, Tracer
 
-_PID_PATH = re.compile(r"^/proc/(\d+)(?:/task/(\d+))?/(cwd|root|exe|fd/\d+|mounts|mountinfo)$")
+_PID_PATH = re.compile(r"^/proc/(\d+)(?:/task/(\d+))?/(cwd|root|exe|fd/\d+|fdinfo/\d+|mounts|mountinfo)$")
+O_LARGEFILE = 0o100000
 
 
 class MountTableFS(FileSystem):
-    """/proc/PID/mounts and mountinfo: a snapshot taken at open, as the kernel's seq_file."""
+    """/proc/PID/mounts, mountinfo, and fdinfo/N of a virtual fd: a snapshot taken at open, as the
+    kernel's seq_file."""
 
     fstype = "proc"
 
@@ -46,14 +50,32 @@ class MountTableFS(FileSystem):
         if mode & (os.W_OK | os.X_OK):
             raise OSError(errno.EACCES, "read-only")
 
-    def open(self, path: str, flags: int, mode: int) -> bytes:
+    async def open(self, path: str, flags: int, mode: int) -> bytes:
         if flags & os.O_ACCMODE != os.O_RDONLY:
             raise OSError(errno.EACCES, "read-only")
         pid, name = self._parse(path)
         t = self.tracer.tracees.get(pid)
+        if name.startswith("fdinfo/"):
+            return await self._fdinfo(t, pid, int(name[7:]))
         root = t.fs.root if t is not None else "/"
         render = mounts_mod.mountinfo if name == "mountinfo" else mounts_mod.mounts
         return render(pid, list(self.tracer.registry), root).encode()
+
+    async def _fdinfo(self, t: Tracee | None, pid: int, fd: int) -> bytes:
+        of = t.files.get(fd) if t is not None else None
+        if of is None:  # closed since the lookup: the host's answer
+            with open(f"/proc/{pid}/fdinfo/{fd}", "rb") as f:
+                return f.read()
+        st = of.mount.fs.fstat(of.handle)
+        if hasattr(st, "__await__"):
+            st = await st
+        cloexec = 0
+        with open(f"/proc/{pid}/fdinfo/{fd}") as f:  # the kernel holds close-on-exec with the number
+            for line in f:
+                if line.startswith("flags:"):
+                    cloexec = int(line.split()[1], 8) & os.O_CLOEXEC
+        flags = of.flags | cloexec | (0 if of.flags & os.O_PATH else O_LARGEFILE)
+        return f"pos:\t{of.offset}\nflags:\t0{flags:o}\nmnt_id:\t{of.mount.id}\nino:\t{st.st_ino}\n".encode()
 
     def read(self, handle: bytes, size: int, offset: int) -> bytes:
         return handle[offset : offset + size]
@@ -98,7 +120,7 @@ class ProcView:
 
     def _place(self, caller: Tracee, path: str) -> str | None:
         m = _PID_PATH.match(path)
-        if not m or m.group(3) in ("mounts", "mountinfo"):
+        if not m or m.group(3) in ("mounts", "mountinfo") or m.group(3).startswith("fdinfo/"):
             return None
         t = self.tracer.tracees.get(int(m.group(2) or m.group(1)))
         if t is None:
@@ -125,8 +147,13 @@ class ProcView:
         return t.files.view_of(t.tid, int(what[3:]))  # a real fd a module handed out
 
     def synthetic(self, path: str) -> Mount | None:
-        """The mount serving a /proc file umvu must write itself (the mount tables)."""
+        """The mount serving a /proc file umvu must write itself (the mount tables, a virtual fd's
+        fdinfo)."""
         m = _PID_PATH.match(path)
-        if m and m.group(3) in ("mounts", "mountinfo") and self.tracer.registry:
-            return self.table
-        return None
+        if not m or not self.tracer.registry:
+            return None
+        what = m.group(3)
+        if what.startswith("fdinfo/"):
+            t = self.tracer.tracees.get(int(m.group(2) or m.group(1)))
+            return self.table if t is not None and t.files.get(int(what[7:])) is not None else None
+        return self.table if what in ("mounts", "mountinfo") else None
