@@ -9,6 +9,7 @@ unreal test module does).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 
@@ -131,17 +132,19 @@ class Unreal(HostFdLocks, FileSystem):
             os.utime(self.real(path), ns=times_ns, follow_symlinks=False)
 
     # Changes through an open file reach the file itself (its host fd), renamed, removed or unnamed.
+    # fchownat, fchmodat2 and utimensat with AT_EMPTY_PATH take an O_PATH fd too, which the f-calls
+    # refuse: its /proc link reaches the same file.
     def fchmod(self, handle: int, mode: int, path: str | None) -> None:
-        os.fchmod(handle, mode)
+        os.chmod(_itself(handle), mode)
 
     def fchown(self, handle: int, uid: int, gid: int, path: str | None) -> None:
-        os.fchown(handle, uid, gid)
+        os.chown(_itself(handle), uid, gid)
 
     def futime(self, handle: int, times_ns: tuple[int, int] | None, path: str | None) -> None:
         if times_ns is None:
-            os.utime(handle)
+            os.utime(_itself(handle))
         else:
-            os.utime(handle, ns=times_ns)
+            os.utime(_itself(handle), ns=times_ns)
 
     def fgetxattr(self, handle: int, name: str, path: str | None) -> bytes:
         return os.getxattr(handle, name)
@@ -166,6 +169,12 @@ class Unreal(HostFdLocks, FileSystem):
 
     def removexattr(self, path: str, name: str) -> None:
         os.removexattr(self.real(path), name, follow_symlinks=False)
+
+
+def _itself(fd: int) -> int | str:
+    """What reaches the file a host fd holds, for chmod, chown and utime: the fd, or for an O_PATH
+    fd its /proc link."""
+    return f"/proc/self/fd/{fd}" if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_PATH else fd
 
 
 @hookimpl

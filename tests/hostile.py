@@ -340,7 +340,9 @@ class Fuzzer:
             try:
                 info = open(f"/proc/self/fdinfo/{SLOT0 + k}").read().split()
                 flags = oct(int(info[info.index("flags:") + 1], 8))
-                sys.stderr.write(f"before {i}: slot{k} {os.readlink(f'/proc/self/fd/{SLOT0 + k}')} {flags}\n")
+                pos, size = info[info.index("pos:") + 1], os.fstat(SLOT0 + k).st_size
+                sys.stderr.write(f"before {i}: slot{k} {os.readlink(f'/proc/self/fd/{SLOT0 + k}')} {flags} "
+                                 f"pos {pos} size {size}\n")
             except OSError:
                 pass
 

@@ -59,13 +59,30 @@ KNOWN: list[tuple[tuple[str, ...], Callable[[Diff], bool], str]] = [
      "read), so reads, seeks and listings of a directory at such offsets answer otherwise"),
     (VIEWS, lambda d: d.name in ("sendfile", "copy_file_range") and d.native == "EOVERFLOW",
      "the largest file: ext4's is 16 TiB, a view's the kernel's largest offset (LLONG_MAX)"),
+    (("bind", "cow"), lambda d: _stat_by_path_with_empty_path_flag(d),
+     "the filter lets fstatat and statx with AT_EMPTY_PATH from a real dirfd run without a stop (glibc's "
+     "fstat): with a non-empty path that leaves a vufs mount by '..' from a directory fd it handed out, "
+     "the kernel walks from the host directory (docs/architecture.md, the filter)"),
     (("unreal",), lambda d: d.name == "lseek" and d.call.rstrip(")").rsplit(", ", 1)[-1] in ("3", "4"),
      "SEEK_DATA and SEEK_HOLE see each file's block layout: ext4 keeps blocks for the whole range of a write "
      "whose buffer faulted part way (64 KiB written, 1 MiB allocated), unreal writes what could be read"),
     (("unreal",), lambda d: d.tree and _size_only(d) > 0,
      "a write whose buffer faults at its first byte, at an offset past the end, has already grown the "
      "file on ext4 and tmpfs (their page-cache write path); unreal's module is not asked to write at all"),
+    (("unreal",), lambda d: d.name in ("read", "readv", "pread64", "preadv", "preadv2") and d.native == "EFAULT"
+     and d.view == "0",
+     "what follows from the rule above: a later read with a bad buffer between the two ends is EFAULT on "
+     "the grown native file and the end of the file (0, the buffer untouched) in the view"),
 ]
+
+
+def _stat_by_path_with_empty_path_flag(d: Diff) -> bool:
+    if d.name not in ("newfstatat", "statx"):
+        return False
+    args = d.call[len(d.name) + 1:-1].split(", ")
+    flags = args[3 if d.name == "newfstatat" else 2]
+    return (args[0] != "AT_FDCWD" and args[1].startswith('"') and args[1] != '""' and flags.startswith("0x")
+            and bool(int(flags, 16) & 0x1000))
 
 
 def _size_only(d: Diff) -> int:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 AT_SYMLINK_NOFOLLOW, AT_REMOVEDIR, AT_EACCESS, AT_SYMLINK_FOLLOW = 0x100, 0x200, 0x200, 0x400
 AT_NO_AUTOMOUNT, AT_EMPTY_PATH, AT_STATX_SYNC_TYPE = 0x800, 0x1000, 0x6000
+STAT_FLAGS = AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE  # vfs_statx takes these
 O_TMPFILE_BIT = 0o20000000  # __O_TMPFILE; O_TMPFILE is it with O_DIRECTORY
 O_TMPFILE = O_TMPFILE_BIT | os.O_DIRECTORY
 VALID_OPEN_FLAGS = (os.O_ACCMODE | os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUNC | os.O_APPEND | os.O_NONBLOCK
@@ -176,12 +177,32 @@ def _access(c: Call) -> None:
         raise _einval("faccessat2 flags")
 
 
+def _names_the_fd(c: Call, flags: int) -> bool:
+    """getname_maybe_null: AT_EMPTY_PATH with a NULL or empty path and an fd (not AT_FDCWD) makes
+    fstatat and statx calls on the fd, where fewer flags are checked (a path that faults is not one)."""
+    if not flags & AT_EMPTY_PATH or _s32(c.args[0]) < 0:
+        return False
+    try:
+        return not c.args[1] or memory.read(c.t.tid, c.args[1], 1) == b"\0"
+    except OSError:
+        return False
+
+
+def _fstatat(c: Call) -> None:
+    """vfs_fstatat (Linux 6.11+): with AT_EMPTY_PATH, a NULL or empty path and an fd (not AT_FDCWD),
+    the call is vfs_fstat of the fd and no other flag is looked at; otherwise vfs_statx checks them
+    before the path (a path that faults is EINVAL with bad flags)."""
+    flags = _u32(c.arg("atflags"))
+    if flags & ~STAT_FLAGS and not _names_the_fd(c, flags):
+        raise _einval("newfstatat flags")  # vfs_statx's mask: newfstatat takes statx's sync bits too
+
+
 def _statx(c: Call) -> None:
-    """do_statx and vfs_statx."""
+    """do_statx and vfs_statx; do_statx_fd checks only the sync type and the mask."""
     flags, mask = _u32(c.args[2]), _u32(c.args[3])
     if flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE or mask & STATX__RESERVED:
         raise _einval("statx flags or mask")
-    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE):
+    if flags & ~STAT_FLAGS and not _names_the_fd(c, flags):
         raise _einval("statx flags")
 
 
@@ -324,8 +345,7 @@ BEFORE: dict[str, Callable[[Call], int | None]] = {
     "readlink": _readlink, "readlinkat": _readlink,
     "fchmodat2": _at_flags(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH),
     "fchownat": _at_flags(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH),
-    # vfs_statx's mask: newfstatat takes statx's sync bits too
-    "newfstatat": _at_flags(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE),
+    "newfstatat": _fstatat,
     "statx": _statx,
     "access": _access, "faccessat": _access, "faccessat2": _access,
     "utime": _utime, "utimes": _utime, "futimesat": _utime, "utimensat": _utime,

@@ -265,13 +265,18 @@ class Call:
                 path, fd_itself = ".", True
             else:
                 of = t.files.get(dirfd)
+                if sc.family == "utime" and self.args[i] == 0 and (
+                        of.flags & os.O_PATH if of is not None else
+                        t.files.places and t.files.view_of(t.tid, dirfd) is not None
+                        and _real_flags(t.tid, dirfd) & os.O_PATH):
+                    raise OSError(errno.EBADF, "an O_PATH fd")  # do_utimes_fd: fdget, unlike a lookup from it
                 if of is not None:
                     r = Resolved(of.path, of.mount, None)
                     r.of = of  # type: ignore[attr-defined]
                     return r
                 if locate:
                     return await self._locate_fd(dirfd)
-                if not t.files.hosted or t.files.view_of(t.tid, dirfd) is None:
+                if not t.files.places or t.files.view_of(t.tid, dirfd) is None:
                     return None
                 path, fd_itself = ".", True  # a real fd a module handed out: the file it names in the view
         virtual_base = False
@@ -300,7 +305,7 @@ class Call:
                 if not start.startswith("/"):
                     raise OSError(errno.ENOTDIR, "dirfd is not a directory")  # path_init, before any name
                 real_dirfd = not fd_itself  # whether it is a directory: asked only if umvu answers
-                view = t.files.view_of(t.tid, dirfd, start) if t.files.hosted else None
+                view = t.files.view_of(t.tid, dirfd, start) if t.files.places else None
                 if view is not None:  # a real directory fd a module handed out
                     start, virtual_base = view, True
         if not hv.registry and not virtual_base and not confined:
@@ -400,7 +405,7 @@ class Call:
             return
         ret = await t.finish_syscall(self.regs)
         if ret >= 0 and self.handed is not None and self.sc.family in ("open", "openat2"):
-            t.files.hosted[ret] = self.handed  # a real fd: remember where it is in the view
+            t.files.hand(ret, *self.handed)  # a real fd: remember where it is in the view
             m = self.via.get(self.sc.path_args[0])
             if m is not None:
                 if self.hv.shadows.is_fifo(self.handed[1]):
@@ -578,10 +583,10 @@ async def _open(c: Call, flags: int, mode: int) -> Any:
             raise OSError(errno.ENOTDIR, "O_TMPFILE in what is not a directory")
         if flags & os.O_CREAT and flags & os.O_EXCL:
             raise OSError(errno.EEXIST, "exists")
+        if flags & os.O_DIRECTORY and not stat_mod.S_ISDIR(st.st_mode):
+            raise OSError(errno.ENOTDIR, "not a directory")  # do_open, before may_open's ELOOP
         if stat_mod.S_ISLNK(st.st_mode) and not flags & os.O_PATH:
             raise OSError(errno.ELOOP, "is a symlink (O_NOFOLLOW)")
-        if flags & os.O_DIRECTORY and not stat_mod.S_ISDIR(st.st_mode):
-            raise OSError(errno.ENOTDIR, "not a directory")
         if tmpfile:
             mode &= ~c.t.fs.umask
         elif stat_mod.S_ISDIR(st.st_mode) and (acc != os.O_RDONLY or flags & (os.O_CREAT | os.O_TRUNC)) \
@@ -828,7 +833,7 @@ async def fam_flock(c: Call) -> Any:
 
 # -- I/O ---------------------------------------------------------------------------------
 
-RWF_SUPPORTED = 0xFF  # RWF_HIPRI ... RWF_DONTCACHE: preadv2 and pwritev2 refuse other bits (EOPNOTSUPP)
+RWF_SUPPORTED = 0x1FF  # RWF_HIPRI ... RWF_NOSIGNAL: preadv2 and pwritev2 refuse other bits (EOPNOTSUPP)
 RWF_ATOMIC, RWF_NOWAIT, RWF_APPEND, RWF_NOAPPEND = 0x40, 0x08, 0x10, 0x20
 
 
@@ -856,10 +861,14 @@ def _rw_args(c: Call, of: OpenFile, write: bool) -> tuple[list[tuple[int, int]],
             raise _Answer(0)  # vfs_readv, vfs_writev: nothing to move is 0, before anything else
     if off is not None and off + sum(n for _b, n in bufs) > memory.SSIZE_MAX:
         raise OSError(errno.EINVAL, "the range passes the largest offset")
-    if name in ("preadv2", "pwritev2") and c.args[5] & 0xFFFFFFFF & (~RWF_SUPPORTED | RWF_ATOMIC
-                                                                     | (RWF_NOWAIT if write else 0)):
+    rwf = c.args[5] & 0xFFFFFFFF if name in ("preadv2", "pwritev2") else 0
+    if rwf & ~RWF_SUPPORTED:  # kiocb_set_rw_flags, in its order
+        raise OSError(errno.EOPNOTSUPP, "unknown RWF_ flags")
+    if rwf & RWF_APPEND and rwf & RWF_NOAPPEND:
+        raise OSError(errno.EINVAL, "RWF_APPEND with RWF_NOAPPEND")
+    if rwf & (RWF_ATOMIC | (RWF_NOWAIT if write else 0)):
         # RWF_ATOMIC no file of a view takes; RWF_NOWAIT writes neither ext4 nor FUSE take buffered
-        raise OSError(errno.EOPNOTSUPP, "unknown RWF_ flags, RWF_ATOMIC, or RWF_NOWAIT on a write")
+        raise OSError(errno.EOPNOTSUPP, "RWF_ATOMIC, or RWF_NOWAIT on a write")
     return bufs, off
 
 
@@ -1469,7 +1478,7 @@ async def _stat_of(c: Call) -> tuple[os.stat_result, int] | None:
     if c.sc.args[0] == "fd":
         of = c.vfd(0)
         if of is None:  # a real fd: the kernel's, unless it stands in for a module's file (a FIFO)
-            r = await _handed_out(c, "read", path_ok=True) if c.t.files.hosted else None
+            r = await _handed_out(c, "read", path_ok=True) if c.t.files.places else None
             return None if r is None else _dev(r.mount, _need(r))
         return _dev(of.mount, await maybe(of.mount.fs.fstat(of.handle)))
     r = await c.target()
@@ -1520,7 +1529,7 @@ async def fam_statfs(c: Call) -> Any:
             s = await maybe(of.mount.fs.fstatfs(of.handle, of.mount.inner(of.path) if of.named else None))
         else:
             fd = s32(c.args[0])
-            view = c.t.files.view_of(c.t.tid, fd) if c.t.files.hosted else None
+            view = c.t.files.view_of(c.t.tid, fd) if c.t.files.places else None
             m = c.hv.registry.lookup(view) if view is not None else None
             if m is None:
                 return REAL
@@ -1709,7 +1718,7 @@ async def fam_chdir(c: Call) -> Any:
         of = c.vfd(0)
         if of is None:
             view = None
-            if c.t.files.hosted:  # a copy of a handed-out directory fd, made unseen, is found by its name
+            if c.t.files.places:  # a copy of a handed-out directory fd, made unseen, is found by its name
                 try:
                     view = c.t.files.view_of(c.t.tid, s32(c.args[0]),
                                              os.readlink(f"/proc/{c.t.tid}/fd/{s32(c.args[0])}"))
@@ -2115,7 +2124,7 @@ async def _handed_out(c: Call, intent: str, path_ok: bool = False) -> Resolved |
     An O_PATH fd is EBADF, as fdget finds it, unless the call takes one (``path_ok``: fstat)."""
     t = c.t
     fd = s32(c.args[0])
-    view = t.files.view_of(t.tid, fd) if t.files.hosted else None
+    view = t.files.view_of(t.tid, fd) if t.files.places else None
     m = c.hv.registry.lookup(view) if view is not None else None
     if m is None:
         return None

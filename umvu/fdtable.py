@@ -18,6 +18,8 @@ from typing import Any
 from umvu.registry import Mount
 from umvu.vfs import DirEntry
 
+PLACES_KEPT = 4096  # handed-out host paths remembered per table (a tree walk hands out one per directory)
+
 
 @dataclass(eq=False)
 class OpenFile:
@@ -53,6 +55,10 @@ class FdTable:
         # kernel owns them and closes them unseen, so an entry is trusted only while
         # the fd still names that host path.
         self.hosted: dict[int, tuple[str, str]] = {}
+        # host path -> view path of what was handed out, most recent last: an unseen copy of a
+        # handed-out fd (dup of an fd no layer guards) outlives the entry of its original, whose
+        # number the process may close and reuse for another file.
+        self.places: dict[str, str] = {}
         # Sockets whose writes a consumer takes (vfs.Connect), known good: fd -> consumer.  Every
         # way of putting another file at such a number stops (close, dup2, dup3, close_range;
         # exec), and empties this, so a FUSE reply needs no readlink to find its connection.
@@ -81,11 +87,19 @@ class FdTable:
             if entry[1] == link:
                 return entry[0]
             del hosted[fd]
-        for view, host in hosted.values():
-            if host == link:
-                hosted[fd] = (view, host)
-                return view
-        return None
+        view = self.places.get(link)
+        if view is not None:
+            hosted[fd] = (view, link)
+        return view
+
+    def hand(self, fd: int, view: str, host: str) -> None:
+        """Real fd ``fd`` names ``host``, which is ``view`` in the view."""
+        self.hosted[fd] = (view, host)
+        places = self.places
+        places.pop(host, None)
+        places[host] = view
+        if len(places) > PLACES_KEPT:
+            del places[next(iter(places))]
 
     def __bool__(self) -> bool:
         return bool(self.fds)
@@ -116,6 +130,7 @@ class FdTable:
         new = FdTable()
         new.fds = dict(self.fds)
         new.hosted = dict(self.hosted)
+        new.places = dict(self.places)
         for of in new.fds.values():
             of.refs += 1
         return new
