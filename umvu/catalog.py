@@ -74,6 +74,10 @@ def _names_fd(param: tuple[str, str]) -> bool:
     return typ in ("int", "unsigned int", "unsigned long") and bool(FD_PARAMS.match(name))
 
 
+CHOSEN = {"fd": "chosen by its fd", "ioctl": "chosen by its fd, then its request", "path": "chosen by its path",
+          "nr": "chosen by its number", "custom": "chosen by its handler"}  # syscalls.py's choice column
+
+
 class Treatment(NamedTuple):
     stops: str  # when the call stops
     virtual: str  # what umvu does when it involves something virtual
@@ -101,7 +105,7 @@ def treatment(c: Call) -> Treatment:
                              "(/dev/null, open for reading): the kernel's answer for a file that is no socket, "
                              "pipe or special file", "placeholder")
         return Treatment("never", "nothing it names can be virtual", "never")
-    what = _family_note(sc.family)
+    what = f"{CHOSEN[sc.choice]}: {_family_note(sc.family)}"
     if sc.family in syscalls.ALWAYS_TRACED:
         return Treatment("always", what, "always")
     if sc.path_args or sc.addr_args or sc.family in syscalls.MOUNTED_FAMILIES:

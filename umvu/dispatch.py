@@ -16,6 +16,7 @@ the tracee gets -errno; any other exception is a bug, logged, and EIO.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import os
 import signal as signal_mod
@@ -130,6 +131,9 @@ class Call:
         self.handed: tuple[str, str] | None = None  # (view path, host path) given to the kernel
         self.oflags: int | None = None  # an open's flags when no argument holds them (openat2's struct)
         self.addr_host: str | None = None  # the name an AF_UNIX address was rewritten to
+        # the chosen service of a call chosen by fd (syscalls.py, choice): its virtual open file
+        # (None: a real fd a module handed out, for the calls its layer stops)
+        self.of: OpenFile | None = None
 
     @property
     def regs(self) -> arch.Regs:
@@ -210,8 +214,7 @@ class Call:
         """Path argument ``i`` without its trailing slashes, the last component not followed."""
         saved_str, saved_sc = self.strings.get(i), self.sc
         self.strings[i] = self.read_str(i).rstrip("/") or "/"
-        self.sc = Syscall(self.sc.name, self.sc.nr, tuple("lpath" if k == i else a for k, a in enumerate(self.sc.args)),
-                          self.sc.family)
+        self.sc = dataclasses.replace(self.sc, args=tuple("lpath" if k == i else a for k, a in enumerate(self.sc.args)))
         try:
             return await self.locate(i)
         finally:
@@ -691,7 +694,7 @@ async def fam_close(c: Call) -> Any:
     then, if that was the last fd, released (RELEASE after FLUSH's answer)."""
     of = c.vfd(0)
     released = c.t.files.remove(s32(c.args[0]))
-    if of is None or of.flags & os.O_PATH or of.is_dir or type(of.mount.fs).flush is FileSystem.flush:
+    if of is None or of.flags & os.O_PATH or of.is_dir or type(of.ops).flush is FileSystem.flush:
         if released is not None:  # nothing to flush: no stop at the call's exit
             c.hv.release(released)
         return REAL  # the kernel closes the placeholder
@@ -699,7 +702,7 @@ async def fam_close(c: Call) -> Any:
     try:
         ret = await c.t.finish_syscall()  # the placeholder's number is free from here, as in the kernel
         try:
-            await maybe(of.mount.fs.flush(of.handle))
+            await maybe(of.ops.flush(of.handle))
         except OSError as e:
             failed = e
         except Exception as e:  # a module's bug: logged, and the fd is still closed
@@ -805,14 +808,14 @@ async def _record_lock(c: Call, of: OpenFile, cmd: int) -> int:
     if whence == os.SEEK_CUR:
         start, whence = start + of.offset, os.SEEK_SET
     elif whence == os.SEEK_END:
-        start, whence = start + (await maybe(of.mount.fs.fstat(of.handle))).st_size, os.SEEK_SET
+        start, whence = start + (await maybe(of.ops.fstat(of.handle))).st_size, os.SEEK_SET
     elif whence != os.SEEK_SET:
         raise OSError(errno.EINVAL, "bad whence")
     if start < 0:
         raise OSError(errno.EINVAL, "negative start")
     get = cmd in (F_GETLK, F_OFD_GETLK)
     wait = cmd in (F_SETLKW, F_OFD_SETLKW)
-    got = await maybe(of.mount.fs.lock(of.handle, "get" if get else "wait" if wait else "set", l_type, start, length))
+    got = await maybe(of.ops.lock(of.handle, "get" if get else "wait" if wait else "set", l_type, start, length))
     if get:
         c.write(c.args[2], abi.FLOCK.pack(*(got or (2, 0, start, length, 0))))
     return 0
@@ -821,13 +824,11 @@ async def _record_lock(c: Call, of: OpenFile, cmd: int) -> int:
 @family("flock")
 async def fam_flock(c: Call) -> Any:
     """The module's flock (enforced by modules whose files are host fds)."""
-    of = c.vfd(0)
-    if of is None:
-        return REAL
+    of = _chosen(c)
     op = s32(c.args[1])  # checked already (argcheck)
     if op & ~4 != 8 and not (of.readable or of.writable):  # open with the access mode 3
         raise OSError(errno.EBADF, "neither open for reading nor for writing")
-    await maybe(of.mount.fs.flock(of.handle, op))
+    await maybe(of.ops.flock(of.handle, op))
     return 0
 
 
@@ -876,15 +877,13 @@ def _rw_args(c: Call, of: OpenFile, write: bool) -> tuple[list[tuple[int, int]],
 async def fam_read(c: Call) -> Any:
     """The module reads at the fd's offset (or pread's), into the caller's buffers; a buffer that
     faults part way ends the read there, with what was copied (EFAULT if nothing was)."""
-    of = c.vfd(0)
-    if of is None:
-        return REAL
+    of = _chosen(c)
     bufs, off = _rw_args(c, of, write=False)
     if of.is_dir:
         raise OSError(errno.EISDIR, "is a directory")
     total = sum(n for _, n in bufs)
     pos = of.offset if off is None else off
-    data = await maybe(of.mount.fs.read(of.handle, total, pos)) if total else b""
+    data = await maybe(of.ops.read(of.handle, total, pos)) if total else b""
     done = 0
     for addr, n in bufs:
         if done >= len(data):
@@ -955,11 +954,9 @@ async def fam_write(c: Call) -> Any:
     """The module writes what the caller's buffers hold, at the fd's offset, pwrite's, or the end (O_APPEND,
     pwrite's too, as on Linux); a buffer that faults part way ends the write there (EFAULT if nothing
     could be read)."""
-    of = c.vfd(0)
-    if of is None:
-        return REAL  # a socket with a consumer was served before dispatch (Hypervisor.on_syscall)
+    of = _chosen(c)  # a socket with a consumer was served before dispatch (Hypervisor.on_syscall)
     bufs, off = _rw_args(c, of, write=True)
-    fs = of.mount.fs
+    fs = of.ops
     rwf = c.args[5] & 0xFFFFFFFF if c.sc.name == "pwritev2" else 0
     if (of.flags & os.O_APPEND or rwf & RWF_APPEND) and not rwf & RWF_NOAPPEND:
         pos = (await maybe(fs.fstat(of.handle))).st_size  # pwrite(2): "appends data regardless of offset"
@@ -977,19 +974,17 @@ async def fam_write(c: Call) -> Any:
 @family("lseek")
 async def fam_lseek(c: Call) -> Any:
     """The open file's offset, with the module's SEEK_DATA and SEEK_HOLE where it has them."""
-    of = c.vfd(0)
-    if of is None:
-        return REAL
+    of = _chosen(c)
     off, whence = s64(c.args[1]), s32(c.args[2])
     if whence == os.SEEK_SET:
         new = off
     elif whence == os.SEEK_CUR:
         new = of.offset + off
     elif whence in (os.SEEK_DATA, os.SEEK_HOLE) and \
-            (new := await maybe(of.mount.fs.seek(of.handle, off, whence))) is not None:
+            (new := await maybe(of.ops.seek(of.handle, off, whence))) is not None:
         pass
     elif whence in (os.SEEK_END, os.SEEK_DATA, os.SEEK_HOLE):
-        size = (await maybe(of.mount.fs.fstat(of.handle))).st_size
+        size = (await maybe(of.ops.fstat(of.handle))).st_size
         if whence == os.SEEK_END:
             new = size + off
         elif off >= size or off < 0:
@@ -1007,13 +1002,11 @@ async def fam_lseek(c: Call) -> Any:
 @family("getdents")
 async def fam_getdents(c: Call) -> Any:
     """The module's listing of the open directory, packed as the kernel's dirents."""
-    of = c.vfd(0)
-    if of is None:
-        return REAL
+    of = _chosen(c)
     if not of.is_dir:
         raise OSError(errno.ENOTDIR, "not a directory")
     if of.dents is None or of.offset == 0:
-        of.dents = list(await maybe(of.mount.fs.getdents(of.handle)))
+        of.dents = list(await maybe(of.ops.getdents(of.handle)))
     pack = abi.pack_dirent64 if c.sc.name == "getdents64" else abi.pack_dirent
     room = c.args[2] & 0xFFFFFFFF
     out = bytearray()
@@ -1034,30 +1027,27 @@ async def fam_getdents(c: Call) -> Any:
 @family("fsync")
 async def fam_fsync(c: Call) -> Any:
     """The module's fsync (sync_file_range and syncfs: 0)."""
-    of = c.vfd(0)
-    if of is None:
-        return REAL
+    of = _chosen(c)
     if c.sc.name in ("fsync", "fdatasync"):
-        await maybe(of.mount.fs.fsync(of.handle, c.sc.name == "fdatasync"))
+        await maybe(of.ops.fsync(of.handle, c.sc.name == "fdatasync"))
     return 0
 
 
 @family("fdnoop")
 async def fam_fdnoop(c: Call) -> Any:
     """Advice the module does not need (readahead, fadvise): 0."""
-    return REAL if c.vfd(0) is None else 0
+    _chosen(c)
+    return 0
 
 
 @family("fallocate")
 async def fam_fallocate(c: Call) -> Any:
     """The module's fallocate (EOPNOTSUPP where it has none)."""
-    of = c.vfd(0)
-    if of is None:
-        return REAL
+    of = _chosen(c)
     if not of.writable:  # after the range and the mode (argcheck)
         raise OSError(errno.EBADF, "not open for writing")
     mode, offset, length = s32(c.args[1]), s64(c.args[2]), s64(c.args[3])
-    await maybe(of.mount.fs.fallocate(of.handle, mode, offset, length))
+    await maybe(of.ops.fallocate(of.handle, mode, offset, length))
     return 0
 
 
@@ -1078,7 +1068,7 @@ async def fam_mmap(c: Call) -> Any:
         raise OSError(errno.EACCES, "the fd's access mode does not allow this map")
     if of.is_dir:
         raise OSError(errno.ENODEV, "a directory")
-    st = await maybe(of.mount.fs.fstat(of.handle))
+    st = await maybe(of.ops.fstat(of.handle))
     shadow = await c.hv.shadows.copy_of(of.mount, of.path, st, of.handle)
     if shared_write:
         of.shadow = shadow
@@ -1132,8 +1122,7 @@ async def fam_unmap(c: Call) -> Any:
 @family("ioctl")
 async def fam_ioctl(c: Call) -> Any:
     """ENOTTY: virtual files have no ioctls yet."""
-    if c.vfd(0) is None:
-        return REAL
+    _chosen(c)
     raise OSError(errno.ENOTTY, "no ioctls on this file")
 
 
@@ -1205,7 +1194,7 @@ class _End:
     async def stat(self) -> os.stat_result:
         if self.st is None:
             assert self.of is not None
-            self.st = await maybe(self.of.mount.fs.fstat(self.of.handle))
+            self.st = await maybe(self.of.ops.fstat(self.of.handle))
         return self.st
 
     @property
@@ -1238,7 +1227,7 @@ class _End:
 
     async def read(self, size: int, pos: int | None) -> bytes:
         if self.of is not None:
-            data = await maybe(self.of.mount.fs.read(self.of.handle, size, self.of.offset if pos is None else pos))
+            data = await maybe(self.of.ops.read(self.of.handle, size, self.of.offset if pos is None else pos))
             if pos is None:
                 self.of.offset += len(data)
             return bytes(data)
@@ -1246,7 +1235,7 @@ class _End:
 
     async def write(self, c: Call, data: bytes, pos: int | None) -> int:
         if self.of is not None:
-            n = await maybe(self.of.mount.fs.write(self.of.handle, data, self.of.offset if pos is None else pos))
+            n = await maybe(self.of.ops.write(self.of.handle, data, self.of.offset if pos is None else pos))
             if pos is None:
                 self.of.offset += n
             return n
@@ -1475,18 +1464,18 @@ async def _tee(c: Call) -> int:
 
 async def _stat_of(c: Call) -> tuple[os.stat_result, int] | None:
     """The stat a stat-family call asks for, and the st_dev to show; None when it is real."""
-    if c.sc.args[0] == "fd":
-        of = c.vfd(0)
-        if of is None:  # a real fd: the kernel's, unless it stands in for a module's file (a FIFO)
-            r = await _handed_out(c, "read", path_ok=True) if c.t.files.places else None
+    if c.sc.choice == "fd":
+        of = c.of
+        if of is None:  # a real fd that stands in for a module's file (a FIFO)
+            r = await _handed_out(c, "read", path_ok=True)
             return None if r is None else _dev(r.mount, _need(r))
-        return _dev(of.mount, await maybe(of.mount.fs.fstat(of.handle)))
+        return _dev(of.mount, await maybe(of.ops.fstat(of.handle)))
     r = await c.target()
     if r is None:
         return None
     of = getattr(r, "of", None)
     if of is not None:
-        return _dev(of.mount, await maybe(of.mount.fs.fstat(of.handle)))
+        return _dev(of.mount, await maybe(of.ops.fstat(of.handle)))
     return _dev(r.mount, _need(r))
 
 
@@ -1523,10 +1512,10 @@ async def fam_statx(c: Call) -> Any:
 async def fam_statfs(c: Call) -> Any:
     """The module's statfs of its file system; through an open file, without a walk to its name
     (which the caller may no longer be allowed to walk)."""
-    if c.sc.args[0] == "fd":
-        of = c.vfd(0)
+    if c.sc.choice == "fd":
+        of = c.of
         if of is not None:
-            s = await maybe(of.mount.fs.fstatfs(of.handle, of.mount.inner(of.path) if of.named else None))
+            s = await maybe(of.ops.fstatfs(of.handle, of.mount.inner(of.path) if of.named else None))
         else:
             fd = s32(c.args[0])
             view = c.t.files.view_of(c.t.tid, fd) if c.t.files.places else None
@@ -1734,7 +1723,7 @@ async def fam_chdir(c: Call) -> Any:
             return DONE
         if not of.is_dir:
             raise OSError(errno.ENOTDIR, "not a directory")
-        fs_ = of.mount.fs  # MAY_EXEC | MAY_CHDIR on the directory itself, whatever its name is now
+        fs_ = of.ops  # MAY_EXEC | MAY_CHDIR on the directory itself, whatever its name is now
         if not fs_.checks_search:
             try:
                 st = await maybe(fs_.fstat(of.handle))
@@ -1785,7 +1774,7 @@ async def fam_exec(c: Call) -> Any:
     r = await c.target(intent="exec")
     if r is not None:  # a file only a module holds: the kernel gets a private copy of it
         of = getattr(r, "of", None)  # fexecve: execveat(fd, "", AT_EMPTY_PATH)
-        st = await maybe(of.mount.fs.fstat(of.handle)) if of is not None else _need(r)
+        st = await maybe(of.ops.fstat(of.handle)) if of is not None else _need(r)
         c.t.exec_view = r.path
         if not stat_mod.S_ISREG(st.st_mode):
             raise OSError(errno.EACCES, "not a regular file")
@@ -1977,7 +1966,7 @@ async def _two_paths(c: Call, whole_first: bool = False) -> tuple[Resolved | Non
         old = await c.locate(a)
         of = getattr(old, "of", None)
         if old.st is None and of is not None:  # the name of a virtual fd (AT_EMPTY_PATH)
-            old.st = await maybe(of.mount.fs.fstat(of.handle))
+            old.st = await maybe(of.ops.fstat(of.handle))
         _need(old)
     ra = await c.target(a, "rename")
     rb = await c.target(b, "rename")
@@ -2085,8 +2074,8 @@ def _new_name(c: Call, r: Resolved, i: int | None = None) -> None:
 
 
 async def _path_or_fd(c: Call, intent: str = "write") -> Resolved | None:
-    if c.sc.args[0] == "fd":
-        of = c.vfd(0)
+    if c.sc.choice == "fd":
+        of = c.of
         if of is None:
             return await _handed_out(c, intent)
         if intent != "read" and of.mount.readonly:
@@ -2107,7 +2096,7 @@ async def _change(r: Resolved, method: str, *args: Any) -> Any:
     of = getattr(r, "of", None)
     if of is not None:
         named = of.mount.inner(of.path) if of.named else None
-        return await maybe(getattr(of.mount.fs, "f" + method)(of.handle, *args, named))
+        return await maybe(getattr(of.ops, "f" + method)(of.handle, *args, named))
     return await _fs_call(r, method, *args)
 
 
@@ -2115,7 +2104,7 @@ async def _attrs(r: Resolved) -> os.stat_result:
     """The attributes of what ``r`` names (an open file's by its handle)."""
     of = getattr(r, "of", None)
     if of is not None:
-        return await maybe(of.mount.fs.fstat(of.handle))
+        return await maybe(of.ops.fstat(of.handle))
     return r.st if r.st is not None else await maybe(r.mount.fs.lstat(r.mount.inner(r.path)))
 
 
@@ -2181,13 +2170,11 @@ async def fam_truncate(c: Call) -> Any:
     length = s64(c.args[1])
     if length < 0:
         raise OSError(errno.EINVAL, "negative length")
-    if c.sc.name == "ftruncate":
-        of = c.vfd(0)
-        if of is None:
-            return REAL
+    if c.sc.choice == "fd":
+        of = _chosen(c)
         if not of.writable:
             raise OSError(errno.EINVAL, "not open for writing")
-        await maybe(of.mount.fs.ftruncate(of.handle, length))
+        await maybe(of.ops.ftruncate(of.handle, length))
         return 0
     r = await c.target(intent="write")
     if r is None:
@@ -2408,7 +2395,7 @@ async def fam_umount(c: Call) -> Any:
     """A mount of the view goes (EBUSY while used; MNT_DETACH at once); the host's go to the kernel."""
     flags = c.args[1] & 0xFFFFFFFF
     if flags & 8:  # UMOUNT_NOFOLLOW: the target is looked up like an lstat
-        c.sc = syscalls.Syscall(c.sc.name, c.sc.nr, ("lpath", "hex"), c.sc.family)
+        c.sc = dataclasses.replace(c.sc, args=("lpath", "hex"))
     try:
         r = await c.locate(0)
     except OSError as e:
@@ -2516,11 +2503,33 @@ def _precheck(c: Call) -> int | None:
     return None
 
 
+def _choose(c: Call) -> bool:
+    """The choice column (syscalls.py), decided once before any handler: False when no service
+    is chosen and the call is the kernel's.  A call chosen by fd is served when the fd is virtual
+    (``c.of``), or when it is a real fd a module handed out and the call is one its layer stops for
+    the module (a stand-in's attributes, a guarded file's metadata: bpf.STAND_IN_CALLS)."""
+    if c.sc.choice in ("fd", "ioctl"):
+        t = c.t
+        fd = s32(c.args[c.sc.fd_args[0]])
+        c.of = t.files.get(fd)
+        return c.of is not None or c.sc.name in bpf.STAND_IN_CALLS and bool(t.files.places) \
+            and t.files.view_of(t.tid, fd) is not None
+    return True
+
+
+def _chosen(c: Call) -> OpenFile:
+    """The virtual open file chosen for a call whose handler serves nothing else (a handed-out
+    real fd reaches it only for the stand-in calls, which these are not)."""
+    assert c.of is not None, c.sc.name
+    return c.of
+
+
 async def serve(hv: Hypervisor, t: Tracee, sc: Syscall, regs: arch.Regs) -> None:
     c = Call(hv, t, sc, regs)
     try:
-        res = _precheck(c)
-        if res is None:
+        if not _choose(c):
+            res = REAL
+        elif (res := _precheck(c)) is None:
             res = await FAMILIES[sc.family](c)
     except _Answer as a:
         res = a.value

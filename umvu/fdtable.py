@@ -23,7 +23,13 @@ PLACES_KEPT = 4096  # handed-out host paths remembered per table (a tree walk ha
 
 @dataclass(eq=False)
 class OpenFile:
-    """A virtual open file description (the kernel's struct file)."""
+    """A virtual open file description (the kernel's struct file).
+
+    ``ops`` serves every call on it (read, write, fstat, getdents, close...,
+    with ``handle``), as the kernel's f_op: the file system that opened it,
+    by default.  ``mount`` is where it was opened (its flags, st_dev, the
+    name inside it); no call reaches a module through it.
+    """
 
     mount: Mount
     handle: Any
@@ -35,6 +41,11 @@ class OpenFile:
     dents: list[DirEntry] | None = field(default=None, repr=False)
     shadow: str | None = None  # a host copy mapped MAP_SHARED writable: written back at release
     named: bool = True  # False: an O_TMPFILE file (``path`` is its directory's)
+    ops: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.ops is None:
+            self.ops = self.mount.fs
 
     @property
     def readable(self) -> bool:

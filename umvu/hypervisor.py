@@ -209,7 +209,7 @@ class Hypervisor:
 
     def _close(self, of: OpenFile) -> None:
         try:
-            _now(of.mount.fs.close(of.handle))
+            _now(of.ops.close(of.handle))
         except Exception as e:
             self.log(f"{of.mount.module}: close of {of.path} failed: {e!r}")
 
@@ -221,7 +221,7 @@ class Hypervisor:
             with open(of.shadow, "rb") as f:
                 offset = 0
                 while data := f.read(1 << 20):
-                    await dispatch.maybe(of.mount.fs.write(of.handle, data, offset))
+                    await dispatch.maybe(of.ops.write(of.handle, data, offset))
                     offset += len(data)
         except Exception as e:
             self.log(f"{of.mount.module}: writing back the map of {of.path} failed: {e!r}")

@@ -66,7 +66,7 @@ class MountTableFS(FileSystem):
         if of is None:  # closed since the lookup: the host's answer
             with open(f"/proc/{pid}/fdinfo/{fd}", "rb") as f:
                 return f.read()
-        st = of.mount.fs.fstat(of.handle)
+        st = of.ops.fstat(of.handle)
         if hasattr(st, "__await__"):
             st = await st
         cloexec = 0

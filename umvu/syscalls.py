@@ -8,7 +8,20 @@ linux64.go).
 
 Columns: name, x86_64 number, aarch64 number (- where the call does not exist),
 argument kinds, family (the handler in dispatch.py that serves the call when
-it is virtual).
+it is virtual), choice (how the service that serves it is chosen, once,
+before the handler runs: VUOS's first column of vu_syscalls.conf):
+
+  fd      the open file its first ``fd`` argument names: a virtual fd's (its ``ops``
+          serve it), else the kernel's call.  A real fd a module handed out is
+          the module's for the few calls its layer stops (guard_handed)
+  ioctl   as fd; the request then picks the operation (a device's table)
+  path    the mount its path names, resolved by the handler with the call's intent
+          (an empty path with AT_EMPTY_PATH: the dirfd's open file)
+  nr      the call number alone: the core's own state (umask, cwd, credentials) or
+          a service registered for the number
+  custom  the handler chooses: two paths or fds (rename, link, the copies, dup2),
+          the fd table (close, dup, fcntl, close_range), an address (mmap's
+          mapping, munmap), a socket address, the mount table, exec
 
 Argument kinds:
   path   a path whose last component is followed if it is a symlink
@@ -49,145 +62,145 @@ from umvu import arch
 VU_CONTROL_NR = 0x5655
 
 _TABLE = """
-# name          x86_64 aarch64 args                                   family
-read              0     63   fd,ptr,size                               read
-write             1     64   fd,ptr,size                               write
-open              2     -    opath,oflags,mode                         open
-close             3     57   fd                                        close
-stat              4     -    path,ptr                                  stat
-fstat             5     80   fd,ptr                                    stat
-lstat             6     -    lpath,ptr                                 stat
-lseek             8     62   fd,int,whence                             lseek
-mmap              9     222  ptr,size,int,int,fd,int                   mmap
-munmap            11    215  ptr,size                                  unmap
-msync             26    227  ptr,size,hex                              unmap
-ioctl             16    29   fd,hex,ptr                                ioctl
-pread64           17    67   fd,ptr,size,int                           read
-pwrite64          18    68   fd,ptr,size,int                           write
-readv             19    65   fd,ptr,int                                read
-writev            20    66   fd,ptr,int                                write
-access            21    -    path,mode                                 access
-dup               32    23   fd                                        dup
-dup2              33    -    fd,fd                                     dup
-sendfile          40    71   fd,fd,ptr,size                            copy
-connect           42    203  fd,uaddr,size                             sockaddr
-sendto            44    206  fd,ptr,size,int,uaddr,size                sockaddr
-bind              49    200  fd,ubind,size                             sockaddr
-getsockname       51    204  fd,ptr,ptr                                sockname
-getpeername       52    205  fd,ptr,ptr                                sockname
-execve            59    221  path,ptr,ptr                              exec
-fcntl             72    25   fd,int,hex                                fcntl
-flock             73    32   fd,int                                    flock
-fsync             74    82   fd                                        fsync
-fdatasync         75    83   fd                                        fsync
-truncate          76    45   path,int                                  truncate
-ftruncate         77    46   fd,int                                    truncate
-getdents          78    -    fd,ptr,size                               getdents
-getcwd            79    17   ptr,size                                  getcwd
-chdir             80    49   path                                      chdir
-fchdir            81    50   fd                                        chdir
-rename            82    -    npath,npath                            rename
-mkdir             83    -    npath,mode                             mkdir
-rmdir             84    -    npath                                  rmdir
-creat             85    -    opath,mode                                open
-link              86    -    lpath,npath                            link
-unlink            87    -    npath                                  unlink
-symlink           88    -    str,npath                              symlink
-readlink          89    -    lpath,ptr,size                            readlink
-chmod             90    -    path,mode                                 chmod
-fchmod            91    52   fd,mode                                   chmod
-chown             92    -    path,int,int                              chown
-fchown            93    55   fd,int,int                                chown
-lchown            94    -    lpath,int,int                             chown
-umask             95    166  mode                                      umask
-setuid            105   146  int                                       setid
-setgid            106   144  int                                       setid
-setreuid          113   145  int,int                                   setid
-setregid          114   143  int,int                                   setid
-setgroups         116   159  size,ptr                                  setid
-setresuid         117   147  int,int,int                               setid
-setresgid         119   149  int,int,int                               setid
-setfsuid          122   151  int                                       setid
-setfsgid          123   152  int                                       setid
-utime             132   -    path,ptr                                  utime
-mknod             133   -    npath,mode,hex                         mknod
-statfs            137   43   path,ptr                                  statfs
-fstatfs           138   44   fd,ptr                                    statfs
-readahead         187   213  fd,int,size                               fdnoop
-setxattr          188   5    path,str,ptr,size,int                     xattr
-lsetxattr         189   6    lpath,str,ptr,size,int                    xattr
-fsetxattr         190   7    fd,str,ptr,size,int                       xattr
-getxattr          191   8    path,str,ptr,size                         xattr
-lgetxattr         192   9    lpath,str,ptr,size                        xattr
-fgetxattr         193   10   fd,str,ptr,size                           xattr
-listxattr         194   11   path,ptr,size                             xattr
-llistxattr        195   12   lpath,ptr,size                            xattr
-flistxattr        196   13   fd,ptr,size                               xattr
-removexattr       197   14   path,str                                  xattr
-lremovexattr      198   15   lpath,str                                 xattr
-fremovexattr      199   16   fd,str                                    xattr
-getdents64        217   61   fd,ptr,size                               getdents
-fadvise64         221   223  fd,int,int,int                            fdnoop
-utimes            235   -    path,ptr                                  utime
-openat            257   56   dirfd,opath,oflags,mode                   open
-mkdirat           258   34   dirfd,npath,mode                       mkdir
-mknodat           259   33   dirfd,npath,mode,hex                   mknod
-fchownat          260   54   dirfd,apath,int,int,atflags               chown
-futimesat         261   -    dirfd,path,ptr                            utime
-newfstatat        262   79   dirfd,apath,ptr,atflags                   stat
-unlinkat          263   35   dirfd,npath,hex                        unlink
-renameat          264   38   dirfd,npath,dirfd,npath                rename
-linkat            265   37   dirfd,fpath,dirfd,npath,atflags        link
-symlinkat         266   36   str,dirfd,npath                        symlink
-readlinkat        267   78   dirfd,lpath,ptr,size                      readlink
-fchmodat          268   53   dirfd,path,mode                           chmod
-faccessat         269   48   dirfd,path,mode                           access
-splice            275   76   fd,ptr,fd,ptr,size,hex                    copy
-tee               276   77   fd,fd,size,hex                            copy
-sync_file_range   277   84   fd,int,int,hex                            fsync
-utimensat         280   88   dirfd,apath,ptr,atflags                   utime
-fallocate         285   47   fd,int,int,int                            fallocate
-dup3              292   24   fd,fd,oflags                              dup
-preadv            295   69   fd,ptr,int,int                            read
-pwritev           296   70   fd,ptr,int,int                            write
-syncfs            306   267  fd                                        fsync
-renameat2         316   276  dirfd,npath,dirfd,npath,hex            rename
-copy_file_range   326   285  fd,ptr,fd,ptr,size,hex                   copy
-preadv2           327   286  fd,ptr,int,int,int,hex                    read
-pwritev2          328   287  fd,ptr,int,int,int,hex                    write
-execveat          322   281  dirfd,apath,ptr,ptr,atflags               exec
-statx             332   291  dirfd,apath,atflags,hex,ptr               statx
-chroot            161   51   path                                      chroot
-mount             165   40   str,path,str,hex,ptr                      mount
-umount2           166   39   path,hex                                  umount
-close_range       436   436  int,int,hex                               close_range
-openat2           437   437  dirfd,opath,ptr,size                      openat2
-faccessat2        439   439  dirfd,apath,mode,atflags                  access
-fchmodat2         452   452  dirfd,apath,mode,atflags                  chmod
-io_uring_setup    425   425  int,ptr                                   bypass
+# name          x86_64 aarch64 args                                   family      choice
+read              0     63   fd,ptr,size                               read        fd
+write             1     64   fd,ptr,size                               write       fd
+open              2     -    opath,oflags,mode                         open        path
+close             3     57   fd                                        close       custom
+stat              4     -    path,ptr                                  stat        path
+fstat             5     80   fd,ptr                                    stat        fd
+lstat             6     -    lpath,ptr                                 stat        path
+lseek             8     62   fd,int,whence                             lseek       fd
+mmap              9     222  ptr,size,int,int,fd,int                   mmap        custom
+munmap            11    215  ptr,size                                  unmap       custom
+msync             26    227  ptr,size,hex                              unmap       custom
+ioctl             16    29   fd,hex,ptr                                ioctl       ioctl
+pread64           17    67   fd,ptr,size,int                           read        fd
+pwrite64          18    68   fd,ptr,size,int                           write       fd
+readv             19    65   fd,ptr,int                                read        fd
+writev            20    66   fd,ptr,int                                write       fd
+access            21    -    path,mode                                 access      path
+dup               32    23   fd                                        dup         custom
+dup2              33    -    fd,fd                                     dup         custom
+sendfile          40    71   fd,fd,ptr,size                            copy        custom
+connect           42    203  fd,uaddr,size                             sockaddr    custom
+sendto            44    206  fd,ptr,size,int,uaddr,size                sockaddr    custom
+bind              49    200  fd,ubind,size                             sockaddr    custom
+getsockname       51    204  fd,ptr,ptr                                sockname    custom
+getpeername       52    205  fd,ptr,ptr                                sockname    custom
+execve            59    221  path,ptr,ptr                              exec        custom
+fcntl             72    25   fd,int,hex                                fcntl       custom
+flock             73    32   fd,int                                    flock       fd
+fsync             74    82   fd                                        fsync       fd
+fdatasync         75    83   fd                                        fsync       fd
+truncate          76    45   path,int                                  truncate    path
+ftruncate         77    46   fd,int                                    truncate    fd
+getdents          78    -    fd,ptr,size                               getdents    fd
+getcwd            79    17   ptr,size                                  getcwd      nr
+chdir             80    49   path                                      chdir       path
+fchdir            81    50   fd                                        chdir       custom
+rename            82    -    npath,npath                            rename      custom
+mkdir             83    -    npath,mode                             mkdir       path
+rmdir             84    -    npath                                  rmdir       path
+creat             85    -    opath,mode                                open        path
+link              86    -    lpath,npath                            link        custom
+unlink            87    -    npath                                  unlink      path
+symlink           88    -    str,npath                              symlink     path
+readlink          89    -    lpath,ptr,size                            readlink    path
+chmod             90    -    path,mode                                 chmod       path
+fchmod            91    52   fd,mode                                   chmod       fd
+chown             92    -    path,int,int                              chown       path
+fchown            93    55   fd,int,int                                chown       fd
+lchown            94    -    lpath,int,int                             chown       path
+umask             95    166  mode                                      umask       nr
+setuid            105   146  int                                       setid       nr
+setgid            106   144  int                                       setid       nr
+setreuid          113   145  int,int                                   setid       nr
+setregid          114   143  int,int                                   setid       nr
+setgroups         116   159  size,ptr                                  setid       nr
+setresuid         117   147  int,int,int                               setid       nr
+setresgid         119   149  int,int,int                               setid       nr
+setfsuid          122   151  int                                       setid       nr
+setfsgid          123   152  int                                       setid       nr
+utime             132   -    path,ptr                                  utime       path
+mknod             133   -    npath,mode,hex                         mknod       path
+statfs            137   43   path,ptr                                  statfs      path
+fstatfs           138   44   fd,ptr                                    statfs      fd
+readahead         187   213  fd,int,size                               fdnoop      fd
+setxattr          188   5    path,str,ptr,size,int                     xattr       path
+lsetxattr         189   6    lpath,str,ptr,size,int                    xattr       path
+fsetxattr         190   7    fd,str,ptr,size,int                       xattr       fd
+getxattr          191   8    path,str,ptr,size                         xattr       path
+lgetxattr         192   9    lpath,str,ptr,size                        xattr       path
+fgetxattr         193   10   fd,str,ptr,size                           xattr       fd
+listxattr         194   11   path,ptr,size                             xattr       path
+llistxattr        195   12   lpath,ptr,size                            xattr       path
+flistxattr        196   13   fd,ptr,size                               xattr       fd
+removexattr       197   14   path,str                                  xattr       path
+lremovexattr      198   15   lpath,str                                 xattr       path
+fremovexattr      199   16   fd,str                                    xattr       fd
+getdents64        217   61   fd,ptr,size                               getdents    fd
+fadvise64         221   223  fd,int,int,int                            fdnoop      fd
+utimes            235   -    path,ptr                                  utime       path
+openat            257   56   dirfd,opath,oflags,mode                   open        path
+mkdirat           258   34   dirfd,npath,mode                       mkdir       path
+mknodat           259   33   dirfd,npath,mode,hex                   mknod       path
+fchownat          260   54   dirfd,apath,int,int,atflags               chown       path
+futimesat         261   -    dirfd,path,ptr                            utime       path
+newfstatat        262   79   dirfd,apath,ptr,atflags                   stat        path
+unlinkat          263   35   dirfd,npath,hex                        unlink      path
+renameat          264   38   dirfd,npath,dirfd,npath                rename      custom
+linkat            265   37   dirfd,fpath,dirfd,npath,atflags        link        custom
+symlinkat         266   36   str,dirfd,npath                        symlink     path
+readlinkat        267   78   dirfd,lpath,ptr,size                      readlink    path
+fchmodat          268   53   dirfd,path,mode                           chmod       path
+faccessat         269   48   dirfd,path,mode                           access      path
+splice            275   76   fd,ptr,fd,ptr,size,hex                    copy        custom
+tee               276   77   fd,fd,size,hex                            copy        custom
+sync_file_range   277   84   fd,int,int,hex                            fsync       fd
+utimensat         280   88   dirfd,apath,ptr,atflags                   utime       path
+fallocate         285   47   fd,int,int,int                            fallocate   fd
+dup3              292   24   fd,fd,oflags                              dup         custom
+preadv            295   69   fd,ptr,int,int                            read        fd
+pwritev           296   70   fd,ptr,int,int                            write       fd
+syncfs            306   267  fd                                        fsync       fd
+renameat2         316   276  dirfd,npath,dirfd,npath,hex            rename      custom
+copy_file_range   326   285  fd,ptr,fd,ptr,size,hex                   copy        custom
+preadv2           327   286  fd,ptr,int,int,int,hex                    read        fd
+pwritev2          328   287  fd,ptr,int,int,int,hex                    write       fd
+execveat          322   281  dirfd,apath,ptr,ptr,atflags               exec        custom
+statx             332   291  dirfd,apath,atflags,hex,ptr               statx       path
+chroot            161   51   path                                      chroot      custom
+mount             165   40   str,path,str,hex,ptr                      mount       custom
+umount2           166   39   path,hex                                  umount      custom
+close_range       436   436  int,int,hex                               close_range custom
+openat2           437   437  dirfd,opath,ptr,size                      openat2     path
+faccessat2        439   439  dirfd,apath,mode,atflags                  access      path
+fchmodat2         452   452  dirfd,apath,mode,atflags                  chmod       path
+io_uring_setup    425   425  int,ptr                                   bypass      nr
 # Only the kernel can do these, on a host file (watches, handles, swap, accounting, the new mount
 # API): a path in a view is handed over as the host file behind it, or refused (dispatch: hostonly).
-uselib            134   -    path                                      hostonly
-pivot_root        155   41   path,path                                 hostonly
-acct              163   89   path                                      hostonly
-swapon            167   224  path,int                                  hostonly
-swapoff           168   225  path                                      hostonly
-quotactl          179   60   hex,path,int,ptr                          hostonly
-inotify_add_watch 254   27   fd,path,hex                               hostonly
-fanotify_mark     301   263  fd,hex,hex,dirfd,path                     hostonly
-name_to_handle_at 303   264  dirfd,fpath,ptr,ptr,atflags               hostonly
-open_tree         428   428  dirfd,apath,atflags                       hostonly
-move_mount        429   429  dirfd,path,dirfd,path,hex                 hostonly
-fspick            433   433  dirfd,path,hex                            hostonly
-mount_setattr     442   442  dirfd,apath,atflags,ptr,size              hostonly
-setxattrat        463   463  dirfd,apath,atflags,str,ptr,size          hostonly
-getxattrat        464   464  dirfd,apath,atflags,str,ptr,size          hostonly
-listxattrat       465   465  dirfd,apath,atflags,ptr,size              hostonly
-removexattrat     466   466  dirfd,apath,atflags,str                   hostonly
-open_tree_attr    467   467  dirfd,apath,atflags,ptr,size              hostonly
-file_getattr      468   468  dirfd,apath,ptr,size,atflags              hostonly
-file_setattr      469   469  dirfd,apath,ptr,size,atflags              hostonly
-vu_control        0x5655 0x5655 int,ptr,size,ptr,size                  control
+uselib            134   -    path                                      hostonly    path
+pivot_root        155   41   path,path                                 hostonly    path
+acct              163   89   path                                      hostonly    path
+swapon            167   224  path,int                                  hostonly    path
+swapoff           168   225  path                                      hostonly    path
+quotactl          179   60   hex,path,int,ptr                          hostonly    path
+inotify_add_watch 254   27   fd,path,hex                               hostonly    path
+fanotify_mark     301   263  fd,hex,hex,dirfd,path                     hostonly    path
+name_to_handle_at 303   264  dirfd,fpath,ptr,ptr,atflags               hostonly    path
+open_tree         428   428  dirfd,apath,atflags                       hostonly    path
+move_mount        429   429  dirfd,path,dirfd,path,hex                 hostonly    path
+fspick            433   433  dirfd,path,hex                            hostonly    path
+mount_setattr     442   442  dirfd,apath,atflags,ptr,size              hostonly    path
+setxattrat        463   463  dirfd,apath,atflags,str,ptr,size          hostonly    path
+getxattrat        464   464  dirfd,apath,atflags,str,ptr,size          hostonly    path
+listxattrat       465   465  dirfd,apath,atflags,ptr,size              hostonly    path
+removexattrat     466   466  dirfd,apath,atflags,str                   hostonly    path
+open_tree_attr    467   467  dirfd,apath,atflags,ptr,size              hostonly    path
+file_getattr      468   468  dirfd,apath,ptr,size,atflags              hostonly    path
+file_setattr      469   469  dirfd,apath,ptr,size,atflags              hostonly    path
+vu_control        0x5655 0x5655 int,ptr,size,ptr,size                  control     nr
 """
 
 # Families whose calls must stop even without a path or a virtual fd: the
@@ -196,6 +209,7 @@ vu_control        0x5655 0x5655 int,ptr,size,ptr,size                  control
 ALWAYS_TRACED = frozenset({"getcwd", "chdir", "umask", "close_range", "control", "mount", "umount", "chroot",
                            "bypass", "setid"})
 
+CHOICES = frozenset({"fd", "ioctl", "path", "nr", "custom"})
 PATH_KINDS = frozenset({"path", "lpath", "npath", "apath", "fpath", "opath"})
 ADDR_KINDS = frozenset({"ubind", "uaddr"})
 # Calls with no name argument that stop once anything is mounted: they answer with a name that may
@@ -209,6 +223,7 @@ class Syscall:
     nr: int  # on this machine's architecture
     args: tuple[str, ...]
     family: str
+    choice: str  # CHOICES: how the call's service is chosen
 
     # Derived once per call (a cached_property stores into the instance): the dispatcher asks
     # them at every stop.
@@ -241,7 +256,7 @@ def _parse(table: str, arch_name: str) -> dict[int, Syscall]:
         if not line:
             continue
         fields = line.split()
-        if len(fields) != 5:
+        if len(fields) != 6:
             raise ValueError(f"syscall table: bad line {line!r}")
         number = fields[column]
         if number == "-":
@@ -249,7 +264,9 @@ def _parse(table: str, arch_name: str) -> dict[int, Syscall]:
         nr = int(number, 0)
         if nr in calls:
             raise ValueError(f"syscall table: number {nr} twice ({calls[nr].name}, {fields[0]})")
-        calls[nr] = Syscall(fields[0], nr, tuple(fields[3].split(",")), fields[4])
+        if fields[5] not in CHOICES:
+            raise ValueError(f"syscall table: {fields[0]}: no such choice {fields[5]!r}")
+        calls[nr] = Syscall(fields[0], nr, tuple(fields[3].split(",")), fields[4], fields[5])
     return calls
 
 
