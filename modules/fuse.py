@@ -32,7 +32,7 @@ from umvu.creds import current
 from umvu.hookspecs import hookimpl
 from umvu.inodefs import FUSE_NAME_MAX, DirItem, Entry, InodeFS, NodeOps, Opened, SetAttr, make_stat
 from umvu.tracer import Promise, Wait
-from umvu.vfs import Connect, FileSystem
+from umvu.vfs import Connect, Device, FileSystem
 
 # opcodes (enum fuse_opcode)
 LOOKUP, FORGET, GETATTR, SETATTR, READLINK, SYMLINK = 1, 2, 3, 4, 5, 6
@@ -813,20 +813,13 @@ class FuseMount(InodeFS):
         conn.destroy(lambda: self._revoke(conn))
 
 
-class DevFuse(FileSystem):
-    """/dev/fuse itself: a character device whose open hands out a connection."""
-
-    fstype = "devtmpfs"
+class FuseDevice(Device):
+    """The driver of char device 10:229: each open hands out a connection."""
 
     def __init__(self, module: Module) -> None:
         self.module = module
 
-    def lstat(self, path: str) -> os.stat_result:
-        if path != "/":
-            raise OSError(errno.ENOTDIR, "not a directory")
-        return os.stat_result((stat.S_IFCHR | 0o666, 229, 0, 1, 0, 0, 0, 0, 0, 0), {"st_rdev": DEV_FUSE})
-
-    def open(self, path: str, flags: int, mode: int) -> Connect:
+    def open(self, rdev: int, flags: int) -> Connect:
         if flags & os.O_ACCMODE != os.O_RDWR:
             raise OSError(errno.EPERM if flags & os.O_ACCMODE == os.O_RDONLY else errno.EINVAL, "open /dev/fuse O_RDWR")
         return Connect(socket.SOCK_SEQPACKET, self.module.connected)
@@ -902,7 +895,8 @@ def vu_module_describe() -> str:
 @hookimpl
 def vu_module_load(vu: Any) -> None:
     _module.vu = vu
-    vu.mount("/dev/fuse", DevFuse(_module), source="udev", fstype="devtmpfs", hidden=True)
+    vu.claim_device("c", os.major(DEV_FUSE), range(os.minor(DEV_FUSE), os.minor(DEV_FUSE) + 1), FuseDevice(_module))
+    vu.device_node("/dev/fuse", "c", DEV_FUSE, 0o666)  # crw-rw-rw-, as udev makes it
 
 
 @hookimpl

@@ -26,12 +26,12 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from umvu import abi, arch, argcheck, bpf, creds, libc, memory, syscalls
+from umvu import abi, arch, argcheck, bpf, creds, devices, libc, memory, syscalls
 from umvu.borrowed import Borrowed
 from umvu.creds import MAY_READ, MAY_WRITE, current, permitted
 from umvu.fdtable import OpenFile
 from umvu.paths import RealWalkError, Resolved, resolve, seen_from
-from umvu.registry import Mount
+from umvu.registry import DeviceClaim, Mount
 from umvu.syscalls import Syscall
 from umvu.vfs import Connect, FileSystem
 
@@ -343,7 +343,8 @@ class Call:
                     raise OSError(errno.EACCES, "mounted noexec")
                 if intent in WRITE_INTENTS and m.readonly and not (intent in ("create", "bind") and r.st is not None):
                     raise OSError(errno.EROFS, "read-only file system")
-            if intent is not None and sc.family in PASSTHROUGH_FAMILIES:
+            if intent is not None and sc.family in PASSTHROUGH_FAMILIES and not (
+                    sc.family in ("open", "openat2") and r.st is not None and _claimed_device(hv, r.st)):
                 host = await maybe(m.fs.host_path(m.inner(r.path), intent, r.st))
                 if host is None and r.st is not None and stat_mod.S_ISFIFO(r.st.st_mode) \
                         and sc.family in ("open", "openat2"):
@@ -595,15 +596,20 @@ async def _open(c: Call, flags: int, mode: int) -> Any:
         elif stat_mod.S_ISDIR(st.st_mode) and (acc != os.O_RDONLY or flags & (os.O_CREAT | os.O_TRUNC)) \
                 and not flags & os.O_PATH:
             raise OSError(errno.EISDIR, "is a directory")  # may_open: O_TRUNC asks for write access too
-    fs = r.mount.fs
-    handle = await maybe(fs.open(r.mount.inner(r.path), flags & ~os.O_CLOEXEC, mode))
+    claim = _device_of(c, r.mount, st) if st is not None and not flags & os.O_PATH else None
+    if claim is not None:  # the driver's file operations, the node's attributes (devices.DeviceFile)
+        fs = devices.DeviceFile(claim.driver, r.mount.fs, r.mount.inner(r.path))
+        handle = await maybe(claim.driver.open(st.st_rdev, flags & ~os.O_CLOEXEC))  # type: ignore[union-attr]
+    else:
+        fs = r.mount.fs
+        handle = await maybe(fs.open(r.mount.inner(r.path), flags & ~os.O_CLOEXEC, mode))
     if isinstance(handle, Connect):
         return await _hand_socket(c, handle, flags)
     # st None: this open made a regular file (asking its type again would be a lookup the kernel
     # does not make, which may be refused by then); so did O_TMPFILE
     of = OpenFile(r.mount, handle, r.path, flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_CLOEXEC | os.O_NOCTTY
                                                      | argcheck.O_TMPFILE),
-                  st is not None and stat_mod.S_ISDIR(st.st_mode) and not flags & argcheck.O_TMPFILE_BIT)
+                  st is not None and stat_mod.S_ISDIR(st.st_mode) and not flags & argcheck.O_TMPFILE_BIT, ops=fs)
     of.named = not flags & argcheck.O_TMPFILE_BIT
     # Let the kernel allocate the number: open a placeholder in place of the call.
     try:
@@ -626,6 +632,24 @@ async def _open(c: Call, flags: int, mode: int) -> Any:
     c.resume_with(fd)
     c.result = fd  # type: ignore[attr-defined]
     return DONE
+
+
+def _claimed_device(hv: Hypervisor, st: os.stat_result) -> bool:
+    """Whether ``st`` is a char or block node whose number a module's driver serves (then an
+    open of it is never handed to the kernel: the host has no such driver)."""
+    kind = "c" if stat_mod.S_ISCHR(st.st_mode) else "b" if stat_mod.S_ISBLK(st.st_mode) else None
+    return kind is not None and hv.registry.device(kind, st.st_rdev) is not None
+
+
+def _device_of(c: Call, m: Mount, st: os.stat_result) -> DeviceClaim | None:
+    """The driver claim for a char or block node of a view, if a module claims its number (else
+    the node's file system opens it, as a host-backed tree opens the host's device).  A nodev
+    mount opens no device node (may_open: EACCES)."""
+    if not (stat_mod.S_ISCHR(st.st_mode) or stat_mod.S_ISBLK(st.st_mode)):
+        return None
+    if "nodev" in m.flags:
+        raise OSError(errno.EACCES, "device nodes are not opened on a nodev mount")
+    return c.hv.registry.device("c" if stat_mod.S_ISCHR(st.st_mode) else "b", st.st_rdev)
 
 
 async def _hand_socket(c: Call, want: Connect, flags: int) -> Any:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from umvu import hookspecs
-from umvu.registry import Mount
-from umvu.vfs import FileSystem
+from umvu import devices, hookspecs
+from umvu.registry import DeviceClaim, Mount
+from umvu.vfs import Device, FileSystem
 
 if TYPE_CHECKING:
     from umvu.hypervisor import Hypervisor
@@ -66,6 +66,18 @@ class ModuleContext:
         self.hv.registry.add(m)
         self.mounts.append(m)
         return m
+
+    def claim_device(self, kind: str, major: int, minors: range, driver: Device) -> DeviceClaim:
+        """Serve device numbers ``major``:``minors`` of ``kind`` ("c" char, "b" block) with
+        ``driver`` (vfs.Device), until the module is removed; EBUSY if another module serves one."""
+        claim = DeviceClaim(kind, major, minors, driver, self.name)
+        self.hv.registry.claim_device(claim)
+        return claim
+
+    def device_node(self, target: str, kind: str, rdev: int, mode: int = 0o600) -> Mount:
+        """Put a device node at canonical path ``target`` (as udev makes one in /dev): its stat
+        shows ``kind`` and ``rdev``, opening it reaches the driver that claims ``rdev``."""
+        return self.mount(target, devices.NodeFS(kind, rdev, mode), source="udev", hidden=True)
 
     def unmount(self, target: str) -> None:
         m = self.hv.registry.remove(target)
@@ -122,6 +134,8 @@ class ModuleManager:
         except Exception as e:
             for m in list(ctx.mounts):
                 self.hv.registry.remove(m.point)
+            for d in self.hv.registry.devices(name):
+                self.hv.registry.release_device(d)
             del self.loaded[name]
             self.pm.unregister(name=name)
             if isinstance(e, OSError):
@@ -204,6 +218,8 @@ class ModuleManager:
             raise ModuleError(errno.EBUSY, f"module '{name}' is in use: {', '.join(busy)}")
         for m in list(ctx.mounts):
             ctx.unmount(m.point)
+        for d in self.hv.registry.devices(name):
+            self.hv.registry.release_device(d)
         try:
             self._only(name, "vu_module_unload")(vu=ctx)
         finally:

@@ -1,9 +1,15 @@
-"""The mount registry: which module is responsible for which path.
+"""The registry of services: which module serves which path, and which device numbers.
 
-It is the one owner of that fact.  Paths handed to it are canonical (absolute,
-no ".", "..", "//" or symlinks), so responsibility is a longest-prefix match on
-components, done one dict lookup per component while the path resolver walks
-(``at``), or for a whole path (``lookup``).
+It is the one owner of those facts, one kind of key each (VUOS's choice by
+path, device and number; gVisor registers socket families the same way):
+
+- mounts, by path prefix.  Paths handed to it are canonical (absolute, no
+  ".", "..", "//" or symlinks), so responsibility is a longest-prefix match on
+  components, done one dict lookup per component while the path resolver
+  walks (``at``), or for a whole path (``lookup``);
+- device drivers, by char or block device number ranges (``claim_device``):
+  opening a node with a claimed number, wherever the node is, reaches the
+  driver, as the kernel's chrdev_open and blkdev_open do.
 """
 
 from __future__ import annotations
@@ -48,10 +54,22 @@ class Mount:
         return rest or "/"
 
 
+@dataclass(eq=False)
+class DeviceClaim:
+    """Device numbers ``major``:``minors`` of ``kind`` ("c" char, "b" block), served by ``driver``."""
+
+    kind: str
+    major: int
+    minors: range
+    driver: Any  # vfs.Device
+    module: str = ""
+
+
 class MountRegistry:
     def __init__(self) -> None:
         self._mounts: dict[str, Mount] = {}
         self._numbers = itertools.count()
+        self._devices: list[DeviceClaim] = []
 
     def __bool__(self) -> bool:
         return bool(self._mounts)
@@ -93,3 +111,28 @@ class MountRegistry:
             if p == "/":
                 return None
             p = p.rsplit("/", 1)[0] or "/"
+
+    # -- devices ----------------------------------------------------------------------------
+    def claim_device(self, claim: DeviceClaim) -> None:
+        """Serve ``claim``'s numbers; EBUSY if another claim has one of them (register_chrdev_region)."""
+        if claim.kind not in ("c", "b") or not claim.minors:
+            raise OSError(errno.EINVAL, "a device claim is 'c' or 'b' and at least one minor")
+        for other in self._devices:
+            if other.kind == claim.kind and other.major == claim.major and \
+                    max(other.minors.start, claim.minors.start) < min(other.minors.stop, claim.minors.stop):
+                raise OSError(errno.EBUSY, f"device numbers {claim.major}:{claim.minors.start} are served already")
+        self._devices.append(claim)
+
+    def release_device(self, claim: DeviceClaim) -> None:
+        self._devices.remove(claim)
+
+    def devices(self, module: str | None = None) -> list[DeviceClaim]:
+        return [d for d in self._devices if module is None or d.module == module]
+
+    def device(self, kind: str, rdev: int) -> DeviceClaim | None:
+        """The claim that serves device number ``rdev`` of ``kind`` ("c" or "b"), if any."""
+        major, minor = os.major(rdev), os.minor(rdev)
+        for d in self._devices:
+            if d.kind == kind and d.major == major and minor in d.minors:
+                return d
+        return None

@@ -363,3 +363,35 @@ async def _pause() -> None:
     from umvu.aio import to_thread
 
     await to_thread(time.sleep, 0.02)
+
+
+class Device:
+    """A device driver: what opening a char or block node reaches, by its number.
+
+    A module claims numbers with ``vu.claim_device(kind, major, minors,
+    driver)``; then opening any node with such a number in a virtual tree (one
+    the module put in the view with ``vu.device_node``, or one made with mknod
+    in a tree that takes them) comes here, as the kernel's chrdev_open goes to
+    the driver whatever file system holds the node.  The node keeps its own
+    attributes: stat, chmod, chown and xattrs of an open device are its file
+    system's.  Handles as FileSystem's: ``open`` returns any object (or a
+    Connect, to hand out a real socket), the other methods take it back.
+    """
+
+    def open(self, rdev: int, flags: int) -> Any:
+        raise OSError(errno.ENXIO, "no such device")
+
+    def close(self, handle: Any) -> None:
+        """The last fd naming the open device is gone."""
+
+    def flush(self, handle: Any) -> None:
+        """close(2) of one fd naming it."""
+
+    def read(self, handle: Any, size: int, offset: int) -> bytes:
+        raise OSError(errno.EINVAL, "read not supported")
+
+    def write(self, handle: Any, data: bytes, offset: int) -> int:
+        raise OSError(errno.EINVAL, "write not supported")
+
+    def fsync(self, handle: Any, datasync: bool) -> None:
+        pass

@@ -1,0 +1,41 @@
+"""A device in one file: char device 240:0 (a number Linux leaves to local use) at /dev/vuecho.
+
+What is written to it is read back from it, as from a pipe that never blocks (an empty one
+reads 0).  Each open is its own echo; minor 1 is claimed too, with no node: a node made with
+mknod in a virtual tree reaches it.
+"""
+
+import errno
+import os
+
+from umvu.hookspecs import hookimpl
+from umvu.vfs import Device
+
+MAJOR = 240
+
+
+class Echo(Device):
+    def open(self, rdev, flags):
+        if os.minor(rdev) == 1 and flags & os.O_ACCMODE != os.O_RDONLY:
+            raise OSError(errno.EROFS, "minor 1 is read-only")
+        return bytearray(b"echo of minor %d\n" % os.minor(rdev) if os.minor(rdev) else b"")
+
+    def read(self, handle, size, offset):
+        data = bytes(handle[:size])
+        del handle[:size]
+        return data
+
+    def write(self, handle, data, offset):
+        handle += data
+        return len(data)
+
+
+@hookimpl
+def vu_module_describe():
+    return "/dev/vuecho: a char device that reads back what was written"
+
+
+@hookimpl
+def vu_module_load(vu):
+    vu.claim_device("c", MAJOR, range(2), Echo())
+    vu.device_node("/dev/vuecho", "c", os.makedev(MAJOR, 0), 0o666)
