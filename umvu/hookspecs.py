@@ -86,3 +86,30 @@ def vu_filesystems() -> list[str]:
     "NAME.*" stands for every subtype (the fuse module: "fuse", "fuse.*").
     """
 
+
+# -- process events: broadcast to every module that implements them -----------------------------
+# They run in the hypervisor's loop, between stops: keep them short.  A module that keeps state per
+# process uses ``vu.state(pid)`` / ``vu.set_state(pid, value)`` (the core carries it: a new process
+# starts with its creator's value, the same object, which the module replaces here if the kernel
+# would copy it; exec keeps it; it goes with the process), or its own table keyed by these events.
+# An exception is logged; the session goes on.
+
+
+@hookspec
+def vu_process_fork(parent: int, child: int, thread: bool) -> None:
+    """Process (or, ``thread``, thread) ``child`` was made by ``parent`` (fork, vfork, clone).
+
+    ``child``'s state is its creator's already; called before the child runs a call that stops.
+    """
+
+
+@hookspec
+def vu_process_exec(pid: int) -> None:
+    """Process ``pid`` exec'd a new program (its state is kept, as the kernel keeps credentials
+    and namespaces; a set-user-ID program is the identity module's to judge)."""
+
+
+@hookspec
+def vu_process_exit(pid: int) -> None:
+    """Process ``pid`` is gone, its last thread ended (exit, kill, or an exec by another thread
+    ended the others: they are not reported)."""

@@ -53,6 +53,7 @@ class Hypervisor:
         self.tracer.unmap_file = lambda of: self.tracer.detach(self.unmap(of), f"the write-back of {of.path}")
         self.registry = self.tracer.registry
         self._modules: ModuleManager | None = None
+        self.tracer.on_event = self._process_event
         self.by_nr = syscalls.BY_NR
         self.proc = ProcView(self.tracer)
         self.shadows = Shadows()
@@ -71,6 +72,23 @@ class Hypervisor:
 
             self._modules = ModuleManager(self)
         return self._modules
+
+    def _process_event(self, what: str, pid: int, child: int, thread: bool) -> None:
+        """Broadcast a process event to the modules that implement its hook (hookspecs.py)."""
+        if self._modules is None or not self._modules.loaded:
+            return
+        hook = self._modules.pm.hook
+        try:
+            if what == "fork":
+                hook.vu_process_fork(parent=pid, child=child, thread=thread)
+            elif what == "exec":
+                hook.vu_process_exec(pid=pid)
+            else:
+                hook.vu_process_exit(pid=pid)
+        except Exception:
+            import traceback
+
+            self.log(f"a module's vu_process_{what} raised:\n{traceback.format_exc().rstrip()}")
 
     def log(self, message: str) -> None:
         try:

@@ -79,6 +79,19 @@ class ModuleContext:
         shows ``kind`` and ``rdev``, opening it reaches the driver that claims ``rdev``."""
         return self.mount(target, devices.NodeFS(kind, rdev, mode), source="udev", hidden=True)
 
+    def state(self, pid: int) -> Any:
+        """This module's state for process ``pid`` (any of its threads), None if it has none."""
+        proc = self.hv.tracer.process(pid)
+        return proc.state.get(self.name) if proc is not None else None
+
+    def set_state(self, pid: int, value: Any) -> None:
+        """Keep ``value`` for process ``pid``: its children start with it (see vu_process_fork),
+        exec keeps it, it goes with the process.  ESRCH if ``pid`` is not traced."""
+        t = self.hv.tracer.tracees.get(pid)
+        if t is None:
+            raise OSError(errno.ESRCH, f"process {pid} is not traced")
+        t.proc.state[self.name] = value
+
     def unmount(self, target: str) -> None:
         m = self.hv.registry.remove(target)
         if m in self.mounts:
@@ -220,6 +233,8 @@ class ModuleManager:
             ctx.unmount(m.point)
         for d in self.hv.registry.devices(name):
             self.hv.registry.release_device(d)
+        for t in self.hv.tracer.tracees.values():
+            t.proc.state.pop(name, None)
         try:
             self._only(name, "vu_module_unload")(vu=ctx)
         finally:

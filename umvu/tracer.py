@@ -192,6 +192,9 @@ class Process:
         self.needs_revoke = False  # their filter layer must still be stacked
         self.on_revoked: list[Callable[[], Any]] = []  # run once it is
         self.revoke_pending: set[int] = set()  # threads interrupted for it, not yet stopped
+        # per-process service state, by module name (ModuleContext.state): a new process starts
+        # with its creator's values, exec keeps them
+        self.state: dict[str, Any] = {}
 
 
 class Tracee:
@@ -339,6 +342,8 @@ class Tracer:
         self.root_tid = 0
         self.exit_status: int | None = None
         self.registry = MountRegistry()
+        # process events for the modules (fork, exec, exit): (what, pid, child, thread)
+        self.on_event: Callable[[str, int, int, bool], None] | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         # SIGCHLD comes with every ptrace stop.  Delivered, it costs a signal frame, a write to the
         # wake-up pipe and a Python handler call each time, though the loop mostly finds the stop by
@@ -863,6 +868,7 @@ class Tracer:
                 of.refs += 1
                 proc.maps[start] = (of, length)
             proc.needs_paths = pproc.needs_paths  # its first stop will do it
+            proc.state = dict(pproc.state)
         fs = pfs if flags & CLONE_FS else pfs.copy()
         files = pfiles if flags & CLONE_FILES else pfiles.copy()
         child = Tracee(child_tid, proc, fs, files)
@@ -873,6 +879,8 @@ class Tracer:
                 os.kill(child_tid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        if self.on_event is not None:
+            self.on_event("fork", pproc.tgid, child_tid, bool(flags & CLONE_THREAD))
         early = self.early.pop(child_tid, None)
         if early is not None:
             self._handle(child_tid, early)
@@ -1093,6 +1101,8 @@ class Tracer:
             for of in t.files.on_exec(still):
                 self.release_file(of)
         t.proc.tgid = t.tid
+        if self.on_event is not None:
+            self.on_event("exec", t.tid, 0, False)
         t.cont()
 
     def _drop_files(self, t: Tracee) -> None:
@@ -1116,6 +1126,11 @@ class Tracer:
             else:
                 self.exit_status = 128 + os.WTERMSIG(status)
 
+    def process(self, pid: int) -> Process | None:
+        """The process of thread ``pid``, traced or gone lately (an exit event's), if known."""
+        t = self.tracees.get(pid) or self._recent.get(pid)
+        return t.proc if t is not None else None
+
     def _forget(self, t: Tracee, tid: int) -> None:
         """Thread ``t`` (whose tid was ``tid``) is gone: exited, killed, or ended by another's exec.
 
@@ -1133,6 +1148,8 @@ class Tracer:
             self._recent[proc.tgid] = t
             while len(self._recent) > 16:
                 del self._recent[next(iter(self._recent))]
+            if self.on_event is not None and tid != GONE_TID:
+                self.on_event("exit", proc.tgid, 0, False)  # its state is still found (process())
             if self.early:
                 self._adopt_orphans(creator=t)
             if proc.maps:
