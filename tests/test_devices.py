@@ -24,6 +24,17 @@ fd = os.open("/dev/vuecho", os.O_RDWR)
 print(os.write(fd, b"hello"), os.read(fd, 3), os.read(fd, 10), os.read(fd, 10))
 st = os.fstat(fd)
 print(oct(st.st_mode), os.major(st.st_rdev), os.minor(st.st_rdev))
+import fcntl, struct, termios
+os.write(fd, b"queued")
+answers = [struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"1234"))[0]]
+for req in (0x1260, 0x80045601):  # BLKGETSIZE (a block request: the table knows it), an _IOR of 4 bytes
+    try:
+        fcntl.ioctl(fd, req, b"12345678")
+    except OSError as e:
+        answers.append(e.strerror)
+fcntl.ioctl(fd, termios.FIOCLEX)
+answers.append(fcntl.fcntl(fd, fcntl.F_GETFD))
+print(answers)
 print(open(f"/proc/self/fdinfo/{{fd}}").read().split()[:4])
 PY
 grep -c vuecho /proc/self/mounts
@@ -31,9 +42,10 @@ vu_rmmod vuecho && ls /dev/vuecho
 vu_insmod {ECHO} && cat /dev/vuecho && echo again
 """)
     lines = r.stdout.splitlines()
-    assert lines[:4] == ["crw-rw-rw- f0:0", "5 b'hel' b'lo' b''", "0o20666 240 0",
-                         "['pos:', '10', 'flags:', '02100002']"], r.stdout + r.stderr
-    assert lines[4:] == ["0", "again"], r.stdout + r.stderr  # a node of /dev, not a mount; gone with its module
+    assert lines[:5] == ["crw-rw-rw- f0:0", "5 b'hel' b'lo' b''", "0o20666 240 0",
+                         "[6, 'Inappropriate ioctl for device', 'Inappropriate ioctl for device', 1]",
+                         "['pos:', '16', 'flags:', '02100002']"], r.stdout + r.stderr
+    assert lines[5:] == ["0", "again"], r.stdout + r.stderr  # a node of /dev, not a mount; gone with its module
     assert "cannot access '/dev/vuecho': No such file or directory" in r.stderr
 
 

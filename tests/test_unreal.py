@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -199,6 +201,34 @@ print(info["pos"], info["flags"], info["mnt_id"] == ids["/unreal"], int(info["in
     finally:
         os.close(native)
     assert r.stdout.split() == ["3", flags, "True", "True"]
+
+
+IOCTLS = """
+import fcntl, os, struct, sys, termios
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.read(fd, 2)
+out = [struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"1234"))[0],
+       struct.unpack("i", fcntl.ioctl(fd, 2, b"1234"))[0]]  # FIGETBSZ
+fcntl.ioctl(fd, termios.FIONBIO, struct.pack("i", 1))
+fcntl.ioctl(fd, termios.FIOCLEX)
+out += [fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK, fcntl.fcntl(fd, fcntl.F_GETFD)]
+for req, arg in ((0x5401, b"1" * 64), (0x1260, b"1" * 8), (termios.FIONREAD, 1)):  # TCGETS, BLKGETSIZE
+    try:
+        fcntl.ioctl(fd, req, arg)
+    except OSError as e:
+        out.append(e.errno)
+print(out)
+"""
+
+
+def test_the_ioctls_every_file_answers_match_the_kernels(tmp_path):
+    f = tmp_path / "f"
+    f.write_bytes(b"hello world\n")
+    native = subprocess.run([sys.executable, "-c", IOCTLS, str(f)], capture_output=True, text=True)
+    r = py(IOCTLS.replace("sys.argv[1]", repr(f"/unreal{f}")), *U)
+    assert r.returncode == 0 and native.returncode == 0, r.stderr + native.stderr
+    assert r.stdout == native.stdout
+    assert native.stdout.startswith("[10, ")
 
 
 def test_close_range_releases_virtual_fds(tree):

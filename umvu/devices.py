@@ -43,6 +43,9 @@ class DeviceFile(FileSystem):
     def fsync(self, handle: Any, datasync: bool) -> Any:
         return self.driver.fsync(handle, datasync)
 
+    def ioctl(self, handle: Any, request: int, arg: bytes | int | None) -> Any:
+        return self.driver.ioctl(handle, request, arg)
+
     def ftruncate(self, handle: Any, length: int) -> None:
         raise OSError(errno.EINVAL, "not a regular file")  # do_sys_ftruncate
 

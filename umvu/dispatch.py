@@ -26,7 +26,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from umvu import abi, arch, argcheck, bpf, creds, devices, libc, memory, syscalls
+from umvu import abi, arch, argcheck, bpf, creds, devices, ioctls, libc, memory, syscalls
 from umvu.borrowed import Borrowed
 from umvu.creds import MAY_READ, MAY_WRITE, current, permitted
 from umvu.fdtable import OpenFile
@@ -1145,9 +1145,48 @@ async def fam_unmap(c: Call) -> Any:
 
 @family("ioctl")
 async def fam_ioctl(c: Call) -> Any:
-    """ENOTTY: virtual files have no ioctls yet."""
-    _chosen(c)
-    raise OSError(errno.ENOTTY, "no ioctls on this file")
+    """The requests every open file takes (do_vfs_ioctl), then the open file's ops with the
+    argument read and written as the request's entry in umvu.ioctls says (ENOTTY: unknown)."""
+    of = _chosen(c)
+    req = ioctls.request(c.args[1])
+    if req is None:
+        raise OSError(errno.ENOTTY, "inappropriate ioctl for device")
+    ptr = c.args[2]
+    if req.core and (res := await _file_ioctl(c, of, req, ptr)) is not None:
+        return res
+    arg: bytes | int | None = memory.read(c.t.tid, ptr, req.size) if req.way in ("in", "inout") \
+        else ptr if req.way == "value" else None
+    res, out = await maybe(of.ops.ioctl(of.handle, req.nr, arg))
+    if out is not None and req.way in ("out", "inout"):
+        c.write(ptr, out[: req.size])
+    return res
+
+
+async def _file_ioctl(c: Call, of: OpenFile, req: ioctls.Request, ptr: int) -> Any:
+    """do_vfs_ioctl and file_ioctl: what every file, or every regular file, answers (None: the
+    request is the driver's, as FIONREAD on a device)."""
+    name = req.name
+    if name in ("FIOCLEX", "FIONCLEX"):
+        return REAL  # close-on-exec is the fd table's, which holds the placeholder
+    if name in ("FIONBIO", "FIOASYNC"):
+        on = struct.unpack("<i", memory.read(c.t.tid, ptr, 4))[0]
+        bit = os.O_NONBLOCK if name == "FIONBIO" else os.O_ASYNC  # FASYNC
+        of.flags = of.flags | bit if on else of.flags & ~bit
+        return 0
+    if isinstance(of.ops, devices.DeviceFile):
+        return None
+    st = await maybe(of.ops.fstat(of.handle))
+    if name == "FIGETBSZ":
+        c.write(ptr, struct.pack("<i", st.st_blksize or 4096))
+        return 0
+    if name == "FIOQSIZE" and stat_mod.S_IFMT(st.st_mode) in (stat_mod.S_IFREG, stat_mod.S_IFDIR, stat_mod.S_IFLNK):
+        # inode_get_bytes: what it takes on disk (ext4's st_blocks also counts delayed allocations)
+        c.write(ptr, struct.pack("<q", st.st_blocks * 512))
+        return 0
+    if name == "FIONREAD" and stat_mod.S_ISREG(st.st_mode):
+        c.write(ptr, struct.pack("<i", max(0, min(st.st_size - of.offset, 0x7FFFFFFF))))
+        return 0
+    raise OSError(errno.ENOTTY, "inappropriate ioctl for device")
 
 
 # What hostonly refuses a virtual file with: the kernel's answer for a file system that cannot.

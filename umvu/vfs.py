@@ -184,6 +184,11 @@ class FileSystem:
     def fsync(self, handle: Any, datasync: bool) -> None:
         pass
 
+    def ioctl(self, handle: Any, request: int, arg: bytes | int | None) -> tuple[int, bytes | None]:
+        """A request the core does not serve itself (it does FIONREAD, FIONBIO, FIGETBSZ... for
+        every file): as Device.ioctl.  Default: ENOTTY, as for a file system with none."""
+        raise OSError(errno.ENOTTY, "inappropriate ioctl for device")
+
     def fallocate(self, handle: Any, mode: int, offset: int, length: int) -> None:
         raise OSError(errno.EOPNOTSUPP, "fallocate is not supported here")
 
@@ -395,3 +400,9 @@ class Device:
 
     def fsync(self, handle: Any, datasync: bool) -> None:
         pass
+
+    def ioctl(self, handle: Any, request: int, arg: bytes | int | None) -> tuple[int, bytes | None]:
+        """ioctl(2): ``arg`` is what the request's table entry (umvu.ioctls) says: the bytes behind
+        the pointer ("in", "inout"), the value itself ("value"), or None.  Returns the call's result
+        and the bytes to write back ("out", "inout"; None: nothing).  Unknown requests: ENOTTY."""
+        raise OSError(errno.ENOTTY, "inappropriate ioctl for device")

@@ -1,12 +1,14 @@
 """A device in one file: char device 240:0 (a number Linux leaves to local use) at /dev/vuecho.
 
 What is written to it is read back from it, as from a pipe that never blocks (an empty one
-reads 0).  Each open is its own echo; minor 1 is claimed too, with no node: a node made with
-mknod in a virtual tree reaches it.
+reads 0); FIONREAD says how much is queued.  Each open is its own echo; minor 1 is claimed too,
+with no node: a node made with mknod in a virtual tree reaches it.
 """
 
 import errno
 import os
+import struct
+import termios
 
 from umvu.hookspecs import hookimpl
 from umvu.vfs import Device
@@ -28,6 +30,11 @@ class Echo(Device):
     def write(self, handle, data, offset):
         handle += data
         return len(data)
+
+    def ioctl(self, handle, request, arg):
+        if request == termios.FIONREAD:  # the core read nothing in, and writes back 4 bytes
+            return 0, struct.pack("i", len(handle))
+        raise OSError(errno.ENOTTY, "not an echo request")
 
 
 @hookimpl

@@ -1,0 +1,64 @@
+"""The ioctl requests umvu knows: each one's argument, its size and which way it goes.
+
+An ioctl's argument is a value or a pointer, read before the driver runs
+("in"), written after ("out"), or both; only the request says which.  Newer
+requests carry it in their number (_IOC: direction in bits 30-31, size in
+16-29); the old block and terminal requests carry nothing, so this table
+says it for them (VUOS reads the direction the wrong way round and drops
+those, hence the geometry warnings in its transcripts).  Requests served by
+the core for every open file (do_vfs_ioctl) are marked ``core``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Request(NamedTuple):
+    name: str
+    nr: int
+    way: str  # "none" (no argument), "value" (the argument is an int), "in", "out", "inout"
+    size: int  # bytes behind the pointer ("in", "out", "inout")
+    core: bool = False  # served by the core for any open file (do_vfs_ioctl, file_ioctl)
+
+
+_IOC_WRITE, _IOC_READ = 1, 2  # the caller writes (in), the caller reads (out)
+
+_TABLE = [
+    # do_vfs_ioctl: every file
+    Request("FIOCLEX", 0x5451, "none", 0, True),
+    Request("FIONCLEX", 0x5450, "none", 0, True),
+    Request("FIONBIO", 0x5421, "in", 4, True),
+    Request("FIOASYNC", 0x5452, "in", 4, True),
+    Request("FIOQSIZE", 0x5460, "out", 8, True),
+    Request("FIGETBSZ", 0x2, "out", 4, True),
+    Request("FIONREAD", 0x541B, "out", 4, True),  # a regular file's: the core; a device's: the driver
+    # block devices (blkdev_ioctl): none of these carry their size in their number
+    Request("BLKROSET", 0x125D, "in", 4),
+    Request("BLKROGET", 0x125E, "out", 4),
+    Request("BLKRRPART", 0x125F, "none", 0),
+    Request("BLKGETSIZE", 0x1260, "out", 8),  # unsigned long: 512-byte sectors
+    Request("BLKFLSBUF", 0x1261, "none", 0),
+    Request("BLKSSZGET", 0x1268, "out", 4),
+    Request("BLKDISCARD", 0x1277, "in", 16),  # u64 start, length
+    Request("BLKIOMIN", 0x1278, "out", 4),
+    Request("BLKIOOPT", 0x1279, "out", 4),
+    Request("BLKPBSZGET", 0x127B, "out", 4),
+    Request("BLKDISCARDZEROES", 0x127C, "out", 4),
+    Request("BLKZEROOUT", 0x127F, "in", 16),
+    Request("HDIO_GETGEO", 0x0301, "out", 16),  # heads, sectors, cylinders, start (unsigned long)
+]
+BY_NR: dict[int, Request] = {r.nr: r for r in _TABLE}
+
+
+def request(nr: int) -> Request | None:
+    """What request ``nr`` takes: the table's entry, else what its _IOC encoding says (None: an
+    old request the table does not know, whose argument cannot be told)."""
+    nr &= 0xFFFFFFFF
+    known = BY_NR.get(nr)
+    if known is not None:
+        return known
+    way, size = nr >> 30, (nr >> 16) & 0x3FFF
+    if not way or not size:
+        return None
+    return Request(f"_IOC({nr:#x})", nr, {_IOC_WRITE: "in", _IOC_READ: "out"}.get(way, "inout"), size)
