@@ -5,7 +5,8 @@ driver's (init_special_inode, chrdev_open), its inode (mode, owner, times,
 xattrs) stays the node's file system's.  DeviceFile is that split for a
 virtual open file (``OpenFile.ops``).  NodeFS is a file system of one node,
 for a module that puts a device in the view (/dev/fuse) with no tree of its
-own to hold it.
+own to hold it; HostDirWithNodes lists a host directory with the nodes
+mounted in it that the host does not have (/dev/ram0 in the host's /dev).
 """
 
 from __future__ import annotations
@@ -14,18 +15,22 @@ import errno
 import os
 import stat
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from umvu.abi import StatFs, host_statfs
-from umvu.vfs import Device, FileSystem
+from umvu.abi import StatFs, dtype_of, dtype_of_entry, host_statfs
+from umvu.creds import as_caller
+from umvu.vfs import Device, DirEntry, FileSystem
+
+if TYPE_CHECKING:
+    from umvu.registry import MountRegistry
 
 
 class DeviceFile(FileSystem):
     """The operations of one open device: I/O to ``driver``, attributes to the node at ``path`` of
     ``fs`` (by name: a module's node is not renamed under an open device)."""
 
-    def __init__(self, driver: Device, fs: FileSystem, path: str) -> None:
-        self.driver, self.fs, self.path = driver, fs, path
+    def __init__(self, driver: Device, fs: FileSystem, path: str, mode: int) -> None:
+        self.driver, self.fs, self.path, self._mode = driver, fs, path, mode
 
     # the driver's
     def close(self, handle: Any) -> Any:
@@ -45,6 +50,14 @@ class DeviceFile(FileSystem):
 
     def ioctl(self, handle: Any, request: int, arg: bytes | int | None) -> Any:
         return self.driver.ioctl(handle, request, arg)
+
+    def size(self, handle: Any) -> Any:
+        return self.driver.size(handle)
+
+    def fallocate(self, handle: Any, mode: int, offset: int, length: int) -> Any:
+        if not stat.S_ISBLK(self._mode):
+            raise OSError(errno.ENODEV, "not a file or a block device")  # vfs_fallocate
+        return self.driver.fallocate(handle, mode, offset, length)
 
     def ftruncate(self, handle: Any, length: int) -> None:
         raise OSError(errno.EINVAL, "not a regular file")  # do_sys_ftruncate
@@ -87,15 +100,16 @@ class NodeFS(FileSystem):
 
     fstype = "devtmpfs"
 
-    def __init__(self, kind: str, rdev: int, mode: int) -> None:
+    def __init__(self, kind: str, rdev: int, mode: int, owner: tuple[int, int] = (0, 0)) -> None:
         self.mode = (stat.S_IFCHR if kind == "c" else stat.S_IFBLK) | mode & 0o7777
-        self.rdev, self.born = rdev, time.time_ns()
+        self.rdev, self.owner, self.born = rdev, owner, time.time_ns()
 
     def lstat(self, path: str) -> os.stat_result:
         if path != "/":
             raise OSError(errno.ENOTDIR, "not a directory")
         ns = self.born
-        return os.stat_result((self.mode, self.rdev, 0, 1, 0, 0, 0, ns // 10**9, ns // 10**9, ns // 10**9),
+        uid, gid = self.owner
+        return os.stat_result((self.mode, self.rdev, 0, 1, uid, gid, 0, ns // 10**9, ns // 10**9, ns // 10**9),
                               {"st_rdev": self.rdev, "st_atime_ns": ns, "st_mtime_ns": ns, "st_ctime_ns": ns})
 
     def open(self, path: str, flags: int, mode: int) -> Any:
@@ -103,3 +117,49 @@ class NodeFS(FileSystem):
 
     def statfs(self, path: str) -> StatFs:
         return host_statfs("/dev")  # the file system a node of /dev is on
+
+
+@as_caller
+class HostDirWithNodes(FileSystem):
+    """A host directory opened by a process, whose listing also shows the device nodes mounted in
+    it at names the host does not have (registry.phantoms): ls /dev and globs find /dev/ram0.
+    Everything else is the host directory's; names in it are looked up as ever."""
+
+    fstype = "host"
+    real_files = real_dirs = True  # the host's st_dev
+
+    def __init__(self, registry: MountRegistry) -> None:
+        self.registry = registry
+
+    def lstat(self, path: str) -> os.stat_result:
+        return os.lstat(path)
+
+    def open(self, path: str, flags: int, mode: int) -> int:
+        return os.open(path, flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC) | os.O_CLOEXEC)
+
+    def close(self, handle: int) -> None:
+        os.close(handle)
+
+    def fstat(self, handle: int) -> os.stat_result:
+        return os.fstat(handle)
+
+    def getdents(self, handle: int) -> list[DirEntry]:
+        path = os.readlink(f"/proc/self/fd/{handle}")
+        st, parent = os.fstat(handle), os.stat(os.path.dirname(path))
+        entries = [DirEntry(".", st.st_ino, dtype_of(st.st_mode)),
+                   DirEntry("..", parent.st_ino, dtype_of(parent.st_mode))]
+        with os.scandir(handle) as it:
+            for e in it:
+                entries.append(DirEntry(e.name, e.inode(), dtype_of_entry(e)))
+        have = {e.name for e in entries}
+        for name, m in sorted(self.registry.phantoms(path).items()):
+            if name not in have:
+                node = m.fs.lstat("/")
+                entries.append(DirEntry(name, node.st_ino, dtype_of(node.st_mode)))
+        return entries
+
+    def statfs(self, path: str) -> StatFs:
+        return host_statfs(path)
+
+    def fstatfs(self, handle: int, path: str | None) -> StatFs:
+        return host_statfs(handle)

@@ -159,6 +159,14 @@ class Call:
     def vfd(self, i: int = 0) -> OpenFile | None:
         return self.t.files.get(s32(self.args[i]))
 
+    def open_flags(self) -> int:
+        """The flags of the open this call is (openat2's from its struct, creat's its own)."""
+        if self.oflags is not None:
+            return self.oflags
+        if self.sc.name == "creat":
+            return os.O_CREAT | os.O_WRONLY | os.O_TRUNC
+        return argcheck.effective_open_flags(self.arg("oflags"))
+
     def cwd(self) -> str:
         fs = self.t.fs
         if fs.cwd is None:
@@ -331,6 +339,9 @@ class Call:
         if locate:
             return r
         m = r.mount
+        if m is None and sc.family in ("open", "openat2") and hv.registry.phantoms(r.path) \
+                and not self.open_flags() & os.O_PATH and os.path.isdir(r.path):
+            return Resolved(r.path, hv.phantom_dirs, r.st, True)  # its listing shows the nodes mounted in it
         if m is None and r.path.startswith("/proc/") and sc.family in SYNTHETIC_FAMILIES:
             m = hv.proc.synthetic(r.path)
             if m is not None:
@@ -598,7 +609,10 @@ async def _open(c: Call, flags: int, mode: int) -> Any:
             raise OSError(errno.EISDIR, "is a directory")  # may_open: O_TRUNC asks for write access too
     claim = _device_of(c, r.mount, st) if st is not None and not flags & os.O_PATH else None
     if claim is not None:  # the driver's file operations, the node's attributes (devices.DeviceFile)
-        fs = devices.DeviceFile(claim.driver, r.mount.fs, r.mount.inner(r.path))
+        mask = {os.O_RDONLY: MAY_READ, os.O_WRONLY: MAY_WRITE}.get(acc, MAY_READ | MAY_WRITE)
+        if not r.mount.fs.open_permitted(st, mask):  # type: ignore[arg-type]
+            raise OSError(errno.EACCES, "permission denied")  # may_open, before the driver's open
+        fs = devices.DeviceFile(claim.driver, r.mount.fs, r.mount.inner(r.path), st.st_mode)  # type: ignore[union-attr]
         handle = await maybe(claim.driver.open(st.st_rdev, flags & ~os.O_CLOEXEC))  # type: ignore[union-attr]
     else:
         fs = r.mount.fs
@@ -1008,7 +1022,10 @@ async def fam_lseek(c: Call) -> Any:
             (new := await maybe(of.ops.seek(of.handle, off, whence))) is not None:
         pass
     elif whence in (os.SEEK_END, os.SEEK_DATA, os.SEEK_HOLE):
-        size = (await maybe(of.ops.fstat(of.handle))).st_size
+        if isinstance(of.ops, devices.DeviceFile):
+            size = await maybe(of.ops.size(of.handle)) or 0  # a device's stat shows no size
+        else:
+            size = (await maybe(of.ops.fstat(of.handle))).st_size
         if whence == os.SEEK_END:
             new = size + off
         elif off >= size or off < 0:
@@ -2409,15 +2426,15 @@ async def fam_mount(c: Call) -> Any:
         hv.mount_errors[c.t.tid] = f"unknown file system type '{fstype}'"
         raise OSError(errno.ENODEV, "unknown file system type")
     target = await c.locate(1)
-    if target.st is None:
-        raise OSError(errno.ENOENT, "mount point does not exist")
+    if target.st is None and not (fstype in hv.modules.node_types() and not remount):
+        raise OSError(errno.ENOENT, "mount point does not exist")  # a device's node is made by its mount
     if remount and target.mount is None:
         return _kernel_mount(c, 1, target)
     try:
         source = await _source_on_host(c, _opt_str(c, 0), "vufs" if bind else fstype)
         hv.caller = c.t.tid
         try:
-            hv.mount(fstype, source, target.path, flags, data)
+            hv.mount(fstype, source, target.path, flags, data, phantom=target.st is None)
         finally:
             hv.caller = 0
     except OSError as e:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import IO, TYPE_CHECKING, Any
 
-from umvu import arch, dispatch, memory, mounts, syscalls
+from umvu import arch, devices, dispatch, memory, mounts, syscalls
 from umvu.fdtable import OpenFile
 from umvu.procfs import ProcView
 from umvu.registry import Mount
@@ -56,6 +56,8 @@ class Hypervisor:
         self.tracer.on_event = self._process_event
         self.by_nr = syscalls.BY_NR
         self.proc = ProcView(self.tracer)
+        # host directories listed with the device nodes mounted in them (registry.phantoms)
+        self.phantom_dirs = Mount("/", devices.HostDirWithNodes(self.registry), "none", "host", "", "core")
         self.shadows = Shadows()
         # AF_UNIX names bound at a host name in place of the view's: host name -> the name given
         self.unix_names: dict[str, str] = {}
@@ -278,8 +280,9 @@ class Hypervisor:
             return False
         return self.serves(fstype)
 
-    def mount(self, fstype: str, source: str, point: str, flags: int, data: str) -> Mount:
-        """mount(2) in the view; raises OSError with the errno mount(2) returns."""
+    def mount(self, fstype: str, source: str, point: str, flags: int, data: str, phantom: bool = False) -> Mount:
+        """mount(2) in the view; raises OSError with the errno mount(2) returns.  ``phantom``: the
+        mount point does not exist (a device node's mount makes it: its directory lists it)."""
         generic, options = mounts.parse(flags, data)
         if flags & mounts.MS_REMOUNT:
             m = self.registry.at(point)
@@ -297,7 +300,11 @@ class Hypervisor:
         name, fs = self.modules.mount_fs(fstype, source, point, options)
         shown = fs.fstype if type(fs).fstype != "vfs" and fs.fstype != "vfs" else fstype
         options = getattr(fs, "shown_options", options)  # fuse: user_id=...,group_id=..., not fd=
-        m = Mount(point, fs, source or "none", shown, options, name, flags=generic)
+        if getattr(fs, "device_ro", None) is not None:  # a device's node: -o ro makes the device read-only
+            fs.device_ro("ro" in generic)  # (writes EPERM, as blockdev --setro), not its node's mount
+            generic = generic - {"ro"}
+        m = Mount(point, fs, source or "none", shown, options, name, flags=generic,
+                  extra={"hidden": True, "phantom": True} if phantom else {})
         if getattr(fs, "readonly", False):
             m.flags = m.flags | {"ro"}
         self.registry.add(m)
@@ -331,14 +338,19 @@ class Hypervisor:
         m = self.registry.at(point)
         if m is None:
             raise OSError(errno.EINVAL, f"{point} is not a mount point")
+        # mounts that come and go with this one (a disk's partition nodes)
+        companions = [c for p in getattr(m.fs, "companions", ()) if (c := self.registry.at(p)) is not None]
         if not flags & mounts.MNT_DETACH:
-            files, cwds = self.mount_users(m)
-            if files or cwds or self.registry.below(point):
-                raise OSError(errno.EBUSY, "target is busy")
+            for one in (m, *companions):
+                files, cwds = self.mount_users(one)
+                if files or cwds or self.registry.below(one.point):
+                    raise OSError(errno.EBUSY, "target is busy")
         elif flags & mounts.MNT_EXPIRE:
             raise OSError(errno.EAGAIN, "not expired")
         for inner in reversed(self.registry.below(point)) if flags & mounts.MNT_DETACH else ():
             self._drop(inner)
+        for one in companions:
+            self._drop(one)
         self._drop(m)
 
     def _drop(self, m: Mount) -> None:

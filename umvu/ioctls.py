@@ -39,10 +39,14 @@ _TABLE = [
     Request("BLKRRPART", 0x125F, "none", 0),
     Request("BLKGETSIZE", 0x1260, "out", 8),  # unsigned long: 512-byte sectors
     Request("BLKFLSBUF", 0x1261, "none", 0),
+    Request("BLKRASET", 0x1262, "value", 0),
+    Request("BLKRAGET", 0x1263, "out", 8),  # long: read-ahead in sectors
+    Request("BLKSECTGET", 0x1267, "out", 2),  # unsigned short: the largest request, in sectors
     Request("BLKSSZGET", 0x1268, "out", 4),
     Request("BLKDISCARD", 0x1277, "in", 16),  # u64 start, length
     Request("BLKIOMIN", 0x1278, "out", 4),
     Request("BLKIOOPT", 0x1279, "out", 4),
+    Request("BLKALIGNOFF", 0x127A, "out", 4),
     Request("BLKPBSZGET", 0x127B, "out", 4),
     Request("BLKDISCARDZEROES", 0x127C, "out", 4),
     Request("BLKZEROOUT", 0x127F, "in", 16),

@@ -9,6 +9,7 @@ own view, so a module file may itself live on a virtual mount).
 from __future__ import annotations
 
 import errno
+import os
 import types
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -61,8 +62,11 @@ class ModuleContext:
         ``hidden``: not listed in /proc/PID/mounts (a device node such as /dev/fuse,
         which on Linux is a file of /dev, not a mount).
         """
-        m = Mount(target.rstrip("/") or "/", fs, source, fstype or fs.fstype, options, self.name, auto=True,
-                  extra={"hidden": True} if hidden else {})
+        point = target.rstrip("/") or "/"
+        extra: dict[str, Any] = {"hidden": True} if hidden else {}
+        if not os.path.lexists(point):
+            extra["phantom"] = True  # the listing of its host directory shows it (registry.phantoms)
+        m = Mount(point, fs, source, fstype or fs.fstype, options, self.name, auto=True, extra=extra)
         self.hv.registry.add(m)
         self.mounts.append(m)
         return m
@@ -74,10 +78,12 @@ class ModuleContext:
         self.hv.registry.claim_device(claim)
         return claim
 
-    def device_node(self, target: str, kind: str, rdev: int, mode: int = 0o600) -> Mount:
+    def device_node(self, target: str, kind: str, rdev: int, mode: int = 0o600,
+                    owner: tuple[int, int] = (0, 0)) -> Mount:
         """Put a device node at canonical path ``target`` (as udev makes one in /dev): its stat
-        shows ``kind`` and ``rdev``, opening it reaches the driver that claims ``rdev``."""
-        return self.mount(target, devices.NodeFS(kind, rdev, mode), source="udev", hidden=True)
+        shows ``kind``, ``rdev``, ``mode`` and ``owner`` (uid, gid), which decide who may open
+        it; opening it reaches the driver that claims ``rdev``."""
+        return self.mount(target, devices.NodeFS(kind, rdev, mode, owner), source="udev", hidden=True)
 
     def state(self, pid: int) -> Any:
         """This module's state for process ``pid`` (any of its threads), None if it has none."""
@@ -169,6 +175,13 @@ class ModuleManager:
         for name in self.loaded:
             mod = self.loaded[name].plugin
             types.update(getattr(mod, "PATH_SOURCES", ()))
+        return types
+
+    def node_types(self) -> set[str]:
+        """Types whose mount makes a device node at its target, which need not exist (vudev)."""
+        types: set[str] = set()
+        for ctx in self.loaded.values():
+            types.update(getattr(ctx.plugin, "NODE_MOUNTS", ()))
         return types
 
     def serves(self, fstype: str) -> bool:

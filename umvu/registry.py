@@ -70,6 +70,9 @@ class MountRegistry:
         self._mounts: dict[str, Mount] = {}
         self._numbers = itertools.count()
         self._devices: list[DeviceClaim] = []
+        # mount points with no host file under them (a device node made by its mount), by the host
+        # directory whose listing must show them: parent -> {name: mount}
+        self._phantoms: dict[str, dict[str, Mount]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._mounts)
@@ -84,6 +87,14 @@ class MountRegistry:
         mount.dev = os.makedev(0, _FIRST_MINOR + n)
         mount.id = _FIRST_ID + n
         self._mounts[mount.point] = mount
+        if mount.extra.get("phantom"):
+            parent, name = mount.point.rsplit("/", 1)
+            self._phantoms.setdefault(parent or "/", {})[name] = mount
+
+    def phantoms(self, directory: str) -> dict[str, Mount]:
+        """The mount points in host directory ``directory`` that the host does not have (name ->
+        mount): its listing shows them, as Linux's shows a node that is there."""
+        return self._phantoms.get(directory, {}) if self._phantoms else {}
 
     def below(self, point: str) -> list[Mount]:
         """Mounts stacked inside the tree mounted at ``point`` (they keep it busy)."""
@@ -92,9 +103,16 @@ class MountRegistry:
 
     def remove(self, point: str) -> Mount:
         try:
-            return self._mounts.pop(point)
+            m = self._mounts.pop(point)
         except KeyError:
             raise OSError(errno.EINVAL, f"{point} is not a mount point") from None
+        if m.extra.get("phantom"):
+            parent, name = point.rsplit("/", 1)
+            names = self._phantoms.get(parent or "/", {})
+            names.pop(name, None)
+            if not names:
+                self._phantoms.pop(parent or "/", None)
+        return m
 
     def at(self, point: str) -> Mount | None:
         """The mount whose mount point is exactly ``point``."""

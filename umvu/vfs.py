@@ -401,6 +401,15 @@ class Device:
     def fsync(self, handle: Any, datasync: bool) -> None:
         pass
 
+    def size(self, handle: Any) -> int | None:
+        """A block device's size in bytes (lseek SEEK_END; stat shows 0 for a device, as Linux);
+        None: not seekable from the end (lseek SEEK_END is then the offset alone, as /dev/zero)."""
+        return None
+
+    def fallocate(self, handle: Any, mode: int, offset: int, length: int) -> None:
+        """blkdev_fallocate: FALLOC_FL_ZERO_RANGE, PUNCH_HOLE (with KEEP_SIZE)."""
+        raise OSError(errno.EOPNOTSUPP, "fallocate is not supported here")
+
     def ioctl(self, handle: Any, request: int, arg: bytes | int | None) -> tuple[int, bytes | None]:
         """ioctl(2): ``arg`` is what the request's table entry (umvu.ioctls) says: the bytes behind
         the pointer ("in", "inout"), the value itself ("value"), or None.  Returns the call's result
