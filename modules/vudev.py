@@ -21,15 +21,17 @@ image then.
 from __future__ import annotations
 
 import errno
+import fcntl
 import mmap
 import os
 import stat
 import struct
+import time
 from typing import Any
 
 from umvu.abi import fallocate
 from umvu.hookspecs import hookimpl
-from umvu.vfs import Device, FileSystem
+from umvu.vfs import Device, DirEntry, FileSystem
 
 NODE_MOUNTS = ("vudevramdisk", "vudevpartx", "vudevnull", "vudevzero")  # their mount makes the node
 PATH_SOURCES = ("vudevpartx",)  # the image is named in the caller's view
@@ -104,19 +106,46 @@ class RamStore:
         self.mem.close()
 
 
-class FileStore:
-    """An image file, opened once at mount."""
+class Unbound:
+    """What a loop device holds before LOOP_SET_FD: nothing (size 0)."""
 
-    def __init__(self, path: str) -> None:
-        try:
-            self.fd, self.readonly = os.open(path, os.O_RDWR | os.O_CLOEXEC), False
-        except PermissionError:  # a write-protected image is a read-only disk (as losetup says)
-            self.fd, self.readonly = os.open(path, os.O_RDONLY | os.O_CLOEXEC), True
+    size, readonly, name = 0, False, ""
+
+    def pread(self, n: int, offset: int) -> bytes:
+        return b""
+
+    def pwrite(self, data: bytes, offset: int) -> None:
+        raise OSError(errno.ENOSPC, "no backing file")
+
+    def zero(self, offset: int, length: int) -> None:
+        pass
+
+    def sync(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class FileStore:
+    """An image file, opened once at mount (or a file a loop device is given, by its fd)."""
+
+    def __init__(self, path: str | None, fd: int | None = None) -> None:
+        if fd is not None:
+            self.fd = os.dup(fd)
+            self.readonly = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+        else:
+            try:
+                self.fd, self.readonly = os.open(path, os.O_RDWR | os.O_CLOEXEC), False
+            except PermissionError:  # a write-protected image is a read-only disk (as losetup says)
+                self.fd, self.readonly = os.open(path, os.O_RDONLY | os.O_CLOEXEC), True
+        self.name = os.readlink(f"/proc/self/fd/{self.fd}")
         st = os.fstat(self.fd)
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
             os.close(self.fd)
-            raise OSError(errno.EINVAL, f"{path}: not a file or a block device")
+            raise OSError(errno.EINVAL, f"{path or self.name}: not a file or a block device")
         self.size = os.lseek(self.fd, 0, os.SEEK_END)
+        self.dev, self.ino = st.st_dev, st.st_ino
 
     def pread(self, n: int, offset: int) -> bytes:
         return os.pread(self.fd, n, offset)
@@ -204,10 +233,21 @@ def _gpt(read: Any, size: int, sector: int) -> dict[int, tuple[int, int]] | None
 
 # -- the drivers --------------------------------------------------------------------------------------
 class Part:
-    __slots__ = ("number", "start", "length")
+    """An open partition (0: the whole disk).  Where it lies is asked at each call: a loop device
+    bound after the open, or a table re-read, moves it."""
 
-    def __init__(self, number: int, start: int, length: int) -> None:
-        self.number, self.start, self.length = number, start, length
+    __slots__ = ("number", "disk")
+
+    def __init__(self, number: int, disk: Disk) -> None:
+        self.number, self.disk = number, disk
+
+    @property
+    def start(self) -> int:
+        return self.disk.parts.get(self.number, (0, 0))[0]
+
+    @property
+    def length(self) -> int:
+        return self.disk.parts.get(self.number, (0, 0))[1]
 
 
 class Disk(Device):
@@ -217,7 +257,8 @@ class Disk(Device):
         self.store, self.sector, self.readonly, self.partitioned = store, sector, readonly, partitioned
         self.parts: dict[int, tuple[int, int]] = {0: (0, store.size)}
         self.open_parts: dict[int, int] = {}  # partition number -> handles open on it
-        self.base = 0  # the first minor
+        self.base = 0  # the minor of partition 0: partition n is base + n
+        self.whole = -1  # the whole disk's number (a loop device's is 7:N, its partitions elsewhere)
         self.readahead = 256  # sectors (BLKRAGET), the kernel's default 128 KiB
         self.on_reread: Any = None  # the partition nodes follow the table
 
@@ -226,11 +267,11 @@ class Disk(Device):
         self.parts = {0: (0, self.store.size), **{n: p for n, p in found.items() if n < MINORS}}
 
     def open(self, rdev: int, flags: int) -> Part:
-        n = os.minor(rdev) - self.base
+        n = 0 if rdev == self.whole else os.minor(rdev) - self.base
         if n not in self.parts:
             raise OSError(errno.ENXIO, "no such partition")
         self.open_parts[n] = self.open_parts.get(n, 0) + 1
-        return Part(n, *self.parts[n])
+        return Part(n, self)
 
     def close(self, handle: Part) -> None:
         self.open_parts[handle.number] -= 1
@@ -241,17 +282,19 @@ class Disk(Device):
         return handle.length
 
     def read(self, handle: Part, size: int, offset: int) -> bytes:
-        if offset >= handle.length:
+        start, length = self.parts.get(handle.number, (0, 0))
+        if offset >= length:
             return b""
-        return self.store.pread(min(size, handle.length - offset), handle.start + offset)
+        return self.store.pread(min(size, length - offset), start + offset)
 
     def write(self, handle: Part, data: bytes, offset: int) -> int:
         if self.readonly:
             raise OSError(errno.EPERM, "read-only disk")  # blkdev_write_iter
-        if offset >= handle.length:
+        start, length = self.parts.get(handle.number, (0, 0))
+        if offset >= length:
             raise OSError(errno.ENOSPC, "past the end of the device")
-        data = data[: handle.length - offset]
-        self.store.pwrite(data, handle.start + offset)
+        data = data[: length - offset]
+        self.store.pwrite(data, start + offset)
         return len(data)
 
     def fsync(self, handle: Part, datasync: bool) -> None:
@@ -334,18 +377,266 @@ class Null(Device):
         return len(data)
 
 
+# -- loop devices ------------------------------------------------------------------------------------
+LOOP_SET_FD, LOOP_CLR_FD, LOOP_SET_STATUS64, LOOP_GET_STATUS64 = 0x4C00, 0x4C01, 0x4C04, 0x4C05
+LOOP_SET_CAPACITY, LOOP_SET_DIRECT_IO, LOOP_SET_BLOCK_SIZE, LOOP_CONFIGURE = 0x4C07, 0x4C08, 0x4C09, 0x4C0A
+LOOP_CTL_ADD, LOOP_CTL_REMOVE, LOOP_CTL_GET_FREE = 0x4C80, 0x4C81, 0x4C82
+LO_FLAGS_READ_ONLY, LO_FLAGS_AUTOCLEAR, LO_FLAGS_PARTSCAN, LO_FLAGS_DIRECT_IO = 1, 4, 8, 16
+LOOP_INFO64 = struct.Struct("<QQQQQIIII64s64s32sQQ")  # struct loop_info64
+DEV_LOOP_CONTROL, LOOP_MAJOR = os.makedev(10, 237), 7
+
+
+class Window:
+    """A loop device's view of its file: from lo_offset, up to lo_sizelimit."""
+
+    def __init__(self, file: FileStore, offset: int, limit: int) -> None:
+        self.file, self.offset = file, offset
+        self.size = max(0, file.size - offset)
+        if limit:
+            self.size = min(self.size, limit)
+        self.size -= self.size % 512
+        self.readonly, self.name = file.readonly, file.name
+
+    def pread(self, n: int, offset: int) -> bytes:
+        return self.file.pread(n, self.offset + offset)
+
+    def pwrite(self, data: bytes, offset: int) -> None:
+        self.file.pwrite(data, self.offset + offset)
+
+    def zero(self, offset: int, length: int) -> None:
+        self.file.zero(self.offset + offset, length)
+
+    def sync(self) -> None:
+        self.file.sync()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class Loop(Disk):
+    """/dev/loopN: a file seen as a disk once losetup gives it one (LOOP_CONFIGURE, LOOP_SET_FD)."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(Unbound(), 512, False, partitioned=False)
+        self.number, self.flags, self.opens = number, 0, 0
+        self.info = (0, 0)  # lo_offset, lo_sizelimit
+        self.mount: Any = None  # its DeviceMount: the partition nodes follow a scan
+
+    @property
+    def bound(self) -> bool:
+        return not isinstance(self.store, Unbound)
+
+    def open(self, rdev: int, flags: int) -> Part:
+        part = super().open(rdev, flags)
+        self.opens += 1
+        return part
+
+    def close(self, handle: Part) -> None:
+        super().close(handle)
+        self.opens -= 1
+        if not self.opens and self.bound and self.flags & LO_FLAGS_AUTOCLEAR:
+            self.unbind()  # losetup -d while it was open, or --autoclear: the last close detaches
+
+    def bind(self, fd: int, offset: int, limit: int, flags: int, block: int) -> None:
+        if self.bound:
+            raise OSError(errno.EBUSY, "the loop device is bound already")
+        file = FileStore(None, fd)
+        self.store = Window(file, offset, limit)
+        self.readonly = file.readonly or bool(flags & LO_FLAGS_READ_ONLY)
+        self.flags = flags & (LO_FLAGS_AUTOCLEAR | LO_FLAGS_PARTSCAN | LO_FLAGS_DIRECT_IO) \
+            | (LO_FLAGS_READ_ONLY if self.readonly else 0)
+        self.sector = block if block in (512, 1024, 2048, 4096) else 512
+        self.info = (offset, limit)
+        self.partitioned = bool(self.flags & LO_FLAGS_PARTSCAN)
+        self.rescan()
+
+    def unbind(self) -> None:
+        store, self.store = self.store, Unbound()
+        self.flags, self.readonly, self.partitioned, self.info = 0, False, False, (0, 0)
+        store.sync()
+        store.close()
+        self.rescan()
+
+    def rescan(self) -> None:
+        self.reread()
+        if self.mount is not None:
+            self.mount.renode()
+            self._sysfs()
+
+    def _sysfs(self) -> None:
+        """/sys/block/loopN/loop while bound: util-linux lists the loops it finds there."""
+        vu, point = self.mount.module.vu, f"/sys/devices/virtual/block/loop{self.number}/loop"
+        if vu.hv.registry.at(point) is not None:
+            vu.unmount(point)
+        if self.bound and os.path.isdir(os.path.dirname(point)):
+            def flag(bit: int) -> Any:
+                return lambda: f"{int(bool(self.flags & bit))}\n"
+            vu.mount(point, TextDir({"backing_file": lambda: self.store.name + "\n",
+                                     "offset": lambda: f"{self.info[0]}\n", "sizelimit": lambda: f"{self.info[1]}\n",
+                                     "autoclear": flag(LO_FLAGS_AUTOCLEAR), "partscan": flag(LO_FLAGS_PARTSCAN),
+                                     "dio": flag(LO_FLAGS_DIRECT_IO)}), source="sysfs", hidden=True)
+
+    def _status(self) -> bytes:
+        file = self.store.file  # type: ignore[attr-defined]
+        return LOOP_INFO64.pack(file.dev, file.ino, 0, self.info[0], self.info[1], self.number, 0, 0, self.flags,
+                                os.fsencode(file.name)[:63], b"", b"", 0, 0)
+
+    def ioctl(self, handle: Part, request: int, arg: Any) -> tuple[int, bytes | None]:
+        if request in (LOOP_SET_FD, LOOP_CONFIGURE):
+            if request == LOOP_SET_FD:
+                self.bind(arg, 0, 0, 0, 512)
+                return 0, None
+            fd, block = struct.unpack_from("<II", arg)
+            info = LOOP_INFO64.unpack_from(arg, 8)
+            self.bind(fd, info[3], info[4], info[8], block)
+            return 0, None
+        if not self.bound and request in (LOOP_CLR_FD, LOOP_SET_STATUS64, LOOP_GET_STATUS64, LOOP_SET_CAPACITY):
+            raise OSError(errno.ENXIO, "the loop device is not bound")
+        if request == LOOP_CLR_FD:  # loop_clr_fd: the file goes with the last close (this fd's, often)
+            self.flags |= LO_FLAGS_AUTOCLEAR
+            return 0, None
+        if request == LOOP_GET_STATUS64:
+            return 0, self._status()
+        if request == LOOP_SET_STATUS64:
+            info = LOOP_INFO64.unpack(arg)
+            scan = info[8] & LO_FLAGS_PARTSCAN and not self.flags & LO_FLAGS_PARTSCAN
+            self.flags = self.flags & ~(LO_FLAGS_AUTOCLEAR | LO_FLAGS_PARTSCAN) \
+                | info[8] & (LO_FLAGS_AUTOCLEAR | LO_FLAGS_PARTSCAN)
+            if (info[3], info[4]) != self.info:
+                self.store = Window(self.store.file, info[3], info[4])  # type: ignore[attr-defined]
+                self.info = (info[3], info[4])
+            self.partitioned = bool(self.flags & LO_FLAGS_PARTSCAN)
+            if scan or (info[3], info[4]) != self.info:
+                self.rescan()
+            return 0, None
+        if request == LOOP_SET_CAPACITY:
+            file = self.store.file  # type: ignore[attr-defined]
+            file.size = os.lseek(file.fd, 0, os.SEEK_END)
+            self.store = Window(file, *self.info)
+            self.parts[0] = (0, self.store.size)
+            return 0, None
+        if request == LOOP_SET_DIRECT_IO:
+            return 0, None
+        if request == LOOP_SET_BLOCK_SIZE:
+            if arg not in (512, 1024, 2048, 4096):
+                raise OSError(errno.EINVAL, "block size")
+            self.sector = arg
+            return 0, None
+        return super().ioctl(handle, request, arg)
+
+
+class TextDir(FileSystem):
+    """A read-only sysfs-like directory of small text files, computed when opened."""
+
+    fstype = "sysfs"
+
+    def __init__(self, files: dict[str, Any]) -> None:
+        self.files, self.born = files, time.time()
+
+    def _st(self, mode: int, size: int, ino: int) -> os.stat_result:
+        t = int(self.born)
+        return os.stat_result((mode, ino, 0, 2 if stat.S_ISDIR(mode) else 1, 0, 0, size, t, t, t))
+
+    def lstat(self, path: str) -> os.stat_result:
+        if path == "/":
+            return self._st(stat.S_IFDIR | 0o755, 0, 1)
+        name = path[1:]
+        if name not in self.files:
+            raise OSError(errno.ENOENT, "no such file")
+        return self._st(stat.S_IFREG | 0o444, 4096, 2 + list(self.files).index(name))
+
+    def open(self, path: str, flags: int, mode: int) -> Any:
+        if flags & os.O_ACCMODE != os.O_RDONLY:
+            raise OSError(errno.EACCES, "read-only")
+        return path if path == "/" else self.files[path[1:]]().encode()
+
+    def read(self, handle: Any, size: int, offset: int) -> bytes:
+        if isinstance(handle, str):
+            raise OSError(errno.EISDIR, "a directory")
+        return handle[offset : offset + size]
+
+    def fstat(self, handle: Any) -> os.stat_result:
+        return self.lstat("/") if isinstance(handle, str) else self._st(stat.S_IFREG | 0o444, 4096, 2)
+
+    def getdents(self, handle: Any) -> list[DirEntry]:
+        return [DirEntry(".", 1, 4), DirEntry("..", 1, 4)] + [DirEntry(n, 2 + i, 8) for i, n in enumerate(self.files)]
+
+
+class LoopControl(Device):
+    """/dev/loop-control: finds, adds and removes loop devices (their nodes come and go)."""
+
+    def __init__(self, module: Module) -> None:
+        self.module = module
+        self.loops: dict[int, Loop] = {}
+
+    def open(self, rdev: int, flags: int) -> None:
+        return None
+
+    def add(self, n: int) -> Loop:
+        loop = Loop(n)
+        major = self.module.loop_major()
+        first = n  # 7:N, as Linux numbers loop devices (max_part 0); partitions get vudev's numbers
+        self.module.used.add(("loop", first))
+        dm = DeviceMount(self.module, "b", first, loop, 0o660, major)
+        dm.point = f"/dev/loop{n}"
+        self.module.vu.mount(dm.point, dm, source="udev", hidden=True)
+        loop.mount = dm
+        self.loops[n] = loop
+        return loop
+
+    def remove(self, n: int) -> None:
+        loop = self.loops.pop(n)
+        dm = loop.mount
+        for p in dm.companions:
+            self.module.vu.unmount(p)
+        self.module.vu.unmount(dm.point)
+        dm.unmount()
+
+    def ioctl(self, handle: Any, request: int, arg: Any) -> tuple[int, bytes | None]:
+        if request == LOOP_CTL_GET_FREE:
+            n = next((k for k, lo in sorted(self.loops.items()) if not lo.bound and not lo.opens), None)
+            if n is None:
+                n = next(k for k in range(1 << 20) if k not in self.loops)
+                self.add(n)
+            return n, None
+        if request == LOOP_CTL_ADD:
+            if arg in self.loops:
+                raise OSError(errno.EEXIST, "exists")
+            self.add(arg if arg >= 0 else next(k for k in range(1 << 20) if k not in self.loops))
+            return arg, None
+        if request == LOOP_CTL_REMOVE:
+            loop = self.loops.get(arg)
+            if loop is None:
+                raise OSError(errno.ENODEV, "no such loop device")
+            if loop.bound or loop.opens:
+                raise OSError(errno.EBUSY, "in use")
+            self.remove(arg)
+            return 0, None
+        raise OSError(errno.ENOTTY, "inappropriate ioctl for device")
+
+
 # -- mounts -------------------------------------------------------------------------------------------
 class Module:
     def __init__(self) -> None:
         self.vu: Any = None
         self.majors: dict[str, int] = {}
         self.used: set[tuple[str, int]] = set()  # (kind, first minor) of the mounted devices
+        self.control: Any = None  # the LoopControl
 
     def major(self, kind: str) -> int:
+        """vudev's major for disks ("b") or char devices ("c"): one the host does not use."""
         if kind not in self.majors:
             self.majors[kind] = _free_major(kind, set(self.majors.values()))
             self.vu.claim_device(kind, self.majors[kind], range(0, 1 << 20), Dispatcher(self, kind))
         return self.majors[kind]
+
+    def loop_major(self) -> int:
+        """Loop devices keep Linux's major 7 (util-linux tells a loop device by it); in the view the
+        numbers are this module's, the host's loop devices being root's anyway."""
+        if "loop" not in self.majors:
+            self.majors["loop"] = LOOP_MAJOR
+            self.vu.claim_device("b", LOOP_MAJOR, range(0, 1 << 20), Dispatcher(self, "b", 1))
+        return LOOP_MAJOR
 
     def first_free(self, kind: str, step: int) -> int:
         first = 0
@@ -358,13 +649,13 @@ class Module:
 class Dispatcher(Device):
     """The one claim per major: each minor range belongs to one mounted device."""
 
-    def __init__(self, module: Module, kind: str) -> None:
+    def __init__(self, module: Module, kind: str, step: int | None = None) -> None:
         self.module, self.kind = module, kind
+        self.step = step or (MINORS if kind == "b" else 1)  # minors per device
         self.devices: dict[int, Device] = {}  # first minor -> driver
 
     def _driver(self, minor: int) -> Device:
-        step = MINORS if self.kind == "b" else 1
-        drv = self.devices.get(minor - minor % step)
+        drv = self.devices.get(minor - minor % self.step)
         if drv is None:
             raise OSError(errno.ENXIO, "no such device")
         return drv
@@ -400,13 +691,25 @@ class DeviceMount(FileSystem):
 
     fstype = "devtmpfs"
 
-    def __init__(self, module: Module, kind: str, first: int, driver: Device, mode: int) -> None:
+    def __init__(self, module: Module, kind: str, first: int, driver: Device, mode: int,
+                 major: int | None = None) -> None:
         from umvu.devices import NodeFS
 
         self.module, self.kind, self.first, self.driver = module, kind, first, driver
-        self.dispatcher: Dispatcher = module.vu.hv.registry.device(kind, os.makedev(module.major(kind), 0)).driver
+        self.major = major if major is not None else module.major(kind)
+        self.dispatcher: Dispatcher = module.vu.hv.registry.device(kind, os.makedev(self.major, 0)).driver
         self.dispatcher.devices[first] = driver
-        self.node = NodeFS(kind, os.makedev(module.major(kind), first), mode, (os.getuid(), os.getgid()))
+        self.node = NodeFS(kind, os.makedev(self.major, first), mode, (os.getuid(), os.getgid()))
+        # partition n is (parts_major, parts_first + n): the disk's own numbers, or for a loop
+        # device (7:N, one minor each) a range of vudev's block major, as Linux's extended numbers
+        self.parts_major, self.parts_first = self.major, first
+        if isinstance(driver, Disk):
+            driver.whole = os.makedev(self.major, first)
+            if self.dispatcher.step == 1:
+                self.parts_major, self.parts_first = module.major("b"), module.first_free("b", MINORS)
+                module.vu.hv.registry.device("b", os.makedev(self.parts_major, 0)).driver.devices[
+                    self.parts_first] = driver
+            driver.base = self.parts_first
         self.companions: list[str] = []
         self.point = ""
 
@@ -432,13 +735,17 @@ class DeviceMount(FileSystem):
         for n in sorted(self.driver.parts):
             if n:
                 name = f"{self.point}{sep}{n}"
-                vu.device_node(name, "b", os.makedev(self.module.major("b"), self.first + n), 0o660,
+                vu.device_node(name, "b", os.makedev(self.parts_major, self.parts_first + n), 0o660,
                                (os.getuid(), os.getgid()))
                 self.companions.append(name)
 
     def unmount(self) -> None:
         self.dispatcher.devices.pop(self.first, None)
-        self.module.used.discard((self.kind, self.first))
+        if (self.parts_major, self.parts_first) != (self.major, self.first):
+            self.module.vu.hv.registry.device("b", os.makedev(self.parts_major, 0)).driver.devices.pop(
+                self.parts_first, None)
+            self.module.used.discard(("b", self.parts_first))
+        self.module.used.discard((self.kind if self.major != LOOP_MAJOR else "loop", self.first))
         store = getattr(self.driver, "store", None)
         if store is not None:
             store.sync()
@@ -457,6 +764,18 @@ def vu_module_describe() -> str:
 def vu_module_load(vu: Any) -> None:
     _module.__init__()  # type: ignore[misc]  # a new insertion: new numbers
     _module.vu = vu
+    control = LoopControl(_module)
+    vu.claim_device("c", os.major(DEV_LOOP_CONTROL), range(os.minor(DEV_LOOP_CONTROL), os.minor(DEV_LOOP_CONTROL) + 1),
+                    control)
+    vu.device_node("/dev/loop-control", "c", DEV_LOOP_CONTROL, 0o660, (os.getuid(), os.getgid()))
+    _module.control = control
+
+
+@hookimpl
+def vu_module_unload(vu: Any) -> None:
+    for loop in _module.control.loops.values():  # their nodes are gone with the module's mounts
+        if loop.bound:
+            loop.unbind()
 
 
 @hookimpl

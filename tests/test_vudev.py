@@ -152,3 +152,36 @@ head -c 5 /dev/zero0 | od -An -tx1
 """)
     assert r.stdout.split() == ["character", "special", "file", "666", "0", "00", "00", "00", "00", "00"], \
         r.stdout + r.stderr
+
+
+def test_losetup_finds_configures_scans_and_detaches_loop_devices(tmp_path):
+    """The loop family behind a virtual /dev/loop-control: losetup -f, -P, --show, -o, --sizelimit,
+    -r, -a, -l and -d, unprivileged; a device detached while open goes at its last close."""
+    need("sfdisk", "losetup", "mkfs.vfat")
+    img = tmp_path / "disk.img"
+    subprocess.run(["truncate", "-s", "256M", str(img)], check=True)
+    subprocess.run(["/usr/sbin/sfdisk", "-q", str(img)], input="label: gpt\n,100M\n,\n", text=True, check=True)
+    r = sh(f"""
+cd {tmp_path}
+vu_insmod vudev || exit 9
+stat -c '%F %t:%T' /dev/loop-control
+losetup -fP --show disk.img
+losetup -r -f --show -o 1048576 --sizelimit 104857600 disk.img
+ls /dev | grep '^loop[01]' | tr '\n' ' '; echo
+stat -c '%t:%T' /dev/loop0 /dev/loop1
+blockdev --getsize64 /dev/loop1 /dev/loop0p1
+mkfs.vfat /dev/loop0p2 >/dev/null && echo vfat
+echo x | dd of=/dev/loop1 status=none; echo ro=$?
+losetup -l -n -O NAME,OFFSET,SIZELIMIT,BACK-FILE
+exec 3</dev/loop1; losetup -d /dev/loop1; losetup -a | grep -c loop1; exec 3<&-
+losetup -d /dev/loop0; losetup -a | wc -l
+ls /dev | grep -c '^loop0p'
+""")
+    out = r.stdout.split("\n")
+    assert out[:3] == ["character special file a:ed", "/dev/loop0", "/dev/loop1"], r.stdout + r.stderr
+    assert out[3].split() == ["loop0", "loop0p1", "loop0p2", "loop1"]  # the host's /dev has its own loop2...
+    assert out[4:6] == ["7:0", "7:1"] and out[6:8] == ["104857600", "104857600"] and out[8] == "vfat", r.stdout
+    assert out[9] == "ro=1" and "Operation not permitted" in r.stderr, r.stdout + r.stderr
+    assert [line.split() for line in out[10:12]] == [["/dev/loop1", "1048576", "104857600", str(img)],
+                                                     ["/dev/loop0", "0", "0", str(img)]], r.stdout
+    assert out[12:15] == ["1", "0", "0"], r.stdout + r.stderr  # detached at the last close; partitions gone

@@ -1173,10 +1173,31 @@ async def fam_ioctl(c: Call) -> Any:
         return res
     arg: bytes | int | None = memory.read(c.t.tid, ptr, req.size) if req.way in ("in", "inout") \
         else ptr if req.way == "value" else None
-    res, out = await maybe(of.ops.ioctl(of.handle, req.nr, arg))
+    theirs = s32(ptr) if req.way == "fd" else struct.unpack_from("<i", arg, req.fd_at)[0] \
+        if req.fd_at >= 0 and isinstance(arg, bytes) else None
+    mine = _callers_file(c, theirs) if theirs is not None else None
+    if mine is not None:
+        arg = mine if req.way == "fd" else struct.pack("<i", mine).join((arg[: req.fd_at], arg[req.fd_at + 4 :]))
+    try:
+        res, out = await maybe(of.ops.ioctl(of.handle, req.nr, arg))
+    finally:
+        if mine is not None:
+            os.close(mine)
     if out is not None and req.way in ("out", "inout"):
         c.write(ptr, out[: req.size])
     return res
+
+
+def _callers_file(c: Call, fd: int) -> int:
+    """The caller's real fd ``fd`` opened here, for what the caller's is open for (an ioctl's
+    argument: LOOP_SET_FD).  EBADF for no such fd; a virtual one is not a host file (EINVAL)."""
+    if c.t.files.get(fd) is not None:
+        raise OSError(errno.EINVAL, "a virtual file cannot back a device")
+    flags = _real_flags(c.t.tid, fd)
+    try:
+        return os.open(f"/proc/{c.t.tid}/fd/{fd}", flags & os.O_ACCMODE | os.O_CLOEXEC)
+    except OSError:
+        raise OSError(errno.EBADF, "bad fd in the argument") from None
 
 
 async def _file_ioctl(c: Call, of: OpenFile, req: ioctls.Request, ptr: int) -> Any:

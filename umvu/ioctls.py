@@ -6,7 +6,11 @@ requests carry it in their number (_IOC: direction in bits 30-31, size in
 16-29); the old block and terminal requests carry nothing, so this table
 says it for them (VUOS reads the direction the wrong way round and drops
 those, hence the geometry warnings in its transcripts).  Requests served by
-the core for every open file (do_vfs_ioctl) are marked ``core``.
+the core for every open file (do_vfs_ioctl) are marked ``core``.  An fd of
+the caller in an argument (LOOP_SET_FD, LOOP_CONFIGURE) reaches the driver
+as an fd of the hypervisor on the same file, open for what the caller's is
+open for, and closed by the core after the call (a driver that keeps the
+file dups it).
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from typing import NamedTuple
 class Request(NamedTuple):
     name: str
     nr: int
-    way: str  # "none" (no argument), "value" (the argument is an int), "in", "out", "inout"
+    way: str  # "none" (no argument), "value" (an int), "fd" (an fd of the caller), "in", "out", "inout"
     size: int  # bytes behind the pointer ("in", "out", "inout")
     core: bool = False  # served by the core for any open file (do_vfs_ioctl, file_ioctl)
+    fd_at: int = -1  # "in": the offset of a 32-bit fd of the caller in the argument
 
 
 _IOC_WRITE, _IOC_READ = 1, 2  # the caller writes (in), the caller reads (out)
@@ -51,6 +56,18 @@ _TABLE = [
     Request("BLKDISCARDZEROES", 0x127C, "out", 4),
     Request("BLKZEROOUT", 0x127F, "in", 16),
     Request("HDIO_GETGEO", 0x0301, "out", 16),  # heads, sectors, cylinders, start (unsigned long)
+    # loop devices (linux/loop.h): none carries its size in its number
+    Request("LOOP_SET_FD", 0x4C00, "fd", 0),
+    Request("LOOP_CLR_FD", 0x4C01, "none", 0),
+    Request("LOOP_SET_STATUS64", 0x4C04, "in", 232),  # struct loop_info64
+    Request("LOOP_GET_STATUS64", 0x4C05, "out", 232),
+    Request("LOOP_SET_CAPACITY", 0x4C07, "none", 0),
+    Request("LOOP_SET_DIRECT_IO", 0x4C08, "value", 0),
+    Request("LOOP_SET_BLOCK_SIZE", 0x4C09, "value", 0),
+    Request("LOOP_CONFIGURE", 0x4C0A, "in", 304, fd_at=0),  # struct loop_config: fd, block size, info
+    Request("LOOP_CTL_ADD", 0x4C80, "value", 0),
+    Request("LOOP_CTL_REMOVE", 0x4C81, "value", 0),
+    Request("LOOP_CTL_GET_FREE", 0x4C82, "none", 0),
 ]
 BY_NR: dict[int, Request] = {r.nr: r for r in _TABLE}
 
