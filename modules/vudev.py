@@ -712,6 +712,8 @@ class DeviceMount(FileSystem):
             driver.base = self.parts_first
         self.companions: list[str] = []
         self.point = ""
+        self.sysfs: list[str] = []  # the sysfs mounts that show it
+        self.published: list[str] = []  # its names in /proc/partitions
 
     def lstat(self, path: str) -> os.stat_result:
         return self.node.lstat(path)
@@ -738,8 +740,74 @@ class DeviceMount(FileSystem):
                 vu.device_node(name, "b", os.makedev(self.parts_major, self.parts_first + n), 0o660,
                                (os.getuid(), os.getgid()))
                 self.companions.append(name)
+        self.publish()
+
+    def publish(self) -> None:
+        """/proc/partitions and sysfs (/sys/block/NAME, /sys/dev/block/MAJ:MIN, the device's directory)
+        show the disk and its partitions, as lsblk, blkid and fdisk -l read them."""
+        self.unpublish()
+        disk = self.driver
+        if not isinstance(disk, Disk) or self.major == LOOP_MAJOR:
+            return
+        from umvu.devices import SyntheticTree
+
+        vu, name = self.module.vu, os.path.basename(self.point)
+        sep = "p" if name[-1:].isdigit() else ""
+        base = f"/sys/devices/virtual/block/{name}"
+
+        def attrs(n: int, rdev: int) -> dict[str, Any]:
+            start, length = disk.parts.get(n, (0, 0))
+            pname = name if not n else f"{name}{sep}{n}"
+            kind = "disk" if not n else "partition"
+            d: dict[str, Any] = {
+                "dev": f"{os.major(rdev)}:{os.minor(rdev)}\n",
+                "size": lambda: f"{disk.parts.get(n, (0, 0))[1] // 512}\n",
+                "ro": lambda: f"{int(disk.readonly)}\n", "alignment_offset": "0\n", "discard_alignment": "0\n",
+                "stat": " ".join(["0"] * 17) + "\n", "inflight": "       0        0\n", "holders": {},
+                "uevent": f"MAJOR={os.major(rdev)}\nMINOR={os.minor(rdev)}\nDEVNAME={pname}\nDEVTYPE={kind}\n"
+                          + (f"PARTN={n}\n" if n else ""),
+            }
+            if n:
+                d.update(start=f"{start // 512}\n", partition=f"{n}\n")
+            else:
+                sector = f"{disk.sector}\n"
+                d.update(removable="0\n", range=f"{MINORS}\n", ext_range=f"{MINORS}\n", capability="0\n",
+                         slaves={}, queue={"logical_block_size": sector, "physical_block_size": sector,
+                                           "hw_sector_size": sector, "minimum_io_size": sector,
+                                           "optimal_io_size": "0\n", "rotational": "0\n", "max_sectors_kb": "1280\n",
+                                           "read_ahead_kb": "128\n", "discard_granularity": sector,
+                                           "discard_max_bytes": "4294966784\n", "nr_requests": "256\n",
+                                           "scheduler": "none\n", "zoned": "none\n", "dax": "0\n"})
+            return d
+
+        tree = attrs(0, self.node.rdev)
+        vu.publish_block(name, self.node.rdev, disk.parts[0][1])  # the disk, then its partitions
+        links = {f"/sys/block/{name}": f"../devices/virtual/block/{name}",
+                 f"/sys/dev/block/{self.major}:{self.first}": f"../../devices/virtual/block/{name}"}
+        for n in sorted(disk.parts):
+            if n:
+                rdev = os.makedev(self.parts_major, self.parts_first + n)
+                tree[f"{name}{sep}{n}"] = attrs(n, rdev)
+                links[f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}"] = \
+                    f"../../devices/virtual/block/{name}/{name}{sep}{n}"
+                vu.publish_block(f"{name}{sep}{n}", rdev, disk.parts[n][1])
+        self.published = [name] + [f"{name}{sep}{n}" for n in disk.parts if n]
+        for point, fs in [(base, SyntheticTree(tree)), *((p, SyntheticTree(("link", t))) for p, t in links.items())]:
+            if not os.path.lexists(point) and os.path.isdir(os.path.dirname(point)):  # never over the host's
+                vu.mount(point, fs, source="sysfs", hidden=True)
+                self.sysfs.append(point)
+
+    def unpublish(self) -> None:
+        vu = self.module.vu
+        for point in self.sysfs:
+            if vu.hv.registry.at(point) is not None:
+                vu.unmount(point)
+        for name in self.published:
+            vu.publish_block(name, None)
+        self.sysfs, self.published = [], []
 
     def unmount(self) -> None:
+        self.unpublish()
         self.dispatcher.devices.pop(self.first, None)
         if (self.parts_major, self.parts_first) != (self.major, self.first):
             self.module.vu.hv.registry.device("b", os.makedev(self.parts_major, 0)).driver.devices.pop(

@@ -185,3 +185,31 @@ ls /dev | grep -c '^loop0p'
     assert [line.split() for line in out[10:12]] == [["/dev/loop1", "1048576", "104857600", str(img)],
                                                      ["/dev/loop0", "0", "0", str(img)]], r.stdout
     assert out[12:15] == ["1", "0", "0"], r.stdout + r.stderr  # detached at the last close; partitions gone
+
+
+def test_lsblk_blkid_fdisk_and_proc_partitions_see_the_disks(tmp_path):
+    """sysfs (/sys/block/NAME, /sys/dev/block/MAJ:MIN) and /proc/partitions show the virtual disks
+    and their partitions, and only while they are there."""
+    need("sfdisk", "lsblk", "blkid", "fdisk", "partx", "mkfs.ext4")
+    img = tmp_path / "disk.img"
+    subprocess.run(["truncate", "-s", "256M", str(img)], check=True)
+    subprocess.run(["/usr/sbin/sfdisk", "-q", str(img)], input="label: dos\n,100M\n,,L\n", text=True, check=True)
+    r = sh(f"""
+cd {tmp_path}
+vu_insmod vudev || exit 9
+vumount -t vudevpartx disk.img /dev/hda || exit 8
+lsblk -n -o NAME,SIZE,TYPE /dev/hda | sed 's/^[^a-z]*//'
+grep -w 'hda[0-9]*' /proc/partitions | awk '{{print $3, $4}}'
+mkfs.ext4 -q -L DATA /dev/hda1 && blkid -o value -s LABEL -s TYPE /dev/hda1
+fdisk -l /dev/hda | grep -c '^/dev/hda[12] '
+partx -g -o NR,SECTORS /dev/hda
+ls /sys/block | grep -c hda
+vuumount /dev/hda
+ls /sys/block | grep -c hda; grep -c hda /proc/partitions
+""")
+    table = subprocess.run(["/usr/sbin/sfdisk", "-d", str(img)], capture_output=True, text=True).stdout
+    sizes = [int(line.split("size=")[1].split(",")[0]) for line in table.splitlines() if "size=" in line]
+    lines = [" ".join(line.split()) for line in r.stdout.splitlines()]
+    assert lines == ["hda 256M disk", "hda1 100M part", "hda2 155M part",
+                     "262144 hda", f"{sizes[0] // 2} hda1", f"{sizes[1] // 2} hda2",
+                     "DATA", "ext4", "2", f"1 {sizes[0]}", f"2 {sizes[1]}", "1", "0", "0"], r.stdout + r.stderr

@@ -163,3 +163,61 @@ class HostDirWithNodes(FileSystem):
 
     def fstatfs(self, handle: int, path: str | None) -> StatFs:
         return host_statfs(handle)
+
+
+class SyntheticTree(FileSystem):
+    """A read-only tree of small text files computed when opened, with directories and symlinks:
+    what sysfs shows of a virtual device (/sys/block/ram0...).  ``tree`` maps names to a string, a
+    function giving one, a dict (a directory) or ``("link", target)``; the root may be a link."""
+
+    fstype = "sysfs"
+
+    def __init__(self, tree: Any) -> None:
+        self.tree, self.born = tree, int(time.time())
+
+    def _node(self, path: str) -> tuple[Any, int]:
+        node, ino = self.tree, 1
+        for name in filter(None, path.split("/")):
+            if not isinstance(node, dict) or name not in node:
+                raise OSError(errno.ENOENT if isinstance(node, dict) else errno.ENOTDIR, "no such file")
+            ino = ino * 131 + list(node).index(name) + 2
+            node = node[name]
+        return node, ino & 0xFFFFFFFF
+
+    def lstat(self, path: str) -> os.stat_result:
+        node, ino = self._node(path)
+        t = self.born
+        if isinstance(node, dict):
+            return os.stat_result((stat.S_IFDIR | 0o755, ino, 0, 2, 0, 0, 0, t, t, t))
+        if isinstance(node, tuple):
+            return os.stat_result((stat.S_IFLNK | 0o777, ino, 0, 1, 0, 0, len(node[1]), t, t, t))
+        return os.stat_result((stat.S_IFREG | 0o444, ino, 0, 1, 0, 0, 4096, t, t, t))
+
+    def readlink(self, path: str) -> str:
+        node, _ino = self._node(path)
+        if not isinstance(node, tuple):
+            raise OSError(errno.EINVAL, "not a symlink")
+        return node[1]
+
+    def open(self, path: str, flags: int, mode: int) -> Any:
+        if flags & os.O_ACCMODE != os.O_RDONLY:
+            raise OSError(errno.EACCES, "read-only")
+        node, ino = self._node(path)
+        if isinstance(node, dict):
+            return (path, node, ino)
+        return (path, (node() if callable(node) else node).encode(), ino)
+
+    def read(self, handle: Any, size: int, offset: int) -> bytes:
+        if isinstance(handle[1], dict):
+            raise OSError(errno.EISDIR, "a directory")
+        return handle[1][offset : offset + size]
+
+    def fstat(self, handle: Any) -> os.stat_result:
+        return self.lstat(handle[0])
+
+    def getdents(self, handle: Any) -> list[DirEntry]:
+        entries = [DirEntry(".", handle[2], 4), DirEntry("..", 1, 4)]
+        for name in handle[1]:
+            st = self.lstat(handle[0].rstrip("/") + "/" + name)
+            entries.append(DirEntry(name, st.st_ino, dtype_of(st.st_mode)))
+        return entries

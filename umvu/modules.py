@@ -85,6 +85,14 @@ class ModuleContext:
         it; opening it reaches the driver that claims ``rdev``."""
         return self.mount(target, devices.NodeFS(kind, rdev, mode, owner), source="udev", hidden=True)
 
+    def publish_block(self, name: str, rdev: int | None, size: int = 0) -> None:
+        """List block device ``name`` (number ``rdev``, ``size`` bytes) in /proc/partitions, or
+        (``rdev`` None) no longer; its sysfs directories are the module's to mount."""
+        if rdev is None:
+            self.hv.proc.disks.pop(name, None)
+        else:
+            self.hv.proc.disks[name] = (rdev, size)
+
     def state(self, pid: int) -> Any:
         """This module's state for process ``pid`` (any of its threads), None if it has none."""
         proc = self.hv.tracer.process(pid)

@@ -84,12 +84,41 @@ class MountTableFS(FileSystem):
         return os.lstat("/proc/self/mounts")
 
 
+class PartitionsFS(FileSystem):
+    """/proc/partitions: the host's, then the block devices modules publish (vu.publish_block)."""
+
+    fstype = "proc"
+
+    def __init__(self, disks: dict[str, tuple[int, int]]) -> None:
+        self.disks = disks  # name -> (device number, size in bytes)
+
+    def lstat(self, path: str) -> os.stat_result:
+        return os.lstat("/proc/partitions")
+
+    def open(self, path: str, flags: int, mode: int) -> bytes:
+        if flags & os.O_ACCMODE != os.O_RDONLY:
+            raise OSError(errno.EACCES, "read-only")
+        with open("/proc/partitions", "rb") as f:
+            text = f.read().decode().rstrip("\n") + "\n"
+        for name, (rdev, size) in self.disks.items():
+            text += f"{os.major(rdev):4d} {os.minor(rdev):7d} {size // 1024:10d} {name}\n"
+        return text.encode()
+
+    def read(self, handle: bytes, size: int, offset: int) -> bytes:
+        return handle[offset : offset + size]
+
+    def fstat(self, handle: bytes) -> os.stat_result:
+        return os.lstat("/proc/partitions")
+
+
 class ProcView:
     def __init__(self, tracer: Tracer) -> None:
         self.tracer = tracer
         self.table = Mount("/proc", MountTableFS(tracer), "proc", "proc", "", "core")
+        self.disks: dict[str, tuple[int, int]] = {}  # published block devices, for /proc/partitions
+        self.partitions = Mount("/proc", PartitionsFS(self.disks), "proc", "proc", "", "core")
         try:
-            self.table.dev = os.lstat("/proc").st_dev
+            self.table.dev = self.partitions.dev = os.lstat("/proc").st_dev
         except OSError:
             pass
 
@@ -149,6 +178,8 @@ class ProcView:
     def synthetic(self, path: str) -> Mount | None:
         """The mount serving a /proc file umvu must write itself (the mount tables, a virtual fd's
         fdinfo)."""
+        if path == "/proc/partitions":
+            return self.partitions if self.disks else None
         m = _PID_PATH.match(path)
         if not m or not self.tracer.registry:
             return None
