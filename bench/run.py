@@ -241,6 +241,57 @@ def fuse_rows(tmp: Path, runs: int) -> list[str]:
 
 
 FUSE_HEADING = "## FUSE: the same daemon under the kernel's FUSE and under umvu"
+DEVICE_HEADING = "## Virtual disks (vudev)"
+DEVICE_WORKLOADS = [
+    ("100 MB sequential write (MB/s)", "dd if=/dev/zero of={t} bs=1M count=100 conv=notrunc 2>&1 | tail -1"),
+    ("100 MB sequential read (MB/s)", "dd if={t} of=/dev/null bs=1M count=100 2>&1 | tail -1"),
+]
+
+
+def device_rows(tmp: Path, runs: int) -> list[str]:
+    """dd through /dev/ram0 and a partition of an image (vudev), and through the image file itself
+    under the same umvu (a real fd: the kernel's speed), as MB/s."""
+    img, plain = tmp / "disk.img", tmp / "file.img"  # the file is another: writing it must not undo the table
+    subprocess.run(["truncate", "-s", "200M", str(img), str(plain)], check=True)
+    subprocess.run(["/usr/sbin/sfdisk", "-q", str(img)], input="label: dos\n,150M\n", text=True, check=True)
+    setup = (f"vu_insmod vudev && vumount -t vudevramdisk -o size=128M none /dev/ram0 && "
+             f"vumount -t vudevpartx {img} /dev/hdb && ")
+    targets = {"image file": str(plain), "/dev/ram0": "/dev/ram0", "partition /dev/hdb1": "/dev/hdb1"}
+    umvu = str(VENV_BIN / "umvu")
+    results: dict[str, dict[str, float]] = {}
+    for wname, work in DEVICE_WORKLOADS:
+        measures = {t: functools.partial(_measure, [umvu, "bash", "-c", setup + work.format(t=path)], "rate")
+                    for t, path in targets.items()}
+        for t, value in interleaved(measures, runs).items():
+            results.setdefault(wname, {})[t] = value
+            print(wname, t, round(value), flush=True)
+    lines = ["| workload | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
+    for wname, values in results.items():
+        base = values["image file"]
+        lines.append(f"| {wname} | {base:.0f} | "
+                     + " | ".join(f"{values[t]:.0f} ({values[t] / base:.0%})" for t in list(targets)[1:]) + " |")
+    return [*lines, ""]
+
+
+def device_section(rows: list[str], runs: int) -> list[str]:
+    return [DEVICE_HEADING, "",
+            "dd with 1 MiB blocks under `umvu bash` with vudev loaded: through a 128 MB ramdisk, through the "
+            "first partition of a 200 MB image (vudevpartx), and through a 200 MB file under the same umvu "
+            "(a real fd: the kernel's speed, which the devices are measured against; each device read and write "
+            "stops and is served by the hypervisor).  In brackets: share of the image file's throughput.  "
+            f"Median of {runs} runs taken in turns, measured {time.strftime('%Y-%m-%d')}.", "", *rows]
+
+
+def _replace_section(out: Path, heading: str, section: list[str]) -> bool:
+    text = out.read_text() if out.exists() else ""
+    head, sep, rest = text.partition(heading)
+    tail = rest[rest.index("\n## ") + 1 :] if sep and "\n## " in rest else ""
+    if not sep:  # a section the file does not have yet: before the notes
+        head, sep2, notes = text.partition("\n## Reading the table")
+        tail = ("## Reading the table" + notes) if sep2 else ""
+        head += "\n"
+    out.write_text(head + "\n".join(section) + "\n" + ("\n" + tail if tail else ""))
+    return True
 
 
 def fuse_section(rows: list[str], runs: int) -> list[str]:
@@ -300,9 +351,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Compare umvu with native, a minimal C tracer, strace and PRoot.")
     ap.add_argument("-n", "--runs", type=int, default=5, help="runs per workload and runner (median is kept)")
     ap.add_argument("-o", "--output", default=str(ROOT / "docs" / "benchmarks.md"), help="markdown file to write")
-    ap.add_argument("--only", choices=["fuse"],
+    ap.add_argument("--only", choices=["fuse", "devices"],
                     help="run one section and replace it in the file (the rest of the file stays as it was)")
     args = ap.parse_args(argv)
+    if args.only == "devices":
+        with tempfile.TemporaryDirectory(prefix="umvu-bench.") as d:
+            rows = device_rows(Path(d), args.runs)
+        print("\n".join(rows))
+        _replace_section(Path(args.output), DEVICE_HEADING, device_section(rows, args.runs))
+        print(f"replaced the device section of {args.output}")
+        return 0
     if args.only == "fuse":
         with tempfile.TemporaryDirectory(prefix="umvu-bench.") as d:
             rows = fuse_rows(Path(d), args.runs)
@@ -332,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("`RUNNER true` (start-up, seconds)", startup))
         vrows, speed = vufs_rows(tmp, args.runs)
         frows = fuse_rows(tmp, args.runs)
+        drows = device_rows(tmp, args.runs)
 
     # per-stop cost: the stat workload minus native, per call
     stat_row = next(med for wname, med in rows if wname.startswith("20,000 stat()"))
@@ -357,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
               "copy), MB/s and share of native: "
               + ", ".join(f"{n} {v:.0f} ({v / speed['native']:.0%})" for n, v in speed.items()), ""]
     lines += fuse_section(frows, args.runs)
+    lines += device_section(drows, args.runs)
     missing = [n for n, p in run_with.items() if p is None]
     if missing:
         lines += [f"Not installed here, so not measured: {', '.join(missing)}.", ""]
