@@ -192,7 +192,8 @@ def partitions(read: Any, size: int, sector: int = 512) -> dict[int, tuple[int, 
             _logical(read, start, count, sector, parts)
         else:
             parts[i] = (start * sector, count * sector)
-    return {n: p for n, p in parts.items() if p[0] < size}
+    # a partition past the end of the disk is cut there (Linux's check_partition warns and truncates)
+    return {n: (start, min(length, size - start)) for n, (start, length) in parts.items() if start < size}
 
 
 def _logical(read: Any, ext_start: int, ext_count: int, sector: int, parts: dict[int, tuple[int, int]]) -> None:
@@ -214,10 +215,10 @@ def _logical(read: Any, ext_start: int, ext_count: int, sector: int, parts: dict
 
 def _gpt(read: Any, size: int, sector: int) -> dict[int, tuple[int, int]] | None:
     head = read(92, sector)
-    if head[:8] != b"EFI PART":
+    if len(head) < 92 or head[:8] != b"EFI PART":
         return None
     entries_lba, count, entry_size = struct.unpack_from("<QII", head, 72)
-    if not 128 <= entry_size <= 4096 or count > 1024:
+    if not 128 <= entry_size <= 4096 or count > 1024 or not 0 < entries_lba * sector < size:
         return None
     table = read(count * entry_size, entries_lba * sector)
     parts = {}
@@ -226,7 +227,7 @@ def _gpt(read: Any, size: int, sector: int) -> dict[int, tuple[int, int]] | None
         if len(e) < 56 or e[:16] == bytes(16):
             continue
         first, last = struct.unpack_from("<QQ", e, 32)
-        if first <= last and first * sector < size:
+        if first <= last and (last + 1) * sector <= size:  # efi_partition drops entries past the disk
             parts[i + 1] = (first * sector, (last - first + 1) * sector)
     return parts
 
@@ -236,10 +237,10 @@ class Part:
     """An open partition (0: the whole disk).  Where it lies is asked at each call: a loop device
     bound after the open, or a table re-read, moves it."""
 
-    __slots__ = ("number", "disk")
+    __slots__ = ("number", "disk", "writable")
 
-    def __init__(self, number: int, disk: Disk) -> None:
-        self.number, self.disk = number, disk
+    def __init__(self, number: int, disk: Disk, writable: bool = True) -> None:
+        self.number, self.disk, self.writable = number, disk, writable
 
     @property
     def start(self) -> int:
@@ -260,6 +261,7 @@ class Disk(Device):
         self.base = 0  # the minor of partition 0: partition n is base + n
         self.whole = -1  # the whole disk's number (a loop device's is 7:N, its partitions elsewhere)
         self.readahead = 256  # sectors (BLKRAGET), the kernel's default 128 KiB
+        self.gone = False  # unmounted: the store closes with the last open partition
         self.on_reread: Any = None  # the partition nodes follow the table
 
     def reread(self) -> None:
@@ -271,12 +273,15 @@ class Disk(Device):
         if n not in self.parts:
             raise OSError(errno.ENXIO, "no such partition")
         self.open_parts[n] = self.open_parts.get(n, 0) + 1
-        return Part(n, self)
+        return Part(n, self, flags & os.O_ACCMODE != os.O_RDONLY)
 
     def close(self, handle: Part) -> None:
         self.open_parts[handle.number] -= 1
         if not self.open_parts[handle.number]:
             del self.open_parts[handle.number]
+        if self.gone and not self.open_parts:  # unmounted lazily while open: the store goes now
+            self.store.sync()
+            self.store.close()
 
     def size(self, handle: Part) -> int:
         return handle.length
@@ -327,8 +332,8 @@ class Disk(Device):
             self.readahead = arg
             return 0, None
         if request == BLKBSZGET:  # set_init_blocksize: the largest block up to a page that divides the size
-            return 0, struct.pack("<Q", next(b for b in (4096, 2048, 1024, 512, sector)
-                                             if b >= sector and not length % b))
+            return 0, struct.pack("<i", next((b for b in (4096, 2048, 1024, 512) if b >= sector and not length % b),
+                                             max(sector, 512)))  # put_int, though the number says size_t
         if request == BLKBSZSET:
             return 0, None
         if request == BLKGETSIZE64:
@@ -337,7 +342,7 @@ class Disk(Device):
             return 0, struct.pack("<Q", length // 512)
         if request == HDIO_GETGEO:
             cylinders = min(length // (HEADS * SECTORS * 512), 0xFFFF)
-            return 0, struct.pack("<BBHQ", HEADS, SECTORS, cylinders, handle.start // 512)
+            return 0, struct.pack("<BBH4xQ", HEADS, SECTORS, cylinders, handle.start // 512)  # struct hd_geometry
         if request == BLKROSET:
             self.readonly = bool(struct.unpack("<i", arg)[0])
             return 0, None
@@ -345,6 +350,8 @@ class Disk(Device):
             self.store.sync()
             return 0, None
         if request in (BLKDISCARD, BLKZEROOUT):
+            if not handle.writable:
+                raise OSError(errno.EBADF, "not open for writing")  # blk_ioctl_discard
             if self.readonly:
                 raise OSError(errno.EPERM, "read-only disk")
             start, count = struct.unpack("<QQ", arg)
@@ -500,13 +507,14 @@ class Loop(Disk):
         if request == LOOP_SET_STATUS64:
             info = LOOP_INFO64.unpack(arg)
             scan = info[8] & LO_FLAGS_PARTSCAN and not self.flags & LO_FLAGS_PARTSCAN
-            self.flags = self.flags & ~(LO_FLAGS_AUTOCLEAR | LO_FLAGS_PARTSCAN) \
-                | info[8] & (LO_FLAGS_AUTOCLEAR | LO_FLAGS_PARTSCAN)
-            if (info[3], info[4]) != self.info:
+            moved = (info[3], info[4]) != self.info
+            # AUTOCLEAR may come and go; PARTSCAN only comes (loop_set_status)
+            self.flags = self.flags & ~LO_FLAGS_AUTOCLEAR | info[8] & (LO_FLAGS_AUTOCLEAR | LO_FLAGS_PARTSCAN)
+            if moved:
                 self.store = Window(self.store.file, info[3], info[4])  # type: ignore[attr-defined]
                 self.info = (info[3], info[4])
             self.partitioned = bool(self.flags & LO_FLAGS_PARTSCAN)
-            if scan or (info[3], info[4]) != self.info:
+            if scan or moved:
                 self.rescan()
             return 0, None
         if request == LOOP_SET_CAPACITY:
@@ -599,11 +607,14 @@ class LoopControl(Device):
                 n = next(k for k in range(1 << 20) if k not in self.loops)
                 self.add(n)
             return n, None
+        if request in (LOOP_CTL_ADD, LOOP_CTL_REMOVE):
+            arg = struct.unpack("<i", struct.pack("<I", arg & 0xFFFFFFFF))[0]  # an int in the kernel
         if request == LOOP_CTL_ADD:
             if arg in self.loops:
                 raise OSError(errno.EEXIST, "exists")
-            self.add(arg if arg >= 0 else next(k for k in range(1 << 20) if k not in self.loops))
-            return arg, None
+            n = arg if arg >= 0 else next(k for k in range(1 << 20) if k not in self.loops)
+            self.add(n)
+            return n, None
         if request == LOOP_CTL_REMOVE:
             loop = self.loops.get(arg)
             if loop is None:
@@ -718,6 +729,11 @@ class DeviceMount(FileSystem):
     def lstat(self, path: str) -> os.stat_result:
         return self.node.lstat(path)
 
+    def holds(self, of: Any) -> bool:
+        """Whether open file ``of`` is this device's, through whatever node (the core's busy check)."""
+        handle = of.handle
+        return isinstance(handle, tuple) and len(handle) == 2 and handle[0] is self.driver
+
     def device_ro(self, readonly: bool) -> None:
         """vumount -o ro: the core says so here (the node itself stays writable, as in /dev)."""
         if readonly and isinstance(self.driver, Disk):
@@ -730,8 +746,11 @@ class DeviceMount(FileSystem):
         """Partition nodes for what the table says now."""
         vu = self.module.vu
         for p in self.companions:
-            vu.unmount(p)
+            if vu.hv.registry.at(p) is not None:  # gone already when the module is being removed
+                vu.unmount(p)
         self.companions = []
+        if vu.hv.registry.at(self.point) is None and self.point.startswith("/dev/loop"):
+            return  # a loop device whose node went with the module
         assert isinstance(self.driver, Disk)
         sep = "p" if self.point[-1:].isdigit() else ""
         for n in sorted(self.driver.parts):
@@ -814,10 +833,12 @@ class DeviceMount(FileSystem):
                 self.parts_first, None)
             self.module.used.discard(("b", self.parts_first))
         self.module.used.discard((self.kind if self.major != LOOP_MAJOR else "loop", self.first))
-        store = getattr(self.driver, "store", None)
-        if store is not None:
-            store.sync()
-            store.close()
+        disk = self.driver
+        if isinstance(disk, Disk):
+            disk.gone = True
+            if not disk.open_parts:
+                disk.store.sync()
+                disk.store.close()
 
 
 _module = Module()

@@ -213,3 +213,39 @@ ls /sys/block | grep -c hda; grep -c hda /proc/partitions
     assert lines == ["hda 256M disk", "hda1 100M part", "hda2 155M part",
                      "262144 hda", f"{sizes[0] // 2} hda1", f"{sizes[1] // 2} hda2",
                      "DATA", "ext4", "2", f"1 {sizes[0]}", f"2 {sizes[1]}", "1", "0", "0"], r.stdout + r.stderr
+
+
+GEO = """
+import fcntl, os, struct
+fd = os.open("/dev/hda2", os.O_RDONLY)
+heads, sectors, cylinders, start = struct.unpack("<BBH4xQ", fcntl.ioctl(fd, 0x0301, bytes(16)))
+buf = bytearray(b"\\xff" * 8)
+fcntl.ioctl(fd, 0x80081270, buf)  # BLKBSZGET: an int, whatever its number says
+try:
+    fcntl.ioctl(fd, 0x1277, struct.pack("<QQ", 0, 4096))  # BLKDISCARD on a read-only fd
+except OSError as e:
+    discard = e.errno
+d = os.open("/dev", os.O_RDONLY | os.O_DIRECTORY)  # a listing with the nodes in it; names from it as ever
+w = os.open("null", os.O_WRONLY, dir_fd=d)
+print(heads, sectors, start, buf[4:] == b"\\xff" * 4, discard == 9, os.write(w, b"x"), "hda" in os.listdir(d))
+"""
+
+
+def test_disk_ioctls_layouts_and_the_dev_directory(tmp_path):
+    need("sfdisk")
+    img = tmp_path / "disk.img"
+    subprocess.run(["truncate", "-s", "64M", str(img)], check=True)
+    subprocess.run(["/usr/sbin/sfdisk", "-q", str(img)], input="label: dos\n,10M\n,\n", text=True, check=True)
+    (tmp_path / "geo.py").write_text(GEO)
+    r = sh(f"""
+cd {tmp_path}
+vu_insmod vudev fuse || exit 9
+vumount -t vudevpartx disk.img /dev/hda || exit 8
+python3 geo.py
+vuumount /dev/fuse; echo node=$?
+exec 3</dev/hda1; vuumount -l /dev/hda; echo lazy=$?; ls /dev/hda1 2>/dev/null; head -c 0 <&3 && echo open; exec 3<&-
+""")
+    start = 22528  # sfdisk's second partition: after 10 MiB and the first's 1 MiB alignment
+    assert r.stdout.split("\n")[:5] == [f"255 63 {start} True True 1 True", "node=32", "lazy=0", "open", ""], \
+        r.stdout + r.stderr
+    assert "vuumount: /dev/fuse: not mounted" in r.stderr or "not a mount point" in r.stderr, r.stderr

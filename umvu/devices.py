@@ -29,8 +29,9 @@ class DeviceFile(FileSystem):
     """The operations of one open device: I/O to ``driver``, attributes to the node at ``path`` of
     ``fs`` (by name: a module's node is not renamed under an open device)."""
 
-    def __init__(self, driver: Device, fs: FileSystem, path: str, mode: int) -> None:
+    def __init__(self, driver: Device, fs: FileSystem, path: str, mode: int, module: str = "") -> None:
         self.driver, self.fs, self.path, self._mode = driver, fs, path, mode
+        self.module = module  # the driver's: its files keep it in use (vu_rmmod)
 
     # the driver's
     def close(self, handle: Any) -> Any:

@@ -305,7 +305,9 @@ class Call:
             if of is not None:
                 if not of.is_dir:
                     raise OSError(errno.ENOTDIR, "dirfd is not a directory")
-                start, virtual_base, opened = of.path, True, (of.mount, of.handle)
+                start, virtual_base = of.path, True
+                # names under a host directory opened for its listing (phantom_dirs) are walked as ever
+                opened = (of.mount, of.handle) if of.mount is not hv.phantom_dirs else None
             else:
                 if not hv.registry and not confined:
                     return None
@@ -612,7 +614,8 @@ async def _open(c: Call, flags: int, mode: int) -> Any:
         mask = {os.O_RDONLY: MAY_READ, os.O_WRONLY: MAY_WRITE}.get(acc, MAY_READ | MAY_WRITE)
         if not r.mount.fs.open_permitted(st, mask):  # type: ignore[arg-type]
             raise OSError(errno.EACCES, "permission denied")  # may_open, before the driver's open
-        fs = devices.DeviceFile(claim.driver, r.mount.fs, r.mount.inner(r.path), st.st_mode)  # type: ignore[union-attr]
+        fs = devices.DeviceFile(claim.driver, r.mount.fs, r.mount.inner(r.path), st.st_mode,  # type: ignore[union-attr]
+                                claim.module)
         handle = await maybe(claim.driver.open(st.st_rdev, flags & ~os.O_CLOEXEC))  # type: ignore[union-attr]
     else:
         fs = r.mount.fs
@@ -1107,8 +1110,8 @@ async def fam_mmap(c: Call) -> Any:
     shared_write = flags & 0x3 == 0x1 and prot & 0x2  # MAP_SHARED, PROT_WRITE
     if not of.readable or (shared_write and not of.writable):
         raise OSError(errno.EACCES, "the fd's access mode does not allow this map")
-    if of.is_dir:
-        raise OSError(errno.ENODEV, "a directory")
+    if of.is_dir or isinstance(of.ops, devices.DeviceFile):
+        raise OSError(errno.ENODEV, "a directory, or a device whose driver maps nothing")
     st = await maybe(of.ops.fstat(of.handle))
     shadow = await c.hv.shadows.copy_of(of.mount, of.path, st, of.handle)
     if shared_write:
@@ -1193,9 +1196,18 @@ def _callers_file(c: Call, fd: int) -> int:
     argument: LOOP_SET_FD).  EBADF for no such fd; a virtual one is not a host file (EINVAL)."""
     if c.t.files.get(fd) is not None:
         raise OSError(errno.EINVAL, "a virtual file cannot back a device")
-    flags = _real_flags(c.t.tid, fd)
+    link = f"/proc/{c.t.tid}/fd/{fd}"
     try:
-        return os.open(f"/proc/{c.t.tid}/fd/{fd}", flags & os.O_ACCMODE | os.O_CLOEXEC)
+        st = os.stat(link)
+    except OSError:
+        raise OSError(errno.EBADF, "bad fd in the argument") from None
+    flags = _real_flags(c.t.tid, fd)
+    if flags & os.O_PATH:
+        raise OSError(errno.EBADF, "an O_PATH fd")  # fget
+    if not (stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISBLK(st.st_mode)):
+        raise OSError(errno.EINVAL, "not a file or a block device")  # a FIFO's open would block here
+    try:
+        return os.open(link, flags & os.O_ACCMODE | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         raise OSError(errno.EBADF, "bad fd in the argument") from None
 

@@ -307,7 +307,11 @@ class Hypervisor:
                   extra={"hidden": True, "phantom": True} if phantom else {})
         if getattr(fs, "readonly", False):
             m.flags = m.flags | {"ro"}
-        self.registry.add(m)
+        try:
+            self.registry.add(m)
+        except OSError:
+            fs.unmount()  # what the module set up for it goes
+            raise
         self.mounts_changed()
         return m
 
@@ -321,7 +325,8 @@ class Hypervisor:
         for t in self.tracer.tracees.values():
             if id(t.files) not in seen_tables:
                 seen_tables.add(id(t.files))
-                files.update(id(of) for of in t.files.fds.values() if of.mount is m)
+                holds = getattr(m.fs, "holds", None)  # a device's mount: its files opened by any node
+                files.update(id(of) for of in t.files.fds.values() if of.mount is m or holds and holds(of))
                 for fd, (view, _host) in list(t.files.hosted.items()):
                     if self.registry.lookup(view) is m and t.files.view_of(t.tid, fd) is not None:
                         files.add((id(t.files), fd))
@@ -336,7 +341,7 @@ class Hypervisor:
     def umount(self, point: str, flags: int) -> None:
         mounts.check_umount_flags(flags)
         m = self.registry.at(point)
-        if m is None:
+        if m is None or m.auto and m.extra.get("hidden"):  # a node a module made (/dev/fuse): no mount
             raise OSError(errno.EINVAL, f"{point} is not a mount point")
         # mounts that come and go with this one (a disk's partition nodes)
         companions = [c for p in getattr(m.fs, "companions", ()) if (c := self.registry.at(p)) is not None]

@@ -228,7 +228,8 @@ class ModuleManager:
         for t in self.hv.tracer.tracees.values():
             if id(t.files) not in seen_tables:
                 seen_tables.add(id(t.files))
-                files.update(id(of) for of in t.files.fds.values() if of.mount.module == name)
+                files.update(id(of) for of in t.files.fds.values()
+                             if of.mount.module == name or getattr(of.ops, "module", None) == name)
             if id(t.fs) not in seen_fs:
                 seen_fs.add(id(t.fs))
                 if t.fs.cwd_virtual and any(self.hv.registry.lookup(t.fs.cwd) is m for m in mounts):
