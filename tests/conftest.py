@@ -17,7 +17,8 @@ HERE = Path(__file__).parent
 
 def env() -> dict[str, str]:
     e = dict(os.environ)
-    e["PATH"] = f"{BIN}:{e.get('PATH', '/usr/bin:/bin')}"
+    # the disk tools (mkfs.ext4, sfdisk, blockdev, losetup) are in sbin, which an ordinary user's PATH lacks
+    e["PATH"] = f"{BIN}:{e.get('PATH', '/usr/bin:/bin')}:/usr/sbin:/sbin"
     e["LC_ALL"] = "C"
     return e
 
