@@ -31,19 +31,20 @@ from typing import Any
 
 from umvu.abi import fallocate
 from umvu.hookspecs import hookimpl
+from umvu.ioctls import NR
 from umvu.vfs import Device, DirEntry, FileSystem
 
 NODE_MOUNTS = ("vudevramdisk", "vudevpartx", "vudevnull", "vudevzero")  # their mount makes the node
 PATH_SOURCES = ("vudevpartx",)  # the image is named in the caller's view
 MINORS = 64  # per disk: the whole disk, then up to 63 partitions
 
-# ioctl requests (linux/fs.h, linux/hdreg.h); their argument sizes are umvu.ioctls' to say
-BLKROSET, BLKROGET, BLKRRPART, BLKGETSIZE, BLKFLSBUF = 0x125D, 0x125E, 0x125F, 0x1260, 0x1261
-BLKSSZGET, BLKDISCARD, BLKIOMIN, BLKIOOPT, BLKPBSZGET = 0x1268, 0x1277, 0x1278, 0x1279, 0x127B
-BLKDISCARDZEROES, BLKZEROOUT, HDIO_GETGEO = 0x127C, 0x127F, 0x0301
-BLKGETSIZE64, BLKGETZONESZ, BLKGETNRZONES = 0x80081272, 0x80041284, 0x80041285
-BLKRASET, BLKRAGET, BLKSECTGET, BLKALIGNOFF = 0x1262, 0x1263, 0x1267, 0x127A
-BLKBSZGET, BLKBSZSET = 0x80081270, 0x40081271
+# ioctl requests by their Linux names (umvu.ioctls says each one's number and argument, once)
+(BLKROSET, BLKROGET, BLKRRPART, BLKGETSIZE, BLKFLSBUF, BLKSSZGET, BLKDISCARD, BLKIOMIN, BLKIOOPT, BLKPBSZGET,
+ BLKDISCARDZEROES, BLKZEROOUT, HDIO_GETGEO, BLKGETSIZE64, BLKGETZONESZ, BLKGETNRZONES, BLKRASET, BLKRAGET,
+ BLKSECTGET, BLKALIGNOFF, BLKBSZGET, BLKBSZSET) = (NR[n] for n in (
+    "BLKROSET", "BLKROGET", "BLKRRPART", "BLKGETSIZE", "BLKFLSBUF", "BLKSSZGET", "BLKDISCARD", "BLKIOMIN",
+    "BLKIOOPT", "BLKPBSZGET", "BLKDISCARDZEROES", "BLKZEROOUT", "HDIO_GETGEO", "BLKGETSIZE64", "BLKGETZONESZ",
+    "BLKGETNRZONES", "BLKRASET", "BLKRAGET", "BLKSECTGET", "BLKALIGNOFF", "BLKBSZGET", "BLKBSZSET"))
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 0x01, 0x02, 0x10
 HEADS, SECTORS = 255, 63  # the geometry Linux makes up for a disk without one
 
@@ -385,9 +386,11 @@ class Null(Device):
 
 
 # -- loop devices ------------------------------------------------------------------------------------
-LOOP_SET_FD, LOOP_CLR_FD, LOOP_SET_STATUS64, LOOP_GET_STATUS64 = 0x4C00, 0x4C01, 0x4C04, 0x4C05
-LOOP_SET_CAPACITY, LOOP_SET_DIRECT_IO, LOOP_SET_BLOCK_SIZE, LOOP_CONFIGURE = 0x4C07, 0x4C08, 0x4C09, 0x4C0A
-LOOP_CTL_ADD, LOOP_CTL_REMOVE, LOOP_CTL_GET_FREE = 0x4C80, 0x4C81, 0x4C82
+(LOOP_SET_FD, LOOP_CLR_FD, LOOP_SET_STATUS64, LOOP_GET_STATUS64, LOOP_SET_CAPACITY, LOOP_SET_DIRECT_IO,
+ LOOP_SET_BLOCK_SIZE, LOOP_CONFIGURE, LOOP_CTL_ADD, LOOP_CTL_REMOVE, LOOP_CTL_GET_FREE) = (NR[n] for n in (
+    "LOOP_SET_FD", "LOOP_CLR_FD", "LOOP_SET_STATUS64", "LOOP_GET_STATUS64", "LOOP_SET_CAPACITY",
+    "LOOP_SET_DIRECT_IO", "LOOP_SET_BLOCK_SIZE", "LOOP_CONFIGURE", "LOOP_CTL_ADD", "LOOP_CTL_REMOVE",
+    "LOOP_CTL_GET_FREE"))
 LO_FLAGS_READ_ONLY, LO_FLAGS_AUTOCLEAR, LO_FLAGS_PARTSCAN, LO_FLAGS_DIRECT_IO = 1, 4, 8, 16
 LOOP_INFO64 = struct.Struct("<QQQQQIIII64s64s32sQQ")  # struct loop_info64
 DEV_LOOP_CONTROL, LOOP_MAJOR = os.makedev(10, 237), 7
@@ -494,10 +497,13 @@ class Loop(Disk):
                 self.bind(arg, 0, 0, 0, 512)
                 return 0, None
             fd, block = struct.unpack_from("<II", arg)
+            if block and block not in (512, 1024, 2048, 4096):
+                raise OSError(errno.EINVAL, "block size")  # loop_validate_block_size
             info = LOOP_INFO64.unpack_from(arg, 8)
             self.bind(fd, info[3], info[4], info[8], block)
             return 0, None
-        if not self.bound and request in (LOOP_CLR_FD, LOOP_SET_STATUS64, LOOP_GET_STATUS64, LOOP_SET_CAPACITY):
+        if not self.bound and request in (LOOP_CLR_FD, LOOP_SET_STATUS64, LOOP_GET_STATUS64, LOOP_SET_CAPACITY,
+                                          LOOP_SET_BLOCK_SIZE, LOOP_SET_DIRECT_IO):
             raise OSError(errno.ENXIO, "the loop device is not bound")
         if request == LOOP_CLR_FD:  # loop_clr_fd: the file goes with the last close (this fd's, often)
             self.flags |= LO_FLAGS_AUTOCLEAR
@@ -883,7 +889,7 @@ def vu_mount(vu: Any, fstype: str, source: str, target: str, options: str) -> Fi
     if fstype in ("vudevnull", "vudevzero"):
         first = _module.first_free("c", 1)
         return _placed(DeviceMount(_module, "c", first, Null(fstype == "vudevzero"), 0o666), target)
-    sector = int(opts.get("sector", "512"))
+    sector = int(opts["sector"]) if opts.get("sector", "").isdigit() else 512 if "sector" not in opts else 0
     if sector not in (512, 1024, 2048, 4096):
         raise OSError(errno.EINVAL, "sector must be 512, 1024, 2048 or 4096")
     if fstype == "vudevramdisk":

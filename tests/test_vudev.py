@@ -117,7 +117,8 @@ print([call(lambda: os.pwrite(fd, b"x", 0)), call(lambda: os.pread(fd, 10, 1 << 
        call(lambda: os.pwrite(rw, buf, 4096)), os.pread(rw, 5, 4096), call(lambda: os.pwrite(rw, b"x", 1 << 20)),
        call(lambda: os.pwrite(rw, b"xy", (1 << 20) - 1)),
        libc.fallocate(rw, 0x10, ctypes.c_long(4096), ctypes.c_long(4096)), os.pread(rw, 5, 4096),
-       libc.fallocate(rw, 0x01, ctypes.c_long(0), ctypes.c_long(4096)), errno.errorcode[ctypes.get_errno()]])
+       libc.fallocate(rw, 0x01, ctypes.c_long(0), ctypes.c_long(4096)), errno.errorcode[ctypes.get_errno()],
+       call(lambda: os.lseek(fd, (1 << 20) + 1, 0))])
 """
 
 
@@ -136,7 +137,7 @@ python3 bad.py
     out = r.stdout.splitlines()
     assert out[:4] == ["rc=32", "rc=32", "1", "0"], r.stdout + r.stderr
     assert out[4] == ("['EPERM', b'', 'ENOTTY', 'EFAULT', 1048576, 4096, b'hello', 'ENOSPC', 1, 0, "
-                      "b'\\x00\\x00\\x00\\x00\\x00', -1, 'ENOTSUP']"), r.stdout + r.stderr
+                      "b'\\x00\\x00\\x00\\x00\\x00', -1, 'ENOTSUP', 'EINVAL']"), r.stdout + r.stderr
     err = r.stderr.splitlines()
     assert "vumount: mounting nothere.img on /dev/hdx: nothere.img: no such file or directory" in err
     assert any(line.endswith("plain.img: no partition table (MBR or GPT) found") for line in err), r.stderr

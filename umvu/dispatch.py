@@ -1039,6 +1039,9 @@ async def fam_lseek(c: Call) -> Any:
         raise OSError(errno.EINVAL, "bad whence")
     if new < 0:
         raise OSError(errno.EINVAL, "negative offset")
+    if isinstance(of.ops, devices.DeviceFile) and (limit := await maybe(of.ops.size(of.handle))) is not None \
+            and new > limit:
+        raise OSError(errno.EINVAL, "past the end of the device")  # blkdev_llseek: fixed_size_llseek
     of.offset = new
     return new
 

@@ -57,6 +57,9 @@ _TABLE = [
     Request("BLKPBSZGET", 0x127B, "out", 4),
     Request("BLKDISCARDZEROES", 0x127C, "out", 4),
     Request("BLKZEROOUT", 0x127F, "in", 16),
+    Request("BLKGETSIZE64", 0x80081272, "out", 8),  # these carry their size: listed for their names
+    Request("BLKGETZONESZ", 0x80041284, "out", 4),
+    Request("BLKGETNRZONES", 0x80041285, "out", 4),
     Request("HDIO_GETGEO", 0x0301, "out", 16),  # heads, sectors, cylinders, start (unsigned long)
     # loop devices (linux/loop.h): none carries its size in its number
     Request("LOOP_SET_FD", 0x4C00, "fd", 0),
@@ -72,6 +75,7 @@ _TABLE = [
     Request("LOOP_CTL_GET_FREE", 0x4C82, "none", 0),
 ]
 BY_NR: dict[int, Request] = {r.nr: r for r in _TABLE}
+NR: dict[str, int] = {r.name: r.nr for r in _TABLE}  # for drivers: the numbers by their Linux names
 
 
 def request(nr: int) -> Request | None:
