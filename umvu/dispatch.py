@@ -51,7 +51,6 @@ UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
 MAX_RW_COUNT = 0x7FFFF000
 NR_OPENAT = syscalls.BY_NAME["openat"].nr
-NR_SECCOMP = 317
 NR_MMAP = syscalls.BY_NAME["mmap"].nr
 NR_CLOSE = syscalls.BY_NAME["close"].nr
 NR_SOCKET = 41  # not in the table: never stopped on
@@ -507,18 +506,7 @@ class Call:
             only = only - t.proc.meta_layers.get(fd, frozenset())  # what earlier layers already stop
             if not only:
                 return
-        code = bpf.fd_layer([fd], only=only)
-        try:
-            fprog_addr = t.place_filter(code)
-        except OSError:  # no stack room below sp: map a scratch page in the tracee
-            page = await t.inject(NR_MMAP, 0, 8192, 3, 0x22, (1 << 64) - 1, 0)
-            if page < 0 and page > -4096:
-                self.hv.log(f"[{t.tid}] cannot map scratch memory: {os.strerror(-page)}")
-                return
-            fprog_addr = t.place_filter(code, at=page)
-        ret = await t.inject(NR_SECCOMP, libc.SECCOMP_SET_MODE_FILTER, libc.SECCOMP_FILTER_FLAG_TSYNC, fprog_addr)
-        if ret != 0:
-            self.hv.log(f"[{t.tid}] could not stack the fd filter for fd {fd}: {ret}")
+        if not await t.stack_layer(bpf.fd_layer([fd], only=only), f"the fd filter for fd {fd}", self.hv.log):
             return
         if record and only is None:
             t.proc.layers.add(fd)
@@ -1138,10 +1126,7 @@ async def fam_mmap(c: Call) -> Any:
         of.refs += 1  # the map holds the open file, as a vma does
         proc.maps[ret] = (of, c.args[1])
         if not proc.maps_traced:  # from now on munmap and msync stop in this process
-            code = bpf.calls_layer(("munmap", "msync"))
-            r = await c.t.inject(NR_SECCOMP, libc.SECCOMP_SET_MODE_FILTER, libc.SECCOMP_FILTER_FLAG_TSYNC,
-                                 c.t.place_filter(code))
-            proc.maps_traced = r == 0
+            proc.maps_traced = await c.t.stack_layer(bpf.calls_layer(("munmap", "msync")), "the map filter", c.hv.log)
     c.resume_with(ret)
     c.result = ret  # type: ignore[attr-defined]
     return DONE

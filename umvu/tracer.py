@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from umvu import arch, bpf, creds, libc, memory
+from umvu import arch, bpf, creds, libc, memory, syscalls
 from umvu.creds import Creds
 from umvu.fdtable import FdTable, OpenFile
 from umvu.paths import FsView
@@ -42,6 +42,7 @@ CLONE_THREAD = 0x10000
 NR_CLONE = 56
 NR_CLONE3 = 435
 NR_SECCOMP = 317
+NR_MMAP = syscalls.BY_NAME["mmap"].nr
 NR_POLL = 7  # not in the syscall table (never stopped on), but for revoked fds
 NR_PPOLL = 271
 STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
@@ -293,6 +294,42 @@ class Tracee:
         await self.next_syscall_stop()  # entry
         await self.next_syscall_stop()  # exit
         return self.getregs().ret
+
+    async def stack_layer(self, code: bytes, what: str, log: Callable[[str], None], at_exit: bool = True) -> bool:
+        """Stack seccomp program ``code`` on this thread's process (TSYNC): the one way every layer
+        after the first is added (fd layers, guarded fds, maps, the path and revoked-fd filters; the
+        first, the child installs on itself before exec).  At a syscall-exit stop (a handler's) the
+        call is injected now; at a call's entry stop (the tracer's own layers) seccomp(2) runs in
+        place of that call, which is then made again under the new filter.  Whether it was stacked
+        (a failure is logged: the process goes on with the layers it has)."""
+        try:
+            fprog = self.place_filter(code)
+        except OSError as e:  # no stack room below sp: a page of its own, when a call can be injected
+            if not at_exit:
+                log(f"[{self.tid}] cannot stack {what}: {e}")
+                return False
+            page = await self.inject(NR_MMAP, 0, 8192, 3, 0x22, (1 << 64) - 1, 0)
+            if -4096 < page < 0:
+                log(f"[{self.tid}] cannot map scratch memory for {what}: {os.strerror(-page)}")
+                return False
+            fprog = self.place_filter(code, at=page)
+        if at_exit:
+            ret = await self.inject(NR_SECCOMP, libc.SECCOMP_SET_MODE_FILTER, libc.SECCOMP_FILTER_FLAG_TSYNC, fprog)
+        else:
+            saved = self.getregs().copy()
+            regs = saved.copy()
+            regs.nr = NR_SECCOMP
+            regs.set_arg(0, libc.SECCOMP_SET_MODE_FILTER)
+            regs.set_arg(1, libc.SECCOMP_FILTER_FLAG_TSYNC)
+            regs.set_arg(2, fprog)
+            arch.setregs(self.tid, regs)
+            await self.next_syscall_stop()  # seccomp(2) ran in place of the call
+            ret = self.getregs().ret
+            saved.rewind_syscall(saved.nr)  # the caller's own call, now under the new filter
+            arch.setregs(self.tid, saved)
+        if ret != 0:
+            log(f"[{self.tid}] cannot stack {what}: seccomp returned {ret}")
+        return ret == 0
 
     def place_filter(self, code: bytes, at: int | None = None) -> int:
         """Put a seccomp program and its sock_fprog in the tracee; the fprog's address.
@@ -1036,28 +1073,10 @@ class Tracer:
         await self._stack_filter(t, at_entry, self._path_filter, "the path filter")
 
     async def _stack_filter(self, t: Tracee, at_entry: bool, code: bytes, what: str) -> None:
-        """Make ``t`` run seccomp(2) with ``code`` (TSYNC) in place of its next call, then that call."""
+        """Stack ``code`` on ``t``'s process before its next call (Tracee.stack_layer), then go on."""
         if not at_entry:  # an interrupt stop: run to the next system call's entry
             await t.next_syscall_stop()
-        saved = t.getregs().copy()
-        regs = saved.copy()
-        try:
-            fprog_addr = t.place_filter(code)
-        except OSError as e:
-            self.log(f"[{t.tid}] cannot stack {what}: {e}")
-            t.cont()
-            return
-        regs.nr = NR_SECCOMP
-        regs.set_arg(0, libc.SECCOMP_SET_MODE_FILTER)
-        regs.set_arg(1, libc.SECCOMP_FILTER_FLAG_TSYNC)
-        regs.set_arg(2, fprog_addr)
-        arch.setregs(t.tid, regs)
-        await t.next_syscall_stop()  # seccomp(2) ran in place of the call
-        ret = t.getregs().ret
-        if ret != 0:
-            self.log(f"[{t.tid}] cannot stack {what}: seccomp returned {ret}")
-        saved.rewind_syscall(saved.nr)  # the caller's own call, now under the new filter
-        arch.setregs(t.tid, saved)
+        await t.stack_layer(code, what, self.log, at_exit=False)
         t.cont()
 
     def _exec(self, t: Tracee) -> None:
