@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from pathlib import Path
 
 from conftest import need, sh
 
 WAIT = ('waitmnt() { for i in $(seq 200); do grep -q " $(realpath $1) " /proc/self/mounts && break; sleep 0.05; '
         'done; }\n')
+
+
+def _image(tmp: Path, size: str, table: str) -> Path:
+    """An image of ``size`` with sfdisk's ``table`` written on it, in ``tmp``."""
+    img = tmp / "disk.img"
+    subprocess.run(["truncate", "-s", size, str(img)], check=True)
+    subprocess.run(["/usr/sbin/sfdisk", "-q", str(img)], input=table, text=True, check=True)
+    return img
 
 
 def _outside(img, ranges: list[tuple[int, int]]) -> str:
@@ -48,9 +57,7 @@ vuumount /dev/ram0 && ls /dev/ram0
 
 def test_a_partitioned_image_gives_a_node_per_partition_and_writes_stay_inside(tmp_path):
     need("sfdisk", "mkfs.ext4", "mkfs.vfat", "fuse2fs", "e2fsck")
-    img = tmp_path / "disk.img"
-    subprocess.run(["truncate", "-s", "256M", str(img)], check=True)
-    subprocess.run(["/usr/sbin/sfdisk", "-q", str(img)], input="label: gpt\n,100M\n,\n", text=True, check=True)
+    img = _image(tmp_path, "256M", "label: gpt\n,100M\n,\n")
     table = subprocess.run(["/usr/sbin/sfdisk", "-d", str(img)], capture_output=True, text=True).stdout
     parts = [(int(line.split("start=")[1].split(",")[0]) * 512, int(line.split("size=")[1].split(",")[0]) * 512)
              for line in table.splitlines() if "start=" in line]
@@ -159,9 +166,7 @@ def test_losetup_finds_configures_scans_and_detaches_loop_devices(tmp_path):
     """The loop family behind a virtual /dev/loop-control: losetup -f, -P, --show, -o, --sizelimit,
     -r, -a, -l and -d, unprivileged; a device detached while open goes at its last close."""
     need("sfdisk", "losetup", "mkfs.vfat")
-    img = tmp_path / "disk.img"
-    subprocess.run(["truncate", "-s", "256M", str(img)], check=True)
-    subprocess.run(["/usr/sbin/sfdisk", "-q", str(img)], input="label: gpt\n,100M\n,\n", text=True, check=True)
+    img = _image(tmp_path, "256M", "label: gpt\n,100M\n,\n")
     r = sh(f"""
 cd {tmp_path}
 vu_insmod vudev || exit 9
@@ -192,9 +197,7 @@ def test_lsblk_blkid_fdisk_and_proc_partitions_see_the_disks(tmp_path):
     """sysfs (/sys/block/NAME, /sys/dev/block/MAJ:MIN) and /proc/partitions show the virtual disks
     and their partitions, and only while they are there."""
     need("sfdisk", "lsblk", "blkid", "fdisk", "partx", "mkfs.ext4")
-    img = tmp_path / "disk.img"
-    subprocess.run(["truncate", "-s", "256M", str(img)], check=True)
-    subprocess.run(["/usr/sbin/sfdisk", "-q", str(img)], input="label: dos\n,100M\n,,L\n", text=True, check=True)
+    img = _image(tmp_path, "256M", "label: dos\n,100M\n,,L\n")
     r = sh(f"""
 cd {tmp_path}
 vu_insmod vudev || exit 9
@@ -234,9 +237,7 @@ print(heads, sectors, start, buf[4:] == b"\\xff" * 4, discard == 9, os.write(w, 
 
 def test_disk_ioctls_layouts_and_the_dev_directory(tmp_path):
     need("sfdisk")
-    img = tmp_path / "disk.img"
-    subprocess.run(["truncate", "-s", "64M", str(img)], check=True)
-    subprocess.run(["/usr/sbin/sfdisk", "-q", str(img)], input="label: dos\n,10M\n,\n", text=True, check=True)
+    _image(tmp_path, "64M", "label: dos\n,10M\n,\n")
     (tmp_path / "geo.py").write_text(GEO)
     r = sh(f"""
 cd {tmp_path}
