@@ -1,6 +1,7 @@
 # make run   - set everything up (Debian packages when root, .venv, umvu) and start `umvu bash`
 # make test  - set up whatever is missing, then run the test suite
 # make bench - compare umvu with native, strace and PRoot (not part of make test)
+# make bench-ab REV=... - umvu at an older revision against the working tree (a change's cost)
 # make faults - the fault-injection suite, long: thousands of SIGKILLs at every kind of stop
 # make fuzz  - hostile arguments over many seeds: the kernel's answers natively, umvu's in each view
 # make docs  - write docs/syscalls.md (what umvu does with every system call) from the code
@@ -16,7 +17,7 @@ EXAMPLES := $(VENV)/share/pyfuse3-examples
 DEBS   := python3-venv python3-dev bash coreutils findutils tar gcc make libc6-dev strace proot tmux procps git sqlite3 util-linux \
           e2fsprogs fuse2fs squashfuse squashfs-tools fuse3 libfuse3-dev pkg-config python3-fusepy fdisk dosfstools gdisk
 
-.PHONY: run test bench faults fuzz docs lint deps clean
+.PHONY: run test bench bench-ab faults fuzz docs lint deps clean
 
 run: $(STAMP)
 	$(BIN)/umvu bash
@@ -31,6 +32,10 @@ faults: $(STAMP)
 bench: $(STAMP) $(EXAMPLES)/hello.py
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# umvu against itself: an older revision (REV) and the working tree, workload by workload, in turns
+bench-ab: $(STAMP)
+	$(BIN)/python bench/ab.py $(REV) -o docs/benchmarks-ab.md
+
 # The hostile-argument comparison (tests/test_hostile.py) over many seeds, every view each.
 fuzz: $(STAMP)
 	FUZZ_SEEDS=$${FUZZ_SEEDS:-$$(seq -s, 1 100)} FUZZ_CALLS=$${FUZZ_CALLS:-2000} $(BIN)/pytest -q tests/test_hostile.py
@@ -42,6 +47,7 @@ docs: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check umvu modules tests bench tools
 	$(BIN)/python tools/layers.py
+	$(BIN)/lint-imports
 
 # Debian packages: installed only when running as root and one is missing.
 deps:

@@ -27,12 +27,24 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from umvu.abi import StatFs
-from umvu.creds import current
-from umvu.hookspecs import hookimpl
-from umvu.inodefs import FUSE_NAME_MAX, DirItem, Entry, InodeFS, NodeOps, Opened, SetAttr, make_stat
-from umvu.tracer import Promise, Wait
-from umvu.vfs import Connect, Device, FileSystem
+from umvu.api import (
+    Connect,
+    Device,
+    DirItem,
+    Entry,
+    FileSystem,
+    InodeFS,
+    NodeOps,
+    Opened,
+    Promise,
+    SetAttr,
+    StatFs,
+    Wait,
+    current,
+    hookimpl,
+    make_stat,
+)
+from umvu.inodefs import FUSE_NAME_MAX
 
 # opcodes (enum fuse_opcode)
 LOOKUP, FORGET, GETATTR, SETATTR, READLINK, SYMLINK = 1, 2, 3, 4, 5, 6

@@ -13,10 +13,19 @@ import fcntl
 import os
 import stat
 
-from umvu.abi import StatFs, dtype_of, dtype_of_entry, fallocate, host_statfs, renameat2
-from umvu.creds import as_caller
-from umvu.hookspecs import hookimpl
-from umvu.vfs import DirEntry, FileSystem, HostFdLocks
+from umvu.api import (
+    DirEntry,
+    FileSystem,
+    HostFdLocks,
+    StatFs,
+    as_caller,
+    dtype_of,
+    dtype_of_entry,
+    fallocate,
+    hookimpl,
+    host_statfs,
+    renameat2,
+)
 
 
 @as_caller  # the host's kernel judges each call as the caller's

@@ -29,10 +29,8 @@ import struct
 import time
 from typing import Any
 
-from umvu.abi import fallocate
-from umvu.hookspecs import hookimpl
-from umvu.ioctls import NR
-from umvu.vfs import Device, DirEntry, FileSystem
+from umvu.api import IOCTL as NR
+from umvu.api import Device, DirEntry, FileSystem, NodeFS, SyntheticTree, fallocate, hookimpl
 
 NODE_MOUNTS = ("vudevramdisk", "vudevpartx", "vudevnull", "vudevzero")  # their mount makes the node
 PATH_SOURCES = ("vudevpartx",)  # the image is named in the caller's view
@@ -79,11 +77,23 @@ def _options(options: str) -> dict[str, str]:
 
 # -- what holds a disk's bytes ---------------------------------------------------------------------
 class RamStore:
-    """Anonymous memory: pages are taken as they are written (a discard gives them back)."""
+    """Memory: a memfd, whose pages are taken as they are written (a discard gives them back).
+
+    A file rather than anonymous memory so that the core can make it the callers' fd
+    (Disk.backing): their reads and writes are then the kernel's, with no copy through here.
+    """
+
+    at = 0  # where byte 0 of the disk is in ``fd``
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.mem = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.fd = os.memfd_create("vudevramdisk", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(self.fd, size)
+            self.mem = mmap.mmap(self.fd, size)
+        except OSError:
+            os.close(self.fd)
+            raise
 
     def pread(self, n: int, offset: int) -> bytes:
         return self.mem[offset : offset + n]
@@ -92,19 +102,14 @@ class RamStore:
         self.mem[offset : offset + len(data)] = data
 
     def zero(self, offset: int, length: int) -> None:
-        page = mmap.PAGESIZE
-        first, last = -(-offset // page) * page, (offset + length) // page * page
-        if first < last:
-            self.mem.madvise(mmap.MADV_DONTNEED, first, last - first)  # whole pages: given back
-        for a, b in ((offset, min(first, offset + length)), (max(last, offset), offset + length)):
-            if a < b:
-                self.mem[a:b] = bytes(b - a)
+        fallocate(self.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)  # pages given back
 
     def sync(self) -> None:
         pass
 
     def close(self) -> None:
         self.mem.close()
+        os.close(self.fd)
 
 
 class Unbound:
@@ -130,6 +135,8 @@ class Unbound:
 
 class FileStore:
     """An image file, opened once at mount (or a file a loop device is given, by its fd)."""
+
+    at = 0
 
     def __init__(self, path: str | None, fd: int | None = None) -> None:
         if fd is not None:
@@ -306,6 +313,13 @@ class Disk(Device):
     def fsync(self, handle: Part, datasync: bool) -> None:
         self.store.sync()
 
+    def backing(self, handle: Part) -> tuple[int, int, int, bool] | None:
+        fd = getattr(self.store, "fd", None)  # an unbound loop device has none
+        if fd is None:
+            return None
+        start, length = self.parts.get(handle.number, (0, 0))
+        return fd, self.store.at + start, length, not self.readonly and handle.writable
+
     def _range(self, handle: Part, offset: int, length: int) -> None:
         if offset < 0 or length < 0 or (offset | length) & (self.sector - 1) or offset + length > handle.length:
             raise OSError(errno.EINVAL, "a range outside the device, or not in whole sectors")
@@ -406,6 +420,7 @@ class Window:
             self.size = min(self.size, limit)
         self.size -= self.size % 512
         self.readonly, self.name = file.readonly, file.name
+        self.fd, self.at = file.fd, offset
 
     def pread(self, n: int, offset: int) -> bytes:
         return self.file.pread(n, self.offset + offset)
@@ -473,18 +488,22 @@ class Loop(Disk):
             self.mount.renode()
             self._sysfs()
 
-    def _sysfs(self) -> None:
+    def sysfs_attrs(self) -> dict[str, Any]:
         """/sys/block/loopN/loop while bound: util-linux lists the loops it finds there."""
+        def flag(bit: int) -> Any:
+            return lambda: f"{int(bool(self.flags & bit))}\n"
+        return {"backing_file": lambda: self.store.name + "\n", "offset": lambda: f"{self.info[0]}\n",
+                "sizelimit": lambda: f"{self.info[1]}\n", "autoclear": flag(LO_FLAGS_AUTOCLEAR),
+                "partscan": flag(LO_FLAGS_PARTSCAN), "dio": flag(LO_FLAGS_DIRECT_IO)}
+
+    def _sysfs(self) -> None:
+        """The host's /sys/block/loopN (N below the host's loop count) gains loop/ while bound;
+        the others are the module's whole (DeviceMount.publish)."""
         vu, point = self.mount.module.vu, f"/sys/devices/virtual/block/loop{self.number}/loop"
-        if vu.hv.registry.at(point) is not None:
+        if vu.mounted(point):
             vu.unmount(point)
-        if self.bound and os.path.isdir(os.path.dirname(point)):
-            def flag(bit: int) -> Any:
-                return lambda: f"{int(bool(self.flags & bit))}\n"
-            vu.mount(point, TextDir({"backing_file": lambda: self.store.name + "\n",
-                                     "offset": lambda: f"{self.info[0]}\n", "sizelimit": lambda: f"{self.info[1]}\n",
-                                     "autoclear": flag(LO_FLAGS_AUTOCLEAR), "partscan": flag(LO_FLAGS_PARTSCAN),
-                                     "dio": flag(LO_FLAGS_DIRECT_IO)}), source="sysfs", hidden=True)
+        if self.bound and os.path.isdir(os.path.dirname(point)) and not vu.mounted(os.path.dirname(point)):
+            vu.mount(point, TextDir(self.sysfs_attrs()), source="sysfs", hidden=True)
 
     def _status(self) -> bytes:
         file = self.store.file  # type: ignore[attr-defined]
@@ -696,6 +715,9 @@ class Dispatcher(Device):
     def size(self, handle: Any) -> Any:
         return handle[0].size(handle[1])
 
+    def backing(self, handle: Any) -> Any:
+        return handle[0].backing(handle[1])
+
     def fallocate(self, handle: Any, mode: int, offset: int, length: int) -> Any:
         return handle[0].fallocate(handle[1], mode, offset, length)
 
@@ -710,11 +732,9 @@ class DeviceMount(FileSystem):
 
     def __init__(self, module: Module, kind: str, first: int, driver: Device, mode: int,
                  major: int | None = None) -> None:
-        from umvu.devices import NodeFS
-
         self.module, self.kind, self.first, self.driver = module, kind, first, driver
         self.major = major if major is not None else module.major(kind)
-        self.dispatcher: Dispatcher = module.vu.hv.registry.device(kind, os.makedev(self.major, 0)).driver
+        self.dispatcher: Dispatcher = module.vu.driver(kind, os.makedev(self.major, 0))  # type: ignore[assignment]
         self.dispatcher.devices[first] = driver
         self.node = NodeFS(kind, os.makedev(self.major, first), mode, (os.getuid(), os.getgid()))
         # partition n is (parts_major, parts_first + n): the disk's own numbers, or for a loop
@@ -724,7 +744,7 @@ class DeviceMount(FileSystem):
             driver.whole = os.makedev(self.major, first)
             if self.dispatcher.step == 1:
                 self.parts_major, self.parts_first = module.major("b"), module.first_free("b", MINORS)
-                module.vu.hv.registry.device("b", os.makedev(self.parts_major, 0)).driver.devices[
+                module.vu.driver("b", os.makedev(self.parts_major, 0)).devices[
                     self.parts_first] = driver
             driver.base = self.parts_first
         self.companions: list[str] = []
@@ -752,10 +772,10 @@ class DeviceMount(FileSystem):
         """Partition nodes for what the table says now."""
         vu = self.module.vu
         for p in self.companions:
-            if vu.hv.registry.at(p) is not None:  # gone already when the module is being removed
+            if vu.mounted(p):  # gone already when the module is being removed
                 vu.unmount(p)
         self.companions = []
-        if vu.hv.registry.at(self.point) is None and self.point.startswith("/dev/loop"):
+        if not vu.mounted(self.point) and self.point.startswith("/dev/loop"):
             return  # a loop device whose node went with the module
         assert isinstance(self.driver, Disk)
         sep = "p" if self.point[-1:].isdigit() else ""
@@ -772,11 +792,15 @@ class DeviceMount(FileSystem):
         show the disk and its partitions, as lsblk, blkid and fdisk -l read them."""
         self.unpublish()
         disk = self.driver
-        if not isinstance(disk, Disk) or self.major == LOOP_MAJOR:
+        if not isinstance(disk, Disk):
             return
-        from umvu.devices import SyntheticTree
-
         vu, name = self.module.vu, os.path.basename(self.point)
+        if isinstance(disk, Loop) and os.path.isdir(f"/sys/devices/virtual/block/{name}"):
+            # the host's loopN directory stays (Loop._sysfs adds its loop/ while bound)
+            if disk.bound:
+                vu.publish_block(name, self.node.rdev, disk.parts[0][1])
+                self.published = [name]
+            return
         sep = "p" if name[-1:].isdigit() else ""
         base = f"/sys/devices/virtual/block/{name}"
 
@@ -806,7 +830,10 @@ class DeviceMount(FileSystem):
             return d
 
         tree = attrs(0, self.node.rdev)
-        vu.publish_block(name, self.node.rdev, disk.parts[0][1])  # the disk, then its partitions
+        if isinstance(disk, Loop) and disk.bound:  # what util-linux reads to list the loop devices
+            tree["loop"] = disk.sysfs_attrs()
+        if disk.parts[0][1]:  # an empty disk (an unbound loop device) is not listed, as on Linux
+            vu.publish_block(name, self.node.rdev, disk.parts[0][1])  # the disk, then its partitions
         links = {f"/sys/block/{name}": f"../devices/virtual/block/{name}",
                  f"/sys/dev/block/{self.major}:{self.first}": f"../../devices/virtual/block/{name}"}
         for n in sorted(disk.parts):
@@ -825,7 +852,7 @@ class DeviceMount(FileSystem):
     def unpublish(self) -> None:
         vu = self.module.vu
         for point in self.sysfs:
-            if vu.hv.registry.at(point) is not None:
+            if vu.mounted(point):
                 vu.unmount(point)
         for name in self.published:
             vu.publish_block(name, None)
@@ -835,7 +862,7 @@ class DeviceMount(FileSystem):
         self.unpublish()
         self.dispatcher.devices.pop(self.first, None)
         if (self.parts_major, self.parts_first) != (self.major, self.first):
-            self.module.vu.hv.registry.device("b", os.makedev(self.parts_major, 0)).driver.devices.pop(
+            self.module.vu.driver("b", os.makedev(self.parts_major, 0)).devices.pop(
                 self.parts_first, None)
             self.module.used.discard(("b", self.parts_first))
         self.module.used.discard((self.kind if self.major != LOOP_MAJOR else "loop", self.first))

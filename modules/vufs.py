@@ -27,10 +27,23 @@ import shutil
 import stat
 import tempfile
 
-from umvu.abi import StatFs, dtype_of, dtype_of_entry, host_statfs, renameat2
-from umvu.creds import MAY_READ, as_caller, as_session, check_delete, current, permitted
-from umvu.hookspecs import hookimpl
-from umvu.vfs import DirEntry, FileSystem, HostFdLocks
+from umvu.api import (
+    MAY_READ,
+    DirEntry,
+    FileSystem,
+    HostFdLocks,
+    StatFs,
+    as_caller,
+    as_session,
+    check_delete,
+    current,
+    dtype_of,
+    dtype_of_entry,
+    hookimpl,
+    host_statfs,
+    permitted,
+    renameat2,
+)
 
 WH = ".wh."
 PATH_SOURCES = ("vufs",)  # the core resolves these sources in the caller's view

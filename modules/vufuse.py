@@ -26,12 +26,20 @@ import threading
 import time
 from typing import Any
 
-from umvu.abi import StatFs
-from umvu.creds import current
-from umvu.hookspecs import hookimpl
-from umvu.inodefs import DirItem, Entry, InodeFS, NodeOps, Opened, SetAttr, make_stat
-from umvu.tracer import Wait
-from umvu.vfs import FileSystem
+from umvu.api import (
+    DirItem,
+    Entry,
+    FileSystem,
+    InodeFS,
+    NodeOps,
+    Opened,
+    SetAttr,
+    StatFs,
+    Wait,
+    current,
+    hookimpl,
+    make_stat,
+)
 
 FUSE_SUPER_MAGIC = 0x65735546
 READDIR_BATCH = 1024  # entries per readdir call, as a page of replies

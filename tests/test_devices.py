@@ -12,6 +12,7 @@ from conftest import HERE, sh
 from umvu.registry import DeviceClaim, MountRegistry
 
 ECHO = HERE / "data" / "vuecho.py"
+TICK = HERE / "data" / "vutick.py"
 
 
 def test_a_device_module_puts_a_node_in_the_view_whose_opens_reach_its_driver():
@@ -75,6 +76,66 @@ cat {mnt}/e7
     assert r.stdout.splitlines() == ["echo of minor 1", "echo of minor 1"], r.stdout + r.stderr
     assert f"{mnt}/e1: Read-only file system" in r.stderr  # the driver's own refusal
     assert f"{mnt}/e7: No such device or address" in r.stderr
+
+
+def test_poll_select_and_epoll_ask_the_driver():
+    """vuecho is readable while something is queued: select, poll and epoll say so, and a
+    process waiting in poll wakes when another writes (the kernel wakes it: umvu.readiness)."""
+    r = sh(f"""
+vu_insmod {ECHO} || exit 9
+python3 - <<'PY'
+import os, select, time
+fd = os.open("/dev/vuecho", os.O_RDWR)
+ep = select.epoll()
+ep.register(fd, select.EPOLLIN)
+print("empty", select.select([fd], [fd], [], 0)[:2] == ([], [fd]), ep.poll(0))
+pid = os.fork()
+if pid == 0:
+    time.sleep(0.3)
+    os.write(fd, b"x")
+    os._exit(0)
+p = select.poll()
+p.register(fd, select.POLLIN)
+start = time.monotonic()
+print("woken", p.poll(10000) == [(fd, select.POLLIN)] and time.monotonic() - start < 9)
+print("queued", select.select([fd], [], [], 0)[0] == [fd], ep.poll(0) == [(fd, select.EPOLLIN)])
+print("read", os.read(fd, 10), select.select([fd], [], [], 0)[0], ep.poll(0))
+fd2 = os.dup(fd)
+os.write(fd2, b"yz")
+print("dup", select.select([fd], [], [], 0)[0] == [fd], os.read(fd, 1), select.select([fd2], [], [], 0)[0] == [fd2])
+os.waitpid(pid, 0)
+PY
+""")
+    assert r.stdout.splitlines() == ["empty True []", "woken True", "queued True True", "read b'x' [] []",
+                                     "dup True b'y' True"], r.stdout + r.stderr
+
+
+def test_a_driver_thread_wakes_processes_waiting_for_its_device():
+    """vutick's data comes from its own thread, which calls the wake the core gave its poll:
+    select, epoll and poll return when a tick comes; a blocking read waits for one; an empty
+    non-blocking read is EAGAIN."""
+    r = sh(f"""
+vu_insmod {TICK} || exit 9
+python3 - <<'PY'
+import os, select
+fd = os.open("/dev/vutick", os.O_RDONLY | os.O_NONBLOCK)
+try:
+    os.read(fd, 100)
+except BlockingIOError:
+    print("EAGAIN")
+print("select", select.select([fd], [], [], 10)[0] == [fd], os.read(fd, 100).startswith(b"tick"))
+ep = select.epoll()
+ep.register(fd, select.EPOLLIN | select.EPOLLET)
+print("epoll", ep.poll(10) == [(fd, select.EPOLLIN)], os.read(fd, 100).startswith(b"tick"))
+p = select.poll()
+p.register(fd, select.POLLIN)
+print("poll", bool(p.poll(10000)[0][1] & select.POLLIN))
+print("blocking read", os.read(os.open("/dev/vutick", os.O_RDONLY), 100).startswith(b"tick"))
+PY
+timeout 5 head -n 2 /dev/vutick | wc -l
+""")
+    assert r.stdout.split() == ["EAGAIN", "select", "True", "True", "epoll", "True", "True", "poll", "True",
+                                "blocking", "read", "True", "2"], r.stdout + r.stderr
 
 
 def test_device_numbers_are_claimed_once():

@@ -61,7 +61,7 @@ def test_shapes_say_where_paths_and_fds_are():
 
 
 def test_every_family_has_a_handler():
-    from umvu.dispatch import FAMILIES
+    from umvu.calls import FAMILIES
 
     missing = {c.family for c in syscalls.BY_NR.values()} - set(FAMILIES)
     assert not missing
@@ -125,7 +125,7 @@ def test_a_consumer_socket_is_known_by_its_sockfs_inode_only(tmp_path):
     "socket:[INODE]", and nothing else so)."""
     from types import SimpleNamespace
 
-    from umvu.dispatch import consumer_of
+    from umvu.calls import consumer_of
 
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     f = open(tmp_path / "same-number", "w")

@@ -193,6 +193,24 @@ ls /dev | grep -c '^loop0p'
     assert out[12:15] == ["1", "0", "0"], r.stdout + r.stderr  # detached at the last close; partitions gone
 
 
+def test_losetup_lists_every_loop_device_past_the_hosts_own(tmp_path):
+    """The host's sysfs has loop0..loop7 here; loop8 and up are the module's whole directories, so
+    losetup -a lists all twelve, and /proc/partitions shows the bound ones."""
+    need("losetup")
+    (tmp_path / "f").write_bytes(bytes(1 << 20))
+    r = sh(f"""
+cd {tmp_path}
+vu_insmod vudev || exit 9
+for i in $(seq 12); do losetup -f f || exit 8; done
+losetup -a | wc -l
+losetup -a | grep -c '^/dev/loop11: .*{tmp_path}/f'
+grep -c ' loop11$' /proc/partitions
+cat /sys/block/loop10/size /sys/block/loop10/loop/backing_file
+losetup -d /dev/loop11; losetup -a | wc -l; grep -c ' loop11$' /proc/partitions
+""")
+    assert r.stdout.split() == ["12", "1", "1", "2048", f"{tmp_path}/f", "11", "0"], r.stdout + r.stderr
+
+
 def test_lsblk_blkid_fdisk_and_proc_partitions_see_the_disks(tmp_path):
     """sysfs (/sys/block/NAME, /sys/dev/block/MAJ:MIN) and /proc/partitions show the virtual disks
     and their partitions, and only while they are there."""

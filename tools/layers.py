@@ -31,8 +31,15 @@ def _top_level_imports(tree: ast.Module) -> list[str]:
 
 
 def graph() -> dict[str, set[str]]:
-    mods = {f"{pkg}.{p.stem}": p for pkg in PACKAGES for p in sorted((ROOT / pkg).glob("*.py"))
-            if p.stem != "__init__"}
+    mods = {}
+    for pkg in PACKAGES:
+        for p in sorted((ROOT / pkg).rglob("*.py")):
+            parts = p.relative_to(ROOT).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+                if len(parts) == 1:
+                    continue  # the top package itself: nothing of ours
+            mods[".".join(parts)] = p
     edges: dict[str, set[str]] = {}
     for name, path in mods.items():
         deps = {n for n in _top_level_imports(ast.parse(path.read_text())) if n in mods}

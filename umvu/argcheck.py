@@ -4,7 +4,7 @@ A call with bad flags and a bad path fails with EINVAL, not EFAULT or ENOENT,
 because the kernel checks the flags first (do_unlinkat, do_mknodat,
 build_open_flags...); a bad buffer size comes before the file (readlinkat), a
 bad times pointer before the path (futimesat).  The dispatcher runs the check
-for a call before its handler resolves anything (dispatch.serve), so whatever
+for a call before its handler resolves anything (calls.serve), so whatever
 the handler does afterwards, the caller sees the kernel's errno for the
 kernel's first complaint.  Checks that come after the lookup stay in the
 handlers.  Each function names the kernel code it follows (fs/, Linux 6.x).
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from umvu import memory
 
 if TYPE_CHECKING:
-    from umvu.dispatch import Call
+    from umvu.calls.call import Call
 
 AT_SYMLINK_NOFOLLOW, AT_REMOVEDIR, AT_EACCESS, AT_SYMLINK_FOLLOW = 0x100, 0x200, 0x200, 0x400
 AT_NO_AUTOMOUNT, AT_EMPTY_PATH, AT_STATX_SYNC_TYPE = 0x800, 0x1000, 0x6000

@@ -10,7 +10,7 @@ tracee's fds: pidfd_getfd asks the same permission as ptrace.)
 A pipe, a socket or a terminal may have no room or no data: the hypervisor
 must never block on one, so the I/O here never waits.  ``ready`` says
 whether it can go now; a caller that must wait does so in the kernel
-(dispatch.Call.wait_in_kernel), where signals find it.
+(calls.Call.wait_in_kernel), where signals find it.
 """
 
 from __future__ import annotations
@@ -28,21 +28,26 @@ NR_PIDFD_GETFD = 438
 PIPE_BUF = 4096  # at most this much written to a pipe at once: with POLLOUT it never blocks
 
 
+def take_fd(tgid: int, fd: int) -> int:
+    """A copy, in the hypervisor, of process ``tgid``'s fd ``fd`` (the same open file)."""
+    try:
+        pidfd = os.pidfd_open(tgid)
+    except ProcessLookupError:
+        raise OSError(errno.ESRCH, "the caller is gone") from None
+    try:
+        ret = libc.raw_syscall(NR_PIDFD_GETFD, pidfd, fd, 0)
+    finally:
+        os.close(pidfd)
+    if ret < 0:
+        raise OSError(-ret, os.strerror(-ret))
+    return ret
+
+
 class Borrowed:
     """The tracee's fd ``fd``, open in the hypervisor for the length of one call (a context manager)."""
 
     def __init__(self, tgid: int, fd: int) -> None:
-        try:
-            pidfd = os.pidfd_open(tgid)
-        except ProcessLookupError:
-            raise OSError(errno.ESRCH, "the caller is gone") from None
-        try:
-            ret = libc.raw_syscall(NR_PIDFD_GETFD, pidfd, fd, 0)
-        finally:
-            os.close(pidfd)
-        if ret < 0:
-            raise OSError(-ret, os.strerror(-ret))
-        self.fd = ret
+        self.fd = ret = take_fd(tgid, fd)
         self.st = os.fstat(ret)
         self.flags = fcntl.fcntl(ret, fcntl.F_GETFL)
         mode = self.st.st_mode

@@ -202,6 +202,20 @@ NATIVE_ON_PLACEHOLDER: dict[str, tuple[int, tuple[int, ...]]] = {
 }
 
 
+# What the kernel runs with no stop on a virtual file whose placeholder is its backing file
+# (OpenFile.passthrough: a disk that is a whole host file): the reads.  Everything else on the
+# fd stops as for any virtual fd (writes are checked against the disk's end).
+NATIVE_ON_BACKING = frozenset({"read", "readv", "pread64", "preadv", "preadv2"})
+
+
+def backing_stops(calls: dict[int, syscalls.Syscall] = syscalls.BY_NR) -> frozenset[str]:
+    """The calls an fd layer stops for a passthrough fd."""
+    return frozenset(calls[nr].name for nr in syscalls.fd_traced(calls)) - NATIVE_ON_BACKING
+
+
+BACKING_STOPS = backing_stops()
+
+
 def fd_layer(fds: Iterable[int], calls: dict[int, syscalls.Syscall] = syscalls.BY_NR,
              audit_arch: int = arch.AUDIT_ARCH, only: frozenset[str] | None = None,
              also: Iterable[int] = ()) -> bytes:

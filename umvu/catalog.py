@@ -119,9 +119,9 @@ def treatment(c: Call) -> Treatment:
 
 
 def _family_note(family: str) -> str:
-    from umvu import dispatch  # the handlers say what they do (their docstrings' first line)
+    from umvu import calls  # the handlers say what they do (their docstrings' first line)
 
-    handler = dispatch.FAMILIES.get(family)
+    handler = calls.FAMILIES.get(family)
     doc = (handler.__doc__ or "").strip().split("\n\n")[0] if handler is not None else ""
     return " ".join(doc.split()) or f"served by the {family} family"
 

@@ -55,6 +55,12 @@ class DeviceFile(FileSystem):
     def size(self, handle: Any) -> Any:
         return self.driver.size(handle)
 
+    def poll(self, handle: Any, wake: Any) -> int | None:
+        return self.driver.poll(handle, wake)
+
+    def backing(self, handle: Any) -> tuple[int, int, int, bool] | None:
+        return self.driver.backing(handle)
+
     def fallocate(self, handle: Any, mode: int, offset: int, length: int) -> Any:
         if not stat.S_ISBLK(self._mode):
             raise OSError(errno.ENODEV, "not a file or a block device")  # vfs_fallocate

@@ -42,6 +42,12 @@ class OpenFile:
     shadow: str | None = None  # a host copy mapped MAP_SHARED writable: written back at release
     named: bool = True  # False: an O_TMPFILE file (``path`` is its directory's)
     ops: Any = field(default=None, repr=False)
+    ready: Any = field(default=None, repr=False)  # readiness.Readiness: an eventfd placeholder
+    # The device's size when the placeholder is its backing file (vfs.Device.backing): the data
+    # calls are the kernel's on the placeholder, and so is the offset (``kernel_offset``, less
+    # ``base``).
+    passthrough: int | None = None
+    base: int = 0  # where the device's byte 0 is in that file (a partition's start)
 
     def __post_init__(self) -> None:
         if self.ops is None:
@@ -54,6 +60,12 @@ class OpenFile:
     @property
     def writable(self) -> bool:
         return (self.flags & os.O_ACCMODE) in (os.O_WRONLY, os.O_RDWR) and not self.flags & os.O_PATH
+
+
+def kernel_offset(tid: int, fd: int) -> int:
+    """The file offset the kernel holds for ``fd`` of thread ``tid`` (a passthrough file's)."""
+    with open(f"/proc/{tid}/fdinfo/{fd}", "rb") as f:
+        return int(f.readline().split()[1])  # "pos:\tN" comes first
 
 
 class FdTable:

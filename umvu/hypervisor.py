@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import IO, TYPE_CHECKING, Any
 
-from umvu import arch, devices, dispatch, memory, mounts, syscalls
+from umvu import arch, calls, devices, memory, mounts, syscalls
 from umvu.fdtable import OpenFile
 from umvu.procfs import ProcView
 from umvu.registry import Mount
@@ -125,18 +125,18 @@ class Hypervisor:
             t.cont()
             return None
         if self.sockets:
-            if sc.name in dispatch.WRITE_CALLS:
+            if sc.name in calls.WRITE_CALLS:
                 args = regs.args()
-                fd = dispatch.s32(args[0])
+                fd = calls.s32(args[0])
                 consumer = t.files.consumers.get(fd)
                 if consumer is None and t.files.get(fd) is None:
-                    consumer = dispatch.consumer_of(self, t.tid, fd)
+                    consumer = calls.consumer_of(self, t.tid, fd)
                     if consumer is not None:
                         t.files.consumers[fd] = consumer
                 if consumer is not None:  # a FUSE daemon's reply: the shortest way, no Call, no coroutine
                     self._consume(t, regs, args, sc.name, consumer)
                     return None
-            elif sc.name in dispatch.FD_REPLACING and t.files.consumers:
+            elif sc.name in calls.FD_REPLACING and t.files.consumers:
                 t.files.consumers.clear()  # another file may come to that number: ask /proc again
         if not self.registry and not t.files and t.fs.plain and sc.family not in ALWAYS:
             if self.debug > 1:
@@ -146,19 +146,19 @@ class Hypervisor:
                          "= (real: nothing virtual here)")
             t.cont()  # nothing virtual exists for this process: the kernel's call
             return None
-        return dispatch.serve(self, t, sc, regs)
+        return calls.serve(self, t, sc, regs)
 
     def _consume(self, t: Tracee, regs: Any, args: Any, name: str, consumer: Callable[[bytes], int]) -> None:
         """A write on a socket with a consumer (vfs.Connect): the consumer's answer is the result."""
         try:
-            ret = dispatch.consume_write(t.tid, consumer, name, args)
+            ret = calls.consume_write(t.tid, consumer, name, args)
         except Exception:
             import traceback
 
             self.log(f"[{t.tid}] {name}: a module raised:\n{traceback.format_exc().rstrip()}")
             ret = -errno.EIO
         if self.debug:
-            self.log(f"[{t.tid}] {name}({dispatch.s32(args[0])}, {args[1]:#x}, {args[2]}) = {ret}")
+            self.log(f"[{t.tid}] {name}({calls.s32(args[0])}, {args[1]:#x}, {args[2]}) = {ret}")
         regs.nr = -1
         regs.ret = ret
         try:
@@ -228,6 +228,8 @@ class Hypervisor:
         self.tracer.detach(written_then_closed(), f"the write-back of {of.path}")
 
     def _close(self, of: OpenFile) -> None:
+        if of.ready is not None:
+            of.ready.close()
         try:
             _now(of.ops.close(of.handle))
         except Exception as e:
@@ -241,7 +243,7 @@ class Hypervisor:
             with open(of.shadow, "rb") as f:
                 offset = 0
                 while data := f.read(1 << 20):
-                    await dispatch.maybe(of.ops.write(of.handle, data, offset))
+                    await calls.maybe(of.ops.write(of.handle, data, offset))
                     offset += len(data)
         except Exception as e:
             self.log(f"{of.mount.module}: writing back the map of {of.path} failed: {e!r}")
@@ -373,7 +375,7 @@ class Hypervisor:
             self.log(f"{m.module}: unmount of {m.point} failed: {e!r}")
 
     # -- the control channel -------------------------------------------------------------------
-    async def control(self, c: dispatch.Call) -> int:
+    async def control(self, c: calls.Call) -> int:
         op, inaddr, inlen, outaddr, outlen = c.args[:5]
         if op != 1 or inlen > 1 << 20:
             return -errno.EINVAL

@@ -78,6 +78,15 @@ class ModuleContext:
         self.hv.registry.claim_device(claim)
         return claim
 
+    def driver(self, kind: str, rdev: int) -> Device | None:
+        """The driver any module claimed device ``rdev`` of ``kind`` with (None: no module serves it)."""
+        claim = self.hv.registry.device(kind, rdev)
+        return claim.driver if claim is not None else None
+
+    def mounted(self, target: str) -> bool:
+        """Whether something is mounted at canonical path ``target`` (any module's, or a node)."""
+        return self.hv.registry.at(target.rstrip("/") or "/") is not None
+
     def device_node(self, target: str, kind: str, rdev: int, mode: int = 0o600,
                     owner: tuple[int, int] = (0, 0)) -> Mount:
         """Put a device node at canonical path ``target`` (as udev makes one in /dev): its stat

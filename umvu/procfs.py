@@ -69,13 +69,15 @@ class MountTableFS(FileSystem):
         st = of.ops.fstat(of.handle)
         if hasattr(st, "__await__"):
             st = await st
-        cloexec = 0
+        cloexec, pos = 0, of.offset
         with open(f"/proc/{pid}/fdinfo/{fd}") as f:  # the kernel holds close-on-exec with the number
             for line in f:
                 if line.startswith("flags:"):
                     cloexec = int(line.split()[1], 8) & os.O_CLOEXEC
+                elif line.startswith("pos:") and of.passthrough is not None:
+                    pos = int(line.split()[1]) - of.base  # a disk whose placeholder is its file: the kernel's
         flags = of.flags | cloexec | (0 if of.flags & os.O_PATH else O_LARGEFILE)
-        return f"pos:\t{of.offset}\nflags:\t0{flags:o}\nmnt_id:\t{of.mount.id}\nino:\t{st.st_ino}\n".encode()
+        return f"pos:\t{pos}\nflags:\t0{flags:o}\nmnt_id:\t{of.mount.id}\nino:\t{st.st_ino}\n".encode()
 
     def read(self, handle: bytes, size: int, offset: int) -> bytes:
         return handle[offset : offset + size]

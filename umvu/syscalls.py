@@ -7,7 +7,7 @@ adding a line (VUOS keeps the same fact in vu_syscalls.conf, gVisor in
 linux64.go).
 
 Columns: name, x86_64 number, aarch64 number (- where the call does not exist),
-argument kinds, family (the handler in dispatch.py that serves the call when
+argument kinds, family (the handler in umvu.calls that serves the call when
 it is virtual), choice (how the service that serves it is chosen, once,
 before the handler runs: VUOS's first column of vu_syscalls.conf):
 
@@ -179,7 +179,7 @@ faccessat2        439   439  dirfd,apath,mode,atflags                  access   
 fchmodat2         452   452  dirfd,apath,mode,atflags                  chmod       path
 io_uring_setup    425   425  int,ptr                                   bypass      nr
 # Only the kernel can do these, on a host file (watches, handles, swap, accounting, the new mount
-# API): a path in a view is handed over as the host file behind it, or refused (dispatch: hostonly).
+# API): a path in a view is handed over as the host file behind it, or refused (calls.hostonly).
 uselib            134   -    path                                      hostonly    path
 pivot_root        155   41   path,path                                 hostonly    path
 acct              163   89   path                                      hostonly    path

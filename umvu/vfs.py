@@ -184,6 +184,15 @@ class FileSystem:
     def fsync(self, handle: Any, datasync: bool) -> None:
         pass
 
+    def poll(self, handle: Any, wake: Callable[[], None]) -> int | None:
+        """Readiness for poll, select and epoll: a mask of select.POLLIN and select.POLLOUT, or
+        None (the default): always ready for both, as a regular file or a disk.  Asked when the
+        file is opened and after each call the core serves on it (read, write, ioctl...); when
+        it changes for another reason (data from a thread, another file's write), call
+        ``wake()`` (from any thread) and it is asked again.  It must answer at once: it is not
+        awaited.  The waiting itself is the kernel's (umvu.readiness)."""
+        return None
+
     def ioctl(self, handle: Any, request: int, arg: bytes | int | None) -> tuple[int, bytes | None]:
         """A request the core does not serve itself (it does FIONREAD, FIONBIO, FIGETBSZ... for
         every file): as Device.ioctl.  Default: ENOTTY, as for a file system with none."""
@@ -406,9 +415,28 @@ class Device:
         None: not seekable from the end (lseek SEEK_END is then the offset alone, as /dev/zero)."""
         return None
 
+    def backing(self, handle: Any) -> tuple[int, int, int, bool] | None:
+        """Where the open device's bytes are, when they are a host file's: ``(fd, offset, size,
+        writable)``, bytes offset..offset+size of the file umvu's ``fd`` names (kept open while
+        the device is), and whether a write may go there now.  None (the default): every read
+        and write is the driver's.  A whole file (offset 0, the file's size) becomes the
+        caller's fd itself: the kernel moves the data, reads with no stop, writes after one
+        stop that checks them against the end (docs/architecture.md, "Devices by number").
+        Asked at open, and at each write."""
+        return None
+
     def fallocate(self, handle: Any, mode: int, offset: int, length: int) -> None:
         """blkdev_fallocate: FALLOC_FL_ZERO_RANGE, PUNCH_HOLE (with KEEP_SIZE)."""
         raise OSError(errno.EOPNOTSUPP, "fallocate is not supported here")
+
+    def poll(self, handle: Any, wake: Callable[[], None]) -> int | None:
+        """Readiness for poll, select and epoll: a mask of select.POLLIN and select.POLLOUT, or
+        None (the default): always ready for both, as a regular file or a disk.  Asked when the
+        file is opened and after each call the core serves on it (read, write, ioctl...); when
+        it changes for another reason (data from a thread, another file's write), call
+        ``wake()`` (from any thread) and it is asked again.  It must answer at once: it is not
+        awaited.  The waiting itself is the kernel's (umvu.readiness)."""
+        return None
 
     def ioctl(self, handle: Any, request: int, arg: bytes | int | None) -> tuple[int, bytes | None]:
         """ioctl(2): ``arg`` is what the request's table entry (umvu.ioctls) says: the bytes behind

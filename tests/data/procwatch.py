@@ -4,7 +4,7 @@ $PROCWATCH_LOG."""
 
 import os
 
-from umvu.hookspecs import hookimpl
+from umvu.api import hookimpl
 
 LOG = os.environ["PROCWATCH_LOG"]
 _vu = None

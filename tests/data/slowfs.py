@@ -5,9 +5,7 @@ import os
 import stat
 import time
 
-from umvu.aio import to_thread
-from umvu.hookspecs import hookimpl
-from umvu.vfs import DirEntry, FileSystem
+from umvu.api import DirEntry, FileSystem, hookimpl, to_thread
 
 
 def _st(mode):

@@ -1,17 +1,18 @@
 """A device in one file: char device 240:0 (a number Linux leaves to local use) at /dev/vuecho.
 
 What is written to it is read back from it, as from a pipe that never blocks (an empty one
-reads 0); FIONREAD says how much is queued.  Each open is its own echo; minor 1 is claimed too,
+reads 0); FIONREAD says how much is queued, and poll, select and epoll say it is readable
+while something is.  Each open is its own echo; minor 1 is claimed too,
 with no node: a node made with mknod in a virtual tree reaches it.
 """
 
 import errno
 import os
+import select
 import struct
 import termios
 
-from umvu.hookspecs import hookimpl
-from umvu.vfs import Device
+from umvu.api import Device, hookimpl
 
 MAJOR = 240
 
@@ -30,6 +31,9 @@ class Echo(Device):
     def write(self, handle, data, offset):
         handle += data
         return len(data)
+
+    def poll(self, handle, wake):  # asked again after every read and write of this file
+        return select.POLLOUT | (select.POLLIN if handle else 0)
 
     def ioctl(self, handle, request, arg):
         if request == termios.FIONREAD:  # the core read nothing in, and writes back 4 bytes

@@ -1,0 +1,619 @@
+"""One stopped system call being served (Call), and what every handler shares.
+
+A handler is a coroutine registered for a family of calls (``@family``): it
+receives the Call, whose service the choice step (serve.py) already found for
+the calls chosen by fd, and returns REAL (the kernel runs the call, perhaps
+with rewritten arguments), DONE (it resumed the tracee itself), or the
+call's result.  Errors are one mechanism: raise OSError and the tracee gets
+-errno.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import errno
+import os
+import socket
+import stat as stat_mod
+import struct
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from umvu import arch, argcheck, bpf, memory, syscalls
+from umvu.creds import MAY_READ, MAY_WRITE
+from umvu.fdtable import OpenFile
+from umvu.paths import RealWalkError, Resolved, resolve, seen_from
+from umvu.registry import Mount
+from umvu.syscalls import Syscall
+
+if TYPE_CHECKING:
+    from umvu.hypervisor import Hypervisor
+    from umvu.tracer import Tracee
+
+
+AT_FDCWD = -100
+
+
+AT_SYMLINK_NOFOLLOW = 0x100
+
+
+AT_REMOVEDIR = 0x200
+
+
+AT_EACCESS = 0x200
+
+
+AT_SYMLINK_FOLLOW = 0x400
+
+
+AT_NO_AUTOMOUNT = 0x800
+
+
+AT_EMPTY_PATH = 0x1000
+
+
+AT_STATX_SYNC_TYPE = 0x6000
+
+
+UTIME_NOW = (1 << 30) - 1
+
+
+UTIME_OMIT = (1 << 30) - 2
+
+
+MAX_RW_COUNT = 0x7FFFF000
+
+
+NR_OPENAT = syscalls.BY_NAME["openat"].nr
+
+
+NR_MMAP = syscalls.BY_NAME["mmap"].nr
+
+
+NR_CLOSE = syscalls.BY_NAME["close"].nr
+
+
+NR_SOCKET = 41  # not in the table: never stopped on
+NR_EVENTFD2 = 290
+NR_LSEEK = syscalls.BY_NAME["lseek"].nr
+EFD_NONBLOCK = os.O_NONBLOCK
+
+
+NR_PPOLL = 271
+
+
+ERESTARTSYS, ERESTARTNOHAND = 512, 514  # the kernel's own: a signal ended the call, restart or EINTR
+
+
+POLLIN, POLLOUT = 1, 4
+
+
+NR_CONNECT = 42
+
+
+PLACEHOLDER = b"/dev/null\0"
+
+
+PATH_MAX = 4096
+
+
+# What a call will do to the name it resolves: see FileSystem.host_path.
+Intent = str | None | Callable[[os.stat_result | None], str | None]
+
+
+WRITE_INTENTS = frozenset({"write", "create", "remove", "rename", "bind"})
+
+
+# Families worth a host path (FileSystem.host_path): the kernel's work gives
+# something umvu cannot (a real fd, an exec).  Handing it any other call costs
+# a second stop (the rewritten argument is restored at the call's exit), while
+# serving it from the module's own (host) calls takes one.
+PASSTHROUGH_FAMILIES = frozenset({"open", "openat2", "exec", "hostonly", "sockaddr"})
+
+
+# Families that may read the mount tables umvu writes under /proc.
+SYNTHETIC_FAMILIES = frozenset({"open", "stat", "statx", "access"})
+
+
+class _Sentinel:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+REAL = _Sentinel("REAL")  # let the kernel run the call
+
+
+DONE = _Sentinel("DONE")  # the handler already resumed the tracee
+
+
+def s32(v: int) -> int:
+    return ctypes.c_int32(v & 0xFFFFFFFF).value
+
+
+def s64(v: int) -> int:
+    return ctypes.c_int64(v).value
+
+
+async def maybe(value: Any) -> Any:
+    """Modules may be sync or async: await only what needs it."""
+    if hasattr(value, "__await__"):
+        return await value
+    return value
+
+
+class Answer(Exception):
+    """The call's result, found in the middle of its checks (as the kernel returns early)."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+class Restart(Exception):
+    """A signal ended a wait in the kernel (Call.wait_in_kernel): the call ends as the kernel's would."""
+
+
+class Call:
+    """One stopped system call being served."""
+
+    def __init__(self, hv: Hypervisor, t: Tracee, sc: Syscall, regs: arch.Regs) -> None:
+        self.hv = hv
+        self.t = t
+        self.sc = sc
+        self.orig = regs.copy()  # as the tracee made it: restored after rewrites
+        self._regs: arch.Regs | None = None  # what the kernel will see if we resume: see regs
+        self.args = regs.args()
+        self.rewritten = False
+        self.strings: dict[int, str] = {}
+        self._scratch = regs.sp - arch.RED_ZONE
+        self.via: dict[int, Mount] = {}  # path arguments handed to a module's host path
+        self.real: Resolved | None = None  # the last real path target() resolved
+        self.handed: tuple[str, str] | None = None  # (view path, host path) given to the kernel
+        self.oflags: int | None = None  # an open's flags when no argument holds them (openat2's struct)
+        self.addr_host: str | None = None  # the name an AF_UNIX address was rewritten to
+        # the chosen service of a call chosen by fd (syscalls.py, choice): its virtual open file
+        # (None: a real fd a module handed out, for the calls its layer stops)
+        self.of: OpenFile | None = None
+
+    @property
+    def regs(self) -> arch.Regs:
+        """The registers the kernel will see if the call goes on: a copy of the caller's, made when
+        first asked for (most calls are served, and need only the caller's)."""
+        if self._regs is None:
+            self._regs = self.orig.copy()
+        return self._regs
+
+    # -- arguments -------------------------------------------------------------------
+    def arg(self, kind: str) -> int:
+        i = self.sc.arg_index(kind)
+        return 0 if i is None else self.args[i]
+
+    def read_str(self, i: int) -> str:
+        if i not in self.strings:
+            self.strings[i] = os.fsdecode(memory.read_cstring(self.t.tid, self.args[i]))
+        return self.strings[i]
+
+    def write(self, addr: int, data: bytes) -> None:
+        memory.write(self.t.tid, addr, data)
+
+    def vfd(self, i: int = 0) -> OpenFile | None:
+        return self.t.files.get(s32(self.args[i]))
+
+    def open_flags(self) -> int:
+        """The flags of the open this call is (openat2's from its struct, creat's its own)."""
+        if self.oflags is not None:
+            return self.oflags
+        if self.sc.name == "creat":
+            return os.O_CREAT | os.O_WRONLY | os.O_TRUNC
+        return argcheck.effective_open_flags(self.arg("oflags"))
+
+    def cwd(self) -> str:
+        fs = self.t.fs
+        if fs.cwd is None:
+            try:
+                fs.cwd = os.readlink(f"/proc/{self.t.tid}/cwd")
+            except OSError:
+                fs.cwd = "/"
+        return fs.cwd
+
+    def put_scratch(self, data: bytes) -> int:
+        self._scratch = (self._scratch - len(data)) & ~15
+        self.write(self._scratch, data)
+        return self._scratch
+
+    # -- who is responsible --------------------------------------------------------------
+    def _follow(self, i: int) -> bool:
+        kind = self.sc.args[i]
+        if kind in ("path", "str"):
+            return True
+        if kind in ("lpath", "npath", "ubind"):
+            return False
+        if kind == "uaddr":
+            return True
+        if kind == "apath":
+            return not self.arg("atflags") & AT_SYMLINK_NOFOLLOW
+        if kind == "fpath":
+            return bool(self.arg("atflags") & AT_SYMLINK_FOLLOW)
+        if kind == "opath":
+            fl = self.oflags if self.oflags is not None else argcheck.effective_open_flags(self.arg("oflags"))
+            if fl & os.O_NOFOLLOW or (fl & os.O_CREAT and fl & os.O_EXCL):
+                return False
+            return True
+        raise AssertionError(kind)
+
+    def _rewrite(self, i: int, dirfd_i: int | None, path: str) -> None:
+        """Make the kernel see canonical/host ``path`` in argument ``i``."""
+        if self.sc.args[i] in syscalls.ADDR_KINDS:  # an AF_UNIX address, its length the next argument
+            name = os.fsencode(path)
+            if len(name) >= SUN_PATH_MAX:
+                raise OSError(errno.ENAMETOOLONG, "the host's name of this socket does not fit an address")
+            addr = struct.pack("<H", socket.AF_UNIX) + name + b"\0"
+            self.regs.set_arg(i, self.put_scratch(addr))
+            self.regs.set_arg(i + 1, len(addr))
+            self.rewritten = True
+            self.addr_host = path
+            return
+        self.regs.set_arg(i, self.put_scratch(os.fsencode(path) + b"\0"))
+        if dirfd_i is not None:
+            self.regs.set_arg(dirfd_i, AT_FDCWD)
+        self.rewritten = True
+
+    async def locate_name(self, i: int) -> Resolved:
+        """Path argument ``i`` without its trailing slashes, the last component not followed."""
+        saved_str, saved_sc = self.strings.get(i), self.sc
+        self.strings[i] = self.read_str(i).rstrip("/") or "/"
+        self.sc = dataclasses.replace(self.sc, args=tuple("lpath" if k == i else a for k, a in enumerate(self.sc.args)))
+        try:
+            return await self.locate(i)
+        finally:
+            self.sc = saved_sc
+            if saved_str is None:
+                self.strings.pop(i, None)
+            else:
+                self.strings[i] = saved_str
+
+    async def locate(self, i: int) -> Resolved:
+        """Resolve path argument ``i`` in the caller's view, real or virtual: no rewrite, no passthrough."""
+        r = await self.target(i, None, locate=True)
+        assert r is not None
+        return r
+
+    async def target(self, i: int | None = None, intent: Intent = "read", locate: bool = False) -> Resolved | None:
+        """Resolve path argument ``i``; None when the kernel runs the call.
+
+        None covers three cases: a real file (the kernel finds it by itself);
+        a real file reached through a virtual cwd or dirfd, or in a chroot
+        (the argument is rewritten to the canonical path, the dirfd to
+        AT_FDCWD); a virtual file whose module gave a host path for
+        ``intent`` (rewritten to it: passthrough, see FileSystem.host_path).
+        ``intent`` None means the call must be served here.  ``intent`` may
+        be a function of the lstat (None: no such name) when the call's
+        effect depends on whether the name exists.
+        """
+        sc = self.sc
+        if i is None:
+            i = sc.path_args[0]
+        dirfd_i = i - 1 if i > 0 and sc.args[i - 1] == "dirfd" else None
+        dirfd = s32(self.args[dirfd_i]) if dirfd_i is not None else AT_FDCWD
+        if self.args[i] == 0 and (dirfd != AT_FDCWD and sc.family == "utime" or sc.family in ("stat", "statx")
+                                  and self.arg("atflags") & AT_EMPTY_PATH):
+            # utimensat(fd, NULL), and since Linux 6.10 fstatat(fd, NULL, AT_EMPTY_PATH): the fd itself
+            # (AT_FDCWD too: the cwd)
+            path = ""
+        else:
+            path = self.read_str(i)
+        t = self.t
+        hv = self.hv
+        confined = t.fs.root != "/" or locate
+        fd_itself = False  # an empty path that names the dirfd's own file
+        if not path:
+            # "" names the dirfd with AT_EMPTY_PATH, and for readlinkat whenever there is one (LOOKUP_EMPTY)
+            empty_ok = sc.args[i] in ("apath", "fpath") and self.arg("atflags") & AT_EMPTY_PATH \
+                or sc.family == "readlink" and dirfd != AT_FDCWD or sc.family == "utime" and self.args[i] == 0
+            if not empty_ok:
+                raise OSError(errno.ENOENT, "empty path")
+            if dirfd == AT_FDCWD:
+                path, fd_itself = ".", True
+            else:
+                of = t.files.get(dirfd)
+                if sc.family == "utime" and self.args[i] == 0 and (
+                        of.flags & os.O_PATH if of is not None else
+                        t.files.places and t.files.view_of(t.tid, dirfd) is not None
+                        and real_flags(t.tid, dirfd) & os.O_PATH):
+                    raise OSError(errno.EBADF, "an O_PATH fd")  # do_utimes_fd: fdget, unlike a lookup from it
+                if of is not None:
+                    r = Resolved(of.path, of.mount, None)
+                    r.of = of  # type: ignore[attr-defined]
+                    return r
+                if locate:
+                    return await self._locate_fd(dirfd)
+                if not t.files.places or t.files.view_of(t.tid, dirfd) is None:
+                    return None
+                path, fd_itself = ".", True  # a real fd a module handed out: the file it names in the view
+        virtual_base = False
+        opened = None
+        real_dirfd = False
+        if path[0] == "/":
+            start = t.fs.root
+        elif dirfd == AT_FDCWD:
+            virtual_base = t.fs.cwd_virtual
+            if not hv.registry and not virtual_base and not confined:
+                return None
+            start = self.cwd()
+        else:
+            of = t.files.get(dirfd)
+            if of is not None:
+                if not of.is_dir:
+                    raise OSError(errno.ENOTDIR, "dirfd is not a directory")
+                start, virtual_base = of.path, True
+                # names under a host directory opened for its listing (phantom_dirs) are walked as ever
+                opened = (of.mount, of.handle) if of.mount is not hv.phantom_dirs else None
+            else:
+                if not hv.registry and not confined:
+                    return None
+                try:
+                    start = os.readlink(f"/proc/{t.tid}/fd/{dirfd}")
+                except OSError:
+                    raise OSError(errno.EBADF, "bad dirfd") from None
+                if not start.startswith("/"):
+                    raise OSError(errno.ENOTDIR, "dirfd is not a directory")  # path_init, before any name
+                real_dirfd = not fd_itself  # whether it is a directory: asked only if umvu answers
+                view = t.files.view_of(t.tid, dirfd, start) if t.files.places else None
+                if view is not None:  # a real directory fd a module handed out
+                    start, virtual_base = view, True
+        if not hv.registry and not virtual_base and not confined:
+            return None
+        if len(path) >= PATH_MAX:
+            raise OSError(errno.ENAMETOOLONG, "path too long")
+        try:
+            r = await resolve(hv.registry, start, path, self._follow(i), t.fs.root, self._magic, opened,
+                              sc.args[i] in ("npath", "ubind"), itself=fd_itself)
+        except RealWalkError:
+            if (virtual_base and path[0] != "/") or confined:
+                self._dirfd_is_dir(real_dirfd, dirfd)
+                raise  # the kernel would look from the wrong place: answer here
+            return None  # the kernel meets the same error and says it itself
+        except OSError:
+            self._dirfd_is_dir(real_dirfd, dirfd)
+            raise
+        if real_dirfd and (locate or r.mount is not None or r.crossed or confined or virtual_base):
+            self._dirfd_is_dir(real_dirfd, dirfd)  # umvu answers, or rewrites: path_init's check first
+        if locate:
+            return r
+        m = r.mount
+        if m is None and sc.family in ("open", "openat2") and hv.registry.phantoms(r.path) \
+                and not self.open_flags() & os.O_PATH and os.path.isdir(r.path):
+            return Resolved(r.path, hv.phantom_dirs, r.st, True)  # its listing shows the nodes mounted in it
+        if m is None and r.path.startswith("/proc/") and sc.family in SYNTHETIC_FAMILIES:
+            m = hv.proc.synthetic(r.path)
+            if m is not None:
+                return Resolved(r.path, m, r.st, True)
+        if m is not None:
+            if callable(intent):
+                intent = intent(r.st)
+            if m.flags:
+                if intent == "exec" and "noexec" in m.flags:
+                    raise OSError(errno.EACCES, "mounted noexec")
+                if intent in WRITE_INTENTS and m.readonly and not (intent in ("create", "bind") and r.st is not None):
+                    raise OSError(errno.EROFS, "read-only file system")
+            if intent is not None and sc.family in PASSTHROUGH_FAMILIES and not (
+                    sc.family in ("open", "openat2") and r.st is not None and claimed_device(hv, r.st)):
+                host = await maybe(m.fs.host_path(m.inner(r.path), intent, r.st))
+                if host is None and r.st is not None and stat_mod.S_ISFIFO(r.st.st_mode) \
+                        and sc.family in ("open", "openat2"):
+                    fl = self.oflags if self.oflags is not None else argcheck.effective_open_flags(self.arg("oflags"))
+                    mask = {os.O_RDONLY: MAY_READ, os.O_WRONLY: MAY_WRITE}.get(fl & os.O_ACCMODE, MAY_READ | MAY_WRITE)
+                    if not m.fs.open_permitted(r.st, mask):  # the kernel's check at an open it serves itself
+                        raise OSError(errno.EACCES, "permission denied")
+                    host = hv.shadows.fifo(m, r.st)  # a pipe, which no module is asked to open
+                if host is not None:
+                    self.handed = (r.path, host)
+                    if path.endswith("/") and not host.endswith("/"):
+                        host += "/"  # the kernel's trailing-slash rules (EISDIR, ENOTDIR) still apply
+                    self._rewrite(i, dirfd_i, host)
+                    self.via[i] = m
+                    return None
+            return r
+        self.real = r
+        if r.crossed or confined or (virtual_base and path[0] != "/"):
+            self._rewrite(i, dirfd_i, r.path)
+        return None
+
+    def _dirfd_is_dir(self, real_dirfd: bool, dirfd: int) -> None:
+        if real_dirfd and not os.path.isdir(f"/proc/{self.t.tid}/fd/{dirfd}"):
+            raise OSError(errno.ENOTDIR, "dirfd is not a directory")
+
+    async def _locate_fd(self, fd: int) -> Resolved:
+        """A real fd's own file (an empty path with AT_EMPTY_PATH), with its attributes."""
+        try:
+            path = os.readlink(f"/proc/{self.t.tid}/fd/{fd}")
+            st = os.stat(f"/proc/{self.t.tid}/fd/{fd}")
+        except OSError:
+            raise OSError(errno.EBADF, "bad fd") from None
+        return Resolved(path, None, st)
+
+    async def _magic(self, mount: Mount | None, path: str, st: os.stat_result | None) -> tuple[str, str] | None:
+        """/proc's magic links answered for this process, wherever /proc is seen (a vufs bind too)."""
+        host = path
+        if mount is not None:
+            host = await maybe(mount.fs.host_path(mount.inner(path), "read", st))
+            if host is None:
+                return None
+        if not host.startswith("/proc/"):
+            return None
+        return self.hv.proc.magic(self.t, host)
+
+    def mount_of(self, i: int, r: Resolved | None) -> Mount | None:
+        """The mount behind path argument ``i``, passthrough included (None: real)."""
+        return r.mount if r is not None else self.via.get(i)
+
+    # -- ending the call ------------------------------------------------------------------
+    async def run_real(self) -> None:
+        t = self.t
+        if not self.rewritten:
+            t.cont()
+            return
+        if self.sc.family == "exec":
+            # A successful exec replaces the registers, so nothing is restored; the
+            # tracer must see the exec event itself.  A failed one leaves the
+            # rewritten path register behind, which the caller does not read.
+            arch.setregs(t.tid, self.regs)
+            t.cont()
+            return
+        ret = await t.finish_syscall(self.regs)
+        if ret >= 0 and self.handed is not None and self.sc.family in ("open", "openat2"):
+            t.files.hand(ret, *self.handed)  # a real fd: remember where it is in the view
+            m = self.via.get(self.sc.path_args[0])
+            if m is not None:
+                if self.hv.shadows.is_fifo(self.handed[1]):
+                    # the session's FIFO carries the data; the file's attributes and xattrs are the module's
+                    await self.add_layer(ret, bpf.STAND_IN_CALLS)
+                elif m.fs.guard_handed(self.handed[1], m.readonly):
+                    await self.add_layer(ret, bpf.METADATA_CALLS)  # fchmod & co. must not reach that file
+        self.resume_with(ret)
+
+    def skip(self, ret: int) -> None:
+        """Skip the kernel's call: it returns ``ret`` (seccomp(2): nr = -1)."""
+        r = self.orig
+        r.nr = -1
+        r.ret = ret
+        arch.setregs(self.t.tid, r)
+        self.t.cont()
+
+    def resume_with(self, ret: int) -> None:
+        """At an exit stop: restore the caller's registers, with ``ret``."""
+        r = self.orig.copy()
+        r.ret = ret
+        arch.setregs(self.t.tid, r)
+        self.t.cont()
+
+    async def wait_in_kernel(self, fd: int, events: int) -> None:
+        """Until the caller's own real ``fd`` is ready for ``events`` (POLLIN, POLLOUT): the caller
+        waits in the kernel, a ppoll(2) in place of its call, as the real call would block there.
+
+        A thread held in a ptrace stop is no candidate for a process-wide signal (the kernel
+        gives it to another thread), so a wait served in the hypervisor would miss the signal
+        meant to end it; in the kernel, it is found as it would be.  A signal raises Restart.
+        The caller is then at a call's exit stop: ending the call restores its registers.
+        """
+        t = self.t
+        pfd = self.put_scratch(struct.pack("<ihh", fd, events, 0))
+        if t.at_entry:
+            regs = self.orig.copy()
+            regs.nr = NR_PPOLL
+            for i, v in enumerate((pfd, 1, 0, 0, 8)):
+                regs.set_arg(i, v)
+            ret = await t.finish_syscall(regs)
+        else:
+            ret = await t.inject(NR_PPOLL, pfd, 1, 0, 0, 8)
+        if ret in (-errno.EINTR, -ERESTARTSYS, -ERESTARTNOHAND):
+            raise Restart()
+        if ret < 0:
+            raise OSError(-ret, os.strerror(-ret))
+
+    def restart(self) -> None:
+        """At an exit stop: end the call as the kernel ends a blocked call a signal came for
+        (-ERESTARTSYS): run again if the signal's handler has SA_RESTART, else EINTR."""
+        self.resume_with(-ERESTARTSYS)
+
+
+    async def install_vfd(self, of: OpenFile, fd: int) -> None:
+        """At an exit stop that made ``fd`` a placeholder: make it virtual."""
+        t = self.t
+        released = t.files.install(fd, of)
+        if released is not None:
+            self.hv.release(released)
+        if fd not in t.proc.layers:
+            await self.add_layer(fd, bpf.BACKING_STOPS if of.passthrough is not None and not of.base else None)
+
+    async def guard_copy(self, old: int, fd: int) -> None:
+        """``fd`` is a copy of the guarded real fd ``old`` (dup, F_DUPFD): it names the same place of the
+        view, and the same calls on it stop (bpf.METADATA_CALLS, STAND_IN_CALLS)."""
+        t = self.t
+        t.files.hosted[fd] = t.files.hosted[old]
+        await self.add_layer(fd, t.proc.meta_layers[old])
+
+    async def add_layer(self, fd: int, only: frozenset[str] | None = None, record: bool = True) -> None:
+        """Stack a seccomp filter so that calls naming ``fd`` stop (``only``: just those calls).
+
+        ``record``: remember it in the process (the fd table's layers, or the
+        metadata ones), so that it is not stacked twice.
+        """
+        t = self.t
+        if only is not None and record:
+            if fd in t.proc.layers:  # every call on this fd stops already: what is guarded is all to keep
+                t.proc.meta_layers[fd] = t.proc.meta_layers.get(fd, frozenset()) | only
+                return
+            only = only - t.proc.meta_layers.get(fd, frozenset())  # what earlier layers already stop
+            if not only:
+                return
+        if not await t.stack_layer(bpf.fd_layer([fd], only=only), f"the fd filter for fd {fd}", self.hv.log):
+            return
+        if record and only is None:
+            t.proc.layers.add(fd)
+        elif record:
+            t.proc.meta_layers[fd] = t.proc.meta_layers.get(fd, frozenset()) | only
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+FAMILIES: dict[str, Handler] = {}
+
+
+def family(*names: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        for n in names:
+            FAMILIES[n] = fn
+        return fn
+
+    return register
+
+
+def fs_call(r: Resolved, method: str, *args: Any) -> Any:
+    return maybe(getattr(r.mount.fs, method)(r.mount.inner(r.path), *args))
+
+
+def need(r: Resolved) -> os.stat_result:
+    if r.st is None:
+        raise OSError(errno.ENOENT, "no such file")
+    return r.st
+
+
+def claimed_device(hv: Hypervisor, st: os.stat_result) -> bool:
+    """Whether ``st`` is a char or block node whose number a module's driver serves (then an
+    open of it is never handed to the kernel: the host has no such driver)."""
+    kind = "c" if stat_mod.S_ISCHR(st.st_mode) else "b" if stat_mod.S_ISBLK(st.st_mode) else None
+    return kind is not None and hv.registry.device(kind, st.st_rdev) is not None
+
+
+SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path)
+
+
+def view_path(c: Call, path: str) -> str:
+    """A canonical path as the caller shows it: relative to its root."""
+    seen = seen_from(path, c.t.fs.root)
+    return "(unreachable)" + path if seen is None else seen
+
+
+def real_flags(tid: int, fd: int) -> int:
+    """A real fd's file status flags, as /proc shows them."""
+    try:
+        with open(f"/proc/{tid}/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("flags:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0
+
+
+def chosen(c: Call) -> OpenFile:
+    """The virtual open file chosen for a call whose handler serves nothing else (a handed-out
+    real fd reaches it only for the stand-in calls, which these are not)."""
+    assert c.of is not None, c.sc.name
+    return c.of
