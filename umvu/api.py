@@ -20,13 +20,14 @@ from umvu.devices import NodeFS, SyntheticTree
 from umvu.hookspecs import hookimpl
 from umvu.inodefs import DirItem, Entry, InodeFS, NodeOps, Opened, SetAttr, make_stat
 from umvu.ioctls import NR as IOCTL
-from umvu.vfs import Connect, Device, DirEntry, FileSystem, HostFdLocks
+from umvu.vfs import CallService, Connect, Device, DirEntry, FileSystem, HostFdLocks
 
 __all__ = [
     # hooks
     "hookimpl",
-    # services: a tree of files, a driver chosen by device number, a tree served by inode numbers
-    "FileSystem", "Device", "InodeFS", "NodeOps",
+    # services: a tree of files, a driver chosen by device number, a tree served by inode numbers,
+    # calls chosen by number or address family
+    "FileSystem", "Device", "InodeFS", "NodeOps", "CallService",
     # what they return and take
     "DirEntry", "StatFs", "Connect", "Entry", "DirItem", "Opened", "SetAttr", "make_stat",
     "dtype_of", "dtype_of_entry",

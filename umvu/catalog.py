@@ -75,7 +75,8 @@ def _names_fd(param: tuple[str, str]) -> bool:
 
 
 CHOSEN = {"fd": "chosen by its fd", "ioctl": "chosen by its fd, then its request", "path": "chosen by its path",
-          "nr": "chosen by its number", "custom": "chosen by its handler"}  # syscalls.py's choice column
+          "nr": "chosen by its number", "family": "chosen by its address family",
+          "custom": "chosen by its handler"}  # syscalls.py's choice column
 
 
 class Treatment(NamedTuple):
@@ -98,14 +99,16 @@ def treatment(c: Call) -> Treatment:
             return Treatment("never", f"unseen: its path ({', '.join(paths)}) is the host's, even in a virtual tree",
                              "unseen")
         if any(typ in ("struct pollfd *", "fd_set *") for typ, _n in params):
-            return Treatment("never", "a virtual fd in its sets is its placeholder: ready at once, as a "
-                             "regular file is", "placeholder")
+            return Treatment("never", "a virtual fd in its sets is its placeholder: ready at once as a "
+                             "regular file is, or what its service's poll says (umvu.readiness)", "placeholder")
         if fds:
             return Treatment("never", f"given a virtual fd ({', '.join(fds)}), it acts on the fd's placeholder "
-                             "(/dev/null, open for reading): the kernel's answer for a file that is no socket, "
-                             "pipe or special file", "placeholder")
+                             "(/dev/null open for reading, an eventfd, or a disk's own file): the kernel's "
+                             "answer for a file that is no socket or pipe", "placeholder")
         return Treatment("never", "nothing it names can be virtual", "never")
     what = f"{CHOSEN[sc.choice]}: {_family_note(sc.family)}"
+    if sc.family == "service":
+        return Treatment("once a module claims it", what, "claimed")
     if sc.family in syscalls.ALWAYS_TRACED:
         return Treatment("always", what, "always")
     if sc.path_args or sc.addr_args or sc.family in syscalls.MOUNTED_FAMILIES:
@@ -165,6 +168,9 @@ def page() -> str:
         "  dirfd or root is virtual).  So do the calls that name an AF_UNIX socket by a path, and those",
         f"  that answer with one.  {counts.get('path', 0)} calls.",
         f"* **always**: they change the view itself.  {counts.get('always', 0)} calls.",
+        "* **once a module claims it**: a module may serve the call (`vu.claim_call`) or an address",
+        "  family (`vu.claim_family`: socket and socketpair); from then on it stops in every process.",
+        f"  {counts.get('claimed', 0)} calls.",
         "* **placeholder**: never stops, though it takes an fd: a virtual fd is an fd the kernel holds",
         "  too (a placeholder), so the call fails as it would on a plain file (a socket call: ENOTSOCK).",
         f"  {counts.get('placeholder', 0)} calls.",

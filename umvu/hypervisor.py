@@ -23,7 +23,9 @@ from umvu.tracer import NR_POLL, NR_PPOLL, Tracee, Tracer
 if TYPE_CHECKING:  # pluggy and entry points cost start-up time: imported on first use
     from umvu.modules import ModuleManager
 
-ALWAYS = syscalls.ALWAYS_TRACED
+# families that reach the handlers with nothing virtual in the process: the view-changing calls, and
+# the calls a module claimed (they stop only once claimed)
+ALWAYS = syscalls.ALWAYS_TRACED | {"service"}
 _REVOKED_CALLS = frozenset({"read", "readv", "write", "writev", "close"})
 
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import types
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from umvu import devices, hookspecs
-from umvu.registry import DeviceClaim, Mount
-from umvu.vfs import Device, FileSystem
+from umvu import devices, hookspecs, syscalls
+from umvu.registry import CallClaim, DeviceClaim, Mount
+from umvu.vfs import CallService, Device, FileSystem
 
 if TYPE_CHECKING:
     from umvu.hypervisor import Hypervisor
@@ -76,6 +77,29 @@ class ModuleContext:
         ``driver`` (vfs.Device), until the module is removed; EBUSY if another module serves one."""
         claim = DeviceClaim(kind, major, minors, driver, self.name)
         self.hv.registry.claim_device(claim)
+        return claim
+
+    def claim_call(self, name: str, service: CallService) -> CallClaim:
+        """Serve system call ``name`` (its choice column says ``nr``) with ``service``
+        (vfs.CallService) in every process, until the module is removed; EBUSY if another
+        module serves it, EINVAL for a call that is not chosen by number."""
+        sc = syscalls.BY_NAME.get(name)
+        if sc is None or sc.choice != "nr":
+            raise OSError(errno.EINVAL, f"{name}: not a call a module may claim")
+        claim = CallClaim("nr", name, service, self.name)
+        self.hv.registry.claim_call(claim)
+        self.hv.tracer.trace_calls({name})
+        return claim
+
+    def claim_family(self, family: int, service: CallService) -> CallClaim:
+        """Serve socket(2) and socketpair(2) of address ``family`` with ``service``, until the
+        module is removed; EBUSY if another module serves it.  AF_UNIX stays the kernel's (the
+        core talks to processes through it)."""
+        if family == socket.AF_UNIX or not 0 < family < 64:
+            raise OSError(errno.EINVAL, f"address family {family} cannot be claimed")
+        claim = CallClaim("family", family, service, self.name)
+        self.hv.registry.claim_call(claim)
+        self.hv.tracer.trace_calls({"socket", "socketpair"})
         return claim
 
     def driver(self, kind: str, rdev: int) -> Device | None:
@@ -264,6 +288,8 @@ class ModuleManager:
             ctx.unmount(m.point)
         for d in self.hv.registry.devices(name):
             self.hv.registry.release_device(d)
+        for claim in self.hv.registry.calls(name):
+            self.hv.registry.release_call(claim)
         for t in self.hv.tracer.tracees.values():
             t.proc.state.pop(name, None)
         try:

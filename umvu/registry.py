@@ -65,11 +65,23 @@ class DeviceClaim:
     module: str = ""
 
 
+@dataclass(eq=False)
+class CallClaim:
+    """A service chosen by call number (``kind`` "nr", ``key`` the call's name) or by address
+    family (``kind`` "family", ``key`` the AF_ number of socket(2) and socketpair(2))."""
+
+    kind: str
+    key: str | int
+    service: Any  # vfs.CallService
+    module: str = ""
+
+
 class MountRegistry:
     def __init__(self) -> None:
         self._mounts: dict[str, Mount] = {}
         self._numbers = itertools.count()
         self._devices: list[DeviceClaim] = []
+        self._calls: dict[tuple[str, str | int], CallClaim] = {}
         # mount points with no host file under them (a device node made by its mount), by the host
         # directory whose listing must show them: parent -> {name: mount}
         self._phantoms: dict[str, dict[str, Mount]] = {}
@@ -146,6 +158,24 @@ class MountRegistry:
 
     def devices(self, module: str | None = None) -> list[DeviceClaim]:
         return [d for d in self._devices if module is None or d.module == module]
+
+    # -- calls and address families -----------------------------------------------------
+    def claim_call(self, claim: CallClaim) -> None:
+        """Serve ``claim``'s call or family; EBUSY if another module serves it (as sock_register)."""
+        if claim.kind not in ("nr", "family"):
+            raise OSError(errno.EINVAL, "a call claim is by 'nr' or 'family'")
+        if self.call(claim.kind, claim.key) is not None:
+            raise OSError(errno.EBUSY, f"{claim.kind} {claim.key} is served already")
+        self._calls[(claim.kind, claim.key)] = claim
+
+    def release_call(self, claim: CallClaim) -> None:
+        self._calls.pop((claim.kind, claim.key), None)
+
+    def calls(self, module: str | None = None) -> list[CallClaim]:
+        return [c for c in self._calls.values() if module is None or c.module == module]
+
+    def call(self, kind: str, key: str | int) -> CallClaim | None:
+        return self._calls.get((kind, key))
 
     def device(self, kind: str, rdev: int) -> DeviceClaim | None:
         """The claim that serves device number ``rdev`` of ``kind`` ("c" or "b"), if any."""

@@ -17,8 +17,11 @@ before the handler runs: VUOS's first column of vu_syscalls.conf):
   ioctl   as fd; the request then picks the operation (a device's table)
   path    the mount its path names, resolved by the handler with the call's intent
           (an empty path with AT_EMPTY_PATH: the dirfd's open file)
-  nr      the call number alone: the core's own state (umask, cwd, credentials) or
-          a service registered for the number
+  nr      the call number alone: a service a module claimed the call for
+          (vu.claim_call: uname, the ids, the clocks), else the core's own state
+          (umask, cwd, credentials) or the kernel's call
+  family  the address family of socket(2) and socketpair(2): a service a module
+          claimed the family for (vu.claim_family), else the kernel's call
   custom  the handler chooses: two paths or fds (rename, link, the copies, dup2),
           the fd table (close, dup, fcntl, close_range), an address (mmap's
           mapping, munmap), a socket address, the mount table, exec
@@ -178,6 +181,26 @@ openat2           437   437  dirfd,opath,ptr,size                      openat2  
 faccessat2        439   439  dirfd,apath,mode,atflags                  access      path
 fchmodat2         452   452  dirfd,apath,mode,atflags                  chmod       path
 io_uring_setup    425   425  int,ptr                                   bypass      nr
+# Served by a module that claims the call (vu.claim_call) or the address family (vu.claim_family),
+# else the kernel's: they stop only once claimed (registry.CallClaim).
+socket            41    198  int,int,int                               service     family
+socketpair        53    199  int,int,int,ptr                           service     family
+uname             63    160  ptr                                       service     nr
+getuid            102   174  -                                         service     nr
+getgid            104   176  -                                         service     nr
+geteuid           107   175  -                                         service     nr
+getegid           108   177  -                                         service     nr
+getgroups         115   158  size,ptr                                  service     nr
+getresuid         118   148  ptr,ptr,ptr                               service     nr
+getresgid         120   150  ptr,ptr,ptr                               service     nr
+sethostname       170   161  str,size                                  service     nr
+setdomainname     171   162  str,size                                  service     nr
+gettimeofday      96    169  ptr,ptr                                   service     nr
+settimeofday      164   170  ptr,ptr                                   service     nr
+time              201   -    ptr                                       service     nr
+clock_settime     227   112  int,ptr                                   service     nr
+clock_gettime     228   113  int,ptr                                   service     nr
+clock_getres      229   114  int,ptr                                   service     nr
 # Only the kernel can do these, on a host file (watches, handles, swap, accounting, the new mount
 # API): a path in a view is handed over as the host file behind it, or refused (calls.hostonly).
 uselib            134   -    path                                      hostonly    path
@@ -209,7 +232,7 @@ vu_control        0x5655 0x5655 int,ptr,size,ptr,size                  control  
 ALWAYS_TRACED = frozenset({"getcwd", "chdir", "umask", "close_range", "control", "mount", "umount", "chroot",
                            "bypass", "setid"})
 
-CHOICES = frozenset({"fd", "ioctl", "path", "nr", "custom"})
+CHOICES = frozenset({"fd", "ioctl", "path", "nr", "family", "custom"})
 PATH_KINDS = frozenset({"path", "lpath", "npath", "apath", "fpath", "opath"})
 ADDR_KINDS = frozenset({"ubind", "uaddr"})
 # Calls with no name argument that stop once anything is mounted: they answer with a name that may
@@ -266,7 +289,8 @@ def _parse(table: str, arch_name: str) -> dict[int, Syscall]:
             raise ValueError(f"syscall table: number {nr} twice ({calls[nr].name}, {fields[0]})")
         if fields[5] not in CHOICES:
             raise ValueError(f"syscall table: {fields[0]}: no such choice {fields[5]!r}")
-        calls[nr] = Syscall(fields[0], nr, tuple(fields[3].split(",")), fields[4], fields[5])
+        args = () if fields[3] == "-" else tuple(fields[3].split(","))
+        calls[nr] = Syscall(fields[0], nr, args, fields[4], fields[5])
     return calls
 
 

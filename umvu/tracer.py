@@ -100,7 +100,9 @@ class Process:
         self.maps: dict[int, tuple[OpenFile, int]] = {}
         self.maps_traced = False
         self.exe: str | None = None  # the running program's path in the view, when the host's differs
-        self.needs_paths = False  # the path filter must still be stacked on this process
+        # layers every process gets (Tracer.everywhere: the path filter, claimed calls) still to
+        # stack on this one, at its next stop
+        self.pending: list[tuple[bytes, str]] = []
         # fds whose reads fail with ENODEV, as /dev/fuse's after an unmount (see Tracer.revoke),
         # with what /proc/PID/fd/N names (the number may be reused for another file later)
         self.revoked: dict[int, str] = {}
@@ -316,6 +318,8 @@ class Tracer:
         self.release_file: Callable[[OpenFile], None] = lambda of: None
         self.unmap_file: Callable[[OpenFile], None] = lambda of: None
         self.paths_traced = True  # path calls stop in every process (see trace_paths)
+        self._everywhere: list[tuple[bytes, str]] = []  # filters stacked on every process since start
+        self._calls_traced: set[int] = set()  # claimed calls' numbers that stop (trace_calls)
         self._waiting: dict[Tracee, Coroutine] = {}  # tracees whose handler waits on a worker thread
         self._next_check = 0.0  # when the waiting tracees are next checked for signals
         self.stats: dict[str, list[int]] | None = None  # what stopped: name -> [stops, ns serving them]
@@ -598,9 +602,9 @@ class Tracer:
         sig = os.WSTOPSIG(status)
         event = status >> 16
         t.at_entry = event == libc.PTRACE_EVENT_SECCOMP
-        if t.proc.needs_paths and event in (libc.PTRACE_EVENT_SECCOMP, libc.PTRACE_EVENT_STOP) \
+        if t.proc.pending and event in (libc.PTRACE_EVENT_SECCOMP, libc.PTRACE_EVENT_STOP) \
                 and sig not in STOP_SIGNALS:
-            self._step(t, self._stack_path_filter(t, event == libc.PTRACE_EVENT_SECCOMP), None)
+            self._step(t, self._stack_pending(t, event == libc.PTRACE_EVENT_SECCOMP), None)
         elif t.proc.needs_revoke and event in (libc.PTRACE_EVENT_SECCOMP, libc.PTRACE_EVENT_STOP) \
                 and sig not in STOP_SIGNALS:
             self._step(t, self._stack_revoke_filter(t, event == libc.PTRACE_EVENT_SECCOMP), None)
@@ -818,7 +822,7 @@ class Tracer:
             for start, (of, length) in pproc.maps.items():  # fork copies the mappings
                 of.refs += 1
                 proc.maps[start] = (of, length)
-            proc.needs_paths = pproc.needs_paths  # its first stop will do it
+            proc.pending = list(pproc.pending)  # its first stop will do it
             proc.state = dict(pproc.state)
         fs = pfs if flags & CLONE_FS else pfs.copy()
         files = pfiles if flags & CLONE_FILES else pfiles.copy()
@@ -879,7 +883,7 @@ class Tracer:
             if like is None:
                 umask = _status_umask(tid)
                 like = Tracee(GONE_TID, Process(tid), FsView(umask=0o022 if umask is None else umask), FdTable())
-                like.proc.needs_paths = self.paths_traced
+                like.proc.pending = list(self._everywhere)  # its creator's are unknown: all of them
             if self.debug_events:
                 self.log(f"[{tid}] adopted: its parent {like.proc.tgid} vanished before its fork was seen")
             self._add_child(tid, like.proc, like.fs, like.files if like is creator else FdTable(), 0)
@@ -895,13 +899,33 @@ class Tracer:
         if self.paths_traced:
             return
         self.paths_traced = True
-        self._path_filter = bpf.base_filter(paths=True)
+        self.everywhere(bpf.base_filter(paths=True), "the path filter")
+
+    def trace_calls(self, names: set[str]) -> None:
+        """From now on the calls ``names`` (claimed by a module: registry.CallClaim) stop in every
+        process, as trace_paths makes path calls stop.  Calls that stop already are left alone."""
+        nrs = {syscalls.BY_NAME[n].nr for n in names if n in syscalls.BY_NAME} - self._calls_traced
+        nrs -= syscalls.base_traced(paths=False)
+        if nrs:
+            self._calls_traced |= nrs
+            names = sorted(syscalls.BY_NR[nr].name for nr in nrs)
+            self.everywhere(bpf.calls_layer(names), "the filter for " + ", ".join(names))
+
+    def everywhere(self, code: bytes, what: str) -> None:
+        """Stack filter ``code`` on every process, now and to come (what fork does not carry: a
+        process adopted without its creator gets them all).
+
+        A process is interrupted (PTRACE_INTERRUPT) and made to run seccomp(2)
+        in place of its next system call, which then runs again under the new
+        filter; a blocked call is restarted by the kernel as after a signal.
+        """
+        self._everywhere.append((code, what))
         chosen: dict[Process, Tracee] = {}
         for t in self.tracees.values():
             if t.proc not in chosen or (chosen[t.proc].task is not None and t.task is None):
                 chosen[t.proc] = t
         for proc, t in chosen.items():
-            proc.needs_paths = True
+            proc.pending.append((code, what))
             # A thread held in a stop by a handler gets the interrupt when resumed.
             libc.try_ptrace(libc.PTRACE_INTERRUPT, t.tid, 0, 0)
 
@@ -979,12 +1003,14 @@ class Tracer:
             for fn in done:
                 fn()
 
-    async def _stack_path_filter(self, t: Tracee, at_entry: bool) -> None:
-        if not t.proc.needs_paths:  # another thread of the process did it (TSYNC)
-            t.cont()
-            return
-        t.proc.needs_paths = False
-        await self._stack_filter(t, at_entry, self._path_filter, "the path filter")
+    async def _stack_pending(self, t: Tracee, at_entry: bool) -> None:
+        layers, t.proc.pending = t.proc.pending, []  # another thread may have done it (TSYNC): none
+        for code, what in layers:
+            if not at_entry:  # an interrupt stop, or the last layer's seccomp(2): to the call's entry
+                await t.next_syscall_stop()
+            await t.stack_layer(code, what, self.log, at_exit=False)
+            at_entry = False
+        t.cont()
 
     async def _stack_filter(self, t: Tracee, at_entry: bool, code: bytes, what: str) -> None:
         """Stack ``code`` on ``t``'s process before its next call (Tracee.stack_layer), then go on."""

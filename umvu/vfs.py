@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from umvu.creds import current, may_search, permitted
@@ -443,3 +443,20 @@ class Device:
         the pointer ("in", "inout"), the value itself ("value"), or None.  Returns the call's result
         and the bytes to write back ("out", "inout"; None: nothing).  Unknown requests: ENOTTY."""
         raise OSError(errno.ENOTTY, "inappropriate ioctl for device")
+
+
+class CallService:
+    """A service chosen by call number or address family (VUOS's choice by "sc" and by "socket").
+
+    A module claims calls with ``vu.claim_call(name, service)`` (uname, getuid, clock_settime...:
+    the calls with choice ``nr`` in umvu/syscalls.py) or an address family with
+    ``vu.claim_family(family, service)`` (socket(2) and socketpair(2) with that family).  From
+    then on the call stops in every process and comes here, until the module is removed; an
+    unclaimed call is the kernel's (or the core's own handler's) and costs no stop.
+    """
+
+    def call(self, call: Any) -> int | None | Awaitable[int | None]:
+        """Serve ``call`` (calls.service.ServiceCall: its name, args, pid, the caller's memory,
+        and ``real()``, which runs it in the kernel first): its result, or None to let the
+        kernel run it as it is.  Raise OSError for -errno.  May be ``async``."""
+        return None

@@ -28,9 +28,11 @@ is imported, which this package does for all of them:
 - sockets: unix socket names in views, sockets handed out by modules
 - mount: mount, umount, vu_control
 - hostonly: what only the kernel can do on host files
+- service: calls a module claimed by number or address family
 """
 
-from umvu.calls import attrs, copy, cwd, exec, files, hostonly, ioctl, mount, names, readwrite, sockets, stat  # noqa: F401
+# each registers its families
+from umvu.calls import attrs, copy, cwd, exec, files, hostonly, ioctl, mount, names, readwrite, service, sockets, stat  # noqa: F401,E501
 from umvu.calls.call import FAMILIES, Call, maybe, s32
 from umvu.calls.serve import serve
 from umvu.calls.sockets import FD_REPLACING, WRITE_CALLS, consume_write, consumer_of

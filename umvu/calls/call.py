@@ -24,7 +24,7 @@ from umvu import arch, argcheck, bpf, memory, syscalls
 from umvu.creds import MAY_READ, MAY_WRITE
 from umvu.fdtable import OpenFile
 from umvu.paths import RealWalkError, Resolved, resolve, seen_from
-from umvu.registry import Mount
+from umvu.registry import CallClaim, Mount
 from umvu.syscalls import Syscall
 
 if TYPE_CHECKING:
@@ -178,6 +178,7 @@ class Call:
         # the chosen service of a call chosen by fd (syscalls.py, choice): its virtual open file
         # (None: a real fd a module handed out, for the calls its layer stops)
         self.of: OpenFile | None = None
+        self.service: CallClaim | None = None  # a call service the choice step found (calls.service)
 
     @property
     def regs(self) -> arch.Regs:

@@ -95,6 +95,11 @@ def _choose(c: Call) -> bool:
             return False  # the placeholder is the disk's file: the kernel reads it (an older layer stopped it)
         return c.of is not None or c.sc.name in bpf.STAND_IN_CALLS and bool(t.files.places) \
             and t.files.view_of(t.tid, fd) is not None
+    if c.sc.choice == "nr":  # a module's claim comes before the core's own handler (calls.service)
+        c.service = c.hv.registry.call("nr", c.sc.name)
+    elif c.sc.choice == "family":
+        c.service = c.hv.registry.call("family", s32(c.args[0]))
+        return c.service is not None
     return True
 
 
@@ -104,7 +109,7 @@ async def serve(hv: Hypervisor, t: Tracee, sc: Syscall, regs: arch.Regs) -> None
         if not _choose(c):
             res = REAL
         elif (res := _precheck(c)) is None:
-            res = await FAMILIES[sc.family](c)
+            res = await FAMILIES["service" if c.service is not None else sc.family](c)
     except Answer as a:
         res = a.value
     except Restart:

@@ -1,0 +1,72 @@
+"""Calls served by a module chosen by call number or address family (vfs.CallService).
+
+The choice step (serve.py) finds the claim: by the call's name for the calls whose choice column
+says ``nr``, by the first argument (the address family) for socket(2) and socketpair(2).  The
+service sees the call through a ServiceCall: what it needs of the caller and no more.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from umvu import memory
+from umvu.calls.call import DONE, REAL, Call, family, maybe
+
+
+class ServiceCall:
+    """One call, as a call service sees it.
+
+    ``name``, ``args`` (the six argument registers, unsigned), ``pid`` and ``tid`` of the caller;
+    its memory through ``read``, ``read_str`` and ``write`` (a bad pointer raises EFAULT, which
+    the caller gets); ``real()`` runs the call in the kernel now and gives its result, so that a
+    service may change what the kernel answered (uname's nodename) rather than make it all.
+    """
+
+    def __init__(self, c: Call) -> None:
+        self._c = c
+        self.name = c.sc.name
+        self.args = tuple(c.args)
+        self.pid, self.tid = c.t.proc.tgid, c.t.tid
+        self.ran: int | None = None  # real()'s result, once it ran
+
+    def read(self, addr: int, size: int) -> bytes:
+        return memory.read(self._c.t.tid, addr, size)
+
+    def read_str(self, addr: int, limit: int = 4096) -> str:
+        return memory.read_cstring(self._c.t.tid, addr, limit).decode("utf-8", "surrogateescape")
+
+    def write(self, addr: int, data: bytes) -> None:
+        memory.write(self._c.t.tid, addr, data)
+
+    async def real(self) -> int:
+        """Run the call in the kernel as the caller made it: its result (-errno on failure)."""
+        if self.ran is None:
+            self.ran = await self._c.t.finish_syscall(self._c.orig.copy())
+        return self.ran
+
+
+@family("service")
+async def fam_service(c: Call) -> Any:
+    """The module that claimed the call (vu.claim_call) or its address family (vu.claim_family)
+    serves it; nobody: the kernel's call."""
+    claim = c.service
+    if claim is None:
+        return REAL
+    call = ServiceCall(c)
+    try:
+        ret = await maybe(claim.service.call(call))
+    except Exception as e:
+        if call.ran is None:
+            raise  # at the call's entry: serve() makes it the caller's errno (a bug: EIO, logged)
+        if not isinstance(e, OSError):
+            import traceback
+
+            c.hv.log(f"[{c.t.tid}] {c.sc.name}: a module raised:\n{traceback.format_exc().rstrip()}")
+        ret = -((e.errno if isinstance(e, OSError) else None) or errno.EIO)
+    if call.ran is None:
+        return REAL if ret is None else ret
+    ret = call.ran if ret is None else ret  # at the call's exit: its result, the service's if it said one
+    c.resume_with(ret)
+    c.result = ret  # type: ignore[attr-defined]
+    return DONE
