@@ -243,8 +243,9 @@ def fuse_rows(tmp: Path, runs: int) -> list[str]:
 FUSE_HEADING = "## FUSE: the same daemon under the kernel's FUSE and under umvu"
 DEVICE_HEADING = "## Virtual disks (vudev)"
 DEVICE_WORKLOADS = [
-    ("100 MB sequential write (MB/s)", "dd if=/dev/zero of={t} bs=1M count=100 conv=notrunc 2>&1 | tail -1"),
-    ("100 MB sequential read (MB/s)", "dd if={t} of=/dev/null bs=1M count=100 2>&1 | tail -1"),
+    # from 1 MiB in: a whole disk's partition table stays for the next run's vumount
+    ("100 MB sequential write (MB/s)", "dd if=/dev/zero of={t} bs=1M seek=1 count=100 conv=notrunc 2>&1 | tail -1"),
+    ("100 MB sequential read (MB/s)", "dd if={t} of=/dev/null bs=1M skip=1 count=100 2>&1 | tail -1"),
 ]
 
 
@@ -256,7 +257,8 @@ def device_rows(tmp: Path, runs: int) -> list[str]:
     subprocess.run(["/usr/sbin/sfdisk", "-q", str(img)], input="label: dos\n,150M\n", text=True, check=True)
     setup = (f"vu_insmod vudev && vumount -t vudevramdisk -o size=128M none /dev/ram0 && "
              f"vumount -t vudevpartx {img} /dev/hdb && ")
-    targets = {"image file": str(plain), "/dev/ram0": "/dev/ram0", "partition /dev/hdb1": "/dev/hdb1"}
+    targets = {"image file": str(plain), "/dev/ram0": "/dev/ram0", "whole disk /dev/hdb": "/dev/hdb",
+               "partition /dev/hdb1": "/dev/hdb1"}
     umvu = str(VENV_BIN / "umvu")
     results: dict[str, dict[str, float]] = {}
     for wname, work in DEVICE_WORKLOADS:
@@ -275,10 +277,12 @@ def device_rows(tmp: Path, runs: int) -> list[str]:
 
 def device_section(rows: list[str], runs: int) -> list[str]:
     return [DEVICE_HEADING, "",
-            "dd with 1 MiB blocks under `umvu bash` with vudev loaded: through a 128 MB ramdisk, through the "
-            "first partition of a 200 MB image (vudevpartx), and through a 200 MB file under the same umvu "
-            "(a real fd: the kernel's speed, which the devices are measured against; each device read and write "
-            "stops and is served by the hypervisor).  In brackets: share of the image file's throughput.  "
+            "dd with 1 MiB blocks under `umvu bash` with vudev loaded: through a 128 MB ramdisk, through a "
+            "200 MB image (vudevpartx) whole and through its first partition, and through a 200 MB file under "
+            "the same umvu (a real fd: the kernel's speed, which the devices are measured against).  The kernel "
+            "moves a disk's data (Device.backing): a whole disk's reads do not stop, its writes stop once to be "
+            "checked against the end, and a partition's reads and writes stop once each (about 50-70 us here, "
+            "against 65 us for the read of 1 MiB itself).  In brackets: share of the image file's throughput.  "
             f"Median of {runs} runs taken in turns, measured {time.strftime('%Y-%m-%d')}.", "", *rows]
 
 

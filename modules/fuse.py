@@ -52,6 +52,10 @@ MKNOD, MKDIR, UNLINK, RMDIR, RENAME, LINK, OPEN, READ, WRITE, STATFS, RELEASE = 
 FSYNC, SETXATTR, GETXATTR, LISTXATTR, REMOVEXATTR, FLUSH, INIT = 20, 21, 22, 23, 24, 25, 26
 OPENDIR, READDIR, RELEASEDIR, FSYNCDIR, ACCESS, CREATE, INTERRUPT, DESTROY = 27, 28, 29, 30, 34, 35, 36, 38
 BATCH_FORGET, FALLOCATE, READDIRPLUS, RENAME2, LSEEK = 42, 43, 44, 45, 46
+POLL = 40
+POLL_SCHEDULE_NOTIFY = 1  # FUSE_POLL_SCHEDULE_NOTIFY: the daemon keeps kh and sends NOTIFY_POLL
+POLL_IN = struct.Struct("<QQII")  # fh, kh, flags, events
+POLL_ASKED = select.POLLIN | select.POLLOUT | select.POLLPRI
 NOTIFY_REPLY = 41
 # Notifications a daemon writes (unique 0, the code in the error field)
 NOTIFY_POLL, NOTIFY_INVAL_INODE, NOTIFY_INVAL_ENTRY, NOTIFY_STORE, NOTIFY_RETRIEVE, NOTIFY_DELETE = 1, 2, 3, 4, 5, 6
@@ -114,6 +118,19 @@ def _name(s: str) -> bytes:
     return os.fsencode(s) + b"\0"
 
 
+class _Polled:
+    """What Connection.poll knows of one open file."""
+
+    __slots__ = ("wake", "shown", "in_flight", "again", "woken")
+
+    def __init__(self, wake: Any) -> None:
+        self.wake = wake
+        self.shown: int | None = None  # what was said last
+        self.in_flight = False  # a POLL is waiting for its answer
+        self.again = False  # ask once more when it comes: a call on the file came since
+        self.woken = False  # an answer changed what to say: the next question takes it
+
+
 class Connection(NodeOps):
     """One /dev/fuse connection: the requests in flight and their replies."""
 
@@ -136,6 +153,9 @@ class Connection(NodeOps):
         self.abandoned: set[int] = set()  # requests whose caller a signal took away
         self.interrupted: set[int] = set()  # requests an INTERRUPT was sent for
         self.mount: FuseMount | None = None  # what notifications act on
+        self.no_poll: bool | None = None  # POLL answered ENOSYS (the kernel's fc->no_poll); None: not known yet
+        self.kh = 0  # the last poll handle given out (the kernel's ff->kh)
+        self.polled: dict[int, _Polled] = {}  # kh -> what poll knows of that open file
         try:  # the largest request (a WRITE) must fit: ask for the most an ordinary user gets
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         except OSError:
@@ -300,8 +320,9 @@ class Connection(NodeOps):
         """A notification: it acts on umvu's caches as on the kernel's (fuse_notify).  umvu keeps no
         file data, so STORE only makes the size asked again, and RETRIEVE is answered with none."""
         fs = self.mount
-        if code == NOTIFY_POLL:
-            return  # POLL is not forwarded: no poll handle was ever given out
+        if code == NOTIFY_POLL:  # the file may be ready: its pollers ask again (fuse_notify_poll_wakeup)
+            self._poll_notified(struct.unpack_from("<Q", body)[0])
+            return
         if fs is None:
             raise OSError(errno.ENOENT, "nothing is mounted on this connection yet")
         if code == NOTIFY_INVAL_INODE:
@@ -434,6 +455,25 @@ class Connection(NodeOps):
         self.max_read = max(4096, min(self.max_read, pages * 4096, MAX_IO))
         self.ready = True
         self.init.set_result(None)
+        self._probe_poll()
+
+    def _probe_poll(self) -> None:
+        """Ask once whether the daemon implements POLL: a POLL on the root, with no notification
+        asked for, which a daemon without poll answers ENOSYS (libfuse answers before it looks at
+        the node).  Until the answer, files are opened as a daemon without poll's: always ready
+        and locked by the kernel (the kernel asks only when a process polls, which umvu cannot
+        see: the open must choose its placeholder)."""
+        try:
+            fut = self.send(POLL, 1, POLL_IN.pack(0, 0, 0, POLL_ASKED))
+        except OSError:
+            return
+        assert fut is not None
+
+        def answered(f: Promise) -> None:
+            res = f.result()
+            self.no_poll = isinstance(res, OSError) and res.errno == errno.ENOSYS
+
+        fut.add_done_callback(answered)
 
     def destroy(self, then: Any) -> None:
         """Send DESTROY; ``then()`` runs in the loop when it is answered (or cannot be)."""
@@ -680,6 +720,75 @@ class Connection(NodeOps):
             return
         assert fut is not None
         fut.add_done_callback(lambda f: (self._flushed(f), then()))
+
+    # -- poll --------------------------------------------------------------------------------
+    def poll(self, h: Any, wake: Any) -> int | None:
+        """Readiness of open file ``h`` (inodefs.Handle), for the core's placeholder (umvu.readiness).
+
+        The kernel's FUSE sends POLL when a process polls; umvu does not see polls, so it asks
+        the daemon when a call was made on the file (which may have changed its readiness) and
+        when the daemon's NOTIFY_POLL says it may have changed, and shows the answer when it
+        comes.  Meanwhile the file shows as not ready: a poller waits for the daemon's answer
+        rather than trust an old one.  A daemon that answers ENOSYS has no poll: its files are
+        always ready, as the kernel's FUSE says then (DEFAULT_POLLMASK); so are the files opened
+        before the daemon said whether it has one (_probe_poll).
+        """
+        if self.no_poll is not False or self.dead or h.is_dir:
+            return None
+        if not h.kh:
+            self.kh += 1
+            h.kh = self.kh
+            self.polled[h.kh] = _Polled(wake)
+        state = self.polled[h.kh]
+        state.wake = wake
+        if state.woken:  # the daemon's answer, which asked for this question: show it
+            state.woken = False
+        elif state.in_flight:
+            state.again = True  # an answer to a question asked before this call: ask once more
+            state.shown = 0
+        else:
+            self._ask_poll(h.node, h.fh, h.kh, state)
+            state.shown = 0
+        return state.shown if state.shown is not None else 0
+
+    def _ask_poll(self, node: int, fh: int, kh: int, state: _Polled) -> None:
+        try:
+            fut = self.send(POLL, node, POLL_IN.pack(fh, kh, POLL_SCHEDULE_NOTIFY, POLL_ASKED), fh=fh)
+        except OSError:
+            return
+        assert fut is not None
+        state.in_flight = True
+        fut.add_done_callback(lambda f: self._poll_answered(node, fh, kh, f))
+
+    def _poll_answered(self, node: int, fh: int, kh: int, fut: Promise) -> None:
+        state = self.polled.get(kh)
+        if state is None:  # released meanwhile
+            return
+        state.in_flight = False
+        if state.again:
+            state.again = False
+            self._ask_poll(node, fh, kh, state)
+            return
+        data = fut.result()
+        if isinstance(data, OSError):
+            if data.errno == errno.ENOSYS:
+                self.no_poll = True
+            mask = select.POLLIN | select.POLLOUT  # ready: the read or write says what is wrong
+        else:
+            mask = struct.unpack_from("<I", data)[0] & POLL_ASKED if len(data) >= 4 else 0
+        if mask != state.shown:
+            state.shown, state.woken = mask, True
+            state.wake()
+
+    def _poll_notified(self, kh: int) -> None:
+        """NOTIFY_POLL: the file may be ready; ask the daemon again (as the woken pollers would)."""
+        state = self.polled.get(kh)
+        if state is not None:
+            state.wake()
+
+    def unpoll(self, kh: int) -> None:
+        """The open file with poll handle ``kh`` was released."""
+        self.polled.pop(kh, None)
 
     def releasedir(self, node: int, fh: int, flags: int) -> None:
         if self._after_requests(node, fh, lambda: self.releasedir(node, fh, flags)):

@@ -31,6 +31,14 @@ def memfuse3(cc) -> str:
     return cc("memfuse3", *flags)
 
 
+@pytest.fixture
+def pollfs(cc) -> str:
+    """tests/data/pollfs.c built against libfuse3: a file that is polled."""
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], capture_output=True, text=True,
+                           check=True).stdout.split()
+    return cc("pollfs", *flags)
+
+
 def debugfs(img: Path, request: str) -> str:
     return subprocess.run(["/usr/sbin/debugfs", "-R", request, str(img)], capture_output=True, text=True).stdout
 
@@ -166,8 +174,6 @@ def test_a_stat_from_a_dirfd_looks_in_the_directory_not_at_its_old_path(tmp_path
     assert _dirfd_after_rename(tmp_path, ext4)[0] == "stat 2"
 
 
-@pytest.mark.xfail(strict=True, reason="an open from a virtual dirfd still walks the directory's path as it "
-                   "was at open time (the kernel: from the dirfd's inode)")
 def test_an_open_from_a_dirfd_looks_in_the_directory_not_at_its_old_path(tmp_path, ext4):
     assert _dirfd_after_rename(tmp_path, ext4)[1] == "open hi"
 
@@ -291,6 +297,101 @@ grep -c 'memfuse3: destroy' daemon.log
     assert lines[2:5] == ["read -1 Interrupted system call at once early", "status 130",
                           "read 9 stubborn waited early"], r.stdout
     assert int(lines[5]) >= 3 and lines[6:] == ["daemon-exit 0", "1"], r.stdout
+
+
+def test_poll_select_and_epoll_on_a_fuse_file_ask_the_daemon(tmp_path, pollfs):
+    """FUSE's POLL: a daemon that implements poll says when its file is readable, and wakes the
+    pollers with NOTIFY_POLL (pollfs: a tick every 0.3 s from a thread of its own); an empty
+    file is not readable, and a read of it says EAGAIN, as the daemon answers."""
+    (tmp_path / "mnt").mkdir()
+    r = sh(WAIT + f"""
+cd {tmp_path}
+{pollfs} -f mnt 2> daemon.log & waitmnt mnt
+{PY} - <<'PY'
+import os, select
+fd = os.open("mnt/ticks", os.O_RDONLY | os.O_NONBLOCK)
+print("select", select.select([fd], [], [], 10)[0] == [fd], os.read(fd, 100).startswith(b"tick"))
+try:
+    os.read(fd, 100)
+except BlockingIOError:
+    print("EAGAIN")
+print("drained", select.select([fd], [], [], 0)[0] == [])
+ep = select.epoll()
+ep.register(fd, select.EPOLLIN)
+print("epoll", ep.poll(10) == [(fd, select.EPOLLIN)], os.read(fd, 100).startswith(b"tick"))
+p = select.poll()
+p.register(fd, select.POLLIN)
+print("poll", bool(p.poll(10000)[0][1] & select.POLLIN))
+PY
+test "$(grep -c 'pollfs: POLL' daemon.log)" -gt 2 && echo asked
+fusermount3 -u mnt; wait $!; echo daemon-exit $?
+""")
+    assert r.stdout.split("\n")[:7] == ["select True True", "EAGAIN", "drained True", "epoll True True", "poll True",
+                                        "asked", "daemon-exit 0"], r.stdout + r.stderr
+
+
+LOCKS = """
+import fcntl, os, struct, time
+FL = "hhqqi4x"
+a, b = os.open("mnt/f", os.O_RDWR), os.open("mnt/f", os.O_RDWR)
+fcntl.flock(a, fcntl.LOCK_EX | fcntl.LOCK_NB)
+try:
+    fcntl.flock(b, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    print("flock no conflict")
+except BlockingIOError:
+    print("flock conflict")
+fcntl.flock(a, fcntl.LOCK_UN)
+fcntl.flock(b, fcntl.LOCK_SH | fcntl.LOCK_NB)
+fcntl.flock(b, fcntl.LOCK_UN)
+print("flock after unlock")
+os.lseek(a, 2, os.SEEK_SET)
+fcntl.fcntl(a, fcntl.F_SETLK, struct.pack(FL, fcntl.F_WRLCK, os.SEEK_CUR, -2, 10, 0))  # bytes 0..9
+pid = os.fork()
+if pid == 0:
+    c = os.open("mnt/f", os.O_RDWR)
+    ask = struct.pack(FL, fcntl.F_WRLCK, os.SEEK_END, -12, 1, 0)  # byte 4, in the parent's lock
+    t, w, s, n, p = struct.unpack(FL, fcntl.fcntl(c, fcntl.F_GETLK, ask))
+    print("getlk", t == fcntl.F_WRLCK, w, s, n, p == os.getppid())
+    try:
+        fcntl.lockf(c, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 3)
+        print("child got it")
+    except OSError:
+        print("child refused")
+    start = time.monotonic()
+    fcntl.lockf(c, fcntl.LOCK_EX, 1, 3)  # waits for the parent's close
+    print("child waited", time.monotonic() - start > 0.2)
+    os._exit(0)
+time.sleep(0.4)
+os.close(b)  # any close of the file drops the process's record locks
+os.waitpid(pid, 0)
+g = os.open("mnt/g", os.O_RDWR | os.O_CREAT)
+fcntl.flock(g, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("other file free")
+r = os.open("mnt/f", os.O_RDONLY)
+try:
+    fcntl.lockf(r, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except OSError as e:
+    print("ro", e.strerror)
+"""
+
+
+def test_flock_and_record_locks_on_fuse_files_are_the_kernels(tmp_path, memfuse3):
+    """A daemon with no lock methods leaves locks to the kernel; so does umvu (each file's lock
+    file is its fds' placeholder): flock between open files, record locks between processes (a
+    start from the offset or the end, F_GETLK's owner, a blocked lock that the owner's close
+    frees), other files independent, a write lock refused on a read-only fd."""
+    (tmp_path / "mnt").mkdir()
+    (tmp_path / "locks.py").write_text(LOCKS)
+    r = sh(WAIT + f"""
+cd {tmp_path}
+{memfuse3} mnt 2> daemon.log & waitmnt mnt
+printf '0123456789abcdef' > mnt/f
+{PY} locks.py
+fusermount3 -u mnt; wait $!; echo daemon-exit $?
+""")
+    assert r.stdout.splitlines() == ["flock conflict", "flock after unlock", "getlk True 0 0 10 True", "child refused",
+                                     "child waited True", "other file free", "ro Bad file descriptor",
+                                     "daemon-exit 0"], r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("name", ["hello", "tmpfs", "passthroughfs"])

@@ -75,23 +75,50 @@ print(attempt(lambda: socket.socket(socket.AF_UNIX).connect("/unreal{tmp_path}/f
     assert (tmp_path / "s").is_socket()
 
 
-def test_a_tree_with_no_host_names_holds_no_socket(tmp_path, examples):
-    """A module with no host names (pyfuse3's tmpfs, in-process): bind is refused as by a file system
-    without mknod, connect finds nothing to reach; nothing appears on the host."""
+def test_a_tree_with_no_host_names_holds_sockets_the_session_stands_in_for(tmp_path, examples):
+    """A module with no host names (pyfuse3's tmpfs, in-process): bind makes the module's socket
+    node and binds the real socket at the session's own name for it, so the node is listed and
+    stats as a socket, connect and sendto reach it, getsockname says the caller's name, and after
+    unlink the name is free again; nothing appears on the host under the mount point."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     code = SERVE + f"""
 assert os.system("vumount -t vufuse -o fs={examples}/tmpfs.py:Operations none {mnt}") == 0
 open("{mnt}/file", "w").close()
-print(attempt(lambda: socket.socket(socket.AF_UNIX).bind("{mnt}/s")))
+serve_and_call("{mnt}/s", "{mnt}/s")
+print(sorted(os.listdir("{mnt}")), oct(stat.S_IMODE(os.stat("{mnt}/s").st_mode)))
+d = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+d.bind("{mnt}/d")
+socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"hi", "{mnt}/d")
+print(d.recv(2).decode())
 print(attempt(lambda: socket.socket(socket.AF_UNIX).bind("{mnt}/file")))
 print(attempt(lambda: socket.socket(socket.AF_UNIX).connect("{mnt}/file")))
 print(attempt(lambda: socket.socket(socket.AF_UNIX).connect("{mnt}/nothing")))
 print(attempt(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"x", "{mnt}/file")))
+os.unlink("{mnt}/s")
+print(attempt(lambda: socket.socket(socket.AF_UNIX).connect("{mnt}/s")))
+serve_and_call("{mnt}/s", "{mnt}/s")
 """
-    r = py(code)
+    r = py(code, "-o", "vufuse")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["EPERM", "EADDRINUSE", "ECONNREFUSED", "ENOENT", "ECONNREFUSED"]
+    ping = f"ping {mnt}/s {mnt}/s True"
+    assert r.stdout.splitlines() == [ping, "['file', 's'] 0o755", "hi", "EADDRINUSE", "ECONNREFUSED", "ENOENT",
+                                     "ECONNREFUSED", "ENOENT", ping], r.stdout + r.stderr
+    assert os.listdir(mnt) == []
+
+
+def test_a_tree_that_cannot_make_nodes_holds_no_socket(tmp_path, examples):
+    """pyfuse3's hello has no mknod: bind is refused as by a file system without mknod (EPERM)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    code = SERVE + f"""
+assert os.system("vumount -t vufuse -o fs={examples}/hello.py:TestFs none {mnt}") == 0
+print(attempt(lambda: socket.socket(socket.AF_UNIX).bind("{mnt}/s")))
+print(attempt(lambda: socket.socket(socket.AF_UNIX).connect("{mnt}/message")))
+"""
+    r = py(code, "-o", "vufuse")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["EPERM", "ECONNREFUSED"], r.stdout + r.stderr
     assert os.listdir(mnt) == []
 
 

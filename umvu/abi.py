@@ -117,7 +117,7 @@ def pack_dirent(e: DirEntry, next_off: int) -> bytes:
 
 
 # struct flock (asm-generic/fcntl.h, 64-bit): l_type, l_whence, l_start, l_len, l_pid
-FLOCK = struct.Struct("<hhqqi4x")
+FLOCK = struct.Struct("<hh4xqqi4x")  # struct flock: l_start is 8-aligned (32 bytes)
 
 
 class StatFs(NamedTuple):

@@ -48,6 +48,9 @@ class OpenFile:
     # ``base``).
     passthrough: int | None = None
     base: int = 0  # where the device's byte 0 is in that file (a partition's start)
+    # (mount id, inode) when the placeholder is the file's lock file (Shadows.lock_file): flock and
+    # fcntl locks on the fd are then the kernel's
+    lockfile: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.ops is None:

@@ -213,6 +213,23 @@ class Hypervisor:
         return self._listeners[kind]
 
     # -- open files -----------------------------------------------------------------------
+    def moved(self, old: str, new: str) -> None:
+        """A name of a view was renamed (by a module, at a process's request): the virtual cwds
+        and open files under it follow, as the kernel's references to their directories do (a
+        rename made by the host, out of umvu's sight, is not seen).  Canonical paths."""
+        def under(p: str | None) -> bool:
+            return p is not None and (p == old or p.startswith(old + "/"))
+
+        views, tables = {}, {}
+        for t in self.tracer.tracees.values():
+            views[id(t.fs)], tables[id(t.files)] = t.fs, t.files
+        for fs in views.values():
+            if fs.cwd_virtual and under(fs.cwd):
+                fs.cwd = new + fs.cwd[len(old):]  # type: ignore[index]
+        for of in {id(of): of for files in tables.values() for of in files.fds.values()}.values():
+            if of.mount is not None and under(of.path):
+                of.path = new + of.path[len(old):]
+
     def opened(self, of: OpenFile) -> None:
         pass
 
@@ -232,6 +249,8 @@ class Hypervisor:
     def _close(self, of: OpenFile) -> None:
         if of.ready is not None:
             of.ready.close()
+        if of.lockfile is not None:
+            self.shadows.unlock_file(of.lockfile)
         try:
             _now(of.ops.close(of.handle))
         except Exception as e:

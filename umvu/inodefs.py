@@ -118,10 +118,14 @@ class NodeOps:
     async def removexattr(self, node: int, name: str) -> None: ...
     async def lseek(self, node: int, fh: int, offset: int, whence: int) -> int: ...
     async def fallocate(self, node: int, fh: int, mode: int, offset: int, length: int) -> None: ...
+    # Optional, not async (the core asks at once): readiness for poll, select and epoll of an open
+    # file, as vfs.FileSystem.poll; ``unpoll(kh)`` when a file that was asked (h.kh) is released.
+    # def poll(self, h: Handle, wake: Callable[[], None]) -> int | None
+    # def unpoll(self, kh: int) -> None
 
 
 class Handle:
-    __slots__ = ("node", "fh", "is_dir", "flags", "direct", "noflush", "flushed")
+    __slots__ = ("node", "fh", "is_dir", "flags", "direct", "noflush", "flushed", "kh")
 
     def __init__(self, node: int, opened: Opened, is_dir: bool, flags: int) -> None:
         self.node = node
@@ -131,6 +135,7 @@ class Handle:
         self.direct = bool(opened.flags & FOPEN_DIRECT_IO)
         self.noflush = bool(opened.flags & FOPEN_NOFLUSH)  # the daemon wants no FLUSH at close
         self.flushed = False  # FLUSHed by a close(2), and not written since
+        self.kh = 0  # the poll handle the transport gave it (NodeOps.poll), 0: none yet
 
 
 def make_stat(ino: int, mode: int, nlink: int, uid: int, gid: int, rdev: int, size: int, blocks: int,
@@ -603,7 +608,16 @@ class InodeFS(FileSystem):
         return await self._open(path, flags & ~os.O_CREAT, mode, created=True)
 
     def close(self, h: Handle) -> None:
+        if h.kh and hasattr(self.ops, "unpoll"):
+            self.ops.unpoll(h.kh)
         self._close(h)
+
+    def poll(self, h: Handle, wake: Any) -> int | None:
+        """The transport's answer (NodeOps.poll) when it has one: FUSE's POLL."""
+        poll = getattr(self.ops, "poll", None)
+        if poll is None or h.is_dir or h.flags & os.O_PATH:
+            return None
+        return poll(h, wake)
 
     def _close(self, h: Handle) -> None:
         try:

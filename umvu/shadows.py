@@ -36,12 +36,42 @@ class Shadows:
         self._fifos: str | None = None
         self._cache: dict[tuple[int, str], tuple[str, tuple[int, int, int]]] = {}
         self._serial = itertools.count()  # every copy a new name: a running old copy stays intact
+        self._locks: dict[tuple[int, int], tuple[str, int]] = {}  # (mount id, inode) -> (path, opens)
 
     def _directory(self) -> str:
         if self._dir is None:
             self._dir = tempfile.mkdtemp(prefix="umvu-shadow-")
             atexit.register(shutil.rmtree, self._dir, True)
         return self._dir
+
+    def lock_file(self, key: tuple[int, int]) -> str:
+        """The host file whose locks are a virtual file's (``key``: its mount's id and inode): the
+        placeholder of every open of that file, so that flock and fcntl locks on it are the
+        kernel's own, between open files and processes exactly as on Linux (per open file for
+        flock and OFD locks, per process for record locks, blocking and interruptible).  Empty;
+        every process of the session may open it; gone with the file's last open (unlock_file)."""
+        path, opens = self._locks.get(key, ("", 0))
+        if not opens:
+            path = os.path.join(self._fifo_directory(), f"lock-{key[0]}-{key[1]}")
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+            try:
+                if creds.SWITCHES:  # a process that switched users opens it too (the directory is secret)
+                    os.fchmod(fd, 0o666)
+            finally:
+                os.close(fd)
+        self._locks[key] = (path, opens + 1)
+        return path
+
+    def unlock_file(self, key: tuple[int, int]) -> None:
+        path, opens = self._locks[key]
+        if opens > 1:
+            self._locks[key] = (path, opens - 1)
+            return
+        del self._locks[key]
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
     def _fifo_directory(self) -> str:
         """Where FIFOs go: every process of the session must reach them, whoever it is (a root
@@ -71,6 +101,20 @@ class Shadows:
             os.mkfifo(path, 0o600)
             # the module's rule was applied (FileSystem.open_permitted): the host's checks nothing
             os.chmod(path, 0o666)
+        return path
+
+    def socket(self, mount: Mount, st: os.stat_result, fresh: bool = False) -> str | None:
+        """The host name of the socket standing for socket node ``st`` of a module with no host
+        file for it (calls.call's _socket_stand_in).  ``fresh``: for a bind, with no old socket
+        of a reused inode number left in its way.  None: the name would not fit a sun_path."""
+        path = os.path.join(self._fifo_directory(), f"sock-{mount.id}-{st.st_ino}")
+        if len(os.fsencode(path)) >= 108:
+            return None
+        if fresh:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
         return path
 
     def is_fifo(self, host: str) -> bool:

@@ -210,12 +210,14 @@ class FileSystem:
         raise _nosys("ftruncate")
 
     def flock(self, handle: Any, op: int) -> None:
-        """flock(2) on an open file; default: granted, not enforced (see HostFdLocks)."""
+        """flock(2) on an open file, for a file system that keeps locks itself (HostFdLocks: its
+        handles are host fds).  Not overridden (with ``lock``): the kernel keeps them, on a lock
+        file that is the placeholder of every open of the file (Shadows.lock_file), and this is
+        never called."""
 
     def lock(self, handle: Any, how: str, l_type: int, start: int, length: int) -> tuple | None:
-        """fcntl record locks: ``how`` is "get", "set" or "wait"; for "get" the conflicting
-        lock as (l_type, SEEK_SET, start, length, pid), or None: no conflict.
-        Default: granted, not enforced (see HostFdLocks)."""
+        """fcntl record locks, as ``flock``: ``how`` is "get", "set" or "wait"; for "get" the
+        conflicting lock as (l_type, SEEK_SET, start, length, pid), or None: no conflict."""
         return None
 
     # -- changes by name ------------------------------------------------------

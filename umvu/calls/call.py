@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from umvu import arch, argcheck, bpf, memory, syscalls
-from umvu.creds import MAY_READ, MAY_WRITE
+from umvu.creds import MAY_READ, MAY_WRITE, current, permitted
 from umvu.fdtable import OpenFile
 from umvu.paths import RealWalkError, Resolved, resolve, seen_from
 from umvu.registry import CallClaim, Mount
@@ -175,6 +175,7 @@ class Call:
         self.handed: tuple[str, str] | None = None  # (view path, host path) given to the kernel
         self.oflags: int | None = None  # an open's flags when no argument holds them (openat2's struct)
         self.addr_host: str | None = None  # the name an AF_UNIX address was rewritten to
+        self.after: list[Callable[[int], Awaitable[None]]] = []  # told the kernel's result (run_real)
         # the chosen service of a call chosen by fd (syscalls.py, choice): its virtual open file
         # (None: a real fd a module handed out, for the calls its layer stops)
         self.of: OpenFile | None = None
@@ -411,6 +412,8 @@ class Call:
                     if not m.fs.open_permitted(r.st, mask):  # the kernel's check at an open it serves itself
                         raise OSError(errno.EACCES, "permission denied")
                     host = hv.shadows.fifo(m, r.st)  # a pipe, which no module is asked to open
+                if host is None and sc.family == "sockaddr":
+                    host = await self._socket_stand_in(m, r, intent)
                 if host is not None:
                     self.handed = (r.path, host)
                     if path.endswith("/") and not host.endswith("/"):
@@ -448,6 +451,48 @@ class Call:
             return None
         return self.hv.proc.magic(self.t, host)
 
+    async def _socket_stand_in(self, m: Mount, r: Resolved, intent: Any) -> str | None:
+        """A host socket standing for one in a tree only a module holds, as the session's FIFOs
+        stand for a module's FIFOs (Shadows.socket): bind makes the module's node (mknod S_IFSOCK,
+        with the caller's umask) and binds the real socket at the session's name for it, which is
+        made open to every process of the session (the node's mode is what is checked); connect
+        and sendto reach it there, after the node's own write-permission check.  None: no socket
+        can stand there, and the handler answers as Linux does for that name."""
+        shadows = self.hv.shadows
+        inner = m.inner(r.path)
+        if intent == "bind":
+            if r.st is not None:
+                return None  # EADDRINUSE, the handler says
+            try:
+                await maybe(m.fs.mknod(inner, stat_mod.S_IFSOCK | (0o777 & ~self.t.fs.umask), 0))
+            except OSError as e:
+                if e.errno in (errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP):
+                    return None  # a file system that cannot hold sockets: EPERM, the handler says
+                raise
+            st = await maybe(m.fs.lstat(inner))
+            host = shadows.socket(m, st, fresh=True)
+            if host is None:
+                await maybe(m.fs.unlink(inner))
+                return None
+
+            async def bound(ret: int) -> None:
+                if ret < 0:  # the kernel refused the bind: the node goes, as if never made
+                    try:
+                        await maybe(m.fs.unlink(inner))
+                    except OSError:
+                        pass
+                else:
+                    os.chmod(host, 0o777)
+
+            self.after.append(bound)
+            return host
+        if r.st is None or not stat_mod.S_ISSOCK(r.st.st_mode):
+            return None
+        if not permitted(r.st, MAY_WRITE, current()):  # unix_find_bsd: write permission on the socket
+            raise OSError(errno.EACCES, "permission denied")
+        host = shadows.socket(m, r.st)
+        return host if host is not None and os.path.exists(host) else None
+
     def mount_of(self, i: int, r: Resolved | None) -> Mount | None:
         """The mount behind path argument ``i``, passthrough included (None: real)."""
         return r.mount if r is not None else self.via.get(i)
@@ -466,6 +511,8 @@ class Call:
             t.cont()
             return
         ret = await t.finish_syscall(self.regs)
+        for then in self.after:
+            await then(ret)
         if ret >= 0 and self.handed is not None and self.sc.family in ("open", "openat2"):
             t.files.hand(ret, *self.handed)  # a real fd: remember where it is in the view
             m = self.via.get(self.sc.path_args[0])

@@ -121,10 +121,27 @@ async def _open(c: Call, flags: int, mode: int) -> Any:
     ready = None if flags & os.O_PATH or of.is_dir or backing is not None else \
         Readiness(-1, lambda wake: fs.poll(handle, wake), c.hv.tracer.call_soon, c.hv.log)
     mask = ready.ask() if ready is not None else None
+    lockfile = None
+    if backing is None and mask is None and not flags & os.O_PATH and _kernel_locks(fs):
+        st_now = st if st is not None else await maybe(fs.fstat(handle))
+        of.lockfile = (r.mount.id, st_now.st_ino)
+        lockfile = c.hv.shadows.lock_file(of.lockfile)
     # Let the kernel allocate the number: open a placeholder in place of the call.
     try:
         regs = c.regs
-        if backing is not None:
+        if lockfile is not None:
+            regs.nr = NR_OPENAT
+            regs.set_arg(0, AT_FDCWD)
+            regs.set_arg(1, c.put_scratch(os.fsencode(lockfile) + b"\0"))
+            regs.set_arg(2, (os.O_RDONLY if of.is_dir else flags & os.O_ACCMODE) | (flags & os.O_CLOEXEC))
+            regs.set_arg(3, 0)
+            fd = await c.t.finish_syscall(regs)
+            if fd < 0:  # a caller that cannot reach it: a plain placeholder, and the module's locks
+                c.hv.shadows.unlock_file(of.lockfile)
+                of.lockfile = None
+                fd = await c.t.inject(NR_OPENAT, AT_FDCWD, c.put_scratch(PLACEHOLDER),
+                                      os.O_RDONLY | (flags & os.O_CLOEXEC), 0)
+        elif backing is not None:
             regs.nr = NR_OPENAT
             regs.set_arg(0, AT_FDCWD)
             regs.set_arg(1, c.put_scratch(backing[0].encode() + b"\0"))
@@ -148,7 +165,7 @@ async def _open(c: Call, flags: int, mode: int) -> Any:
             regs.nr = NR_EVENTFD2
             regs.set_arg(0, 0)
             regs.set_arg(1, EFD_NONBLOCK | (flags & os.O_CLOEXEC))  # EFD_CLOEXEC is O_CLOEXEC
-        if backing is None:
+        if backing is None and lockfile is None:
             fd = await c.t.finish_syscall(regs)
         if fd >= 0 and ready is not None and mask is not None:
             ready.efd = take_fd(c.t.proc.tgid, fd)
@@ -181,6 +198,15 @@ def _backing(ops: Any, handle: Any, flags: int) -> tuple[str, int, int] | None:
     if offset + size > os.fstat(fd).st_size or flags & os.O_ACCMODE != os.O_RDONLY and not writable:
         return None  # a file shorter than the disk (a block device's size 0): the driver's
     return f"/proc/{os.getpid()}/fd/{fd}", offset, size
+
+
+def _kernel_locks(ops: Any) -> bool:
+    """Whether the kernel keeps the locks of files ``ops`` serves (on their lock files): the
+    service has no lock methods of its own (vfs.HostFdLocks has, for host fds)."""
+    cls = type(ops)
+    if isinstance(ops, devices.DeviceFile):
+        return True  # a device's locks are the node's inode's, which no driver keeps
+    return cls.flock is FileSystem.flock and cls.lock is FileSystem.lock
 
 
 def _device_of(c: Call, m: Mount, st: os.stat_result) -> DeviceClaim | None:
@@ -326,8 +352,11 @@ async def fam_fcntl(c: Call) -> Any:
     return REAL  # the rest act on the placeholder (F_GETFD/F_SETFD do not even stop: bpf.NATIVE_ON_PLACEHOLDER)
 
 
-async def _record_lock(c: Call, of: OpenFile, cmd: int) -> int:
-    """fcntl record locks on a virtual fd: the module's ``lock`` decides (see vfs.HostFdLocks)."""
+async def _record_lock(c: Call, of: OpenFile, cmd: int) -> Any:
+    """fcntl record locks on a virtual fd: the kernel's on the file's lock file (Shadows.lock_file),
+    else the module's ``lock`` decides (see vfs.HostFdLocks)."""
+    if of.lockfile is not None:
+        return await _kernel_record_lock(c, of, cmd)
     l_type, whence, start, length, _pid = abi.FLOCK.unpack(memory.read(c.t.tid, c.args[2], abi.FLOCK.size))
     if l_type not in (0, 1, 2):  # F_RDLCK, F_WRLCK, F_UNLCK
         raise OSError(errno.EINVAL, "bad lock type")
@@ -349,10 +378,35 @@ async def _record_lock(c: Call, of: OpenFile, cmd: int) -> int:
     return 0
 
 
+async def _kernel_record_lock(c: Call, of: OpenFile, cmd: int) -> Any:
+    """The kernel takes the lock on the placeholder, the file's lock file.  A start from the
+    offset or the end (SEEK_CUR, SEEK_END) is the virtual file's, which the lock file does not
+    know: the kernel is given a copy of the struct flock from the start (SEEK_SET), and a
+    F_GETLK's answer is copied back."""
+    raw = memory.read(c.t.tid, c.args[2], abi.FLOCK.size)
+    l_type, whence, start, length, pid = abi.FLOCK.unpack(raw)
+    if whence == os.SEEK_SET or whence not in (os.SEEK_CUR, os.SEEK_END):
+        return REAL  # the kernel's answer, EINVAL for a bad whence included
+    base = of.offset if whence == os.SEEK_CUR else (await maybe(of.ops.fstat(of.handle))).st_size
+    if base + start < 0:
+        raise OSError(errno.EINVAL, "the lock would start before the file")
+    copy = c.put_scratch(abi.FLOCK.pack(l_type, os.SEEK_SET, base + start, length, pid))
+    regs = c.regs
+    regs.set_arg(2, copy)
+    ret = await c.t.finish_syscall(regs)
+    if ret >= 0 and cmd in (F_GETLK, F_OFD_GETLK):
+        c.write(c.args[2], memory.read(c.t.tid, copy, abi.FLOCK.size))
+    c.resume_with(ret)
+    c.result = ret  # type: ignore[attr-defined]
+    return DONE
+
+
 @family("flock")
 async def fam_flock(c: Call) -> Any:
     """The module's flock (enforced by modules whose files are host fds)."""
     of = chosen(c)
+    if of.lockfile is not None:
+        return REAL  # the kernel's, on the file's lock file
     op = s32(c.args[1])  # checked already (argcheck)
     if op & ~4 != 8 and not (of.readable or of.writable):  # open with the access mode 3
         raise OSError(errno.EBADF, "neither open for reading nor for writing")

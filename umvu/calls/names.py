@@ -109,6 +109,8 @@ async def fam_rename(c: Call) -> Any:
     if _vfs_rename_checks(c, ra, rb, flags):
         return 0
     await maybe(ra.mount.fs.rename(ra.mount.inner(ra.path), rb.mount.inner(rb.path), flags))
+    if not flags & RENAME_EXCHANGE:
+        c.hv.moved(ra.path, rb.path)
     return 0
 
 
