@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import IO, TYPE_CHECKING, Any
 
 from umvu import arch, calls, devices, memory, mounts, syscalls
-from umvu.fdtable import OpenFile
+from umvu.fdtable import OpenFile, kernel_offset
 from umvu.procfs import ProcView
 from umvu.registry import Mount
 from umvu.shadows import Shadows
@@ -23,6 +23,8 @@ from umvu.tracer import NR_POLL, NR_PPOLL, Tracee, Tracer
 if TYPE_CHECKING:  # pluggy and entry points cost start-up time: imported on first use
     from umvu.modules import ModuleManager
 
+# calls on a disk's own file that may run as they are (Hypervisor._disk_in_range)
+_DISK_CALLS = frozenset({"read", "write"})
 # families that reach the handlers with nothing virtual in the process: the view-changing calls, and
 # the calls a module claimed (they stop only once claimed)
 ALWAYS = syscalls.ALWAYS_TRACED | {"service"}
@@ -140,6 +142,9 @@ class Hypervisor:
                     return None
             elif sc.name in calls.FD_REPLACING and t.files.consumers:
                 t.files.consumers.clear()  # another file may come to that number: ask /proc again
+        if t.files and sc.name in _DISK_CALLS and self._disk_in_range(t, sc.name, regs):
+            t.cont()  # the kernel moves the data, between the caller's buffer and the disk's file
+            return None
         if not self.registry and not t.files and t.fs.plain and sc.family not in ALWAYS:
             if self.debug > 1:
                 from umvu.catalog import describe
@@ -178,6 +183,34 @@ class Hypervisor:
             pass
         del t.proc.revoked[fd]
         return False
+
+    def _disk_in_range(self, t: Tracee, name: str, regs: Any) -> bool:
+        """Whether a read(2) or write(2) of a disk whose placeholder is its file (OpenFile.passthrough)
+        lies within the disk, from the fd's offset: then it runs as it is, decided here before any
+        Call is made (the handler's checks, calls.readwrite._on_backing, for everything else: the
+        end of the disk, a read-only disk, O_APPEND, counts of 0)."""
+        of = t.files.get(calls.s32(regs.rdi))
+        if of is None or of.passthrough is None:
+            return False
+        count = regs.rdx
+        if not 0 < count <= calls.MAX_RW_COUNT:
+            return False
+        if name == "write":
+            if of.flags & os.O_APPEND or not of.writable:
+                return False
+            got = of.ops.backing(of.handle)
+            if got is None or not got[3]:
+                return False
+            size = min(of.passthrough, got[2])
+        elif not of.readable:
+            return False
+        else:
+            size = of.passthrough
+        try:
+            pos = kernel_offset(t.tid, calls.s32(regs.rdi)) - of.base
+        except OSError:
+            return False
+        return pos + count <= size
 
     def _revoked_poll(self, t: Tracee, regs: Any) -> None:
         """poll of one revoked fd says POLLERR at once, as the kernel's for an unmounted /dev/fuse.

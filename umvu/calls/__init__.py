@@ -33,8 +33,9 @@ is imported, which this package does for all of them:
 
 # each registers its families
 from umvu.calls import attrs, copy, cwd, exec, files, hostonly, ioctl, mount, names, readwrite, service, sockets, stat  # noqa: F401,E501
-from umvu.calls.call import FAMILIES, Call, maybe, s32
+from umvu.calls.call import FAMILIES, MAX_RW_COUNT, Call, maybe, s32
 from umvu.calls.serve import serve
 from umvu.calls.sockets import FD_REPLACING, WRITE_CALLS, consume_write, consumer_of
 
-__all__ = ["FAMILIES", "FD_REPLACING", "WRITE_CALLS", "Call", "consume_write", "consumer_of", "maybe", "s32", "serve"]
+__all__ = ["FAMILIES", "FD_REPLACING", "MAX_RW_COUNT", "WRITE_CALLS", "Call", "consume_write", "consumer_of", "maybe",
+           "s32", "serve"]
