@@ -432,12 +432,8 @@ class Device:
         raise OSError(errno.EOPNOTSUPP, "fallocate is not supported here")
 
     def poll(self, handle: Any, wake: Callable[[], None]) -> int | None:
-        """Readiness for poll, select and epoll: a mask of select.POLLIN and select.POLLOUT, or
-        None (the default): always ready for both, as a regular file or a disk.  Asked when the
-        file is opened and after each call the core serves on it (read, write, ioctl...); when
-        it changes for another reason (data from a thread, another file's write), call
-        ``wake()`` (from any thread) and it is asked again.  It must answer at once: it is not
-        awaited.  The waiting itself is the kernel's (umvu.readiness)."""
+        """Readiness for poll, select and epoll, as FileSystem.poll (vuecho: readable while
+        something is queued)."""
         return None
 
     def ioctl(self, handle: Any, request: int, arg: bytes | int | None) -> tuple[int, bytes | None]:

@@ -180,6 +180,7 @@ class Call:
         # (None: a real fd a module handed out, for the calls its layer stops)
         self.of: OpenFile | None = None
         self.service: CallClaim | None = None  # a call service the choice step found (calls.service)
+        self.result: int | None = None  # what a handler that ended the call itself gave (ended)
 
     @property
     def regs(self) -> arch.Regs:
@@ -538,6 +539,13 @@ class Call:
         r.ret = ret
         arch.setregs(self.t.tid, r)
         self.t.cont()
+
+    def ended(self, ret: int) -> _Sentinel:
+        """At an exit stop the handler brought the call to: restore the caller's registers with
+        ``ret`` and resume it; DONE, for the handler to return (the log shows ``ret``)."""
+        self.resume_with(ret)
+        self.result = ret
+        return DONE
 
     async def wait_in_kernel(self, fd: int, events: int) -> None:
         """Until the caller's own real ``fd`` is ready for ``events`` (POLLIN, POLLOUT): the caller

@@ -73,9 +73,7 @@ async def fam_chdir(c: Call) -> Any:
             ret = await c.t.finish_syscall(c.regs)
             if ret == 0:
                 fs.cwd, fs.cwd_virtual = c.real.path, False
-            c.resume_with(ret)
-            c.result = ret  # type: ignore[attr-defined]
-            return DONE
+            return c.ended(ret)
         fs.cwd, fs.cwd_virtual = None, False  # the kernel's answer, read when needed
         return REAL
     st = need(r)

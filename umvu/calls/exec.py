@@ -72,9 +72,7 @@ async def fam_mmap(c: Call) -> Any:
         proc.maps[ret] = (of, c.args[1])
         if not proc.maps_traced:  # from now on munmap and msync stop in this process
             proc.maps_traced = await c.t.stack_layer(bpf.calls_layer(("munmap", "msync")), "the map filter", c.hv.log)
-    c.resume_with(ret)
-    c.result = ret  # type: ignore[attr-defined]
-    return DONE
+    return c.ended(ret)
 
 
 @family("unmap")

@@ -180,9 +180,7 @@ async def _open(c: Call, flags: int, mode: int) -> Any:
         return DONE
     c.hv.opened(of)
     await c.install_vfd(of, fd)  # from here the fd table holds it: its going releases it
-    c.resume_with(fd)
-    c.result = fd  # type: ignore[attr-defined]
-    return DONE
+    return c.ended(fd)
 
 
 def _backing(ops: Any, handle: Any, flags: int) -> tuple[str, int, int] | None:
@@ -396,9 +394,7 @@ async def _kernel_record_lock(c: Call, of: OpenFile, cmd: int) -> Any:
     ret = await c.t.finish_syscall(regs)
     if ret >= 0 and cmd in (F_GETLK, F_OFD_GETLK):
         c.write(c.args[2], memory.read(c.t.tid, copy, abi.FLOCK.size))
-    c.resume_with(ret)
-    c.result = ret  # type: ignore[attr-defined]
-    return DONE
+    return c.ended(ret)
 
 
 @family("flock")

@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from umvu import abi, devices, memory
-from umvu.calls.call import DONE, MAX_RW_COUNT, NR_LSEEK, REAL, Answer, Call, chosen, family, maybe, s32, s64
+from umvu.calls.call import MAX_RW_COUNT, NR_LSEEK, REAL, Answer, Call, chosen, family, maybe, s32, s64
 from umvu.fdtable import OpenFile, kernel_offset
 
 RWF_SUPPORTED = 0x1FF  # RWF_HIPRI ... RWF_NOSIGNAL: preadv2 and pwritev2 refuse other bits (EOPNOTSUPP)
@@ -178,9 +178,7 @@ async def _on_backing(c: Call, of: OpenFile, bufs: list[tuple[int, int]], off: i
         regs.set_arg(2, os.SEEK_SET)
         ret = await c.t.finish_syscall(regs)
         ret = n if ret >= 0 else ret
-    c.resume_with(ret)
-    c.result = ret  # type: ignore[attr-defined]
-    return DONE
+    return c.ended(ret)
 
 
 @family("lseek")
@@ -219,9 +217,7 @@ async def fam_lseek(c: Call) -> Any:
         regs.set_arg(2, os.SEEK_SET)
         ret = await c.t.finish_syscall(regs)
         ret = ret - of.base if ret >= 0 else ret
-        c.resume_with(ret)
-        c.result = ret  # type: ignore[attr-defined]
-        return DONE
+        return c.ended(ret)
     of.offset = new
     return new
 

@@ -132,7 +132,7 @@ async def serve(hv: Hypervisor, t: Tracee, sc: Syscall, regs: arch.Regs) -> None
         await c.run_real()
         return
     if res is DONE:
-        res = getattr(c, "result", "(done)")
+        res = c.result if c.result is not None else "(done)"
     else:
         c.skip(res)
     if hv.debug:

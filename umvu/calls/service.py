@@ -11,7 +11,7 @@ import errno
 from typing import Any
 
 from umvu import memory
-from umvu.calls.call import DONE, REAL, Call, family, maybe
+from umvu.calls.call import REAL, Call, family, maybe
 
 
 class ServiceCall:
@@ -67,6 +67,4 @@ async def fam_service(c: Call) -> Any:
     if call.ran is None:
         return REAL if ret is None else ret
     ret = call.ran if ret is None else ret  # at the call's exit: its result, the service's if it said one
-    c.resume_with(ret)
-    c.result = ret  # type: ignore[attr-defined]
-    return DONE
+    return c.ended(ret)

@@ -74,9 +74,7 @@ async def hand_socket(c: Call, want: Connect, flags: int) -> Any:
         c.hv.sockets[f"socket:[{inode}]"] = consumer
         t.files.consumers[fd] = consumer
         await c.add_layer(fd, only=WRITE_CALLS | FD_REPLACING, record=False)
-    c.resume_with(fd)
-    c.result = fd  # type: ignore[attr-defined]
-    return DONE
+    return c.ended(fd)
 
 
 WRITE_CALLS = frozenset({"write", "writev"})
