@@ -92,7 +92,7 @@ POLLIN, POLLOUT = 1, 4
 NR_CONNECT = 42
 
 
-PLACEHOLDER = b"/dev/null\0"
+PLACEHOLDER = "/dev/null"  # a virtual fd's kernel side, unless it needs another (calls.files._placeholder)
 
 
 PATH_MAX = 4096

@@ -115,62 +115,8 @@ async def _open(c: Call, flags: int, mode: int) -> Any:
                                                      | argcheck.O_TMPFILE),
                   st is not None and stat_mod.S_ISDIR(st.st_mode) and not flags & argcheck.O_TMPFILE_BIT, ops=fs)
     of.named = not flags & argcheck.O_TMPFILE_BIT
-    # A disk that is a whole host file gets that file (vfs.Device.backing); a file whose
-    # readiness changes, an eventfd the kernel's poll reads (umvu.readiness).
-    backing = _backing(fs, handle, flags)
-    ready = None if flags & os.O_PATH or of.is_dir or backing is not None else \
-        Readiness(-1, lambda wake: fs.poll(handle, wake), c.hv.tracer.call_soon, c.hv.log)
-    mask = ready.ask() if ready is not None else None
-    lockfile = None
-    if backing is None and mask is None and not flags & os.O_PATH and _kernel_locks(fs):
-        st_now = st if st is not None else await maybe(fs.fstat(handle))
-        of.lockfile = (r.mount.id, st_now.st_ino)
-        lockfile = c.hv.shadows.lock_file(of.lockfile)
-    # Let the kernel allocate the number: open a placeholder in place of the call.
     try:
-        regs = c.regs
-        if lockfile is not None:
-            regs.nr = NR_OPENAT
-            regs.set_arg(0, AT_FDCWD)
-            regs.set_arg(1, c.put_scratch(os.fsencode(lockfile) + b"\0"))
-            regs.set_arg(2, (os.O_RDONLY if of.is_dir else flags & os.O_ACCMODE) | (flags & os.O_CLOEXEC))
-            regs.set_arg(3, 0)
-            fd = await c.t.finish_syscall(regs)
-            if fd < 0:  # a caller that cannot reach it: a plain placeholder, and the module's locks
-                c.hv.shadows.unlock_file(of.lockfile)
-                of.lockfile = None
-                fd = await c.t.inject(NR_OPENAT, AT_FDCWD, c.put_scratch(PLACEHOLDER),
-                                      os.O_RDONLY | (flags & os.O_CLOEXEC), 0)
-        elif backing is not None:
-            regs.nr = NR_OPENAT
-            regs.set_arg(0, AT_FDCWD)
-            regs.set_arg(1, c.put_scratch(backing[0].encode() + b"\0"))
-            regs.set_arg(2, flags & (os.O_ACCMODE | os.O_CLOEXEC | os.O_DIRECT | os.O_SYNC))
-            regs.set_arg(3, 0)
-            fd = await c.t.finish_syscall(regs)
-            if fd >= 0:
-                of.base, of.passthrough = backing[1], backing[2]
-                if of.base:  # the fd's offset is the file's: the disk starts there
-                    await c.t.inject(NR_LSEEK, fd, of.base, os.SEEK_SET)
-            else:  # refused (O_DIRECT on memory, a caller that may not reach umvu's fds): the driver's
-                fd = await c.t.inject(NR_OPENAT, AT_FDCWD, c.put_scratch(PLACEHOLDER),
-                                      os.O_RDONLY | (flags & os.O_CLOEXEC), 0)
-        elif mask is None:  # /dev/null: always ready, as a regular file
-            regs.nr = NR_OPENAT
-            regs.set_arg(0, AT_FDCWD)
-            regs.set_arg(1, c.put_scratch(PLACEHOLDER))
-            regs.set_arg(2, os.O_RDONLY | (flags & os.O_CLOEXEC))
-            regs.set_arg(3, 0)
-        else:
-            regs.nr = NR_EVENTFD2
-            regs.set_arg(0, 0)
-            regs.set_arg(1, EFD_NONBLOCK | (flags & os.O_CLOEXEC))  # EFD_CLOEXEC is O_CLOEXEC
-        if backing is None and lockfile is None:
-            fd = await c.t.finish_syscall(regs)
-        if fd >= 0 and ready is not None and mask is not None:
-            ready.efd = take_fd(c.t.proc.tgid, fd)
-            of.ready = ready
-            ready.show(mask)
+        fd = await _placeholder(c, of, flags, st)
     except BaseException:  # the caller vanished (or was woken): nobody else will close what the module opened
         c.hv.release(of)
         raise
@@ -181,6 +127,74 @@ async def _open(c: Call, flags: int, mode: int) -> Any:
     c.hv.opened(of)
     await c.install_vfd(of, fd)  # from here the fd table holds it: its going releases it
     return c.ended(fd)
+
+
+async def _placeholder(c: Call, of: OpenFile, flags: int, st: os.stat_result | None) -> int:
+    """Open the fd the caller gets in place of its open (or -errno): the kernel allocates its
+    number, keeps close-on-exec and shares it over fork and dup.  What it is decides what the
+    kernel does with the fd by itself, with no stop:
+
+    - a disk whose bytes are a host file's: that file, so that the kernel moves its data
+      (vfs.Device.backing);
+    - a file whose readiness changes: an eventfd whose count shows it to poll, select and epoll
+      (umvu.readiness);
+    - a file whose locks no service keeps: the file's lock file, so that flock and fcntl locks
+      are the kernel's (Shadows.lock_file);
+    - else /dev/null, read-only: always ready, as a regular file.
+
+    A placeholder the caller cannot open (it changed its uid; O_DIRECT on memory) gives way to
+    /dev/null, and the service serves what the kernel would have.
+    """
+    cloexec = flags & os.O_CLOEXEC
+    fs, handle = of.ops, of.handle
+    backing = _backing(fs, handle, flags)
+    if backing is not None:
+        fd = await _open_instead(c, backing[0], flags & (os.O_ACCMODE | os.O_CLOEXEC | os.O_DIRECT | os.O_SYNC))
+        if fd < 0:
+            return await _open_instead(c, PLACEHOLDER, os.O_RDONLY | cloexec, at_exit=True)
+        of.base, of.passthrough = backing[1], backing[2]
+        if of.base:  # the fd's offset is the file's: the disk starts there
+            await c.t.inject(NR_LSEEK, fd, of.base, os.SEEK_SET)
+        return fd
+    ready = None if flags & os.O_PATH or of.is_dir else \
+        Readiness(-1, lambda wake: fs.poll(handle, wake), c.hv.tracer.call_soon, c.hv.log)
+    mask = ready.ask() if ready is not None else None
+    if ready is not None and mask is not None:
+        regs = c.regs
+        regs.nr = NR_EVENTFD2
+        regs.set_arg(0, 0)
+        regs.set_arg(1, EFD_NONBLOCK | cloexec)  # EFD_CLOEXEC is O_CLOEXEC
+        fd = await c.t.finish_syscall(regs)
+        if fd >= 0:
+            ready.efd = take_fd(c.t.proc.tgid, fd)
+            of.ready = ready
+            ready.show(mask)
+        return fd
+    if not flags & os.O_PATH and _kernel_locks(fs):
+        if st is None:  # this open made the file (O_CREAT, O_TMPFILE)
+            st = await maybe(fs.fstat(handle))
+        of.lockfile = (of.mount.id, st.st_ino)
+        fd = await _open_instead(c, c.hv.shadows.lock_file(of.lockfile),
+                                 (os.O_RDONLY if of.is_dir else flags & os.O_ACCMODE) | cloexec)
+        if fd >= 0:
+            return fd
+        c.hv.shadows.unlock_file(of.lockfile)
+        of.lockfile = None
+        return await _open_instead(c, PLACEHOLDER, os.O_RDONLY | cloexec, at_exit=True)
+    return await _open_instead(c, PLACEHOLDER, os.O_RDONLY | cloexec)
+
+
+async def _open_instead(c: Call, path: str, oflags: int, at_exit: bool = False) -> int:
+    """openat(AT_FDCWD, path, oflags) made by the caller in place of its call (at its entry stop),
+    or after it (``at_exit``: a first placeholder failed)."""
+    addr = c.put_scratch(os.fsencode(path) + b"\0")
+    if at_exit:
+        return await c.t.inject(NR_OPENAT, AT_FDCWD, addr, oflags, 0)
+    regs = c.regs
+    regs.nr = NR_OPENAT
+    for i, v in enumerate((AT_FDCWD, addr, oflags, 0)):
+        regs.set_arg(i, v)
+    return await c.t.finish_syscall(regs)
 
 
 def _backing(ops: Any, handle: Any, flags: int) -> tuple[str, int, int] | None:
