@@ -9,10 +9,10 @@ file system type.  Once a mount exists, the core calls its
 :class:`umvu.vfs.FileSystem` object directly on every system call: no hook
 runs on the hot path.
 
-A minimal module (see modules/unreal.py for a whole one)::
+A minimal module (see modules/unreal.py for a whole one; import what a module needs from
+``umvu.api``)::
 
-    from umvu.hookspecs import hookimpl
-    from umvu.vfs import FileSystem
+    from umvu.api import FileSystem, hookimpl
 
     class HelloFS(FileSystem):
         ...
@@ -26,7 +26,11 @@ A minimal module (see modules/unreal.py for a whole one)::
         vu.mount("/hello", HelloFS())
 
 Every hook receiving ``vu`` gets a :class:`umvu.modules.ModuleContext`, the
-module's handle on the hypervisor (mount, unmount, log).
+module's handle on the hypervisor: ``mount`` and ``unmount`` (trees by path),
+``claim_device`` and ``device_node`` (drivers by device number),
+``claim_call`` and ``claim_family`` (services by call number and address
+family), ``publish_block``, ``state`` and ``set_state`` (per-process state),
+``mounted``, ``driver``, ``log``.  Claims and mounts go with the module.
 """
 
 from __future__ import annotations
