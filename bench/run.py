@@ -283,8 +283,9 @@ def device_section(rows: list[str], runs: int) -> list[str]:
             "moves a disk's data (Device.backing): a whole disk's reads do not stop, its writes stop once to be "
             "checked against the end, and a partition's reads and writes stop once each (about 30-60 us here, "
             "against 65 us for the read of 1 MiB itself).  A ramdisk is a memfd, whose pages this kernel copies "
-            "slower than an ext4 file's large folios (natively, measured 2026-12-04: 5.6 GB/s written and 5.9 "
-            "read, against 9.3 and 19 for the file): that is its ceiling here.  A ramdisk read right after "
+            "slower than an ext4 file's large folios (natively, measured 2026-12-04: 2.3 GB/s for a first write, "
+            "which allocates them, 5.6 written again and 5.9 read, against 9.3 and 19 for the file): that is "
+            "its ceiling here (each run writes a fresh ramdisk).  A ramdisk read right after "
             "vumount reads holes.  In brackets: share of the image file's throughput.  "
             f"Median of {runs} runs taken in turns, measured {time.strftime('%Y-%m-%d')}.", "", *rows]
 
