@@ -41,6 +41,9 @@ libc.syscall.restype = ctypes.c_long
 SKIP_FAMILIES = {"exec", "chroot", "mount", "umount", "control", "unmap", "bypass", "hostonly", "close_range",
                  "umask", "sockaddr", "sockname", "setid", "service"}  # setid: the generator would give its ids away
 SKIP_CALLS = {"chdir", "fchdir", "mmap", "ioctl"}  # done by hand below, within bounds
+# Calls that change the machine itself, which the native run (as root) would do to the host: never
+# made, whatever family the table gives them (an earlier run renamed the host with sethostname).
+HOST_CHANGING = {"sethostname", "setdomainname", "settimeofday", "clock_settime", "adjtimex", "clock_adjtime"}
 PAGE = mmap.PAGESIZE
 BLOCKED = 0.1  # seconds a call may block before a signal ends it
 SLOT0, SLOTS = 100, 12  # the fds calls are given: 100 to 111, each the latest fd opened into it
@@ -108,7 +111,7 @@ class Fuzzer:
         self.next_slot = 0  # the fd slot the next fd opened goes to
         self.base_fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)  # in the fd pool: it may get closed
         self.calls = [sc for sc in syscalls.BY_NR.values()
-                      if sc.family not in SKIP_FAMILIES and sc.name not in SKIP_CALLS]
+                      if sc.family not in SKIP_FAMILIES and sc.name not in SKIP_CALLS | HOST_CHANGING]
         self.calls.sort(key=lambda sc: sc.nr)
         self.out: list[str] = []
 
