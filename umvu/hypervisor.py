@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import IO, TYPE_CHECKING, Any
 
 from umvu import arch, calls, devices, memory, mounts, syscalls
+from umvu.calls.readwrite import disk_size
 from umvu.fdtable import OpenFile, kernel_offset
 from umvu.procfs import ProcView
 from umvu.registry import Mount
@@ -195,17 +196,12 @@ class Hypervisor:
         count = regs.rdx
         if not 0 < count <= calls.MAX_RW_COUNT:
             return False
-        if name == "write":
-            if of.flags & os.O_APPEND or not of.writable:
-                return False
-            got = of.ops.backing(of.handle)
-            if got is None or not got[3]:
-                return False
-            size = min(of.passthrough, got[2])
-        elif not of.readable:
+        write = name == "write"
+        if not (of.writable and not of.flags & os.O_APPEND if write else of.readable):
             return False
-        else:
-            size = of.passthrough
+        size = disk_size(of, write)
+        if size is None:
+            return False
         try:
             pos = kernel_offset(t.tid, calls.s32(regs.rdi)) - of.base
         except OSError:

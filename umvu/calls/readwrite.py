@@ -132,6 +132,16 @@ async def fam_write(c: Call) -> Any:
     return n
 
 
+def disk_size(of: OpenFile, write: bool) -> int | None:
+    """The size of the disk behind passthrough ``of`` for a read or a write (a disk may have
+    shrunk since the open, or turned read-only: None for a write then, which is EPERM)."""
+    assert of.passthrough is not None
+    if not write:
+        return of.passthrough
+    got = of.ops.backing(of.handle)
+    return None if got is None or not got[3] else min(of.passthrough, got[2])
+
+
 async def _on_backing(c: Call, of: OpenFile, bufs: list[tuple[int, int]], off: int | None, write: bool) -> Any:
     """A read or write of a disk whose placeholder is its host file (OpenFile.passthrough, the
     disk at ``of.base`` in it), checked as blkdev_read_iter and blkdev_write_iter check it: a
@@ -139,14 +149,10 @@ async def _on_backing(c: Call, of: OpenFile, bufs: list[tuple[int, int]], off: i
     the disk the kernel moves the data, between the caller's buffers and the file (an explicit
     offset moved by ``base``); across its end umvu moves what fits (a short count, as Linux)
     and sets the fd's offset past it."""
-    size, base = of.passthrough, of.base
-    assert size is not None
+    base, size = of.base, disk_size(of, write)
+    if size is None:
+        raise OSError(errno.EPERM, "read-only disk")
     rwf = c.args[5] & 0xFFFFFFFF if c.sc.name in ("preadv2", "pwritev2") else 0
-    if write:
-        got = await maybe(of.ops.backing(of.handle))
-        if got is None or not got[3]:
-            raise OSError(errno.EPERM, "read-only disk")
-        size = min(size, got[2])
     total = sum(n for _b, n in bufs)
     if not total:
         return 0
