@@ -24,6 +24,7 @@ from umvu.api import (
     fallocate,
     hookimpl,
     host_statfs,
+    link_fd,
     renameat2,
 )
 
@@ -154,6 +155,12 @@ class Unreal(HostFdLocks, FileSystem):
             os.utime(_itself(handle))
         else:
             os.utime(_itself(handle), ns=times_ns)
+
+    def flink(self, handle: int, new: str, path: str | None) -> None:
+        link_fd(handle, self.real(new))
+
+    def reopen(self, handle: int, flags: int, path: str | None) -> int:
+        return os.open(f"/proc/self/fd/{handle}", flags | os.O_CLOEXEC)
 
     def fgetxattr(self, handle: int, name: str, path: str | None) -> bytes:
         return os.getxattr(handle, name)

@@ -41,6 +41,7 @@ from umvu.api import (
     dtype_of_entry,
     hookimpl,
     host_statfs,
+    link_fd,
     permitted,
     renameat2,
 )
@@ -48,6 +49,7 @@ from umvu.api import (
 WH = ".wh."
 PATH_SOURCES = ("vufs",)  # the core resolves these sources in the caller's view
 MODES = ("bind", "merge", "cow")
+O_TMPFILE_BIT = os.O_TMPFILE & ~os.O_DIRECTORY
 
 
 def _join(base: str, path: str) -> str:
@@ -303,6 +305,8 @@ class Vufs(HostFdLocks, FileSystem):
     def host_path(self, path: str, intent: str, st: os.stat_result | None) -> str | None:
         is_dir = st is not None and stat.S_ISDIR(st.st_mode)
         intent = {"bind": "create", "connect": "read"}.get(intent, intent)  # a socket is made or found there
+        if intent == "tmpfile":
+            return None  # served here, so that a linkat can name it anywhere in the view (flink)
         if intent in ("read", "exec"):
             if st is None or (is_dir and self.mode != "bind"):
                 return None  # ENOENT said by the core; union directories are listed here
@@ -341,6 +345,8 @@ class Vufs(HostFdLocks, FileSystem):
     # -- open files --------------------------------------------------------------------------
     def open(self, path: str, flags: int, mode: int) -> int | DirHandle:
         h = self._find(path)
+        if flags & O_TMPFILE_BIT:  # an unnamed file in the directory (its upper copy)
+            return os.open(self._copy_up(path), flags | os.O_CLOEXEC, mode)
         if h is not None and not flags & os.O_CREAT:
             st = os.lstat(h)
             if stat.S_ISDIR(st.st_mode):
@@ -488,6 +494,17 @@ class Vufs(HostFdLocks, FileSystem):
         if dst is not None and _lexists(dst):
             raise OSError(errno.EEXIST, "exists")
         os.link(self._copy_up(old), self._prepare_new(new), follow_symlinks=False)
+
+    def flink(self, handle: int, new: str, path: str | None) -> None:
+        dst = self._find(new)
+        if dst is not None and _lexists(dst):
+            raise OSError(errno.EEXIST, "exists")
+        link_fd(handle, self._prepare_new(new))
+
+    def reopen(self, handle: int | DirHandle, flags: int, path: str | None) -> int | DirHandle:
+        if isinstance(handle, DirHandle):
+            return DirHandle(handle.path)
+        return os.open(f"/proc/self/fd/{handle}", flags | os.O_CLOEXEC)
 
     def chmod(self, path: str, mode: int) -> None:
         os.chmod(self._copy_up(path), mode, follow_symlinks=True)

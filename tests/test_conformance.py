@@ -38,10 +38,9 @@ ASYNC_RELEASE = ("the kernel's RELEASE follows close(2) in the background, so li
                  "think an unlinked file open (.fuse_hidden*); umvu's RELEASE comes before the next call: left out")
 KNOWN = {
     "dir.removed_cwd": CWD_IS_A_PATH,
-    "open.tmpfile": "linkat of /proc/self/fd/N of an O_TMPFILE into a view: the fd's mount is not known (EXDEV)",
     "name.relative_path_near_path_max": HOST_PATH_MAX,
 }
-HOST_VIEWS = {"dir.removed_cwd", "open.tmpfile"}
+HOST_VIEWS = {"dir.removed_cwd"}
 PER_VIEW = {
     "bind": HOST_VIEWS,
     "cow": HOST_VIEWS,

@@ -480,3 +480,36 @@ def test_only_the_callers_umask_shapes_new_files(tmp_path, mask):
     virt = sh(script.format(m=mask, t=f"/unreal{tmp_path}/v"), *U)
     assert real.returncode == 0 and real.stdout.count("\n") == 4, real.stderr
     assert virt.stdout == real.stdout, virt.stderr
+
+
+
+TMPFILE = """
+import os
+d = {d!r}
+fd = os.open(d, os.O_TMPFILE | os.O_RDWR, 0o600)
+os.write(fd, b"anon")
+ino = os.fstat(fd).st_ino
+print(os.readlink(f"/proc/self/fd/{{fd}}") == f"{{d}}/#{{ino}} (deleted)")
+again = os.open(f"/proc/self/fd/{{fd}}", os.O_RDONLY)           # the file itself, not its directory
+print(os.read(again, 10).decode(), os.fstat(again).st_ino == ino)
+os.link(f"/proc/self/fd/{{fd}}", "named", dst_dir_fd=os.open(d, os.O_RDONLY), follow_symlinks=True)
+print(sorted(os.listdir(d)), os.fstat(fd).st_nlink, open(d + "/named").read())
+"""
+
+
+@pytest.mark.parametrize("where", ["unreal", "bind", "cow"])
+def test_an_unnamed_file_is_reopened_and_named_through_its_proc_link(tmp_path, where):
+    """O_TMPFILE's way to a name: linkat of /proc/self/fd/N (the file, not the directory it was made in)."""
+    for d in ("real", "src", "mnt", "up"):
+        (tmp_path / d).mkdir()
+    native = subprocess.run([sys.executable, "-c", TMPFILE.format(d=str(tmp_path / "real"))],
+                            capture_output=True, text=True)
+    assert native.stdout.split("\n")[:3] == ["True", "anon True", "['named'] 1 anon"], native.stderr
+    if where == "unreal":
+        r = py(TMPFILE.format(d=f"/unreal{tmp_path}/src"), *U)
+    else:
+        opts = f"-o cow,upper={tmp_path}/up " if where == "cow" else ""
+        r = py(f"import os\nassert os.system('vumount -t vufs {opts}{tmp_path}/src {tmp_path}/mnt') == 0\n"
+               + TMPFILE.format(d=f"{tmp_path}/mnt"))
+    assert r.stdout == native.stdout, r.stderr
+    assert os.listdir(tmp_path / ("up" if where == "cow" else "src")) == ["named"]

@@ -169,6 +169,16 @@ def renameat2(old: str, new: str, flags: int) -> None:
         raise OSError(-ret, os.strerror(-ret))
 
 
+def link_fd(fd: int, new: str) -> None:
+    """Name the file a host fd holds (an O_TMPFILE file too): linkat of its /proc link with
+    AT_SYMLINK_FOLLOW, which needs no privilege (AT_EMPTY_PATH does).  os.link cannot say it
+    without a directory fd: it calls link(2), which would link the /proc symlink itself."""
+    ret = libc.raw_syscall(265, -100, ctypes.c_char_p(f"/proc/self/fd/{fd}".encode()), -100,
+                           ctypes.c_char_p(os.fsencode(new)), 0x400)
+    if ret < 0:
+        raise OSError(-ret, os.strerror(-ret), new)
+
+
 def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
     """fallocate(2) with its mode (os.posix_fallocate has none: no holes punched, no ranges zeroed)."""
     ret = libc.raw_syscall(285, fd, mode, offset & 0xFFFFFFFFFFFFFFFF, length & 0xFFFFFFFFFFFFFFFF)

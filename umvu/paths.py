@@ -17,6 +17,7 @@ import os
 import stat as stat_mod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from umvu.creds import current, may_search
 from umvu.registry import Mount, MountRegistry
@@ -54,6 +55,7 @@ class Resolved:
     mount: Mount | None  # None: the real file system
     st: os.stat_result | None  # lstat of the final component, if it was looked up and exists
     crossed: bool = False  # the walk went through a virtual tree: the kernel cannot repeat it
+    of: Any = None  # the virtual open file itself, when the name is an fd's (AT_EMPTY_PATH, /proc/self/fd/N)
 
 
 class RealWalkError(OSError):
@@ -116,8 +118,10 @@ async def readlink_in(mount: Mount | None, path: str) -> str:
 
 
 # (mount, canonical path, lstat) of a symlink -> ("text", link text), ("place", canonical path),
-# ("final", host path the kernel must open itself) or None (an ordinary symlink)
-Magic = Callable[[Mount | None, str, os.stat_result], Awaitable[tuple[str, str] | None]]
+# ("final", host path the kernel must open itself), ("file", open file): a virtual open file with no
+# name (O_TMPFILE), which the walk ends on, as the kernel's nd_jump_link to the file's own path; or
+# None (an ordinary symlink)
+Magic = Callable[[Mount | None, str, os.stat_result], Awaitable[tuple[str, Any] | None]]
 
 
 def within(path: str, root: str) -> bool:
@@ -250,6 +254,11 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
                 if stack:
                     raise OSError(errno.ENOTDIR, "not a directory")
                 return Resolved(jump[1], None, st, True)
+            if jump is not None and jump[0] == "file":
+                if stack:
+                    raise OSError(errno.ENOTDIR, "not a directory")
+                of = jump[1]
+                return Resolved(of.path, of.mount, await _maybe(of.ops.fstat(of.handle)), True, of)
             if jump is not None and jump[0] == "place":  # a magic link: it leads to a place, not to a text
                 cur = jump[1]
                 crossed = state["crossed"] = True  # the kernel would go elsewhere: rewrite

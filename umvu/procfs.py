@@ -14,13 +14,14 @@ from __future__ import annotations
 import errno
 import os
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from umvu import mounts as mounts_mod
 from umvu.registry import Mount
 from umvu.vfs import FileSystem
 
 if TYPE_CHECKING:
+    from umvu.fdtable import OpenFile
     from umvu.tracer import Tracee, Tracer
 
 _PID_PATH = re.compile(r"^/proc/(\d+)(?:/task/(\d+))?/(cwd|root|exe|fd/\d+|fdinfo/\d+|mounts|mountinfo)$")
@@ -124,8 +125,9 @@ class ProcView:
         except OSError:
             pass
 
-    def magic(self, caller: Tracee, path: str) -> tuple[str, str] | None:
-        """Where a /proc magic link leads in the view: ("text", link text) or ("place", canonical path).
+    def magic(self, caller: Tracee, path: str) -> tuple[str, Any] | None:
+        """Where a /proc magic link leads in the view: ("text", link text), ("place", canonical path),
+        ("final", host path the kernel must open) or ("file", OpenFile): a virtual file with no name.
 
         ``path`` is a host path under /proc that is a symlink; None: the host's answer is right.
         """
@@ -134,6 +136,10 @@ class ProcView:
         if path == "/proc/thread-self":
             return "text", f"{caller.proc.tgid}/task/{caller.tid}"
         m = _PID_PATH.match(path)
+        if m and m.group(3).startswith("fd/"):
+            of = self._unnamed(m)
+            if of is not None:  # no name leads to it: the link is the open file itself
+                return "file", of
         if m and m.group(3).startswith("fd/") and caller.fs.root != "/":
             # In a chroot the host's text would be re-read under the root: go where the fd is.
             place = self._place(caller, path)
@@ -148,6 +154,12 @@ class ProcView:
             return "final", path  # a pipe, a socket, a deleted file: the kernel opens it
         place = self._place(caller, path)
         return None if place is None else ("place", place)
+
+    def _unnamed(self, m: re.Match) -> OpenFile | None:
+        """The virtual open file an fd/N link names, when it has no name of its own (O_TMPFILE)."""
+        t = self.tracer.tracees.get(int(m.group(2) or m.group(1)))
+        of = t.files.get(int(m.group(3)[3:])) if t is not None else None
+        return of if of is not None and not of.named else None
 
     def _place(self, caller: Tracee, path: str) -> str | None:
         m = _PID_PATH.match(path)

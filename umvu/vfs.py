@@ -283,6 +283,17 @@ class FileSystem:
     def fremovexattr(self, handle: Any, name: str, path: str | None) -> None:
         return self.removexattr(_named(path), name)
 
+    def flink(self, handle: Any, new: str, path: str | None) -> None:
+        """Give the open file the name ``new`` (linkat of /proc/self/fd/N or with AT_EMPTY_PATH): how
+        an O_TMPFILE file gets its name."""
+        if path is None:
+            raise OSError(errno.ENOENT, "this file system cannot name a file that has none")  # as nlink 0
+        return self.link(path, new)
+
+    def reopen(self, handle: Any, flags: int, path: str | None) -> Any:
+        """A new open of the open file itself (open of /proc/self/fd/N): a new handle."""
+        return self.open(_named(path), flags, 0)
+
     # -- passthrough ----------------------------------------------------------------
     def host_path(self, path: str, intent: str, st: os.stat_result | None) -> str | None:
         """A host path the kernel can run this call on by itself, or None: serve it here.
@@ -299,7 +310,11 @@ class FileSystem:
         name) and "connect" (one is to be reached there, by connect or
         sendto): only a host name can hold a socket, so a module that
         answers None for these holds none (bind is EPERM, as on a file
-        system without mknod).  ``st`` is the lstat the core already has (None:
+        system without mknod); "tmpfile" (an O_TMPFILE open of the directory:
+        a module that answers with a path hands out a real fd, which the
+        process can name later only by a linkat the kernel makes, so within
+        that host directory; answer None to serve it, and FileSystem.flink
+        names it).  ``st`` is the lstat the core already has (None:
         no such name).  The core has already refused writes on a read-only
         mount (EROFS) and exec on a noexec one.
         """

@@ -36,11 +36,9 @@ async def _path_or_fd(c: Call, intent: str = "write") -> Resolved | None:
             return await handed_out(c, intent)
         if intent != "read" and of.mount.readonly:
             raise OSError(errno.EROFS, "read-only file system")
-        r = Resolved(of.path, of.mount, None)
-        r.of = of  # type: ignore[attr-defined]
-        return r
+        return Resolved(of.path, of.mount, None, of=of)
     r = await c.target(intent=intent)
-    if r is not None and getattr(r, "of", None) is None:
+    if r is not None and r.of is None:
         need(r)
     return r
 
@@ -49,7 +47,7 @@ async def _change(r: Resolved, method: str, *args: Any) -> Any:
     """A metadata call (chmod, chown, utime, the xattr calls) on what ``r`` names: an open file goes
     to the module's f-method (the file itself, renamed, removed or never named), a name to the
     path method."""
-    of = getattr(r, "of", None)
+    of = r.of
     if of is not None:
         named = of.mount.inner(of.path) if of.named else None
         return await maybe(getattr(of.ops, "f" + method)(of.handle, *args, named))
@@ -58,7 +56,7 @@ async def _change(r: Resolved, method: str, *args: Any) -> Any:
 
 async def _attrs(r: Resolved) -> os.stat_result:
     """The attributes of what ``r`` names (an open file's by its handle)."""
-    of = getattr(r, "of", None)
+    of = r.of
     if of is not None:
         return await maybe(of.ops.fstat(of.handle))
     return r.st if r.st is not None else await maybe(r.mount.fs.lstat(r.mount.inner(r.path)))

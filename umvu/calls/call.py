@@ -102,7 +102,7 @@ PATH_MAX = 4096
 Intent = str | None | Callable[[os.stat_result | None], str | None]
 
 
-WRITE_INTENTS = frozenset({"write", "create", "remove", "rename", "bind"})
+WRITE_INTENTS = frozenset({"write", "create", "remove", "rename", "bind", "tmpfile"})
 
 
 # Families worth a host path (FileSystem.host_path): the kernel's work gives
@@ -329,9 +329,7 @@ class Call:
                         and real_flags(t.tid, dirfd) & os.O_PATH):
                     raise OSError(errno.EBADF, "an O_PATH fd")  # do_utimes_fd: fdget, unlike a lookup from it
                 if of is not None:
-                    r = Resolved(of.path, of.mount, None)
-                    r.of = of  # type: ignore[attr-defined]
-                    return r
+                    return Resolved(of.path, of.mount, None, of=of)
                 if locate:
                     return await self._locate_fd(dirfd)
                 if not t.files.places or t.files.view_of(t.tid, dirfd) is None:
@@ -385,7 +383,7 @@ class Call:
             raise
         if real_dirfd and (locate or r.mount is not None or r.crossed or confined or virtual_base):
             self._dirfd_is_dir(real_dirfd, dirfd)  # umvu answers, or rewrites: path_init's check first
-        if locate:
+        if locate or r.of is not None:  # an unnamed open file: only its module reaches it
             return r
         m = r.mount
         if m is None and sc.family in ("open", "openat2") and hv.registry.phantoms(r.path) \

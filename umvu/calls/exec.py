@@ -101,7 +101,7 @@ async def fam_exec(c: Call) -> Any:
     c.t.exec_view = None
     r = await c.target(intent="exec")
     if r is not None:  # a file only a module holds: the kernel gets a private copy of it
-        of = getattr(r, "of", None)  # fexecve: execveat(fd, "", AT_EMPTY_PATH)
+        of = r.of  # fexecve: execveat(fd, "", AT_EMPTY_PATH)
         st = await maybe(of.ops.fstat(of.handle)) if of is not None else need(r)
         c.t.exec_view = r.path
         if not stat_mod.S_ISREG(st.st_mode):

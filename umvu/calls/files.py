@@ -42,6 +42,8 @@ def _open_intent(flags: int) -> Callable[[os.stat_result | None], str | None]:
     def intent(st: os.stat_result | None) -> str | None:
         if flags & os.O_PATH:
             return "read"
+        if flags & argcheck.O_TMPFILE_BIT:
+            return "tmpfile"
         if st is None:
             return "create" if flags & os.O_CREAT else None
         if flags & os.O_CREAT and flags & os.O_EXCL:
@@ -104,6 +106,9 @@ async def _open(c: Call, flags: int, mode: int) -> Any:
         fs = devices.DeviceFile(claim.driver, r.mount.fs, r.mount.inner(r.path), st.st_mode,  # type: ignore[union-attr]
                                 claim.module)
         handle = await maybe(claim.driver.open(st.st_rdev, flags & ~os.O_CLOEXEC))  # type: ignore[union-attr]
+    elif r.of is not None:  # /proc/self/fd/N of a file with no name: a new open of the file itself
+        fs = r.of.ops
+        handle = await maybe(fs.reopen(r.of.handle, flags & ~os.O_CLOEXEC, None))
     else:
         fs = r.mount.fs
         handle = await maybe(fs.open(r.mount.inner(r.path), flags & ~os.O_CLOEXEC, mode))

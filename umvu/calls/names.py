@@ -83,7 +83,7 @@ async def _two_paths(c: Call, whole_first: bool = False) -> tuple[Resolved | Non
     a, b = c.sc.path_args
     if whole_first:  # real or not: the kernel's lookup errors come before the second name
         old = await c.locate(a)
-        of = getattr(old, "of", None)
+        of = old.of
         if old.st is None and of is not None:  # the name of a virtual fd (AT_EMPTY_PATH)
             old.st = await maybe(of.ops.fstat(of.handle))
         need(old)
@@ -170,7 +170,11 @@ async def fam_link(c: Call) -> Any:
     _new_name(c, rb)
     if stat_mod.S_ISDIR(st.st_mode):
         raise OSError(errno.EPERM, "a hard link to a directory")  # vfs_link, before any file system is asked
-    await maybe(ra.mount.fs.link(ra.mount.inner(ra.path), rb.mount.inner(rb.path)))
+    if ra.of is not None:  # an fd's file (AT_EMPTY_PATH, /proc/self/fd/N): linked by itself, named or not
+        of = ra.of
+        await maybe(of.ops.flink(of.handle, rb.mount.inner(rb.path), of.mount.inner(of.path) if of.named else None))
+    else:
+        await maybe(ra.mount.fs.link(ra.mount.inner(ra.path), rb.mount.inner(rb.path)))
     return 0
 
 

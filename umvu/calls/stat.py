@@ -37,7 +37,7 @@ async def _stat_of(c: Call) -> tuple[os.stat_result, int] | None:
     r = await c.target()
     if r is None:
         return None
-    of = getattr(r, "of", None)
+    of = r.of
     if of is not None:
         return _dev(of.mount, await maybe(of.ops.fstat(of.handle)))
     return _dev(r.mount, need(r))
@@ -100,6 +100,18 @@ async def fam_statfs(c: Call) -> Any:
     return 0
 
 
+async def _link_text(c: Call, link: tuple[str, Any]) -> str:
+    """What a magic link reads as: a place by its name in the view; an unnamed file as the kernel's
+    d_path writes one (its directory, "#" and its inode, " (deleted)")."""
+    kind, where = link
+    if kind == "place":
+        return view_path(c, where)
+    if kind == "file":
+        st = await maybe(where.ops.fstat(where.handle))
+        return f"{view_path(c, where.path).rstrip('/')}/#{st.st_ino} (deleted)"
+    return where
+
+
 @family("readlink")
 async def fam_readlink(c: Call) -> Any:
     """The module's readlink; /proc's magic links (cwd, root, exe, fd/N) are answered for the view."""
@@ -111,8 +123,7 @@ async def fam_readlink(c: Call) -> Any:
         link = await c._magic(None, real.path, None)  # /proc/PID/cwd, root, fd/N of a process with a virtual one
         if link is None:
             return REAL
-        target = view_path(c, link[1]) if link[0] == "place" else link[1]
-        data = os.fsencode(target)[: s32(c.args[c.sc.arg_index("size")])]  # a size > 0 (argcheck)
+        data = os.fsencode(await _link_text(c, link))[: s32(c.args[c.sc.arg_index("size")])]  # a size > 0 (argcheck)
         c.write(c.args[c.sc.arg_index("ptr")], data)
         return len(data)
     size = s32(c.args[c.sc.arg_index("size")])
@@ -121,7 +132,7 @@ async def fam_readlink(c: Call) -> Any:
         raise OSError(errno.ENOENT if not c.strings.get(c.sc.path_args[0]) else errno.EINVAL, "not a symlink")
     link = await c._magic(r.mount, r.path, st)  # /proc bound into the view (a chroot's)
     if link is not None and link[0] != "final":
-        target = os.fsencode(view_path(c, link[1]) if link[0] == "place" else link[1])[:size]
+        target = os.fsencode(await _link_text(c, link))[:size]
     else:
         target = os.fsencode(await fs_call(r, "readlink"))[:size]
     c.write(c.args[c.sc.arg_index("ptr")], target)
