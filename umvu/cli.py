@@ -56,6 +56,11 @@ def umvu_main(argv: list[str] | None = None) -> int:
                    "hypervisor's time serving them (like strace -c)")
     p.add_argument("--kill-after", type=_seconds, default=5.0, metavar="SECONDS",
                    help="when umvu gets SIGTERM, how long the processes have to end before SIGKILL (default 5)")
+    p.add_argument("--fakeroot", action="store_true",
+                   help="every process is root, and chown, chmod and device nodes are recorded, not made "
+                        "(as fakeroot, for static programs and direct system calls too)")
+    p.add_argument("--fakeroot-state", metavar="FILE",
+                   help="with --fakeroot: load the records from FILE if it exists, and save them there at the end")
     p.add_argument("--version", action="version", version=f"umvu {__version__}")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
                    help="the program to run (default: $SHELL)")
@@ -98,14 +103,30 @@ def umvu_main(argv: list[str] | None = None) -> int:
     for s in (signal.SIGTTOU, signal.SIGTTIN):
         signal.signal(s, signal.SIG_IGN)
     hv.tracer.kill_after = args.kill_after
+    if args.fakeroot_state and not args.fakeroot:
+        return _fail("umvu", "--fakeroot-state needs --fakeroot")
+    if args.fakeroot:
+        try:
+            hv.fake_root(args.fakeroot_state)
+        except (OSError, ValueError) as e:
+            return _fail("umvu", f"cannot load the fakeroot state: {e}")
     try:
-        hv.tracer.spawn(command, _command_env())
+        pid = hv.tracer.spawn(command, _command_env())
     except OSError as e:
         return _fail("umvu", e.strerror or str(e))
+    if args.fakeroot:
+        from umvu.identity import Ids
+
+        hv.identity.change(hv.tracer.tracees[pid].proc, Ids.of_user(0, 0, (0,)))
     try:
         return hv.tracer.run()
     finally:
         hv.shutdown()
+        if args.fakeroot_state and hv.fake is not None:
+            try:
+                hv.fake.save(args.fakeroot_state)
+            except OSError as e:
+                _fail("umvu", f"cannot save the fakeroot state to {args.fakeroot_state}: {e.strerror}")
         if stats is not None:
             stats.write(hv.tracer.stats_table())
             stats.flush()
@@ -131,7 +152,7 @@ def _client(prog: str, description: str, argv: list[str] | None, build) -> int:
 
     p = _Parser(prog=prog, description=description)
     action = build(p)
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv) if getattr(p, "intermixed", False) else p.parse_args(argv)
     try:
         return action(args, control.request) or 0
     except control.NotUnderUmvu:
@@ -309,6 +330,78 @@ def vuchroot_main(argv: list[str] | None = None) -> int:
 
     return _client("vuchroot", "Run COMMAND with DIR as its root directory, in the running umvu session "
                    "(no privileges needed).", argv, build)
+
+
+SU_PATH = {True: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+           False: "/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games"}  # su -l's, by root or not
+
+
+def vusu_main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-" in argv:  # su's "-": a login shell (argparse takes a lone "-" for an argument)
+        argv[argv.index("-")] = "--login"
+
+    def build(p: argparse.ArgumentParser):
+        p.add_argument("-c", "--command", metavar="CMD", help="run CMD with the shell's -c")
+        p.add_argument("-l", "--login", action="store_true",
+                       help="a login shell: a clean environment, the user's home (also: -)")
+        p.add_argument("-s", "--shell", metavar="SHELL", help="run SHELL, not the user's")
+        p.add_argument("-m", "-p", "--preserve-environment", dest="keep", action="store_true",
+                       help="keep the environment (HOME, SHELL, USER, LOGNAME too)")
+        p.add_argument("user", nargs="?", default="root", metavar="USER",
+                       help="a name of the view's /etc/passwd, or #UID (default: root)")
+        p.add_argument("args", nargs="*", metavar="ARG", help="more arguments for the shell")
+        p.intermixed = True  # options anywhere, as su's getopt permutes them
+
+        def run(args, request):
+            import pwd
+
+            try:
+                if args.user.startswith("#"):
+                    uid = int(args.user[1:])
+                    try:
+                        pw = pwd.getpwuid(uid)
+                        name, gid, home, shell = pw.pw_name, pw.pw_gid, pw.pw_dir, pw.pw_shell
+                    except KeyError:
+                        name, gid, home, shell = str(uid), uid, "/", "/bin/sh"
+                else:
+                    pw = pwd.getpwnam(args.user)
+                    name, uid, gid, home, shell = pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir, pw.pw_shell
+            except (KeyError, ValueError):
+                return _fail("vusu", f"user {args.user} does not exist or the user entry does not contain all "
+                             "the required fields")
+            try:
+                groups = os.getgrouplist(name, gid)
+            except OSError:
+                groups = [gid]
+            if args.keep and not args.login:
+                shell = os.environ.get("SHELL") or shell
+            shell = args.shell or shell or "/bin/sh"
+            request("become", uid=uid, gid=gid, groups=groups)
+            env = dict(os.environ)
+            if args.login:
+                env = {k: v for k, v in os.environ.items() if k in ("TERM", "COLORTERM", "DISPLAY", "XAUTHORITY")}
+                env["PATH"] = SU_PATH[uid == 0]
+            if args.login or not args.keep:
+                env.update(HOME=home, SHELL=shell)
+                if uid != 0 or args.login:
+                    env.update(USER=name, LOGNAME=name)
+            if args.login:
+                try:
+                    os.chdir(home)
+                except OSError as e:
+                    print(f"vusu: warning: cannot change directory to {home}: {e.strerror}", file=sys.stderr)
+            argv0 = "-" + os.path.basename(shell) if args.login else os.path.basename(shell)
+            command = [argv0, *(["-c", args.command] if args.command is not None else []), *args.args]
+            try:
+                os.execve(shell, command, env)
+            except OSError as e:
+                return _fail("vusu", f"failed to execute {shell}: {e.strerror}", 127 if e.errno == 2 else 126)
+
+        return run
+
+    return _client("vusu", "Run a shell (or CMD) as another user of the view: no password, no privilege; the "
+                   "session's view is the authority on who a process is.", argv, build)
 
 
 if __name__ == "__main__":

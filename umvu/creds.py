@@ -47,6 +47,9 @@ class Creds(NamedTuple):
     supplementary: tuple[int, ...]
     ruid: int  # the real ids: access(2) checks with them
     rgid: int
+    # a virtual identity's (umvu.identity): the process's real credentials, which the host's
+    # kernel judges host files by (as_caller holds these, never the virtual ones)
+    host: Creds | None = None
 
     def real(self) -> Creds:
         """As access(2) checks (access_override_creds): the real ids in place of the fs ones."""
@@ -185,6 +188,8 @@ def _holding(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def held(*args: Any, **kwargs: Any) -> Any:
         outer, want = _acting.applied, _acting.creds
+        if want.host is not None:
+            want = want.host
         if want is outer:  # the common case: the caller is the session's user (see Tracee.caller_creds)
             return fn(*args, **kwargs)
         _apply(want)

@@ -13,8 +13,9 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import IO, TYPE_CHECKING, Any
 
-from umvu import arch, calls, devices, memory, mounts, syscalls
+from umvu import arch, calls, devices, identity, memory, mounts, syscalls
 from umvu.calls.readwrite import disk_size
+from umvu.fakeroot import Records
 from umvu.fdtable import OpenFile, kernel_offset
 from umvu.procfs import ProcView
 from umvu.registry import Mount
@@ -61,6 +62,8 @@ class Hypervisor:
         self.tracer.on_event = self._process_event
         self.by_nr = syscalls.BY_NR
         self.proc = ProcView(self.tracer)
+        self.identity = identity.Identities(self.tracer)
+        self.fake: Records | None = None  # a fake root's records (umvu --fakeroot)
         # host directories listed with the device nodes mounted in them (registry.phantoms)
         self.phantom_dirs = Mount("/", devices.HostDirWithNodes(self.registry), "none", "host", "", "core")
         self.shadows = Shadows()
@@ -470,6 +473,13 @@ class Hypervisor:
 
             return {"mounts": [{"point": m.point, "source": m.source, "fstype": m.fstype, "flags": generic_options(m),
                                 "options": m.options, "module": m.module} for m in self.registry]}
+        if op == "become":  # vusu: the view is the authority on who a process is
+            uid, gid = int(req["uid"]), int(req["gid"])
+            groups = tuple(sorted({int(g) for g in req.get("groups", ())}))
+            if not all(0 <= x < identity.NO_ID for x in (uid, gid, *groups)) or len(groups) > identity.NGROUPS_MAX:
+                raise OSError(errno.EINVAL, "not a valid id")
+            self.identity.give(t.proc, identity.Ids.of_user(uid, gid, groups))
+            return {}
         from umvu.modules import ModuleError
 
         raise ModuleError(errno.EINVAL, f"unknown request '{op}'")
@@ -483,6 +493,23 @@ class Hypervisor:
     def preload(self, names: list[str]) -> None:
         for name in names:
             self.modules.insmod(name)
+
+    def fake_root(self, state: str | None) -> None:
+        """Every process is root, and what a root would change on a file is recorded (umvu.fakeroot)."""
+        from umvu.calls import fake
+
+        self.fake = Records()
+        if state is not None and os.path.exists(state):
+            self.fake.load(state)
+        self.identity.activate()
+        self.tracer.trace_calls(set(fake.FD_CALLS))
+        self.tracer.view_stat = self._view_stat
+
+    def _view_stat(self, st: os.stat_result) -> os.stat_result:
+        if self.fake is None:
+            return st
+        mode, uid, gid, _rdev = self.fake.shown(st)
+        return os.stat_result((mode, st.st_ino, st.st_dev, st.st_nlink, uid, gid, *tuple(st)[6:]))
 
     def run(self, argv: list[str]) -> int:
         self.tracer.spawn(argv)

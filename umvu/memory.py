@@ -244,3 +244,19 @@ def read_pointers(tid: int, addr: int, limit: int = 1 << 17) -> list[int]:
             out.append(p)
         addr += len(chunk)
     raise OSError(errno.E2BIG, "argument list too long")
+
+
+def patch_auxv(tid: int, sp: int, values: dict[int, int]) -> None:
+    """Change entries of a program's auxiliary vector, at its exec stop (``sp``: its stack pointer,
+    at argc): what the kernel told it about itself (AT_UID, AT_SECURE, AT_SYSINFO_EHDR...).
+    An entry given 0 for AT_SYSINFO_EHDR leaves the program without a vDSO."""
+    (argc,) = struct.unpack("<Q", read(tid, sp, 8))
+    envp = sp + 8 * (argc + 2)
+    auxv = envp + 8 * (len(read_pointers(tid, envp)) + 1)
+    for _ in range(64):
+        key, _value = struct.unpack("<QQ", read(tid, auxv, 16))
+        if key == 0:  # AT_NULL
+            return
+        if key in values:
+            write(tid, auxv + 8, struct.pack("<Q", values[key] & 0xFFFFFFFFFFFFFFFF))
+        auxv += 16

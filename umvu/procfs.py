@@ -16,6 +16,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
+from umvu import identity
 from umvu import mounts as mounts_mod
 from umvu.registry import Mount
 from umvu.vfs import FileSystem
@@ -24,13 +25,13 @@ if TYPE_CHECKING:
     from umvu.fdtable import OpenFile
     from umvu.tracer import Tracee, Tracer
 
-_PID_PATH = re.compile(r"^/proc/(\d+)(?:/task/(\d+))?/(cwd|root|exe|fd/\d+|fdinfo/\d+|mounts|mountinfo)$")
+_PID_PATH = re.compile(r"^/proc/(\d+)(?:/task/(\d+))?/(cwd|root|exe|fd/\d+|fdinfo/\d+|mounts|mountinfo|status)$")
 O_LARGEFILE = 0o100000
 
 
 class MountTableFS(FileSystem):
-    """/proc/PID/mounts, mountinfo, and fdinfo/N of a virtual fd: a snapshot taken at open, as the
-    kernel's seq_file."""
+    """/proc/PID/mounts, mountinfo, fdinfo/N of a virtual fd and status of a process with virtual
+    ids: a snapshot taken at open, as the kernel's seq_file."""
 
     fstype = "proc"
 
@@ -58,6 +59,11 @@ class MountTableFS(FileSystem):
         t = self.tracer.tracees.get(pid)
         if name.startswith("fdinfo/"):
             return await self._fdinfo(t, pid, int(name[7:]))
+        if name == "status":
+            with open(f"/proc/{pid}/status", "rb") as f:
+                text = f.read()
+            proc = t.proc if t is not None else None
+            return identity.status_text(text, proc.ids) if proc is not None and proc.ids is not None else text
         root = t.fs.root if t is not None else "/"
         render = mounts_mod.mountinfo if name == "mountinfo" else mounts_mod.mounts
         return render(pid, list(self.tracer.registry), root).encode()
@@ -163,7 +169,7 @@ class ProcView:
 
     def _place(self, caller: Tracee, path: str) -> str | None:
         m = _PID_PATH.match(path)
-        if not m or m.group(3) in ("mounts", "mountinfo") or m.group(3).startswith("fdinfo/"):
+        if not m or m.group(3) in ("mounts", "mountinfo", "status") or m.group(3).startswith("fdinfo/"):
             return None
         t = self.tracer.tracees.get(int(m.group(2) or m.group(1)))
         if t is None:
@@ -201,4 +207,7 @@ class ProcView:
         if what.startswith("fdinfo/"):
             t = self.tracer.tracees.get(int(m.group(2) or m.group(1)))
             return self.table if t is not None and t.files.get(int(what[7:])) is not None else None
+        if what == "status":
+            t = self.tracer.tracees.get(int(m.group(2) or m.group(1)))
+            return self.table if t is not None and t.proc.ids is not None else None
         return self.table if what in ("mounts", "mountinfo") else None

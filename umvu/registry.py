@@ -85,9 +85,13 @@ class MountRegistry:
         # mount points with no host file under them (a device node made by its mount), by the host
         # directory whose listing must show them: parent -> {name: mount}
         self._phantoms: dict[str, dict[str, Mount]] = {}
+        # path calls are watched although nothing is mounted: /proc shows something of the view
+        # (a virtual identity's /proc/PID/status)
+        self.watching = False
 
     def __bool__(self) -> bool:
-        return bool(self._mounts)
+        """Whether a path call may touch anything virtual (else it is the kernel's, at once)."""
+        return bool(self._mounts) or self.watching
 
     def __iter__(self):
         return iter(list(self._mounts.values()))

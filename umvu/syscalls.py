@@ -193,6 +193,8 @@ getegid           108   177  -                                         service  
 getgroups         115   158  size,ptr                                  service     nr
 getresuid         118   148  ptr,ptr,ptr                               service     nr
 getresgid         120   150  ptr,ptr,ptr                               service     nr
+capget            125   90   ptr,ptr                                   service     nr
+capset            126   91   ptr,ptr                                   service     nr
 sethostname       170   161  str,size                                  service     nr
 setdomainname     171   162  str,size                                  service     nr
 gettimeofday      96    169  ptr,ptr                                   service     nr

@@ -34,6 +34,7 @@ from umvu import arch, bpf, creds, libc, memory, syscalls
 from umvu.aio import Offload, Promise, Wait
 from umvu.creds import Creds
 from umvu.fdtable import FdTable, OpenFile
+from umvu.identity import Ids
 from umvu.paths import FsView
 from umvu.registry import MountRegistry
 
@@ -85,6 +86,7 @@ class _NextStop:
 
 
 NEXT_STOP = _NextStop()
+AT_UID, AT_EUID, AT_GID, AT_EGID, AT_SECURE = 11, 12, 13, 14, 23
 
 
 class Process:
@@ -112,6 +114,7 @@ class Process:
         # per-process service state, by module name (ModuleContext.state): a new process starts
         # with its creator's values, exec keeps them
         self.state: dict[str, Any] = {}
+        self.ids: Ids | None = None  # a virtual identity (umvu.identity); None: the host's
 
 
 class Tracee:
@@ -154,12 +157,22 @@ class Tracee:
     def caller_creds(self) -> Creds:
         """The thread's credentials: read from the kernel the first time after a change
         (a set*id call or an exec: both stop), the session's when nobody can change them."""
+        if self.proc.ids is not None:
+            if self.creds is None:
+                self.creds = self.proc.ids.creds(self._host_creds())
+            return self.creds
         if not creds.SWITCHES:
             return creds.SESSION
         if self.creds is None:
             found = Creds.of(self.tid) or creds.SESSION
             self.creds = creds.SESSION if found == creds.SESSION else found  # the same object: no switch
         return self.creds
+
+    def _host_creds(self) -> Creds:
+        if not creds.SWITCHES:
+            return creds.SESSION
+        found = Creds.of(self.tid) or creds.SESSION
+        return creds.SESSION if found == creds.SESSION else found
 
     def getregs(self) -> arch.Regs:
         arch.getregs(self.tid, self.regs, self._regs_ref)
@@ -317,6 +330,8 @@ class Tracer:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.release_file: Callable[[OpenFile], None] = lambda of: None
         self.unmap_file: Callable[[OpenFile], None] = lambda of: None
+        # a file's attributes as the view shows them (a fake root's recorded owner and mode)
+        self.view_stat: Callable[[os.stat_result], os.stat_result] = lambda st: st
         self.paths_traced = True  # path calls stop in every process (see trace_paths)
         self._everywhere: list[tuple[bytes, str]] = []  # filters stacked on every process since start
         self._calls_traced: set[int] = set()  # claimed calls' numbers that stop (trace_calls)
@@ -377,6 +392,7 @@ class Tracer:
         umask = os.umask(0)
         self.root_tid = pid
         self.tracees[pid] = Tracee(pid, Process(pid), FsView(umask=umask), FdTable())
+        self.tracees[pid].proc.pending = list(self._everywhere)  # layers asked for before it ran
         return pid
 
     # -- the loop -------------------------------------------------------------------
@@ -824,6 +840,7 @@ class Tracer:
                 proc.maps[start] = (of, length)
             proc.pending = list(pproc.pending)  # its first stop will do it
             proc.state = dict(pproc.state)
+            proc.ids = pproc.ids
         fs = pfs if flags & CLONE_FS else pfs.copy()
         files = pfiles if flags & CLONE_FILES else pfiles.copy()
         child = Tracee(child_tid, proc, fs, files)
@@ -1039,6 +1056,8 @@ class Tracer:
             self.tracees[t.tid] = t
             self._forget(old, GONE_TID)  # its tid is t's now: nothing of it may be dropped by tid
         t.creds = None  # a set-user-ID program changes them
+        if t.proc.ids is not None:
+            self._exec_ids(t)
         if t.proc.maps:  # exec replaced the address space
             self._drop_maps(t.proc)
         t.proc.exe, t.exec_view = t.exec_view, None
@@ -1063,6 +1082,18 @@ class Tracer:
         if self.on_event is not None:
             self.on_event("exec", t.tid, 0, False)
         t.cont()
+
+    def _exec_ids(self, t: Tracee) -> None:
+        """A process with virtual ids ran a program: a set-user-ID or set-group-ID one changes
+        them (its owner as the view shows it), and the auxiliary vector says the virtual ones."""
+        try:
+            st = self.view_stat(os.stat(f"/proc/{t.tid}/exe"))
+            nosuid = bool(os.statvfs(f"/proc/{t.tid}/exe").f_flag & os.ST_NOSUID)
+            ids = t.proc.ids = t.proc.ids.exec_as(st.st_mode, st.st_uid, st.st_gid, nosuid)
+            memory.patch_auxv(t.tid, t.getregs().sp, {AT_UID: ids.ruid, AT_EUID: ids.euid, AT_GID: ids.rgid,
+                                                      AT_EGID: ids.egid, AT_SECURE: int(ids.secure)})
+        except OSError:
+            pass  # gone already
 
     def _drop_files(self, t: Tracee) -> None:
         t.files.users -= 1

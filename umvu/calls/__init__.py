@@ -22,7 +22,8 @@ is imported, which this package does for all of them:
 - stat: stat, statx, statfs, readlink, access
 - attrs: chmod, chown, truncate, utimes, xattrs
 - names: mkdir, rmdir, unlink, rename, link, symlink, mknod
-- cwd: getcwd, chdir, chroot, umask, set*id
+- cwd: getcwd, chdir, chroot, umask
+- ids: set*id, and a virtual identity's get*id, getgroups, capget, capset
 - exec: execve, mmap, munmap
 - ioctl: ioctl
 - sockets: unix socket names in views, sockets handed out by modules
@@ -32,7 +33,23 @@ is imported, which this package does for all of them:
 """
 
 # each registers its families
-from umvu.calls import attrs, copy, cwd, exec, files, hostonly, ioctl, mount, names, readwrite, service, sockets, stat  # noqa: F401,E501
+from umvu.calls import (  # noqa: F401
+    attrs,
+    copy,
+    cwd,
+    exec,
+    fake,
+    files,
+    hostonly,
+    ids,
+    ioctl,
+    mount,
+    names,
+    readwrite,
+    service,
+    sockets,
+    stat,
+)
 from umvu.calls.call import FAMILIES, MAX_RW_COUNT, Call, maybe, s32
 from umvu.calls.serve import serve
 from umvu.calls.sockets import FD_REPLACING, WRITE_CALLS, consume_write, consumer_of

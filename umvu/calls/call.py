@@ -195,6 +195,12 @@ class Call:
         i = self.sc.arg_index(kind)
         return 0 if i is None else self.args[i]
 
+    def set_arg(self, i: int, value: int) -> None:
+        """Make the kernel see ``value`` in plain argument ``i`` (handlers see it too)."""
+        self.args = (*self.args[:i], value, *self.args[i + 1:])
+        self.regs.set_arg(i, value)
+        self.rewritten = True
+
     def read_str(self, i: int) -> str:
         if i not in self.strings:
             self.strings[i] = os.fsdecode(memory.read_cstring(self.t.tid, self.args[i]))

@@ -1,6 +1,4 @@
-"""Where a process stands: getcwd, chdir, fchdir, chroot, its umask and the set*id
-calls that change whose view it acts in.
-"""
+"""Where a process stands: getcwd, chdir, fchdir, chroot and its umask."""
 
 from __future__ import annotations
 
@@ -82,13 +80,6 @@ async def fam_chdir(c: Call) -> Any:
     await fs_call(r, "access", os.X_OK)
     fs.cwd, fs.cwd_virtual = r.path, True
     return 0
-
-
-@family("setid")
-async def fam_setid(c: Call) -> Any:
-    """The kernel's; the caller's credentials (creds.py) are read again when next needed."""
-    c.t.creds = None
-    return REAL
 
 
 @family("umask")

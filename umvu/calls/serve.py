@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from umvu import arch, argcheck, bpf
 from umvu.calls.call import AT_FDCWD, DONE, FAMILIES, REAL, Answer, Call, Restart, s32, s64
+from umvu.calls.fake import CALLS as FAKE_CALLS
+from umvu.calls.fake import serve as serve_fake
 from umvu.calls.files import F_DUPFD, F_DUPFD_CLOEXEC, F_DUPFD_QUERY, F_GETFD, F_GETFL, F_SETFD
 from umvu.syscalls import Syscall
 
@@ -103,13 +105,22 @@ def _choose(c: Call) -> bool:
     return True
 
 
+async def _handle(c: Call) -> Any:
+    """The call served by the choice column's service and its family's handler."""
+    if not _choose(c):
+        return REAL
+    if (res := _precheck(c)) is not None:
+        return res
+    return await FAMILIES["service" if c.service is not None else c.sc.family](c)
+
+
 async def serve(hv: Hypervisor, t: Tracee, sc: Syscall, regs: arch.Regs) -> None:
     c = Call(hv, t, sc, regs)
     try:
-        if not _choose(c):
-            res = REAL
-        elif (res := _precheck(c)) is None:
-            res = await FAMILIES["service" if c.service is not None else sc.family](c)
+        if hv.fake is not None and sc.name in FAKE_CALLS:
+            res = await serve_fake(c, hv.fake, _handle)
+        else:
+            res = await _handle(c)
     except Answer as a:
         res = a.value
     except Restart:

@@ -12,6 +12,7 @@ from typing import Any
 
 from umvu import memory
 from umvu.calls.call import REAL, Call, family, maybe
+from umvu.calls.ids import serve_ids
 
 
 class ServiceCall:
@@ -52,7 +53,8 @@ async def fam_service(c: Call) -> Any:
     serves it; nobody: the kernel's call."""
     claim = c.service
     if claim is None:
-        return REAL
+        ret = serve_ids(c)  # a virtual identity's ids and capabilities
+        return REAL if ret is None else ret
     call = ServiceCall(c)
     try:
         ret = await maybe(claim.service.call(call))

@@ -32,18 +32,18 @@ async def _stat_of(c: Call) -> tuple[os.stat_result, int] | None:
         of = c.of
         if of is None:  # a real fd that stands in for a module's file (a FIFO)
             r = await handed_out(c, "read", path_ok=True)
-            return None if r is None else _dev(r.mount, need(r))
-        return _dev(of.mount, await maybe(of.ops.fstat(of.handle)))
+            return None if r is None else view_dev(r.mount, need(r))
+        return view_dev(of.mount, await maybe(of.ops.fstat(of.handle)))
     r = await c.target()
     if r is None:
         return None
     of = r.of
     if of is not None:
-        return _dev(of.mount, await maybe(of.ops.fstat(of.handle)))
-    return _dev(r.mount, need(r))
+        return view_dev(of.mount, await maybe(of.ops.fstat(of.handle)))
+    return view_dev(r.mount, need(r))
 
 
-def _dev(m: Mount, st: os.stat_result) -> tuple[os.stat_result, int]:
+def view_dev(m: Mount, st: os.stat_result) -> tuple[os.stat_result, int]:
     """The stat and the st_dev to show: the mount's, or the host's for a host file handed out as such."""
     fs = m.fs
     if fs.real_files and (fs.real_dirs or not stat_mod.S_ISDIR(st.st_mode)):

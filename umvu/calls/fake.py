@@ -1,0 +1,184 @@
+"""A fake root's calls (umvu.fakeroot): chown and chmod recorded, device nodes made as plain
+files and recorded, every stat shown with the records.
+
+Each call is first served as ever (a virtual file's module, or the kernel), then its result is
+changed: the stat buffers are rewritten; chown never reaches a file (the real one stays the
+user's); chmod reaches it with a mode that keeps it usable by the user; a device node is made as
+an empty regular file.  Permission rules are the kernel's against the virtual ids (a virtual
+ordinary user may not chown what it does not own), and then the real file system's (a fake
+root can chmod only what the user could).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_mod
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from umvu import memory
+from umvu.calls.call import DONE, REAL, Call, maybe, need, s32
+from umvu.calls.stat import view_dev
+from umvu.fakeroot import Record, Records
+from umvu.identity import NO_ID
+
+STAT_CALLS = frozenset({"stat", "fstat", "lstat", "newfstatat", "statx"})
+CHOWN_CALLS = frozenset({"chown", "fchown", "lchown", "fchownat"})
+CHMOD_CALLS = frozenset({"chmod", "fchmod", "fchmodat", "fchmodat2"})
+MKNOD_CALLS = frozenset({"mknod", "mknodat"})
+REMOVE_CALLS = frozenset({"unlink", "unlinkat", "rmdir"})
+CALLS = STAT_CALLS | CHOWN_CALLS | CHMOD_CALLS | MKNOD_CALLS | REMOVE_CALLS
+# calls that do not always stop otherwise: on real fds, and on an fd's own file (AT_EMPTY_PATH,
+# which the path filter lets through: bpf._empty_path_fast)
+FD_CALLS = frozenset({"fstat", "fchown", "fchmod", "newfstatat", "statx", "fchownat", "fchmodat2"})
+
+Handle = Callable[[Call], Awaitable[Any]]
+
+
+async def serve(c: Call, records: Records, handle: Handle) -> Any:
+    """Serve a call of CALLS for a session with a fake root; ``handle`` serves it as ever."""
+    name = c.sc.name
+    if name in STAT_CALLS:
+        return await _stat(c, records, handle)
+    if name in CHOWN_CALLS:
+        return await _chown(c, records)
+    if name in CHMOD_CALLS:
+        return await _chmod(c, records, handle)
+    if name in MKNOD_CALLS:
+        return await _mknod(c, records, handle)
+    return await _remove(c, records, handle)
+
+
+async def _finish(c: Call, res: Any) -> int:
+    """The call's result, running it in the kernel if ``handle`` left it there (REAL)."""
+    if res is REAL:
+        return await c.t.finish_syscall(c.regs if c.rewritten else c.orig.copy())
+    return res
+
+
+async def _stat(c: Call, records: Records, handle: Handle) -> Any:
+    res = await handle(c)
+    if res is DONE:
+        return res
+    ret = await _finish(c, res)
+    if ret == 0:
+        statx = c.sc.name == "statx"
+        addr = c.args[4] if statx else c.args[c.sc.arg_index("ptr")]
+        buf = memory.read(c.t.tid, addr, 256 if statx else 144)
+        new = records.patch_statx(buf) if statx else records.patch_stat(buf)
+        if new is not None:
+            c.write(addr, new)
+    return ret if res is not REAL else c.ended(ret)
+
+
+async def _target(c: Call) -> tuple[os.stat_result, int]:
+    """The file the call names, as the process sees it: its attributes and the st_dev it shows."""
+    if c.sc.choice == "fd":
+        fd = s32(c.args[0])
+        of = c.t.files.get(fd)
+        if of is not None:
+            return view_dev(of.mount, await maybe(of.ops.fstat(of.handle)))
+        try:
+            st = os.stat(f"/proc/{c.t.tid}/fd/{fd}")
+        except OSError:
+            raise OSError(errno.EBADF, "bad file descriptor") from None
+        return st, st.st_dev
+    r = await c.locate(c.sc.path_args[0])
+    if r.of is not None:
+        return view_dev(r.of.mount, await maybe(r.of.ops.fstat(r.of.handle)))
+    st = need(r)
+    return (st, st.st_dev) if r.mount is None else view_dev(r.mount, st)
+
+
+def _ids(c: Call):
+    ids = c.t.proc.ids
+    assert ids is not None  # a fake root's session gives every process ids
+    return ids
+
+
+async def _chown(c: Call, records: Records) -> int:
+    """chown_common's rules against the virtual ids, then a record; the file is not touched."""
+    name = c.sc.name
+    i = 2 if name == "fchownat" else 1
+    uid, gid = c.args[i] & 0xFFFFFFFF, c.args[i + 1] & 0xFFFFFFFF
+    st, dev = await _target(c)
+    mode, owner, group, rdev = records.shown(st, dev)
+    ids = _ids(c)
+    if not ids.capable:
+        if uid != NO_ID and not (ids.fsuid == owner and uid == owner):
+            raise OSError(errno.EPERM, "operation not permitted")
+        if gid != NO_ID and not (ids.fsuid == owner and (gid == group or gid in ids.groups or gid == ids.fsgid)):
+            raise OSError(errno.EPERM, "operation not permitted")
+    if not stat_mod.S_ISDIR(mode) and (uid != NO_ID or gid != NO_ID):
+        mode &= ~(stat_mod.S_ISUID | (stat_mod.S_ISGID if mode & stat_mod.S_IXGRP else 0))
+    records.put(dev, st.st_ino, Record(mode, owner if uid == NO_ID else uid, group if gid == NO_ID else gid, rdev))
+    return 0
+
+
+async def _chmod(c: Call, records: Records, handle: Handle) -> Any:
+    """The mode recorded whole; the real file gets its permission bits, with the user's own
+    read and write (and search, for a directory) kept, as fakeroot(1) does."""
+    i = c.sc.arg_index("mode")
+    asked = c.args[i] & 0o7777
+    st, dev = await _target(c)
+    mode, owner, group, rdev = records.shown(st, dev)
+    if stat_mod.S_ISLNK(mode):
+        return await handle(c)  # fchmodat2 AT_SYMLINK_NOFOLLOW: the kernel's EOPNOTSUPP
+    ids = _ids(c)
+    if not ids.capable and ids.fsuid != owner:
+        raise OSError(errno.EPERM, "operation not permitted")
+    if not ids.capable and group not in ids.groups and group != ids.fsgid:
+        asked &= ~stat_mod.S_ISGID  # setattr_should_drop_sgid
+    records.put(dev, st.st_ino, Record(stat_mod.S_IFMT(mode) | asked, owner, group, rdev))
+    real = (asked & 0o777) | (0o700 if stat_mod.S_ISDIR(st.st_mode) else 0o600)
+    c.set_arg(i, real)
+    try:
+        res = await handle(c)
+    except PermissionError:
+        return 0  # a file the user cannot chmod: the record is what the fake root sees
+    if res is DONE:
+        return res
+    ret = await _finish(c, res)
+    if ret in (-errno.EPERM, -errno.EACCES):
+        ret = 0
+    return ret if res is not REAL else c.ended(ret)
+
+
+async def _mknod(c: Call, records: Records, handle: Handle) -> Any:
+    """A device node is made as an empty regular file with the node's permissions, and recorded."""
+    i = c.sc.arg_index("mode")
+    mode = c.args[i] & 0xFFFFFFFF
+    kind = stat_mod.S_IFMT(mode)
+    if kind not in (stat_mod.S_IFCHR, stat_mod.S_IFBLK) or not _ids(c).capable:
+        return await handle(c)
+    dev_i = i + 1
+    rdev = c.args[dev_i] & 0xFFFFFFFF
+    plain = stat_mod.S_IFREG | (mode & 0o7777)
+    c.set_arg(i, plain)
+    c.set_arg(dev_i, 0)
+    res = await handle(c)
+    if res is DONE:
+        return res
+    ret = await _finish(c, res)
+    if ret == 0:
+        st, dev = await _target(c)
+        umask = c.t.fs.umask
+        records.put(dev, st.st_ino, Record(kind | (mode & 0o7777 & ~umask), _ids(c).fsuid, _ids(c).fsgid, rdev))
+    return ret if res is not REAL else c.ended(ret)
+
+
+async def _remove(c: Call, records: Records, handle: Handle) -> Any:
+    """The last name of a file going: its record goes with it (an inode number comes back)."""
+    try:
+        st, dev = await _target(c)
+    except OSError:
+        return await handle(c)  # the call's own error
+    res = await handle(c)
+    if res is DONE:
+        return res
+    ret = await _finish(c, res)
+    if ret == 0 and (st.st_nlink <= 1 or stat_mod.S_ISDIR(st.st_mode)):
+        records.drop(dev, st.st_ino)
+    return ret if res is not REAL else c.ended(ret)
+
