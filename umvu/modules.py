@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from umvu import devices, hookspecs, syscalls
+from umvu import devices, hookspecs, memory, syscalls
 from umvu.registry import CallClaim, DeviceClaim, Mount
 from umvu.vfs import CallService, Device, FileSystem
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from umvu.hypervisor import Hypervisor
 
 GROUP = "umvu.modules"
+AT_SYSINFO_EHDR = 33
 
 
 def available() -> dict[str, Any]:
@@ -146,6 +147,20 @@ class ModuleContext:
 
     def log(self, message: str) -> None:
         self.hv.log(f"{self.name}: {message}")
+
+    @property
+    def calling_pid(self) -> int:
+        """The process whose call the core is serving now (0: none): a file system's view of a
+        per-process state (``state``) reads it in its methods."""
+        t = self.hv.tracer.current
+        return t.proc.tgid if t is not None else 0
+
+    def without_vdso(self, pid: int) -> None:
+        """At ``vu_process_exec``: the new program gets no vDSO, so its clock calls are system
+        calls (a time view's), as the kernel gives none when AT_SYSINFO_EHDR is 0."""
+        t = self.hv.tracer.tracees.get(pid)
+        if t is not None:
+            memory.patch_auxv(t.tid, t.getregs().sp, {AT_SYSINFO_EHDR: 0})
 
     @property
     def caller(self) -> int:

@@ -112,7 +112,11 @@ async def _chown(c: Call, records: Records) -> int:
             raise OSError(errno.EPERM, "operation not permitted")
     if not stat_mod.S_ISDIR(mode) and (uid != NO_ID or gid != NO_ID):
         mode &= ~(stat_mod.S_ISUID | (stat_mod.S_ISGID if mode & stat_mod.S_IXGRP else 0))
-    records.put(dev, st.st_ino, Record(mode, owner if uid == NO_ID else uid, group if gid == NO_ID else gid, rdev))
+    record = Record(mode, owner if uid == NO_ID else uid, group if gid == NO_ID else gid, rdev)
+    if record == Record(st.st_mode, 0, 0, st.st_rdev):
+        records.drop(dev, st.st_ino)  # what the file shows with no record: none is kept
+    else:
+        records.put(dev, st.st_ino, record)
     return 0
 
 

@@ -50,7 +50,7 @@ class ServiceCall:
 @family("service")
 async def fam_service(c: Call) -> Any:
     """The module that claimed the call (vu.claim_call) or its address family (vu.claim_family)
-    serves it; nobody: the kernel's call."""
+    serves it; nobody: a virtual identity's ids (calls.ids), or the kernel's call."""
     claim = c.service
     if claim is None:
         ret = serve_ids(c)  # a virtual identity's ids and capabilities
