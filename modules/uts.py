@@ -93,19 +93,6 @@ class SetName(CallService):
         return 0
 
 
-class Unshare(CallService):
-    """unshare(CLONE_NEWUTS) alone: a copy of the caller's view; anything else is the kernel's."""
-
-    def __init__(self, views: Views) -> None:
-        self.views = views
-
-    def call(self, call: Any) -> int | None:
-        if call.args[0] & 0xFFFFFFFF != CLONE_NEWUTS:
-            return None
-        self.views.vu.set_state(call.pid, replace(self.views.of(call.pid)))
-        return 0
-
-
 class UtsFile(FileSystem):
     """One /proc/sys/kernel file, showing (and setting) a field of the caller's view."""
 
@@ -157,6 +144,6 @@ def vu_module_load(vu: Any) -> None:
     vu.claim_call("uname", Uname(views))
     vu.claim_call("sethostname", SetName(views, "nodename"))
     vu.claim_call("setdomainname", SetName(views, "domainname"))
-    vu.claim_call("unshare", Unshare(views))
+    vu.claim_namespace(CLONE_NEWUTS, lambda pid: vu.set_state(pid, replace(views.of(pid))))
     for name in FILES:
         vu.mount(f"/proc/sys/kernel/{name}", UtsFile(views, name), source="uts", fstype="proc", hidden=True)

@@ -12,6 +12,7 @@ import errno
 import os
 import socket
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from umvu.hypervisor import Hypervisor
 
 GROUP = "umvu.modules"
+# CLONE_NEWTIME, NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
+CLONE_NEW_ANY = 0x80 | 0x20000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
 AT_SYSINFO_EHDR = 33
 
 
@@ -101,6 +104,18 @@ class ModuleContext:
         claim = CallClaim("family", family, service, self.name)
         self.hv.registry.claim_call(claim)
         self.hv.tracer.trace_calls({"socket", "socketpair"})
+        return claim
+
+    def claim_namespace(self, flag: int, unshare: Callable[[int], None]) -> CallClaim:
+        """Keep a kind of namespace per process, named by its CLONE_NEW* ``flag``: unshare(2) with
+        that flag calls ``unshare(pid)``, which gives process ``pid`` a copy of its state (see
+        ``set_state``), with no privilege asked; the flags nobody claimed are the kernel's.  EBUSY
+        if another module keeps it."""
+        if flag & (flag - 1) or not flag & CLONE_NEW_ANY:
+            raise OSError(errno.EINVAL, f"{flag:#x} is not one CLONE_NEW* flag")
+        claim = CallClaim("namespace", flag, unshare, self.name)
+        self.hv.registry.claim_call(claim)
+        self.hv.tracer.trace_calls({"unshare"})
         return claim
 
     def driver(self, kind: str, rdev: int) -> Device | None:

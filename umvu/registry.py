@@ -67,8 +67,10 @@ class DeviceClaim:
 
 @dataclass(eq=False)
 class CallClaim:
-    """A service chosen by call number (``kind`` "nr", ``key`` the call's name) or by address
-    family (``kind`` "family", ``key`` the AF_ number of socket(2) and socketpair(2))."""
+    """A service chosen by call number (``kind`` "nr", ``key`` the call's name), by address
+    family (``kind`` "family", ``key`` the AF_ number of socket(2) and socketpair(2)), or a
+    namespace a module keeps per process (``kind`` "namespace", ``key`` its CLONE_NEW* flag:
+    unshare(2) with that flag gives the caller a copy, ``service`` being the function making it)."""
 
     kind: str
     key: str | int
@@ -166,8 +168,8 @@ class MountRegistry:
     # -- calls and address families -----------------------------------------------------
     def claim_call(self, claim: CallClaim) -> None:
         """Serve ``claim``'s call or family; EBUSY if another module serves it (as sock_register)."""
-        if claim.kind not in ("nr", "family"):
-            raise OSError(errno.EINVAL, "a call claim is by 'nr' or 'family'")
+        if claim.kind not in ("nr", "family", "namespace"):
+            raise OSError(errno.EINVAL, "a call claim is by 'nr', 'family' or 'namespace'")
         if self.call(claim.kind, claim.key) is not None:
             raise OSError(errno.EBUSY, f"{claim.kind} {claim.key} is served already")
         self._calls[(claim.kind, claim.key)] = claim

@@ -195,7 +195,7 @@ getresuid         118   148  ptr,ptr,ptr                               service  
 getresgid         120   150  ptr,ptr,ptr                               service     nr
 capget            125   90   ptr,ptr                                   service     nr
 capset            126   91   ptr,ptr                                   service     nr
-unshare           272   97   hex                                       service     nr
+unshare           272   97   hex                                       unshare     nr
 sethostname       170   161  str,size                                  service     nr
 setdomainname     171   162  str,size                                  service     nr
 gettimeofday      96    169  ptr,ptr                                   service     nr

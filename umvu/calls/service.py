@@ -70,3 +70,23 @@ async def fam_service(c: Call) -> Any:
         return REAL if ret is None else ret
     ret = call.ran if ret is None else ret  # at the call's exit: its result, the service's if it said one
     return c.ended(ret)
+
+
+@family("unshare")
+async def fam_unshare(c: Call) -> Any:
+    """The namespaces modules keep (vu.claim_namespace) are copied for the caller, with no
+    privilege; the flags left are the kernel's, asked first (its refusal leaves nothing copied)."""
+    flags = c.args[0] & 0xFFFFFFFF
+    claims = [cl for bit in range(32) if flags & (1 << bit)
+              and (cl := c.hv.registry.call("namespace", 1 << bit)) is not None]
+    if not claims:
+        return REAL
+    rest = flags & ~sum(cl.key for cl in claims)
+    if rest:
+        c.set_arg(0, rest)
+        ret = await c.t.finish_syscall(c.regs)
+        if ret < 0:
+            return c.ended(ret)
+    for cl in claims:
+        cl.service(c.t.proc.tgid)
+    return c.ended(0) if rest else 0
