@@ -290,6 +290,68 @@ def device_section(rows: list[str], runs: int) -> list[str]:
             f"Median of {runs} runs taken in turns, measured {time.strftime('%Y-%m-%d')}.", "", *rows]
 
 
+IDENTITY_HEADING = "## Who and when: virtual ids, a fake root, a time view"
+GETUID = "python3 -c 'import os\nfor _ in range(100000): os.getuid()'"
+STATS = "python3 -c 'import os\nfor _ in range(20000): os.stat(\"{f}\")'"
+CLOCK = "python3 -c 'import time\nfor _ in range(100000): time.time()'"
+TAR = "tar cf /dev/null --owner=0 --group=0 -C {tmp} ids-tree"
+
+
+def identity_rows(tmp: Path, runs: int) -> list[str]:
+    """getuid, a stat of a recorded file, clock reads and a tar of 3,000 files: natively, under
+    umvu as the user, in a view (vusu's root, --fakeroot, the time module), under fakeroot(1) and
+    proot -0."""
+    tree = tmp / "ids-tree"
+    for i in range(30):
+        d = tree / f"d{i}"
+        d.mkdir(parents=True, exist_ok=True)
+        for j in range(100):
+            (d / f"f{j}").write_text("x")
+    f = tree / "d0" / "f0"
+    umvu = str(VENV_BIN / "umvu")
+    plain = lambda cmd: ["bash", "-c", cmd]  # noqa: E731
+    work = {
+        "100,000 getuid()": (GETUID, [umvu, "bash", "-c", "vusu -c \"$0\"", GETUID]),
+        "20,000 stat() of a recorded file": (STATS.format(f=f), None),
+        "100,000 time.time()": (CLOCK, [umvu, "bash", "-c", "vu_insmod time && bash -c \"$0\"", CLOCK]),
+        "tar of 3,000 files, --owner": (TAR.format(tmp=tmp), None),
+    }
+    fakeroot = shutil.which("fakeroot")
+    proot = shutil.which("proot")
+    names = ["native", "umvu", "umvu view", "umvu --fakeroot", "fakeroot", "proot -0"]
+    results: dict[str, dict[str, float]] = {}
+    for wname, (cmd, view) in work.items():
+        setup = f"chown 7:8 {f} && " if "recorded" in wname else ""
+        argvs = {"native": plain(cmd), "umvu": [umvu, *plain(cmd)],
+                 "umvu --fakeroot": [umvu, "--fakeroot", *plain(setup + cmd)]}
+        if view is not None:
+            argvs["umvu view"] = view
+        if fakeroot:
+            argvs["fakeroot"] = [fakeroot, *plain(setup + cmd)]
+        if proot:
+            argvs["proot -0"] = [proot, "-0", *plain(setup + cmd)]
+        med = interleaved({n: functools.partial(timed, a) for n, a in argvs.items()}, runs)
+        results[wname] = med
+        print(wname, {k: round(v, 4) for k, v in med.items()}, flush=True)
+    lines = ["| workload | native (s) | " + " | ".join(names[1:]) + " |", "|---|---:|" + "---:|" * (len(names) - 1)]
+    for wname, med in results.items():
+        base = med["native"]
+        cells = [f"{med[n] / base:.2f}x" if n in med and med[n] == med[n] else "n/a" for n in names[1:]]
+        lines.append(f"| {wname} | {base:.3f} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def identity_section(rows: list[str], runs: int) -> list[str]:
+    return [IDENTITY_HEADING, "",
+            "Python loops of getuid, of stat of a file chowned to 7:8 first (a record under a fake root), "
+            "and of time.time(); GNU tar of 3,000 small files to /dev/null with `--owner=0 --group=0`.  "
+            "**umvu**: no view; **umvu view**: getuid under `vusu` (virtual ids: getuid stops), time.time() "
+            "under the time module (no vDSO: each read stops); **umvu --fakeroot**: every stat stops and is "
+            "shown with the records.  fakeroot(1) answers through LD_PRELOAD and a daemon; proot -0 through "
+            "ptrace.  Start-up included; ratio to native.  "
+            f"Median of {runs} runs taken in turns, measured {time.strftime('%Y-%m-%d')}.", "", *rows]
+
+
 def _replace_section(out: Path, heading: str, section: list[str]) -> bool:
     text = out.read_text() if out.exists() else ""
     head, sep, rest = text.partition(heading)
@@ -359,9 +421,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Compare umvu with native, a minimal C tracer, strace and PRoot.")
     ap.add_argument("-n", "--runs", type=int, default=5, help="runs per workload and runner (median is kept)")
     ap.add_argument("-o", "--output", default=str(ROOT / "docs" / "benchmarks.md"), help="markdown file to write")
-    ap.add_argument("--only", choices=["fuse", "devices"],
+    ap.add_argument("--only", choices=["fuse", "devices", "identity"],
                     help="run one section and replace it in the file (the rest of the file stays as it was)")
     args = ap.parse_args(argv)
+    if args.only == "identity":
+        with tempfile.TemporaryDirectory(prefix="umvu-bench.") as d:
+            rows = identity_rows(Path(d), args.runs)
+        print("\n".join(rows))
+        _replace_section(Path(args.output), IDENTITY_HEADING, identity_section(rows, args.runs))
+        print(f"replaced the identity section of {args.output}")
+        return 0
     if args.only == "devices":
         with tempfile.TemporaryDirectory(prefix="umvu-bench.") as d:
             rows = device_rows(Path(d), args.runs)
@@ -399,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         vrows, speed = vufs_rows(tmp, args.runs)
         frows = fuse_rows(tmp, args.runs)
         drows = device_rows(tmp, args.runs)
+        irows = identity_rows(tmp, args.runs)
 
     # per-stop cost: the stat workload minus native, per call
     stat_row = next(med for wname, med in rows if wname.startswith("20,000 stat()"))
@@ -425,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{n} {v:.0f} ({v / speed['native']:.0%})" for n, v in speed.items()), ""]
     lines += fuse_section(frows, args.runs)
     lines += device_section(drows, args.runs)
+    lines += identity_section(irows, args.runs)
     missing = [n for n, p in run_with.items() if p is None]
     if missing:
         lines += [f"Not installed here, so not measured: {', '.join(missing)}.", ""]
