@@ -319,6 +319,11 @@ class Vufs(HostFdLocks, FileSystem):
             return self._prepare_new(path) if st is None else None
         return None  # remove, rename: whiteouts to write
 
+    def fakeroot_records(self) -> str | None:
+        if self.mode != "cow" or self.own_upper:
+            return None  # a private upper goes at unmount: nothing to keep
+        return _join(self.upper, "/" + WH + ".umvu-fakeroot")  # hidden, as every .wh. name
+
     def guard_handed(self, host: str, readonly: bool) -> bool:
         return readonly or (self.mode != "bind" and not self._in_upper(host))  # a lower file
 

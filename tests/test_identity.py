@@ -180,3 +180,20 @@ def test_fakeroot_covers_static_programs_and_direct_calls(tmp_path, ids_program)
     assert r.stdout.split() == ["0", "3"], r.stderr
     r = sh(f"{ids_program}/ids", "--fakeroot")
     assert r.stdout.split() == ["0", "0", "0", "0", "0"], r.stderr
+
+
+def test_a_cow_mount_keeps_the_records_in_its_upper_directory(tmp_path):
+    """A later session that mounts the same upper sees the same owners, writes (copy-up) included."""
+    for d in ("low/sub", "up", "mnt"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "low/sub/f").write_text("a")
+    mount = f"vumount -t vufs -o cow,upper={tmp_path}/up {tmp_path}/low {tmp_path}/mnt && cd {tmp_path}/mnt && "
+    r = sh(mount + "chown 33:44 sub/f sub && mknod dev c 4 5 && stat -c '%n %u %g %F' sub sub/f dev",
+           "--fakeroot")
+    first = r.stdout.splitlines()
+    assert first == ["sub 33 44 directory", "sub/f 33 44 regular file", "dev 0 0 character special file"], r.stderr
+    again = sh(mount + "echo more >> sub/f && stat -c '%n %u %g %F' sub sub/f dev && ls -a", "--fakeroot")
+    assert again.stdout.splitlines() == [*first, ".", "..", "dev", "sub"], again.stderr
+    plain = sh(mount + "stat -c '%n %u' sub/f dev")
+    assert plain.stdout.split() == ["sub/f", str(ME), "dev", str(ME)], plain.stderr
+    assert (tmp_path / "low/sub/f").read_text() == "a"  # the lower tree is never written

@@ -39,6 +39,32 @@ class Records:
 
     def __init__(self) -> None:
         self.by_file: dict[tuple[int, int], Record] = {}
+        # mounts that keep their files' records themselves (FileSystem.fakeroot_records): mount id ->
+        # (the host file, the mount's st_dev, the keys recorded through the mount)
+        self.kept: dict[int, tuple[str, int, set[tuple[int, int]]]] = {}
+
+    def keep(self, mount_id: int, path: str, mount_dev: int) -> None:
+        """Records of a mount's files live in ``path`` too: loaded now (once), written by
+        ``save_kept``.  A key whose device was the mount's own is written ``dev=mount``: a later
+        mount has another number."""
+        if mount_id in self.kept:
+            return
+        keys: set[tuple[int, int]] = set()
+        self.kept[mount_id] = (path, mount_dev, keys)
+        if os.path.exists(path):
+            for key, record in self._read(path, mount_dev):
+                self.by_file[key] = record
+                keys.add(key)
+
+    def note(self, mount_id: int, key: tuple[int, int]) -> None:
+        if mount_id in self.kept:
+            self.kept[mount_id][2].add(key)
+
+    def save_kept(self, mount_id: int) -> None:
+        kept = self.kept.pop(mount_id, None)
+        if kept is not None:
+            path, mount_dev, keys = kept
+            self._write(path, [(k, self.by_file[k]) for k in sorted(keys) if k in self.by_file], mount_dev)
 
     def get(self, dev: int, ino: int) -> Record:
         return self.by_file.get((dev, ino)) or Record()
@@ -91,6 +117,15 @@ class Records:
 
     # -- the state file ---------------------------------------------------------------------
     def load(self, path: str) -> None:
+        for key, record in self._read(path, None):
+            self.by_file[key] = record
+
+    def save(self, path: str) -> None:
+        self._write(path, sorted(self.by_file.items()), None)
+
+    @staticmethod
+    def _read(path: str, mount_dev: int | None) -> list[tuple[tuple[int, int], Record]]:
+        out = []
         with open(path) as f:
             for n, line in enumerate(f, 1):
                 line = line.strip()
@@ -98,17 +133,20 @@ class Records:
                     continue
                 try:
                     v = dict(item.split("=", 1) for item in line.split(","))
-                    self.put(int(v["dev"], 16), int(v["ino"]), Record(
-                        int(v["mode"], 8), int(v["uid"]), int(v["gid"]), int(v.get("rdev", "0"), 16)))
+                    dev = mount_dev if v["dev"] == "mount" and mount_dev is not None else int(v["dev"], 16)
+                    out.append(((dev, int(v["ino"])), Record(int(v["mode"], 8) or None, int(v["uid"]), int(v["gid"]),
+                                                             int(v.get("rdev", "0"), 16))))
                 except (KeyError, ValueError) as e:
                     raise ValueError(f"{path}:{n}: not a record ({e})") from None
+        return out
 
-    def save(self, path: str) -> None:
+    @staticmethod
+    def _write(path: str, items: list[tuple[tuple[int, int], Record]], mount_dev: int | None) -> None:
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             f.write("# umvu --fakeroot records: dev,ino,mode,uid,gid,rdev\n")
-            for (dev, ino), r in sorted(self.by_file.items()):
+            for (dev, ino), r in items:
                 mode = r.mode if r.mode is not None else 0
-                f.write(f"dev={dev:x},ino={ino},mode={mode:o},uid={r.uid},gid={r.gid},rdev={r.rdev:x}\n")
+                shown = "mount" if dev == mount_dev else f"{dev:x}"
+                f.write(f"dev={shown},ino={ino},mode={mode:o},uid={r.uid},gid={r.gid},rdev={r.rdev:x}\n")
         os.replace(tmp, path)
-

@@ -367,6 +367,7 @@ class Hypervisor:
         except OSError:
             fs.unmount()  # what the module set up for it goes
             raise
+        self.mounted_now(m)
         self.mounts_changed()
         return m
 
@@ -413,8 +414,23 @@ class Hypervisor:
             self._drop(one)
         self._drop(m)
 
+    def mounted_now(self, m: Mount) -> None:
+        """A mount was made: a fake root loads the records it keeps with its files."""
+        if self.fake is not None:
+            path = m.fs.fakeroot_records()
+            if path is not None:
+                try:
+                    self.fake.keep(m.id, path, m.dev)
+                except (OSError, ValueError) as e:
+                    self.log(f"cannot read the fakeroot records of {m.point}: {e}")
+
     def _drop(self, m: Mount) -> None:
         self.registry.remove(m.point)
+        if self.fake is not None:
+            try:
+                self.fake.save_kept(m.id)  # a fake root's records of its files, kept with them
+            except OSError as e:
+                self.log(f"cannot keep the fakeroot records of {m.point}: {e.strerror}")
         if self._modules is not None:
             self.modules.forget_mount(m)
         try:

@@ -73,6 +73,7 @@ class ModuleContext:
             extra["phantom"] = True  # the listing of its host directory shows it (registry.phantoms)
         m = Mount(point, fs, source, fstype or fs.fstype, options, self.name, auto=True, extra=extra)
         self.hv.registry.add(m)
+        self.hv.mounted_now(m)
         self.mounts.append(m)
         return m
 

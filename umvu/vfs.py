@@ -320,6 +320,12 @@ class FileSystem:
         """
         return None
 
+    def fakeroot_records(self) -> str | None:
+        """A host file where a fake root (umvu --fakeroot) keeps the owners, modes and device
+        numbers it records for this mount's files, so that a later session that mounts the same
+        tree sees them (a copy-on-write module's upper directory); None: the session's alone."""
+        return None
+
     def guard_handed(self, host: str, readonly: bool) -> bool:
         """Whether the real fd handed out for ``host`` must not change the file by itself.
 

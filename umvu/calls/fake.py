@@ -22,6 +22,7 @@ from umvu.calls.call import DONE, REAL, Call, maybe, need, s32
 from umvu.calls.stat import view_dev
 from umvu.fakeroot import Record, Records
 from umvu.identity import NO_ID
+from umvu.registry import Mount
 
 STAT_CALLS = frozenset({"stat", "fstat", "lstat", "newfstatat", "statx"})
 CHOWN_CALLS = frozenset({"chown", "fchown", "lchown", "fchownat"})
@@ -72,23 +73,47 @@ async def _stat(c: Call, records: Records, handle: Handle) -> Any:
     return ret if res is not REAL else c.ended(ret)
 
 
-async def _target(c: Call) -> tuple[os.stat_result, int]:
-    """The file the call names, as the process sees it: its attributes and the st_dev it shows."""
+async def _target(c: Call, copy_up: bool = False) -> tuple[os.stat_result, int, Mount | None]:
+    """The file the call names, as the process sees it: its attributes, the st_dev it shows, and
+    the mount it is in (None: a host file).  ``copy_up``: a record is about to be made for it."""
     if c.sc.choice == "fd":
         fd = s32(c.args[0])
         of = c.t.files.get(fd)
         if of is not None:
-            return view_dev(of.mount, await maybe(of.ops.fstat(of.handle)))
+            return (*view_dev(of.mount, await maybe(of.ops.fstat(of.handle))), of.mount)
         try:
             st = os.stat(f"/proc/{c.t.tid}/fd/{fd}")
         except OSError:
             raise OSError(errno.EBADF, "bad file descriptor") from None
-        return st, st.st_dev
-    r = await c.locate(c.sc.path_args[0])
+        view = c.t.files.view_of(c.t.tid, fd) if c.t.files.places else None
+        return st, st.st_dev, c.hv.registry.lookup(view) if view is not None else None
+    i = c.sc.path_args[0]
+    r = await c.locate(i)
     if r.of is not None:
-        return view_dev(r.of.mount, await maybe(r.of.ops.fstat(r.of.handle)))
+        return (*view_dev(r.of.mount, await maybe(r.of.ops.fstat(r.of.handle))), r.of.mount)
     st = need(r)
-    return (st, st.st_dev) if r.mount is None else view_dev(r.mount, st)
+    if r.mount is None:
+        return st, st.st_dev, None
+    if copy_up and r.mount.fs.fakeroot_records() is not None:
+        # the record is kept with the file's upper copy, which a later write would make anyway
+        await maybe(r.mount.fs.host_path(r.mount.inner(r.path), "write", st))
+        st = need(await c.locate(i))
+    return (*view_dev(r.mount, st), r.mount)
+
+
+def _record(c: Call, records: Records, mount: Mount | None, key: tuple[int, int], record: Record | None) -> None:
+    """Keep ``record`` for file ``key`` (None: drop it), in the session's records and, for a mount
+    that keeps its files' records itself (FileSystem.fakeroot_records), in its file too."""
+    if mount is not None and mount.id not in records.kept:
+        path = mount.fs.fakeroot_records()
+        if path is not None:
+            records.keep(mount.id, path, mount.dev)
+    if record is None:
+        records.drop(*key)
+    else:
+        records.put(*key, record)
+    if mount is not None:
+        records.note(mount.id, key)
 
 
 def _ids(c: Call):
@@ -102,7 +127,7 @@ async def _chown(c: Call, records: Records) -> int:
     name = c.sc.name
     i = 2 if name == "fchownat" else 1
     uid, gid = c.args[i] & 0xFFFFFFFF, c.args[i + 1] & 0xFFFFFFFF
-    st, dev = await _target(c)
+    st, dev, mount = await _target(c, copy_up=True)
     mode, owner, group, rdev = records.shown(st, dev)
     ids = _ids(c)
     if not ids.capable:
@@ -113,10 +138,8 @@ async def _chown(c: Call, records: Records) -> int:
     if not stat_mod.S_ISDIR(mode) and (uid != NO_ID or gid != NO_ID):
         mode &= ~(stat_mod.S_ISUID | (stat_mod.S_ISGID if mode & stat_mod.S_IXGRP else 0))
     record = Record(mode, owner if uid == NO_ID else uid, group if gid == NO_ID else gid, rdev)
-    if record == Record(st.st_mode, 0, 0, st.st_rdev):
-        records.drop(dev, st.st_ino)  # what the file shows with no record: none is kept
-    else:
-        records.put(dev, st.st_ino, record)
+    # what the file shows with no record: none is kept
+    _record(c, records, mount, (dev, st.st_ino), None if record == Record(st.st_mode, 0, 0, st.st_rdev) else record)
     return 0
 
 
@@ -125,7 +148,7 @@ async def _chmod(c: Call, records: Records, handle: Handle) -> Any:
     read and write (and search, for a directory) kept, as fakeroot(1) does."""
     i = c.sc.arg_index("mode")
     asked = c.args[i] & 0o7777
-    st, dev = await _target(c)
+    st, dev, mount = await _target(c, copy_up=True)
     mode, owner, group, rdev = records.shown(st, dev)
     if stat_mod.S_ISLNK(mode):
         return await handle(c)  # fchmodat2 AT_SYMLINK_NOFOLLOW: the kernel's EOPNOTSUPP
@@ -134,7 +157,7 @@ async def _chmod(c: Call, records: Records, handle: Handle) -> Any:
         raise OSError(errno.EPERM, "operation not permitted")
     if not ids.capable and group not in ids.groups and group != ids.fsgid:
         asked &= ~stat_mod.S_ISGID  # setattr_should_drop_sgid
-    records.put(dev, st.st_ino, Record(stat_mod.S_IFMT(mode) | asked, owner, group, rdev))
+    _record(c, records, mount, (dev, st.st_ino), Record(stat_mod.S_IFMT(mode) | asked, owner, group, rdev))
     real = (asked & 0o777) | (0o700 if stat_mod.S_ISDIR(st.st_mode) else 0o600)
     c.set_arg(i, real)
     try:
@@ -166,23 +189,23 @@ async def _mknod(c: Call, records: Records, handle: Handle) -> Any:
         return res
     ret = await _finish(c, res)
     if ret == 0:
-        st, dev = await _target(c)
-        umask = c.t.fs.umask
-        records.put(dev, st.st_ino, Record(kind | (mode & 0o7777 & ~umask), _ids(c).fsuid, _ids(c).fsgid, rdev))
+        st, dev, mount = await _target(c)
+        record = Record(kind | (mode & 0o7777 & ~c.t.fs.umask), _ids(c).fsuid, _ids(c).fsgid, rdev)
+        _record(c, records, mount, (dev, st.st_ino), record)
     return ret if res is not REAL else c.ended(ret)
 
 
 async def _remove(c: Call, records: Records, handle: Handle) -> Any:
     """The last name of a file going: its record goes with it (an inode number comes back)."""
     try:
-        st, dev = await _target(c)
+        st, dev, mount = await _target(c)
     except OSError:
         return await handle(c)  # the call's own error
     res = await handle(c)
     if res is DONE:
         return res
     ret = await _finish(c, res)
-    if ret == 0 and (st.st_nlink <= 1 or stat_mod.S_ISDIR(st.st_mode)):
-        records.drop(dev, st.st_ino)
+    if ret == 0 and (st.st_nlink <= 1 or stat_mod.S_ISDIR(st.st_mode)) and (dev, st.st_ino) in records.by_file:
+        _record(c, records, mount, (dev, st.st_ino), None)
     return ret if res is not REAL else c.ended(ret)
 
