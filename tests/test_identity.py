@@ -197,3 +197,37 @@ def test_a_cow_mount_keeps_the_records_in_its_upper_directory(tmp_path):
     plain = sh(mount + "stat -c '%n %u' sub/f dev")
     assert plain.stdout.split() == ["sub/f", str(ME), "dev", str(ME)], plain.stderr
     assert (tmp_path / "low/sub/f").read_text() == "a"  # the lower tree is never written
+
+
+XATTRS = """
+import errno, os
+f = {f!r}
+def at(fn, *a):
+    try:
+        return fn(*a)
+    except OSError as e:
+        return errno.errorcode[e.errno]
+print(at(os.setxattr, f, "trusted.vu", b"t"), at(os.setxattr, f, "trusted.vu", b"2", os.XATTR_CREATE))
+print(at(os.setxattr, f, "user.mine", b"u"), sorted(at(os.listxattr, f)), at(os.getxattr, f, "trusted.vu"))
+print(at(os.removexattr, f, "trusted.vu"), at(os.getxattr, f, "trusted.vu"), at(os.listxattr, f))
+print(at(os.setxattr, f, "security.capability", b"\\x01\\x00\\x00\\x02" + bytes(16)))
+"""
+
+
+def test_fakeroot_records_the_attributes_only_root_may_set(tmp_path):
+    f = tmp_path / "f"
+    f.write_text("x")
+    state = tmp_path / "state"
+    script = tmp_path / "x.py"
+    script.write_text(XATTRS.format(f=str(f)))
+    r = sh(f"python3 {script}", "--fakeroot", "--fakeroot-state", str(state))
+    out = r.stdout.splitlines()
+    if os.getuid() == 0:  # root sets trusted.* for real: nothing to record, the same answers
+        assert out[:3] == ["None EEXIST", "None ['trusted.vu', 'user.mine'] b't'", "None ENODATA ['user.mine']"]
+    else:
+        assert out == ["None EEXIST", "None ['trusted.vu', 'user.mine'] b't'", "None ENODATA ['user.mine']",
+                       "None"], r.stdout + r.stderr
+        assert os.listxattr(f) == ["user.mine"]  # the real file holds what the user may set
+        again = sh(f"python3 -c 'import os; print(os.listxattr(\"{f}\"))'", "--fakeroot", "--fakeroot-state",
+                   str(state))
+        assert again.stdout.strip() == "['user.mine', 'security.capability']", again.stderr

@@ -10,6 +10,7 @@ The state file (``--fakeroot-state FILE``: loaded at start when it exists, writt
 holds one record per line, in this text format::
 
     dev=<st_dev, hex>,ino=<st_ino>,mode=<st_mode, octal>,uid=<uid>,gid=<gid>,rdev=<st_rdev, hex>
+    dev=<st_dev, hex>,ino=<st_ino>,xattr=<name's bytes, hex>,value=<hex>
 
 A line starting with ``#`` is a comment.  It names files by device and inode, as fakeroot's
 ``-s`` files do: it is valid on the file systems it was made on while their inodes last.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 # struct stat (x86_64): st_dev @0, st_ino @8, st_mode @24 (u32), st_uid @28, st_gid @32, st_rdev @40
 # struct statx: stx_uid @20, stx_gid @24, stx_mode @28 (u16), stx_ino @32, stx_rdev @128, stx_dev @136
@@ -39,6 +40,8 @@ class Records:
 
     def __init__(self) -> None:
         self.by_file: dict[tuple[int, int], Record] = {}
+        # extended attributes the user could not set, by file: name -> value
+        self.xattrs: dict[tuple[int, int], dict[str, bytes]] = {}
         # mounts that keep their files' records themselves (FileSystem.fakeroot_records): mount id ->
         # (the host file, the mount's st_dev, the keys recorded through the mount)
         self.kept: dict[int, tuple[str, int, set[tuple[int, int]]]] = {}
@@ -52,9 +55,7 @@ class Records:
         keys: set[tuple[int, int]] = set()
         self.kept[mount_id] = (path, mount_dev, keys)
         if os.path.exists(path):
-            for key, record in self._read(path, mount_dev):
-                self.by_file[key] = record
-                keys.add(key)
+            keys.update(self._read(path, mount_dev))
 
     def note(self, mount_id: int, key: tuple[int, int]) -> None:
         if mount_id in self.kept:
@@ -64,7 +65,7 @@ class Records:
         kept = self.kept.pop(mount_id, None)
         if kept is not None:
             path, mount_dev, keys = kept
-            self._write(path, [(k, self.by_file[k]) for k in sorted(keys) if k in self.by_file], mount_dev)
+            self._write(path, keys, mount_dev)
 
     def get(self, dev: int, ino: int) -> Record:
         return self.by_file.get((dev, ino)) or Record()
@@ -74,17 +75,13 @@ class Records:
 
     def drop(self, dev: int, ino: int) -> None:
         self.by_file.pop((dev, ino), None)
+        self.xattrs.pop((dev, ino), None)
 
     def shown(self, st: os.stat_result, dev: int | None = None) -> tuple[int, int, int, int]:
         """(mode, uid, gid, rdev) a file with these real attributes shows."""
         rec = self.get(st.st_dev if dev is None else dev, st.st_ino)
         return (rec.mode if rec.mode is not None else st.st_mode, rec.uid, rec.gid,
                 rec.rdev if rec.mode is not None else st.st_rdev)
-
-    def change(self, dev: int, ino: int, st: os.stat_result, **fields: int) -> None:
-        """Record new values for a file whose real attributes are ``st`` (the rest as it shows now)."""
-        mode, uid, gid, rdev = self.shown(st, dev)
-        self.put(dev, ino, replace(Record(mode, uid, gid, rdev), **fields))
 
     # -- the buffers a stat call filled ------------------------------------------------------
     def patch_stat(self, buf: bytes) -> bytes | None:
@@ -117,15 +114,14 @@ class Records:
 
     # -- the state file ---------------------------------------------------------------------
     def load(self, path: str) -> None:
-        for key, record in self._read(path, None):
-            self.by_file[key] = record
+        self._read(path, None)
 
     def save(self, path: str) -> None:
-        self._write(path, sorted(self.by_file.items()), None)
+        self._write(path, set(self.by_file) | set(self.xattrs), None)
 
-    @staticmethod
-    def _read(path: str, mount_dev: int | None) -> list[tuple[tuple[int, int], Record]]:
-        out = []
+    def _read(self, path: str, mount_dev: int | None) -> set[tuple[int, int]]:
+        """Add the records of file ``path``; the files they name."""
+        keys = set()
         with open(path) as f:
             for n, line in enumerate(f, 1):
                 line = line.strip()
@@ -134,19 +130,29 @@ class Records:
                 try:
                     v = dict(item.split("=", 1) for item in line.split(","))
                     dev = mount_dev if v["dev"] == "mount" and mount_dev is not None else int(v["dev"], 16)
-                    out.append(((dev, int(v["ino"])), Record(int(v["mode"], 8) or None, int(v["uid"]), int(v["gid"]),
-                                                             int(v.get("rdev", "0"), 16))))
+                    key = (dev, int(v["ino"]))
+                    if "xattr" in v:
+                        name = bytes.fromhex(v["xattr"]).decode("utf-8", "surrogateescape")
+                        self.xattrs.setdefault(key, {})[name] = bytes.fromhex(v["value"])
+                    else:
+                        self.by_file[key] = Record(int(v["mode"], 8) or None, int(v["uid"]), int(v["gid"]),
+                                                   int(v.get("rdev", "0"), 16))
+                    keys.add(key)
                 except (KeyError, ValueError) as e:
                     raise ValueError(f"{path}:{n}: not a record ({e})") from None
-        return out
+        return keys
 
-    @staticmethod
-    def _write(path: str, items: list[tuple[tuple[int, int], Record]], mount_dev: int | None) -> None:
+    def _write(self, path: str, keys: set[tuple[int, int]], mount_dev: int | None) -> None:
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
-            f.write("# umvu --fakeroot records: dev,ino,mode,uid,gid,rdev\n")
-            for (dev, ino), r in items:
-                mode = r.mode if r.mode is not None else 0
+            f.write("# umvu --fakeroot records: dev,ino,mode,uid,gid,rdev or dev,ino,xattr,value\n")
+            for dev, ino in sorted(keys):
                 shown = "mount" if dev == mount_dev else f"{dev:x}"
-                f.write(f"dev={shown},ino={ino},mode={mode:o},uid={r.uid},gid={r.gid},rdev={r.rdev:x}\n")
+                r = self.by_file.get((dev, ino))
+                if r is not None:
+                    mode = r.mode if r.mode is not None else 0
+                    f.write(f"dev={shown},ino={ino},mode={mode:o},uid={r.uid},gid={r.gid},rdev={r.rdev:x}\n")
+                for name, value in self.xattrs.get((dev, ino), {}).items():
+                    encoded = name.encode("utf-8", "surrogateescape").hex()
+                    f.write(f"dev={shown},ino={ino},xattr={encoded},value={value.hex()}\n")
         os.replace(tmp, path)

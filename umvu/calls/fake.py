@@ -29,10 +29,12 @@ CHOWN_CALLS = frozenset({"chown", "fchown", "lchown", "fchownat"})
 CHMOD_CALLS = frozenset({"chmod", "fchmod", "fchmodat", "fchmodat2"})
 MKNOD_CALLS = frozenset({"mknod", "mknodat"})
 REMOVE_CALLS = frozenset({"unlink", "unlinkat", "rmdir"})
-CALLS = STAT_CALLS | CHOWN_CALLS | CHMOD_CALLS | MKNOD_CALLS | REMOVE_CALLS
+XATTR_CALLS = frozenset(p + k for p in ("", "l", "f") for k in ("setxattr", "getxattr", "listxattr", "removexattr"))
+CALLS = STAT_CALLS | CHOWN_CALLS | CHMOD_CALLS | MKNOD_CALLS | REMOVE_CALLS | XATTR_CALLS
 # calls that do not always stop otherwise: on real fds, and on an fd's own file (AT_EMPTY_PATH,
 # which the path filter lets through: bpf._empty_path_fast)
-FD_CALLS = frozenset({"fstat", "fchown", "fchmod", "newfstatat", "statx", "fchownat", "fchmodat2"})
+FD_CALLS = frozenset({"fstat", "fchown", "fchmod", "newfstatat", "statx", "fchownat", "fchmodat2", "fsetxattr",
+                      "fgetxattr", "flistxattr", "fremovexattr"})
 
 Handle = Callable[[Call], Awaitable[Any]]
 
@@ -48,6 +50,8 @@ async def serve(c: Call, records: Records, handle: Handle) -> Any:
         return await _chmod(c, records, handle)
     if name in MKNOD_CALLS:
         return await _mknod(c, records, handle)
+    if name in XATTR_CALLS:
+        return await _xattr(c, records, handle)
     return await _remove(c, records, handle)
 
 
@@ -209,3 +213,73 @@ async def _remove(c: Call, records: Records, handle: Handle) -> Any:
         _record(c, records, mount, (dev, st.st_ino), None)
     return ret if res is not REAL else c.ended(ret)
 
+
+
+XATTR_CREATE, XATTR_REPLACE = 1, 2
+
+
+async def _xattr(c: Call, records: Records, handle: Handle) -> Any:
+    """An attribute the user may not set (security.*, trusted.*, a file not the user's) is recorded
+    for a fake root, and read, listed and removed from the record; the rest is the file's."""
+    kind = c.sc.name if c.sc.name in ("setxattr", "getxattr", "listxattr", "removexattr") else c.sc.name[1:]
+    try:
+        st, dev, mount = await _target(c)
+    except OSError:
+        return await handle(c)  # the call's own error
+    key = (dev, st.st_ino)
+    kept = records.xattrs.get(key, {})
+    if kind == "listxattr":
+        return await _list(c, records, handle, kept)
+    name = c.read_str(1)
+    if kind == "getxattr":
+        if name not in kept:
+            return await handle(c)
+        value, size = kept[name], c.args[3]
+        if size == 0:
+            return len(value)
+        if size < len(value):
+            raise OSError(errno.ERANGE, "the buffer is too small")
+        c.write(c.args[2], value)
+        return len(value)
+    if kind == "removexattr":
+        if name not in kept:
+            return await handle(c)
+        del kept[name]
+        return 0
+    flags = c.args[4] & 0xFFFFFFFF
+    if name in kept:
+        if flags & XATTR_CREATE:
+            raise OSError(errno.EEXIST, "exists")
+        kept[name] = memory.read(c.t.tid, c.args[2], c.args[3]) if c.args[3] else b""
+        return 0
+    res = await handle(c)
+    if res is DONE:
+        return res
+    ret = await _finish(c, res)
+    if ret in (-errno.EPERM, -errno.EACCES) and _ids(c).capable and not flags & XATTR_REPLACE:
+        value = memory.read(c.t.tid, c.args[2], c.args[3]) if c.args[3] else b""
+        records.xattrs.setdefault(key, {})[name] = value
+        if mount is not None:
+            records.note(mount.id, key)
+        ret = 0
+    return ret if res is not REAL else c.ended(ret)
+
+
+async def _list(c: Call, records: Records, handle: Handle, kept: dict[str, bytes]) -> Any:
+    if not kept:
+        return await handle(c)
+    extra = b"".join(os.fsencode(n) + b"\0" for n in kept)
+    size = c.args[2]
+    res = await handle(c)
+    if res is DONE:
+        return res
+    ret = await _finish(c, res)
+    if ret >= 0:
+        if size == 0:
+            ret += len(extra)
+        elif ret + len(extra) > size:
+            ret = -errno.ERANGE
+        else:
+            c.write(c.args[1] + ret, extra)
+            ret += len(extra)
+    return ret if res is not REAL else c.ended(ret)
