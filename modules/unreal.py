@@ -9,19 +9,18 @@ unreal test module does).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import stat
 
 from umvu.api import (
     DirEntry,
     FileSystem,
+    HostFdFiles,
     HostFdLocks,
     StatFs,
     as_caller,
     dtype_of,
     dtype_of_entry,
-    fallocate,
     hookimpl,
     host_statfs,
     link_fd,
@@ -30,7 +29,7 @@ from umvu.api import (
 
 
 @as_caller  # the host's kernel judges each call as the caller's
-class Unreal(HostFdLocks, FileSystem):
+class Unreal(HostFdFiles, HostFdLocks, FileSystem):
     fstype = "unreal"
 
     def __init__(self, root: str = "/") -> None:
@@ -64,9 +63,6 @@ class Unreal(HostFdLocks, FileSystem):
     def statfs(self, path: str) -> StatFs:
         return host_statfs(self.real(path))
 
-    def fstatfs(self, handle: int, path: str | None) -> StatFs:
-        return host_statfs(handle)
-
     def open(self, path: str, flags: int, mode: int) -> int:
         return os.open(self.real(path), flags | os.O_CLOEXEC, mode)
 
@@ -98,12 +94,6 @@ class Unreal(HostFdLocks, FileSystem):
 
     def ftruncate(self, handle: int, length: int) -> None:
         os.ftruncate(handle, length)
-
-    def fallocate(self, handle: int, mode: int, offset: int, length: int) -> None:
-        fallocate(handle, mode, offset, length)
-
-    def seek(self, handle: int, offset: int, whence: int) -> int:
-        return os.lseek(handle, offset, whence)  # SEEK_DATA and SEEK_HOLE: the file's own holes
 
     def mkdir(self, path: str, mode: int) -> None:
         os.mkdir(self.real(path), mode)
@@ -141,38 +131,8 @@ class Unreal(HostFdLocks, FileSystem):
         else:
             os.utime(self.real(path), ns=times_ns, follow_symlinks=False)
 
-    # Changes through an open file reach the file itself (its host fd), renamed, removed or unnamed.
-    # fchownat, fchmodat2 and utimensat with AT_EMPTY_PATH take an O_PATH fd too, which the f-calls
-    # refuse: its /proc link reaches the same file.
-    def fchmod(self, handle: int, mode: int, path: str | None) -> None:
-        os.chmod(_itself(handle), mode)
-
-    def fchown(self, handle: int, uid: int, gid: int, path: str | None) -> None:
-        os.chown(_itself(handle), uid, gid)
-
-    def futime(self, handle: int, times_ns: tuple[int, int] | None, path: str | None) -> None:
-        if times_ns is None:
-            os.utime(_itself(handle))
-        else:
-            os.utime(_itself(handle), ns=times_ns)
-
     def flink(self, handle: int, new: str, path: str | None) -> None:
         link_fd(handle, self.real(new))
-
-    def reopen(self, handle: int, flags: int, path: str | None) -> int:
-        return os.open(f"/proc/self/fd/{handle}", flags | os.O_CLOEXEC)
-
-    def fgetxattr(self, handle: int, name: str, path: str | None) -> bytes:
-        return os.getxattr(handle, name)
-
-    def flistxattr(self, handle: int, path: str | None) -> list[str]:
-        return os.listxattr(handle)
-
-    def fsetxattr(self, handle: int, name: str, value: bytes, flags: int, path: str | None) -> None:
-        os.setxattr(handle, name, value, flags)
-
-    def fremovexattr(self, handle: int, name: str, path: str | None) -> None:
-        os.removexattr(handle, name)
 
     def getxattr(self, path: str, name: str) -> bytes:
         return os.getxattr(self.real(path), name, follow_symlinks=False)
@@ -185,12 +145,6 @@ class Unreal(HostFdLocks, FileSystem):
 
     def removexattr(self, path: str, name: str) -> None:
         os.removexattr(self.real(path), name, follow_symlinks=False)
-
-
-def _itself(fd: int) -> int | str:
-    """What reaches the file a host fd holds, for chmod, chown and utime: the fd, or for an O_PATH
-    fd its /proc link."""
-    return f"/proc/self/fd/{fd}" if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_PATH else fd
 
 
 @hookimpl

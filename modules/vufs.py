@@ -31,6 +31,7 @@ from umvu.api import (
     MAY_READ,
     DirEntry,
     FileSystem,
+    HostFdFiles,
     HostFdLocks,
     StatFs,
     as_caller,
@@ -106,7 +107,7 @@ class DirHandle:
 
 
 @as_caller  # the host's kernel judges each call as the caller's; copy-ups and whiteouts are the session's
-class Vufs(HostFdLocks, FileSystem):
+class Vufs(HostFdFiles, HostFdLocks, FileSystem):
     fstype = "vufs"
     real_files = True
 
@@ -505,11 +506,6 @@ class Vufs(HostFdLocks, FileSystem):
         if dst is not None and _lexists(dst):
             raise OSError(errno.EEXIST, "exists")
         link_fd(handle, self._prepare_new(new))
-
-    def reopen(self, handle: int | DirHandle, flags: int, path: str | None) -> int | DirHandle:
-        if isinstance(handle, DirHandle):
-            return DirHandle(handle.path)
-        return os.open(f"/proc/self/fd/{handle}", flags | os.O_CLOEXEC)
 
     def chmod(self, path: str, mode: int) -> None:
         os.chmod(self._copy_up(path), mode, follow_symlinks=True)

@@ -256,7 +256,7 @@ def test_vu_commands_in_a_session(tree):
     assert "in use: 1 open file(s)" in err
     assert "cwd inside" in err
     assert "No such file" in err  # after rmmod /unreal is gone
-    assert "unknown module 'nope'; available: fuse, unreal, vudev, vufs, vufuse" in err
+    assert "unknown module 'nope'; available: fuse, time, unreal, uts, vudev, vufs, vufuse" in err
     assert out.rstrip().endswith("fuse\nunreal\nvudev\nvufs\nvufuse")
 
 

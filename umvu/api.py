@@ -20,7 +20,7 @@ from umvu.devices import NodeFS, SyntheticTree
 from umvu.hookspecs import hookimpl
 from umvu.inodefs import DirItem, Entry, InodeFS, NodeOps, Opened, SetAttr, make_stat
 from umvu.ioctls import NR as IOCTL
-from umvu.vfs import CallService, Connect, Device, DirEntry, FileSystem, HostFdLocks
+from umvu.vfs import CallService, Connect, Device, DirEntry, FileSystem, HostFdFiles, HostFdLocks
 
 __all__ = [
     # hooks
@@ -34,7 +34,7 @@ __all__ = [
     # ready-made trees: one device node, a tree of generated text files
     "NodeFS", "SyntheticTree",
     # host files on the caller's behalf
-    "HostFdLocks", "host_statfs", "renameat2", "fallocate", "link_fd",
+    "HostFdFiles", "HostFdLocks", "host_statfs", "renameat2", "fallocate", "link_fd",
     # whose call it is, and the kernel's permission rules
     "Creds", "current", "as_caller", "as_session", "permitted", "check_delete", "MAY_READ", "MAY_WRITE", "MAY_EXEC",
     # waiting without holding up other processes

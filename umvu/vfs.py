@@ -349,6 +349,84 @@ class FileSystem:
         raise OSError(errno.EOPNOTSUPP, "no xattrs")
 
 
+class HostFdFiles:
+    """The calls on an open file, for a file system whose handles are host fds (mix in before
+    FileSystem; a handle that is not an int goes to the next class's method).
+
+    They reach the file itself, whatever its name is now (renamed, removed, or never named: an
+    O_TMPFILE file), as the kernel's do.  fchownat, fchmodat2 and utimensat with AT_EMPTY_PATH
+    take an O_PATH fd too, which the f-calls refuse: its /proc link reaches the same file.
+    """
+
+    @staticmethod
+    def _itself(fd: int) -> int | str:
+        import fcntl
+
+        return f"/proc/self/fd/{fd}" if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_PATH else fd
+
+    def fchmod(self, handle: Any, mode: int, path: str | None) -> None:
+        if not isinstance(handle, int):
+            return super().fchmod(handle, mode, path)  # type: ignore[misc]
+        os.chmod(self._itself(handle), mode)
+
+    def fchown(self, handle: Any, uid: int, gid: int, path: str | None) -> None:
+        if not isinstance(handle, int):
+            return super().fchown(handle, uid, gid, path)  # type: ignore[misc]
+        os.chown(self._itself(handle), uid, gid)
+
+    def futime(self, handle: Any, times_ns: tuple[int, int] | None, path: str | None) -> None:
+        if not isinstance(handle, int):
+            return super().futime(handle, times_ns, path)  # type: ignore[misc]
+        if times_ns is None:
+            os.utime(self._itself(handle))
+        else:
+            os.utime(self._itself(handle), ns=times_ns)
+
+    def fgetxattr(self, handle: Any, name: str, path: str | None) -> bytes:
+        if not isinstance(handle, int):
+            return super().fgetxattr(handle, name, path)  # type: ignore[misc]
+        return os.getxattr(handle, name)
+
+    def flistxattr(self, handle: Any, path: str | None) -> list[str]:
+        if not isinstance(handle, int):
+            return super().flistxattr(handle, path)  # type: ignore[misc]
+        return os.listxattr(handle)
+
+    def fsetxattr(self, handle: Any, name: str, value: bytes, flags: int, path: str | None) -> None:
+        if not isinstance(handle, int):
+            return super().fsetxattr(handle, name, value, flags, path)  # type: ignore[misc]
+        os.setxattr(handle, name, value, flags)
+
+    def fremovexattr(self, handle: Any, name: str, path: str | None) -> None:
+        if not isinstance(handle, int):
+            return super().fremovexattr(handle, name, path)  # type: ignore[misc]
+        os.removexattr(handle, name)
+
+    def reopen(self, handle: Any, flags: int, path: str | None) -> Any:
+        if not isinstance(handle, int):
+            return super().reopen(handle, flags, path)  # type: ignore[misc]
+        return os.open(f"/proc/self/fd/{handle}", flags | os.O_CLOEXEC)
+
+    def fallocate(self, handle: Any, mode: int, offset: int, length: int) -> None:
+        if not isinstance(handle, int):
+            return super().fallocate(handle, mode, offset, length)  # type: ignore[misc]
+        from umvu.abi import fallocate
+
+        fallocate(handle, mode, offset, length)
+
+    def seek(self, handle: Any, offset: int, whence: int) -> int | None:
+        if not isinstance(handle, int):
+            return super().seek(handle, offset, whence)  # type: ignore[misc]
+        return os.lseek(handle, offset, whence)  # SEEK_DATA and SEEK_HOLE: the file's own holes
+
+    def fstatfs(self, handle: Any, path: str | None) -> Any:
+        if not isinstance(handle, int):
+            return super().fstatfs(handle, path)  # type: ignore[misc]
+        from umvu.abi import host_statfs
+
+        return host_statfs(handle)
+
+
 class HostFdLocks:
     """Locks for a file system whose handles are host fds (mix in before FileSystem).
 
