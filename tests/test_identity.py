@@ -231,3 +231,16 @@ def test_fakeroot_records_the_attributes_only_root_may_set(tmp_path):
         again = sh(f"python3 -c 'import os; print(os.listxattr(\"{f}\"))'", "--fakeroot", "--fakeroot-state",
                    str(state))
         assert again.stdout.strip() == "['user.mine', 'security.capability']", again.stderr
+
+
+def test_checks_umvu_makes_use_the_virtual_ids(tmp_path):
+    """A module's tree (here a device node, mode 0660, its mounter's) is judged by the virtual ids:
+    root passes, another user is refused; a fake root's ordinary user may not chown."""
+    node = tmp_path / "ram0"
+    r = sh(f"vu_insmod vudev && vumount -t vudevramdisk -o size=1M none {node} && "
+           f"vusu -c 'head -c 10 {node} | wc -c' && vusu '#4242' -s /bin/sh -c 'head -c 10 {node} | wc -c'")
+    assert r.stdout.split() == ["10", "0"] and "Permission denied" in r.stderr, r.stdout + r.stderr
+    (tmp_path / "f").write_text("x")
+    r = sh(f"vusu '#4242' -s /bin/sh -c 'chown 4242 {tmp_path}/f; chmod 777 {tmp_path}/f; stat -c %u:%a {tmp_path}/f'",
+           "--fakeroot")
+    assert r.stdout.split() == ["0:644"] and r.stderr.count("Operation not permitted") == 2, r.stdout + r.stderr

@@ -653,8 +653,8 @@ class Tracer:
         """Run ``t``'s handler to its next suspension, as ``t`` (creds.py: the host's checks are the caller's)."""
         outer, self.current = self.current, t
         caller = None
-        if creds.SWITCHES:  # whose call it is: said only once someone not the session's user called
-            who = t.acting or t.creds or t.caller_creds()
+        if creds.SWITCHES or t.proc.ids is not None:  # whose call it is: said only once someone not the
+            who = t.acting or t.creds or t.caller_creds()  # session's user called, or ids are virtual
             if who is not creds.SESSION or creds.serving_others():
                 caller = creds.serve(who)
         try:
