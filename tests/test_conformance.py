@@ -30,21 +30,17 @@ UMASKS = ("000", "002", "022", "077")
 ROOT = os.geteuid() == 0
 
 # Differences the views still have, and why.
-CWD_IS_A_PATH = ("a virtual cwd is a path, not a reference: renames made in the session move it (Hypervisor.moved), "
-                 "but a removed one is not known to be removed")
 HOST_PATH_MAX = ("modules name host files by whole paths: a relative path near PATH_MAX plus the mount's prefix "
                  "is longer than the host takes (ENAMETOOLONG); the fix is fd-relative module calls")
 ASYNC_RELEASE = ("the kernel's RELEASE follows close(2) in the background, so libfuse's high-level layer may still "
                  "think an unlinked file open (.fuse_hidden*); umvu's RELEASE comes before the next call: left out")
 KNOWN = {
-    "dir.removed_cwd": CWD_IS_A_PATH,
     "name.relative_path_near_path_max": HOST_PATH_MAX,
 }
-HOST_VIEWS = {"dir.removed_cwd"}
-PER_VIEW = {
-    "bind": HOST_VIEWS,
-    "cow": HOST_VIEWS,
-    "unreal": HOST_VIEWS,
+PER_VIEW: dict[str, set[str]] = {
+    "bind": set(),
+    "cow": set(),
+    "unreal": set(),
     "fuse2fs": set(),
     "passthroughfs": set(),
 }

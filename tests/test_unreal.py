@@ -513,3 +513,37 @@ def test_an_unnamed_file_is_reopened_and_named_through_its_proc_link(tmp_path, w
                + TMPFILE.format(d=f"{tmp_path}/mnt"))
     assert r.stdout == native.stdout, r.stderr
     assert os.listdir(tmp_path / ("up" if where == "cow" else "src")) == ["named"]
+
+
+REMOVED_CWD = """
+import errno, os
+d = {d!r}
+def at(f, *a):
+    try:
+        r = f(*a)
+        return r if isinstance(r, (list, int)) else "ok"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+os.mkdir(d + "/x"); os.chdir(d + "/x"); os.rmdir(d + "/x")
+print(at(os.listdir, "."), at(open, "f", "w"), at(os.getcwd), at(lambda: os.stat(".").st_nlink), at(os.listdir, ".."))
+os.mkdir(d + "/x")  # another directory by that name is not the cwd
+print(at(os.listdir, "."), at(open, "f", "w"), at(os.mkdir, "y"))
+os.chdir("..")
+print(os.getcwd() == d, sorted(os.listdir(".")))
+"""
+
+
+@pytest.mark.parametrize("where", ["unreal", "bind", "cow"])
+def test_a_removed_cwd_is_a_dead_directory_as_in_the_kernel(tmp_path, where):
+    for d in ("real", "src", "mnt", "up"):
+        (tmp_path / d).mkdir()
+    native = subprocess.run([sys.executable, "-c", REMOVED_CWD.format(d=str(tmp_path / "real"))],
+                            capture_output=True, text=True)
+    assert native.stdout.splitlines() == ["[] ENOENT ENOENT 0 []", "[] ENOENT ENOENT", "True ['x']"], native.stderr
+    if where == "unreal":
+        r = py(REMOVED_CWD.format(d=f"/unreal{tmp_path}/src"), *U)
+    else:
+        opts = f"-o cow,upper={tmp_path}/up " if where == "cow" else ""
+        r = py(f"import os\nassert os.system('vumount -t vufs {opts}{tmp_path}/src {tmp_path}/mnt') == 0\n"
+               + REMOVED_CWD.format(d=f"{tmp_path}/mnt"))
+    assert r.stdout == native.stdout, r.stderr

@@ -17,10 +17,12 @@ from umvu import arch, calls, devices, identity, memory, mounts, syscalls
 from umvu.calls.readwrite import disk_size
 from umvu.fakeroot import Records
 from umvu.fdtable import OpenFile, kernel_offset
+from umvu.paths import DeadDirs
 from umvu.procfs import ProcView
 from umvu.registry import Mount
 from umvu.shadows import Shadows
 from umvu.tracer import NR_POLL, NR_PPOLL, Tracee, Tracer
+from umvu.vfs import HostFdFiles
 
 if TYPE_CHECKING:  # pluggy and entry points cost start-up time: imported on first use
     from umvu.modules import ModuleManager
@@ -66,6 +68,7 @@ class Hypervisor:
         self.fake: Records | None = None  # a fake root's records (umvu --fakeroot)
         # host directories listed with the device nodes mounted in them (registry.phantoms)
         self.phantom_dirs = Mount("/", devices.HostDirWithNodes(self.registry), "none", "host", "", "core")
+        self.dead_dirs = Mount("/", DeadDirs(), "none", "none", "", "core")  # removed virtual cwds
         self.shadows = Shadows()
         # AF_UNIX names bound at a host name in place of the view's: host name -> the name given
         self.unix_names: dict[str, str] = {}
@@ -261,6 +264,19 @@ class Hypervisor:
         for of in {id(of): of for files in tables.values() for of in files.fds.values()}.values():
             if of.mount is not None and under(of.path):
                 of.path = new + of.path[len(old):]
+
+    def removed(self, m: Mount, path: str, st: os.stat_result) -> None:
+        """A directory of a view was removed (by a module, at a process's request): a process
+        whose virtual cwd it was keeps it as the kernel keeps a dead directory (FsView.gone).
+        A host directory's "." stays a directory with nothing in it, as the host's file system
+        keeps it; any other module's is ENOENT, as a FUSE daemon asked to open a node it removed
+        answers (fuse2fs, pyfuse3's passthroughfs)."""
+        dead = os.stat_result((st.st_mode, st.st_ino, st.st_dev, 0, *tuple(st)[4:]))
+        for t in self.tracer.tracees.values():
+            if t.fs.cwd_virtual and t.fs.cwd == path and t.fs.gone is None:
+                t.fs.gone = dead
+                if isinstance(m.fs, HostFdFiles):  # its files are host files
+                    self.dead_dirs.fs.attrs[path] = dead
 
     def opened(self, of: OpenFile) -> None:
         pass

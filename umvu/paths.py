@@ -21,6 +21,7 @@ from typing import Any
 
 from umvu.creds import current, may_search
 from umvu.registry import Mount, MountRegistry
+from umvu.vfs import FileSystem
 
 MAXSYMLINKS = 40
 
@@ -39,6 +40,13 @@ class FsView:
     cwd_virtual: bool = False
     root: str = "/"
     umask: int = 0o022
+    # the attributes of a virtual cwd since its directory was removed (a chdir elsewhere forgets
+    # them): only "." and ".." lead anywhere from it then, as from the kernel's dead dentry
+    gone: os.stat_result | None = None
+
+    def enter(self, cwd: str | None, virtual: bool) -> None:
+        """A chdir: the new cwd (canonical; None: the kernel's, read when needed)."""
+        self.cwd, self.cwd_virtual, self.gone = cwd, virtual, None
 
     @property
     def plain(self) -> bool:
@@ -46,7 +54,7 @@ class FsView:
         return not self.cwd_virtual and self.root == "/"
 
     def copy(self) -> FsView:
-        return FsView(self.cwd, self.cwd_virtual, self.root, self.umask)
+        return FsView(self.cwd, self.cwd_virtual, self.root, self.umask, self.gone)
 
 
 @dataclass
@@ -286,3 +294,33 @@ async def _resolve(registry: MountRegistry, start: str, path: str, follow: bool,
     if path.endswith("/") and st is not None and not stat_mod.S_ISDIR(st.st_mode) and not made:
         raise OSError(errno.ENOTDIR, "not a directory")
     return Resolved(cur, mount, st, crossed)
+
+
+class DeadDirs(FileSystem):
+    """The directories removed while they were some process's virtual cwd: what "." still names
+    (FsView.gone).  Its attributes stay (nlink 0); listing it is ENOENT, which the C library
+    takes for the end of the directory, as the kernel's iterate_dir says of a dead directory."""
+
+    def __init__(self) -> None:
+        self.attrs: dict[str, os.stat_result] = {}
+
+    def lstat(self, path: str) -> os.stat_result:
+        st = self.attrs.get(path)
+        if st is None:
+            raise OSError(errno.ENOENT, "no such file or directory")
+        return st
+
+    def open(self, path: str, flags: int, mode: int) -> str:
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_CREAT:
+            raise OSError(errno.ENOENT, "the directory was removed")
+        self.lstat(path)
+        return path
+
+    def fstat(self, handle: str) -> os.stat_result:
+        return self.lstat(handle)
+
+    def getdents(self, handle: str) -> list:
+        raise OSError(errno.ENOENT, "the directory was removed")
+
+    def close(self, handle: str) -> None:
+        pass

@@ -351,6 +351,11 @@ class Call:
             if not hv.registry and not virtual_base and not confined:
                 return None
             start = self.cwd()
+            if t.fs.gone is not None:
+                dead = self._from_dead_cwd(path)
+                if isinstance(dead, Resolved):
+                    return dead
+                start, path = dead
         else:
             of = t.files.get(dirfd)
             if of is not None:
@@ -431,6 +436,22 @@ class Call:
         if r.crossed or confined or (virtual_base and path[0] != "/"):
             self._rewrite(i, dirfd_i, r.path)
         return None
+
+    def _from_dead_cwd(self, path: str) -> Resolved | tuple[str, str]:
+        """A relative path from a removed cwd: "." is the dead directory itself, ".." its parent
+        (where the walk goes on), any other name is ENOENT, as lookups in a dead directory are."""
+        parts = [p for p in path.split("/") if p]
+        while parts and parts[0] == ".":
+            parts.pop(0)
+        cwd = self.t.fs.cwd or "/"
+        if not parts:
+            if cwd not in self.hv.dead_dirs.fs.attrs:  # not a host directory (Hypervisor.removed)
+                raise OSError(errno.ENOENT, "the current directory was removed")
+            return Resolved(cwd, self.hv.dead_dirs, self.t.fs.gone, True)
+        if parts[0] != "..":
+            raise OSError(errno.ENOENT, "the current directory was removed")
+        parent = cwd.rsplit("/", 1)[0] or "/"
+        return parent, "/".join(parts[1:]) or "."
 
     def _dirfd_is_dir(self, real_dirfd: bool, dirfd: int) -> None:
         if real_dirfd and not os.path.isdir(f"/proc/{self.t.tid}/fd/{dirfd}"):

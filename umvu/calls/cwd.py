@@ -46,11 +46,11 @@ async def fam_chdir(c: Call) -> Any:
                 except OSError:
                     pass
             if view is None:
-                fs.cwd, fs.cwd_virtual = None, False
+                fs.enter(None, False)
                 return REAL
             ret = await c.t.finish_syscall(c.regs)  # the kernel checks the real directory
             if ret == 0:  # a real directory fd a module handed out names a place in the view
-                fs.cwd, fs.cwd_virtual = view, True
+                fs.enter(view, True)
             c.resume_with(ret)
             return DONE
         if not of.is_dir:
@@ -63,22 +63,22 @@ async def fam_chdir(c: Call) -> Any:
                 st = None
             if st is not None and not fs_.search_permitted(st):
                 raise OSError(errno.EACCES, "permission denied")
-        fs.cwd, fs.cwd_virtual = of.path, True
+        fs.enter(of.path, True)
         return 0
     r = await c.target(intent=None)
     if r is None:
         if fs.root != "/":  # the kernel goes to the canonical path; the view's cwd is that
             ret = await c.t.finish_syscall(c.regs)
             if ret == 0:
-                fs.cwd, fs.cwd_virtual = c.real.path, False
+                fs.enter(c.real.path, False)
             return c.ended(ret)
-        fs.cwd, fs.cwd_virtual = None, False  # the kernel's answer, read when needed
+        fs.enter(None, False)  # the kernel's answer, read when needed
         return REAL
     st = need(r)
     if not stat_mod.S_ISDIR(st.st_mode):
         raise OSError(errno.ENOTDIR, "not a directory")
     await fs_call(r, "access", os.X_OK)
-    fs.cwd, fs.cwd_virtual = r.path, True
+    fs.enter(r.path, True)
     return 0
 
 

@@ -48,6 +48,7 @@ async def fam_rmdir(c: Call) -> Any:
     if r.path == r.mount.point:
         raise OSError(errno.EBUSY, "a mount point")
     await fs_call(r, "rmdir")
+    c.hv.removed(r.mount, r.path, need(r))
     return 0
 
 
