@@ -25,6 +25,7 @@ from umvu.api import (
     host_statfs,
     link_fd,
     renameat2,
+    short_path,
 )
 
 
@@ -38,7 +39,7 @@ class Unreal(HostFdFiles, HostFdLocks, FileSystem):
     def real(self, path: str) -> str:
         if path == "/unreal" or path.startswith("/unreal/"):
             path = path[len("/unreal"):] or "/"
-        return os.path.join(self.root, path.lstrip("/")) if self.root != "/" else path
+        return short_path(os.path.join(self.root, path.lstrip("/")) if self.root != "/" else path)
 
     def lstat(self, path: str) -> os.stat_result:
         return os.lstat(self.real(path))

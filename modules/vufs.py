@@ -43,8 +43,10 @@ from umvu.api import (
     hookimpl,
     host_statfs,
     link_fd,
+    long_path,
     permitted,
     renameat2,
+    short_path,
 )
 
 WH = ".wh."
@@ -54,7 +56,8 @@ O_TMPFILE_BIT = os.O_TMPFILE & ~os.O_DIRECTORY
 
 
 def _join(base: str, path: str) -> str:
-    return base if path == "/" else base.rstrip("/") + path
+    """The host name of ``path`` under ``base``: one the kernel takes, however long (short_path)."""
+    return base if path == "/" else short_path(base.rstrip("/") + path)
 
 
 def _split(path: str) -> tuple[str, str]:
@@ -220,6 +223,7 @@ class Vufs(HostFdFiles, HostFdLocks, FileSystem):
 
     # -- copy-on-write ------------------------------------------------------------------------
     def _in_upper(self, host: str) -> bool:
+        host = long_path(host)
         return self.mode == "bind" or host.startswith(self.upper.rstrip("/") + "/") or host == self.upper
 
     def _copy_up(self, path: str) -> str:
@@ -399,7 +403,7 @@ class Vufs(HostFdFiles, HostFdLocks, FileSystem):
         seen: set[str] = set()
         layers = self._layers_of_dir(path)
         for k, layer in enumerate(layers):
-            is_upper = self.mode == "cow" and k == 0 and layer.startswith(self.upper)
+            is_upper = self.mode == "cow" and k == 0 and long_path(layer).startswith(self.upper)
             try:
                 entries = list(os.scandir(layer))
             except OSError:

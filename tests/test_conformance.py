@@ -30,12 +30,9 @@ UMASKS = ("000", "002", "022", "077")
 ROOT = os.geteuid() == 0
 
 # Differences the views still have, and why.
-HOST_PATH_MAX = ("modules name host files by whole paths: a relative path near PATH_MAX plus the mount's prefix "
-                 "is longer than the host takes (ENAMETOOLONG); the fix is fd-relative module calls")
 ASYNC_RELEASE = ("the kernel's RELEASE follows close(2) in the background, so libfuse's high-level layer may still "
                  "think an unlinked file open (.fuse_hidden*); umvu's RELEASE comes before the next call: left out")
 KNOWN = {
-    "name.relative_path_near_path_max": HOST_PATH_MAX,
 }
 PER_VIEW: dict[str, set[str]] = {
     "bind": set(),

@@ -6,10 +6,13 @@ those into the bytes the kernel would have written (x86_64 layouts).
 
 from __future__ import annotations
 
+import collections
 import ctypes
+import errno
 import os
 import stat
 import struct
+import threading
 from typing import NamedTuple
 
 from umvu import libc
@@ -177,6 +180,87 @@ def link_fd(fd: int, new: str) -> None:
                            ctypes.c_char_p(os.fsencode(new)), 0x400)
     if ret < 0:
         raise OSError(-ret, os.strerror(-ret), new)
+
+
+PATH_MAX = 4096
+_SHORT_KEPT = 256  # directory fds that stand for long prefixes, the oldest closed first
+_short: collections.OrderedDict[str, tuple[int, str]] = collections.OrderedDict()  # short name -> (fd, long)
+_short_lock = threading.Lock()  # modules' worker threads make names too
+
+
+def short_path(path: str) -> str:
+    """A name for host ``path`` that the kernel takes even when ``path`` is PATH_MAX long or more
+    (a view's name, short enough for the caller, plus the mount's prefix): a directory fd held
+    here for a long prefix, named through /proc/PID/fd/N, which any process of the session's user
+    can walk (a passthrough's real call too).  The fd lives for the next few hundred long names.
+    When the prefix cannot be walked, the name fails the same way (ENOENT, ENOTDIR, EACCES) at
+    the same component, never at its end (which an O_CREAT would make)."""
+    if len(path) < PATH_MAX:
+        return path
+    head, tail = path, ""
+    while len(tail) < PATH_MAX // 2 or len(head) >= PATH_MAX - 64:  # a prefix to open, a rest to walk
+        head, _, name = head.rpartition("/")
+        tail = name + ("/" + tail if tail else "")
+        if not head:
+            raise OSError(errno.ENAMETOOLONG, "a name too long", path)
+    if len(tail) >= PATH_MAX - 64:
+        raise OSError(errno.ENAMETOOLONG, "a component walk too long", path)
+    fd, failing = _open_long_dir(head)
+    rest = tail if failing is None else failing + "/" + tail.split("/", 1)[0]
+    short = f"/proc/{os.getpid()}/fd/{fd}/{rest}"
+    with _short_lock:
+        _short[short] = (fd, path)
+        while len(_short) > _SHORT_KEPT:
+            os.close(_short.popitem(last=False)[1][0])
+    return short
+
+
+def long_path(name: str) -> str:
+    """The host path a ``short_path`` name stands for (any other name: itself)."""
+    kept = _short.get(name)
+    return kept[1] if kept is not None else name
+
+
+def _open_long_dir(path: str) -> tuple[int, str | None]:
+    """An O_PATH fd of directory ``path``, opened in pieces shorter than PATH_MAX; or of the last
+    directory that could be opened, with the piece whose walk failed from it."""
+    flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+    fd = os.open("/", flags)
+    rest = path.lstrip("/")
+    while rest:
+        if len(rest) < PATH_MAX - 64:
+            piece, rest = rest, ""
+        else:
+            cut = rest.rfind("/", 0, PATH_MAX - 64)
+            if cut <= 0:
+                os.close(fd)
+                raise OSError(errno.ENAMETOOLONG, "a name too long", path)
+            piece, rest = rest[:cut], rest[cut + 1:]
+        try:
+            nfd = os.open(piece, flags, dir_fd=fd)
+        except OSError:
+            fd, failing = _failing_component(fd, piece)
+            if failing is not None:
+                return fd, failing
+            continue  # it opened this time (a race): on from it
+        os.close(fd)
+        fd = nfd
+    return fd, None
+
+
+def _failing_component(fd: int, piece: str) -> tuple[int, str | None]:
+    """Walk ``piece`` from ``fd`` one name at a time: the last directory reached, and the name
+    that stops the walk (then one more, so that it is never the last); None: none stopped it."""
+    flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+    names = piece.split("/")
+    for k, name in enumerate(names):
+        try:
+            nfd = os.open(name, flags, dir_fd=fd)
+        except OSError:
+            return fd, name + "/" + (names[k + 1] if k + 1 < len(names) else "x")
+        os.close(fd)
+        fd = nfd
+    return fd, None
 
 
 def fallocate(fd: int, mode: int, offset: int, length: int) -> None:

@@ -13,7 +13,17 @@ they receive (umvu.modules.ModuleContext) mounts, claims device numbers and
 keeps per-process state.
 """
 
-from umvu.abi import StatFs, dtype_of, dtype_of_entry, fallocate, host_statfs, link_fd, renameat2
+from umvu.abi import (
+    StatFs,
+    dtype_of,
+    dtype_of_entry,
+    fallocate,
+    host_statfs,
+    link_fd,
+    long_path,
+    renameat2,
+    short_path,
+)
 from umvu.aio import Promise, Wait, to_thread
 from umvu.creds import MAY_EXEC, MAY_READ, MAY_WRITE, Creds, as_caller, as_session, check_delete, current, permitted
 from umvu.devices import NodeFS, SyntheticTree
@@ -34,7 +44,7 @@ __all__ = [
     # ready-made trees: one device node, a tree of generated text files
     "NodeFS", "SyntheticTree",
     # host files on the caller's behalf
-    "HostFdFiles", "HostFdLocks", "host_statfs", "renameat2", "fallocate", "link_fd",
+    "HostFdFiles", "HostFdLocks", "host_statfs", "renameat2", "fallocate", "link_fd", "short_path", "long_path",
     # whose call it is, and the kernel's permission rules
     "Creds", "current", "as_caller", "as_session", "permitted", "check_delete", "MAY_READ", "MAY_WRITE", "MAY_EXEC",
     # waiting without holding up other processes
