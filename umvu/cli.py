@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
+import stat
 import sys
 
 from umvu import __version__
@@ -402,6 +404,50 @@ def vusu_main(argv: list[str] | None = None) -> int:
 
     return _client("vusu", "Run a shell (or CMD) as another user of the view: no password, no privilege; the "
                    "session's view is the authority on who a process is.", argv, build)
+
+
+STACK_MAJOR = 242  # vunet's stack nodes (modules/vunet.py)
+
+
+def vustack_main(argv: list[str] | None = None) -> int:
+    def build(p: argparse.ArgumentParser):
+        p.add_argument("-f", "--families", default="inet,inet6,netlink,packet", metavar="FAMILIES",
+                       help="the address families the stack serves for COMMAND (default: all of "
+                            "inet,inet6,netlink,packet)")
+        p.add_argument("stack", metavar="STACK", help="a stack's node (vumount -t vunetns none NODE)")
+        p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
+                       help="run with the stack (default: $SHELL)")
+
+        def run(args, request):
+            request("lsmod")  # fails with a clear message outside umvu
+            try:
+                st = os.stat(args.stack)
+            except OSError as e:
+                return _fail("vustack", f"{args.stack}: {e.strerror}")
+            if not stat.S_ISCHR(st.st_mode) or os.major(st.st_rdev) != STACK_MAJOR:
+                return _fail("vustack", f"{args.stack}: not a network stack (vumount -t vunetns none NODE)")
+            try:
+                fd = os.open(args.stack, os.O_WRONLY)
+            except OSError as e:
+                return _fail("vustack", f"{args.stack}: {e.strerror}")
+            try:
+                os.write(fd, f"use {args.families}".encode())
+            except OSError as e:
+                what = "not a stack" if e.errno in (errno.EINVAL, errno.EBADF, errno.EISDIR) else e.strerror
+                return _fail("vustack", f"{args.stack}: {what} ({e.strerror})")
+            finally:
+                os.close(fd)
+            command = args.command or [os.environ.get("SHELL") or "/bin/sh"]
+            try:
+                os.execvp(command[0], command)
+            except OSError as e:
+                return _fail("vustack", f"failed to run command '{command[0]}': {e.strerror}",
+                             127 if e.errno == errno.ENOENT else 126)
+
+        return run
+
+    return _client("vustack", "Run COMMAND with a network stack of the view (vunet) for the address "
+                   "families given.", argv, build)
 
 
 if __name__ == "__main__":

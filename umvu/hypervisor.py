@@ -420,7 +420,7 @@ class Hypervisor:
         if not flags & mounts.MNT_DETACH:
             for one in (m, *companions):
                 files, cwds = self.mount_users(one)
-                if files or cwds or self.registry.below(one.point):
+                if files or cwds or self.registry.below(one.point) or one.fs.busy():
                     raise OSError(errno.EBUSY, "target is busy")
         elif flags & mounts.MNT_EXPIRE:
             raise OSError(errno.EAGAIN, "not expired")

@@ -148,6 +148,10 @@ class ModuleContext:
         proc = self.hv.tracer.process(pid)
         return proc.state.get(self.name) if proc is not None else None
 
+    def pids(self) -> set[int]:
+        """The processes of the session now (their states: ``state``)."""
+        return {t.proc.tgid for t in self.hv.tracer.tracees.values()}
+
     def set_state(self, pid: int, value: Any) -> None:
         """Keep ``value`` for process ``pid``: its children start with it (see vu_process_fork),
         exec keeps it, it goes with the process.  ESRCH if ``pid`` is not traced."""

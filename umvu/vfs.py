@@ -86,6 +86,11 @@ class FileSystem:
     #: as in the kernel (ext4 and most: NAME_MAX, 255; FUSE: 1024, the daemon may refuse less)
     name_max = 255
 
+    def busy(self) -> bool:
+        """Whether something the core cannot see still uses this mount (a network stack some
+        process uses): umount without MNT_DETACH is then EBUSY, as for open files and cwds."""
+        return False
+
     def unmount(self) -> None:
         """The mount is gone (for a lazy unmount: from the tree; open files may go on)."""
 

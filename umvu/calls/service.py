@@ -11,8 +11,10 @@ import errno
 from typing import Any
 
 from umvu import memory
-from umvu.calls.call import REAL, Call, family, maybe
+from umvu.calls.call import NR_CLOSE, REAL, Call, family, maybe
 from umvu.calls.ids import serve_ids
+
+NR_PIDFD_OPEN, NR_PIDFD_GETFD, NR_FCNTL, F_SETFD = 434, 438, 72, 2
 
 
 class ServiceCall:
@@ -39,6 +41,30 @@ class ServiceCall:
 
     def write(self, addr: int, data: bytes) -> None:
         memory.write(self._c.t.tid, addr, data)
+
+    async def hand_fd(self, pid: int, fd: int, cloexec: bool) -> int:
+        """The call's result is a copy of fd ``fd`` of process ``pid`` (a helper the module runs,
+        of the session's user: a socket made in another network namespace), as a new fd of the
+        caller (pidfd_getfd, made by the caller in place of its call); its number, or -errno.
+        The copy shares the open file, as dup does; close-on-exec as ``cloexec`` says."""
+        c = self._c
+        if self.ran is None:  # at the call's entry: pidfd_open in its place
+            regs = c.orig.copy()
+            regs.nr = NR_PIDFD_OPEN
+            regs.set_arg(0, pid)
+            regs.set_arg(1, 0)
+            pidfd = await c.t.finish_syscall(regs)
+        else:
+            pidfd = await c.t.inject(NR_PIDFD_OPEN, pid, 0)
+        if pidfd < 0:
+            self.ran = pidfd
+            return pidfd
+        got = await c.t.inject(NR_PIDFD_GETFD, pidfd, fd, 0)
+        await c.t.inject(NR_CLOSE, pidfd)
+        if got >= 0 and not cloexec:
+            await c.t.inject(NR_FCNTL, got, F_SETFD, 0)  # pidfd_getfd sets close-on-exec
+        self.ran = got
+        return got
 
     async def real(self) -> int:
         """Run the call in the kernel as the caller made it: its result (-errno on failure)."""

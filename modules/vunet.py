@@ -1,0 +1,249 @@
+"""vunet: network stacks for processes, made and used with no privilege.
+
+    vu_insmod vunet
+    vumount -t vunetns none /dev/net/s1        # a fresh Linux stack of its own: lo only, down
+    vumount -t vunetnull none /dev/net/null    # no network: socket() of its families is EAFNOSUPPORT
+    vustack [-f inet,inet6,netlink,packet] /dev/net/s1 COMMAND...
+
+A stack is a node in the view (a character device, 0666); a process uses one for some address
+families (all four by default), and its children inherit that.  socket(2) of such a family
+gives a real socket made inside the stack: a helper process lives in an unprivileged user and
+network namespace of its own (the hypervisor cannot enter a namespace another user namespace
+owns) and makes it there; the caller takes a copy of it (pidfd_getfd).  Every later call on it
+runs natively: bind to port 80, listen, accept, connect, send, poll, and netlink, so `ip` and
+`ss` see and change the stack.  Unix sockets stay the host's (abstract names too: a network
+namespace would separate those; here they are shared with the session).
+
+Writing "use FAMILIES" to a stack's node makes the writer's process use it (what vustack does).
+vuumount of a stack some process still uses is EBUSY.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import stat
+import subprocess
+import sys
+import time
+from typing import Any
+
+from umvu.api import CallService, FileSystem, StatFs, hookimpl, host_statfs
+
+NODE_MOUNTS = ("vunetns", "vunetnull")
+FAMILIES = {"inet": socket.AF_INET, "inet6": socket.AF_INET6, "netlink": socket.AF_NETLINK,
+            "packet": socket.AF_PACKET}
+SOCK_CLOEXEC = 0o2000000
+STACK_MAJOR = 242  # the nodes' device number (Linux's "local/experimental use" range)
+
+# The helper: one line per request on fd 0, one line per answer on fd 1; its sockets stay open
+# until the hypervisor, which took its copy into the caller, says "c FD".
+HELPER = r"""
+import os, socket, sys
+made = {}
+for line in sys.stdin:
+    word = line.split()
+    try:
+        if word[0] == "s":
+            s = socket.socket(int(word[1]), int(word[2]), int(word[3]))
+            made[s.fileno()] = s
+            print("ok", s.fileno(), flush=True)
+        elif word[0] == "c":
+            made.pop(int(word[1])).close()
+            print("ok 0", flush=True)
+    except OSError as e:
+        print("err", e.errno, flush=True)
+    except (KeyError, ValueError, IndexError):
+        print("err 9", flush=True)
+"""
+
+
+class Helper:
+    """A process in a user and network namespace of its own, making sockets there."""
+
+    def __init__(self) -> None:
+        try:
+            self.proc = subprocess.Popen(["unshare", "--user", "--map-root-user", "--net", sys.executable, "-S",
+                                          "-c", HELPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         text=True, bufsize=1)
+        except OSError as e:
+            raise OSError(e.errno or errno.EIO, f"cannot start a network namespace: {e.strerror}") from None
+        self.pid = self.proc.pid
+        # wait until it is in its namespace (the user namespace changes what /proc shows of it)
+        for _ in range(200):
+            if self._ask("c -1").startswith("err"):
+                return
+        raise OSError(errno.EIO, "the stack's helper did not start")
+
+    def _ask(self, line: str) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(line + "\n")
+            if not select.select([self.proc.stdout], [], [], 5)[0]:
+                raise OSError(errno.ETIMEDOUT, "the stack's helper does not answer")
+            answer = self.proc.stdout.readline()
+        except (BrokenPipeError, ValueError):
+            answer = ""
+        if not answer:
+            raise OSError(errno.ENETDOWN, "the stack's helper is gone")
+        return answer
+
+    def make(self, family: int, kind: int, proto: int) -> int:
+        word = self._ask(f"s {family} {kind} {proto}").split()
+        if word[0] != "ok":
+            raise OSError(int(word[1]), os.strerror(int(word[1])))
+        return int(word[1])
+
+    def close(self, fd: int) -> None:
+        try:
+            self._ask(f"c {fd}")
+        except OSError:
+            pass
+
+    def stop(self) -> None:
+        try:
+            self.proc.kill()
+            self.proc.wait(5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
+
+class Stack(FileSystem):
+    """A stack, and the node that names it."""
+
+    fstype = "vunet"
+
+    def __init__(self, module: Module, kind: str, minor: int) -> None:
+        self.module, self.kind, self.minor = module, kind, minor
+        self.helper = Helper() if kind == "vunetns" else None
+        self.born = time.time_ns()
+
+    # -- the node ----------------------------------------------------------------------------
+    def lstat(self, path: str) -> os.stat_result:
+        if path != "/":
+            raise OSError(errno.ENOTDIR, "not a directory")
+        ns, rdev = self.born, os.makedev(STACK_MAJOR, self.minor)
+        return os.stat_result((stat.S_IFCHR | 0o666, rdev, 0, 1, os.getuid(), os.getgid(), 0,
+                               ns // 10**9, ns // 10**9, ns // 10**9), {"st_rdev": rdev})
+
+    def statfs(self, path: str) -> StatFs:
+        return host_statfs("/dev")
+
+    def open(self, path: str, flags: int, mode: int) -> list:
+        return [self]
+
+    def fstat(self, handle: list) -> os.stat_result:
+        return self.lstat("/")
+
+    def read(self, handle: list, size: int, offset: int) -> bytes:
+        text = f"{self.kind}\n" + (f"helper {self.helper.pid}\n" if self.helper else "")
+        return text.encode()[offset : offset + size]
+
+    def write(self, handle: list, data: bytes, offset: int) -> int:
+        word = data.decode(errors="replace").split()
+        if len(word) != 2 or word[0] != "use":
+            raise OSError(errno.EINVAL, 'write "use FAMILIES" (inet,inet6,netlink,packet)')
+        try:
+            families = [FAMILIES[f] for f in word[1].split(",")]
+        except KeyError as e:
+            raise OSError(errno.EINVAL, f"unknown family {e}") from None
+        vu = self.module.vu
+        pid = vu.calling_pid
+        using = dict(vu.state(pid) or {})  # a copy: the parent's stays as it is
+        using.update({f: self for f in families})
+        vu.set_state(pid, using)
+        return len(data)
+
+    def ftruncate(self, handle: list, length: int) -> None:
+        pass
+
+    def busy(self) -> bool:
+        return self.module.in_use(self)
+
+    def unmount(self) -> None:
+        if self.helper is not None:
+            self.helper.stop()
+
+    # -- its sockets ---------------------------------------------------------------------------
+    async def socket(self, call: Any) -> int:
+        if self.helper is None:
+            raise OSError(errno.EAFNOSUPPORT, "no network in this stack")
+        family, kind, proto = (call.args[k] & 0xFFFFFFFF for k in range(3))
+        made = self.helper.make(family, kind & ~SOCK_CLOEXEC, proto)
+        try:
+            return await call.hand_fd(self.helper.pid, made, bool(kind & SOCK_CLOEXEC))
+        finally:
+            self.helper.close(made)
+
+
+class Sockets(CallService):
+    """socket(2) of a family the caller's stack serves; socketpair(2) of it is the kernel's
+    (EOPNOTSUPP for inet), or EAFNOSUPPORT in a null stack."""
+
+    def __init__(self, module: Module) -> None:
+        self.module = module
+
+    async def call(self, call: Any) -> int | None:
+        using = self.module.vu.state(call.pid)
+        stack = using.get(call.args[0] & 0xFFFFFFFF) if using else None
+        if stack is None:
+            return None
+        if call.name == "socketpair":
+            if stack.helper is None:
+                raise OSError(errno.EAFNOSUPPORT, "no network in this stack")
+            return None
+        return await stack.socket(call)
+
+
+class Module:
+    def __init__(self, vu: Any) -> None:
+        self.vu = vu
+        self.stacks: list[Stack] = []
+
+    def in_use(self, stack: Stack) -> bool:
+        return any(stack in (self.vu.state(pid) or {}).values() for pid in self.vu.pids())
+
+
+_module: Module | None = None
+
+
+@hookimpl
+def vu_module_describe() -> str:
+    return "network stacks: a private Linux stack (vunetns) or none (vunetnull), used with vustack"
+
+
+@hookimpl
+def vu_module_load(vu: Any) -> None:
+    global _module
+    _module = Module(vu)
+    service = Sockets(_module)
+    for family in FAMILIES.values():
+        vu.claim_family(family, service)
+
+
+@hookimpl
+def vu_module_unload(vu: Any) -> None:
+    global _module
+    if _module is not None:
+        for stack in _module.stacks:
+            stack.unmount()
+    _module = None
+
+
+@hookimpl
+def vu_filesystems() -> list[str]:
+    return list(NODE_MOUNTS)
+
+
+@hookimpl
+def vu_mount(vu: Any, fstype: str, source: str, target: str, options: str) -> FileSystem | None:
+    if fstype not in NODE_MOUNTS or _module is None:
+        return None
+    if options:
+        raise OSError(errno.EINVAL, f"unknown option: {options.split(',')[0]}")
+    minor = len(_module.stacks)
+    stack = Stack(_module, fstype, minor)
+    _module.stacks.append(stack)
+    return stack

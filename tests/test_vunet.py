@@ -1,0 +1,74 @@
+"""vunet: a private network stack per process, with no privilege; the host's network is left alone.
+
+Every script checks that it sees the stack (lo alone) before it listens anywhere: run as root, a
+server started on the host's network by mistake would take the host's port 80.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from conftest import sh
+
+IN_STACK = '[ "$(ip -br link | wc -l)" = 1 ] || { echo "not in the stack"; exit 9; }; '
+
+
+@pytest.fixture
+def host_port_80_free():
+    probe = socket.socket()
+    try:
+        probe.connect(("127.0.0.1", 80))
+        pytest.fail("the host has something on port 80 already: this test could not tell")
+    except OSError:
+        pass
+    finally:
+        probe.close()
+    yield
+
+
+def test_a_fresh_stack_has_lo_only_and_serves_port_80_to_an_ordinary_user(host_port_80_free):
+    inside = (IN_STACK + "ip -br link | cut -d' ' -f1; ip link set lo up && ip -br addr | tr -s ' '; "
+              "python3 -m http.server 80 --bind 127.0.0.1 >/dev/null 2>&1 & server=$!; "
+              "for i in $(seq 50); do ss -ltn | grep -q ':80 ' && break; sleep 0.1; done; "
+              "python3 -c 'import urllib.request as u; print(u.urlopen(\"http://127.0.0.1/\").status)'; "
+              "ss -ltnH | tr -s ' ' | cut -d' ' -f4; python3 -c 'import socket; print(socket.if_nameindex())'; "
+              "kill $server")
+    r = sh(f"vu_insmod vunet && vumount -t vunetns none /dev/net/s1 && vustack /dev/net/s1 bash -c '{_q(inside)}' "
+           "&& ss -ltnH | grep -c ':80 '", timeout=90)
+    assert r.stdout.splitlines() == ["lo", "lo UNKNOWN 127.0.0.1/8 ::1/128 ", "200", "127.0.0.1:80",
+                                     "[(1, 'lo')]", "0"], r.stdout + r.stderr
+
+
+def test_the_null_stack_and_one_family_at_a_time():
+    code = ("import socket\nfor f in (socket.AF_INET, socket.AF_INET6):\n    try:\n        socket.socket(f).close()\n"
+            "        print('ok')\n    except OSError as e:\n        print(e.errno)")
+    r = sh(f"vu_insmod vunet && vumount -t vunetnull none /dev/net/null && vustack /dev/net/null python3 -c \"{code}\" "
+           f"&& vustack -f inet6 /dev/net/null python3 -c \"{code}\" && python3 -c \"{code}\"")
+    assert r.stdout.split() == ["97", "97", "ok", "97", "ok", "ok"], r.stderr
+
+
+def test_a_stack_in_use_cannot_be_unmounted_and_bad_input_gets_one_line(tmp_path):
+    (tmp_path / "plain").write_text("")
+    r = sh(f"vu_insmod vunet && vumount -t vunetns none /dev/net/s1 && "
+           f"(vustack /dev/net/s1 sleep 3 &) && sleep 1 && vuumount /dev/net/s1; echo busy=$?; "
+           f"vustack /nonexistent true; echo missing=$?; vustack {tmp_path}/plain true; echo plain=$?; "
+           f"vumount -t vunetns -o bogus none /dev/net/s2; echo option=$?; "
+           f"sleep 2.5; vuumount /dev/net/s1; echo gone=$?",
+           timeout=60)
+    assert r.stdout.split() == ["busy=32", "missing=1", "plain=1", "option=32", "gone=0"], r.stdout + r.stderr
+    assert "target is busy" in r.stderr and "not a network stack" in r.stderr
+    assert (tmp_path / "plain").read_text() == ""  # vustack writes only to a stack's node
+
+
+def test_vustack_outside_umvu_says_so():
+    import subprocess
+
+    from conftest import BIN, env
+
+    r = subprocess.run([str(BIN / "vustack"), "/dev/net/s1", "true"], capture_output=True, text=True, env=env())
+    assert r.returncode == 1 and "not running under umvu" in r.stderr
+
+
+def _q(script: str) -> str:
+    return script.replace("'", "'\\''")
