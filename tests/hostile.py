@@ -37,9 +37,10 @@ libc.syscall.restype = ctypes.c_long
 # Calls left out, and why: they would change the fuzzer itself (exec, chroot, mounts, unmapping
 # its memory, closing its fds en masse) or need privileges to do anything but fail (hostonly);
 # the socket calls need sockets (tests/test_sockets.py); the calls a module may claim (service)
-# are the kernel's in these views, and their answers (the clocks) change between two runs.
+# are the kernel's in these views, and their answers (the clocks) change between two runs;
+# unshare would move the fuzzer into namespaces of its own (a user namespace changes what it may do).
 SKIP_FAMILIES = {"exec", "chroot", "mount", "umount", "control", "unmap", "bypass", "hostonly", "close_range",
-                 "umask", "sockaddr", "sockname", "setid", "service"}  # setid: the generator would give its ids away
+                 "umask", "sockaddr", "sockname", "setid", "service", "unshare"}  # setid: it would give its ids away
 SKIP_CALLS = {"chdir", "fchdir", "mmap", "ioctl"}  # done by hand below, within bounds
 # Calls that change the machine itself, which the native run (as root) would do to the host: never
 # made, whatever family the table gives them (an earlier run renamed the host with sethostname).

@@ -63,9 +63,10 @@ KNOWN: list[tuple[tuple[str, ...], Callable[[Diff], bool], str]] = [
      "the filter lets fstatat and statx with AT_EMPTY_PATH from a real dirfd run without a stop (glibc's "
      "fstat): with a non-empty path that leaves a vufs mount by '..' from a directory fd it handed out, "
      "the kernel walks from the host directory (docs/architecture.md, the filter)"),
-    (("unreal",), lambda d: d.name == "lseek" and d.call.rstrip(")").rsplit(", ", 1)[-1] in ("3", "4"),
+    (("unreal", "bind", "cow"), lambda d: d.name == "lseek" and d.call.rstrip(")").rsplit(", ", 1)[-1] in ("3", "4"),
      "SEEK_DATA and SEEK_HOLE see each file's block layout: ext4 keeps blocks for the whole range of a write "
-     "whose buffer faulted part way (64 KiB written, 1 MiB allocated), unreal writes what could be read"),
+     "whose buffer faulted part way (64 KiB written, 1 MiB allocated), a module writes what could be read "
+     "(unreal's files; vufs's O_TMPFILE files, which vufs serves so that a linkat can name them)"),
     (("unreal",), lambda d: d.tree and _size_only(d) > 0,
      "a write whose buffer faults at its first byte, at an offset past the end, has already grown the "
      "file on ext4 and tmpfs (their page-cache write path); unreal's module is not asked to write at all"),
