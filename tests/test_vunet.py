@@ -72,3 +72,15 @@ def test_vustack_outside_umvu_says_so():
 
 def _q(script: str) -> str:
     return script.replace("'", "'\\''")
+
+
+def test_socket_ioctls_and_links_are_the_stacks():
+    code = ("import fcntl, socket, struct\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "print(struct.unpack('16si', fcntl.ioctl(s, 0x8933, struct.pack('16si', b'lo', 0)))[1])\n"
+            "try:\n    fcntl.ioctl(s, 0x8933, struct.pack('16si', b'v0', 0))\nexcept OSError as e:\n"
+            "    print(e.errno)")
+    inside = (IN_STACK + f"python3 -c \"{code}\" && ip link add v0 type veth peer name v1 && "
+              "ip -br link | cut -d' ' -f1 | sort | tr '\\n' ' '")
+    r = sh(f"vu_insmod vunet && vumount -t vunetns none /dev/net/s1 && vustack /dev/net/s1 bash -c '{_q(inside)}' "
+           "&& echo && ip -br link | grep -c '^v0'")
+    assert r.stdout.split() == ["1", "19", "lo", "v0@v1", "v1@v0", "0"], r.stdout + r.stderr
