@@ -154,6 +154,8 @@ class Stack(FileSystem):
         using = dict(vu.state(pid) or {})  # a copy: the parent's stays as it is
         using.update({f: self for f in families})
         vu.set_state(pid, using)
+        if socket.AF_INET in families or socket.AF_INET6 in families:  # /proc/net shows the stack's
+            vu.show_net(pid, self.helper.pid if self.helper is not None else None)
         return len(data)
 
     def ftruncate(self, handle: list, length: int) -> None:

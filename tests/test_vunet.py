@@ -84,3 +84,12 @@ def test_socket_ioctls_and_links_are_the_stacks():
     r = sh(f"vu_insmod vunet && vumount -t vunetns none /dev/net/s1 && vustack /dev/net/s1 bash -c '{_q(inside)}' "
            "&& echo && ip -br link | grep -c '^v0'")
     assert r.stdout.split() == ["1", "19", "lo", "v0@v1", "v1@v0", "0"], r.stdout + r.stderr
+
+
+def test_proc_net_shows_the_stack():
+    code = ("import socket\ns = socket.socket()\ns.bind(('127.0.0.1', 80))\ns.listen()\n"
+            "print(open('/proc/net/tcp').read().count('0100007F:0050'), open('/proc/self/net/dev').read().count(':'))")
+    inside = IN_STACK + f'ip link set lo up && python3 -c "{code}"'
+    r = sh(f"vu_insmod vunet && vumount -t vunetns none /dev/net/s1 && vustack /dev/net/s1 bash -c '{_q(inside)}' "
+           "&& grep -c 0100007F:0050 /proc/net/tcp")
+    assert r.stdout.split() == ["1", "1", "0"], r.stdout + r.stderr

@@ -148,6 +148,13 @@ class ModuleContext:
         proc = self.hv.tracer.process(pid)
         return proc.state.get(self.name) if proc is not None else None
 
+    def show_net(self, pid: int, holder: int | None) -> None:
+        """Process ``pid``'s /proc/PID/net (and /proc/net, /proc/self/net) shows the network of
+        process ``holder`` (a stack's helper), inherited by its children; None: its own again."""
+        proc = self.hv.tracer.process(pid)
+        if proc is not None:
+            proc.net_pid = holder
+
     def pids(self) -> set[int]:
         """The processes of the session now (their states: ``state``)."""
         return {t.proc.tgid for t in self.hv.tracer.tracees.values()}

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from umvu.tracer import Tracee, Tracer
 
 _PID_PATH = re.compile(r"^/proc/(\d+)(?:/task/(\d+))?/(cwd|root|exe|fd/\d+|fdinfo/\d+|mounts|mountinfo|status)$")
+_NET_PATH = re.compile(r"^/proc/(\d+)(?:/task/(\d+))?/net(/.*)?$")
 O_LARGEFILE = 0o100000
 
 
@@ -194,6 +195,17 @@ class ProcView:
         if of is not None:
             return of.path
         return t.files.view_of(t.tid, int(what[3:]))  # a real fd a module handed out
+
+    def net_of(self, path: str) -> str | None:
+        """/proc/PID/net/... of a process whose network is a stack of the view (Process.net_pid):
+        the same name under the stack's own process, which the kernel shows for that stack."""
+        m = _NET_PATH.match(path)
+        if not m:
+            return None
+        t = self.tracer.tracees.get(int(m.group(2) or m.group(1)))
+        if t is None or t.proc.net_pid is None:
+            return None
+        return f"/proc/{t.proc.net_pid}/net{m.group(3) or ''}"
 
     def synthetic(self, path: str) -> Mount | None:
         """The mount serving a /proc file umvu must write itself (the mount tables, a virtual fd's

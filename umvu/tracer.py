@@ -115,6 +115,7 @@ class Process:
         # with its creator's values, exec keeps them
         self.state: dict[str, Any] = {}
         self.ids: Ids | None = None  # a virtual identity (umvu.identity); None: the host's
+        self.net_pid: int | None = None  # the process whose /proc/PID/net this one's shows (a stack's)
 
 
 class Tracee:
@@ -841,6 +842,7 @@ class Tracer:
             proc.pending = list(pproc.pending)  # its first stop will do it
             proc.state = dict(pproc.state)
             proc.ids = pproc.ids
+            proc.net_pid = pproc.net_pid
         fs = pfs if flags & CLONE_FS else pfs.copy()
         files = pfiles if flags & CLONE_FILES else pfiles.copy()
         child = Tracee(child_tid, proc, fs, files)

@@ -400,10 +400,15 @@ class Call:
         if m is None and sc.family in ("open", "openat2") and hv.registry.phantoms(r.path) \
                 and not self.open_flags() & os.O_PATH and os.path.isdir(r.path):
             return Resolved(r.path, hv.phantom_dirs, r.st, True)  # its listing shows the nodes mounted in it
-        if m is None and r.path.startswith("/proc/") and sc.family in SYNTHETIC_FAMILIES:
-            m = hv.proc.synthetic(r.path)
-            if m is not None:
-                return Resolved(r.path, m, r.st, True)
+        if m is None and r.path.startswith("/proc/"):
+            net = hv.proc.net_of(r.path)
+            if net is not None:  # a process with a network stack of the view: its /proc/PID/net is the stack's
+                self._rewrite(i, dirfd_i, net)
+                return None
+            if sc.family in SYNTHETIC_FAMILIES:
+                m = hv.proc.synthetic(r.path)
+                if m is not None:
+                    return Resolved(r.path, m, r.st, True)
         if m is not None:
             if callable(intent):
                 intent = intent(r.st)
