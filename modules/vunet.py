@@ -63,11 +63,17 @@ for line in sys.stdin:
 class Helper:
     """A process in a user and network namespace of its own, making sockets there."""
 
-    def __init__(self) -> None:
+    def __init__(self, world: int | None) -> None:
+        """``world``: a helper whose user namespace this one's network namespace joins, so that
+        links between the stacks can be made (moving a veth end needs CAP_NET_ADMIN over both
+        namespaces: one user namespace owns them all); None: a new user namespace."""
+        if world is None:
+            enter = ["unshare", "--user", "--map-root-user", "--net"]
+        else:
+            enter = ["nsenter", f"--user=/proc/{world}/ns/user", "--preserve-credentials", "unshare", "--net"]
         try:
-            self.proc = subprocess.Popen(["unshare", "--user", "--map-root-user", "--net", sys.executable, "-S",
-                                          "-c", HELPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         text=True, bufsize=1)
+            self.proc = subprocess.Popen([*enter, sys.executable, "-S", "-c", HELPER], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, text=True, bufsize=1)
         except OSError as e:
             raise OSError(e.errno or errno.EIO, f"cannot start a network namespace: {e.strerror}") from None
         self.pid = self.proc.pid
@@ -117,7 +123,7 @@ class Stack(FileSystem):
 
     def __init__(self, module: Module, kind: str, minor: int) -> None:
         self.module, self.kind, self.minor = module, kind, minor
-        self.helper = Helper() if kind == "vunetns" else None
+        self.helper = Helper(module.world()) if kind == "vunetns" else None
         self.born = time.time_ns()
 
     # -- the node ----------------------------------------------------------------------------
@@ -165,6 +171,8 @@ class Stack(FileSystem):
         return self.module.in_use(self)
 
     def unmount(self) -> None:
+        if self in self.module.stacks:
+            self.module.stacks.remove(self)
         if self.helper is not None:
             self.helper.stop()
 
@@ -203,6 +211,13 @@ class Module:
     def __init__(self, vu: Any) -> None:
         self.vu = vu
         self.stacks: list[Stack] = []
+
+    def world(self) -> int | None:
+        """A live helper, whose user namespace owns every stack's network namespace."""
+        for stack in self.stacks:
+            if stack.helper is not None and stack.helper.proc.poll() is None:
+                return stack.helper.pid
+        return None
 
     def in_use(self, stack: Stack) -> bool:
         return any(stack in (self.vu.state(pid) or {}).values() for pid in self.vu.pids())

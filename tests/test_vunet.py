@@ -93,3 +93,21 @@ def test_proc_net_shows_the_stack():
     r = sh(f"vu_insmod vunet && vumount -t vunetns none /dev/net/s1 && vustack /dev/net/s1 bash -c '{_q(inside)}' "
            "&& grep -c 0100007F:0050 /proc/net/tcp")
     assert r.stdout.split() == ["1", "1", "0"], r.stdout + r.stderr
+
+
+def test_two_stacks_joined_by_a_veth_pair(host_port_80_free):
+    """A server in stack A at 10.7.0.1:80 is reached from stack B at 10.7.0.2; each side's addresses
+    are its own (every stack's network namespace belongs to one user namespace: a veth end can move)."""
+    a = (IN_STACK + "ip link add va type veth peer name vb netns $(vustack -p /dev/net/b) && "
+         "ip addr add 10.7.0.1/24 dev va && ip link set va up && ip link set lo up")
+    b = IN_STACK.replace("= 1", "= 2") + "ip addr add 10.7.0.2/24 dev vb && ip link set vb up"
+    serve = ("python3 -m http.server 80 --bind 10.7.0.1 >/dev/null 2>&1 & server=$!; "
+             "for i in $(seq 50); do ss -ltn | grep -q ':80 ' && break; sleep 0.1; done; "
+             "vustack /dev/net/b python3 -c "
+             "'import urllib.request as u; print(u.urlopen(\"http://10.7.0.1/\").status)'; "
+             "kill $server; ip -br -4 addr show va | tr -s ' '")
+    r = sh("vu_insmod vunet && vumount -t vunetns none /dev/net/a && vumount -t vunetns none /dev/net/b && "
+           f"vustack /dev/net/a bash -c '{_q(a)}' && vustack /dev/net/b bash -c '{_q(b)}' && "
+           f"vustack /dev/net/a bash -c '{_q(serve)}' && vustack /dev/net/b ip -br -4 addr show vb | tr -s ' '",
+           timeout=90)
+    assert r.stdout.splitlines() == ["200", "va@if2 UP 10.7.0.1/24 ", "vb@if2 UP 10.7.0.2/24 "], r.stdout + r.stderr

@@ -414,6 +414,9 @@ def vustack_main(argv: list[str] | None = None) -> int:
         p.add_argument("-f", "--families", default="inet,inet6,netlink,packet", metavar="FAMILIES",
                        help="the address families the stack serves for COMMAND (default: all of "
                             "inet,inet6,netlink,packet)")
+        p.add_argument("-p", "--pid", action="store_true",
+                       help="print the process whose network namespace is STACK's (for `ip link set DEV "
+                            "netns PID`: a link between two stacks), and exit")
         p.add_argument("stack", metavar="STACK", help="a stack's node (vumount -t vunetns none NODE)")
         p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
                        help="run with the stack (default: $SHELL)")
@@ -426,6 +429,13 @@ def vustack_main(argv: list[str] | None = None) -> int:
                 return _fail("vustack", f"{args.stack}: {e.strerror}")
             if not stat.S_ISCHR(st.st_mode) or os.major(st.st_rdev) != STACK_MAJOR:
                 return _fail("vustack", f"{args.stack}: not a network stack (vumount -t vunetns none NODE)")
+            if args.pid:
+                with open(args.stack) as f:
+                    helper = [w.split()[1] for w in f if w.startswith("helper ")]
+                if not helper:
+                    return _fail("vustack", f"{args.stack}: a stack with no network")
+                print(helper[0])
+                return 0
             try:
                 fd = os.open(args.stack, os.O_WRONLY)
             except OSError as e:
