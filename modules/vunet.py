@@ -27,10 +27,11 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
-from umvu.api import CallService, FileSystem, StatFs, hookimpl, host_statfs
+from umvu.api import CallService, FileSystem, StatFs, hookimpl, host_statfs, take_fd
 
 NODE_MOUNTS = ("vunetns", "vunetnull")
 FAMILIES = {"inet": socket.AF_INET, "inet6": socket.AF_INET6, "netlink": socket.AF_NETLINK,
@@ -77,6 +78,7 @@ class Helper:
         except OSError as e:
             raise OSError(e.errno or errno.EIO, f"cannot start a network namespace: {e.strerror}") from None
         self.pid = self.proc.pid
+        self.lock = threading.Lock()  # the loop's socket calls and the forwarders' threads ask it
         # wait until it is in its namespace (the user namespace changes what /proc shows of it)
         for _ in range(200):
             if self._ask("c -1").startswith("err"):
@@ -84,6 +86,10 @@ class Helper:
         raise OSError(errno.EIO, "the stack's helper did not start")
 
     def _ask(self, line: str) -> str:
+        with self.lock:
+            return self._ask_now(line)
+
+    def _ask_now(self, line: str) -> str:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
             self.proc.stdin.write(line + "\n")
@@ -116,15 +122,102 @@ class Helper:
             pass
 
 
+class Forward:
+    """hostfwd=tcp:HOSTADDR:HOSTPORT-STACKADDR:STACKPORT: a listener on the host's network whose
+    connections are relayed to a connection made inside the stack (as slirp4netns's add_hostfwd)."""
+
+    def __init__(self, spec: str) -> None:
+        try:
+            proto, rest = spec.split(":", 1)
+            host, inside = rest.split("-", 1)
+            haddr, hport = host.rsplit(":", 1)
+            iaddr, iport = inside.rsplit(":", 1)
+            self.host, self.inside = (haddr or "127.0.0.1", int(hport)), (iaddr, int(iport))
+        except ValueError:
+            raise OSError(errno.EINVAL, f"hostfwd={spec}: not tcp:HOSTADDR:PORT-STACKADDR:PORT") from None
+        if proto != "tcp":
+            raise OSError(errno.EINVAL, f"hostfwd={spec}: only tcp is forwarded")
+        self.listener: socket.socket | None = None
+
+    def start(self, stack: Stack) -> None:
+        self.stack = stack
+        family = socket.AF_INET6 if ":" in self.host[0] else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind(self.host)  # on the host's network, as the session's user
+            listener.listen(16)
+        except OSError as e:
+            listener.close()
+            raise OSError(e.errno, f"hostfwd: cannot listen on {self.host[0]}:{self.host[1]}: {e.strerror}") from None
+        self.listener = listener
+        threading.Thread(target=self._accept, name="vunet-hostfwd", daemon=True).start()
+
+    def stop(self) -> None:
+        if self.listener is not None:
+            try:
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.listener.close()
+            self.listener = None
+
+    def _accept(self) -> None:
+        while self.listener is not None:
+            try:
+                outside, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(outside,), name="vunet-relay", daemon=True).start()
+
+    def _relay(self, outside: socket.socket) -> None:
+        try:
+            inside = self.stack.connect_inside(self.inside)
+        except OSError:
+            outside.close()  # nobody listens there: the client sees the connection end
+            return
+        pair = {outside: inside, inside: outside}
+        try:
+            while pair:
+                ready, _, _ = select.select(list(pair), [], [], 60)
+                if not ready:
+                    continue
+                for s in ready:
+                    data = s.recv(65536)
+                    if data:
+                        pair[s].sendall(data)
+                        continue
+                    other = pair.pop(s)  # EOF one way: pass it on, keep the other way
+                    try:
+                        other.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        pass
+                    if other not in pair:
+                        pair.clear()
+        except OSError:
+            pass
+        finally:
+            outside.close()
+            inside.close()
+
+
 class Stack(FileSystem):
     """A stack, and the node that names it."""
 
     fstype = "vunet"
 
-    def __init__(self, module: Module, kind: str, minor: int) -> None:
+    def __init__(self, module: Module, kind: str, minor: int, forwards: list[Forward]) -> None:
         self.module, self.kind, self.minor = module, kind, minor
         self.helper = Helper(module.world()) if kind == "vunetns" else None
         self.born = time.time_ns()
+        self.forwards: list[Forward] = []
+        try:
+            for fwd in forwards:
+                fwd.start(self)
+                self.forwards.append(fwd)
+        except OSError:
+            self.unmount()
+            raise
 
     # -- the node ----------------------------------------------------------------------------
     def lstat(self, path: str) -> os.stat_result:
@@ -173,8 +266,27 @@ class Stack(FileSystem):
     def unmount(self) -> None:
         if self in self.module.stacks:
             self.module.stacks.remove(self)
+        for fwd in self.forwards:
+            fwd.stop()
         if self.helper is not None:
             self.helper.stop()
+
+    def connect_inside(self, addr: tuple[str, int]) -> socket.socket:
+        """A TCP connection made from inside the stack (a forwarded port's other end)."""
+        assert self.helper is not None
+        made = self.helper.make(socket.AF_INET6 if ":" in addr[0] else socket.AF_INET, socket.SOCK_STREAM, 0)
+        try:
+            s = socket.socket(fileno=take_fd(self.helper.pid, made))
+        finally:
+            self.helper.close(made)
+        s.settimeout(10)
+        try:
+            s.connect(addr)
+        except OSError:
+            s.close()
+            raise
+        s.settimeout(None)
+        return s
 
     # -- its sockets ---------------------------------------------------------------------------
     async def socket(self, call: Any) -> int:
@@ -258,9 +370,13 @@ def vu_filesystems() -> list[str]:
 def vu_mount(vu: Any, fstype: str, source: str, target: str, options: str) -> FileSystem | None:
     if fstype not in NODE_MOUNTS or _module is None:
         return None
-    if options:
-        raise OSError(errno.EINVAL, f"unknown option: {options.split(',')[0]}")
-    minor = len(_module.stacks)
-    stack = Stack(_module, fstype, minor)
+    forwards = []
+    for opt in filter(None, options.split(",")):
+        name, _, value = opt.partition("=")
+        if name != "hostfwd" or fstype != "vunetns":
+            raise OSError(errno.EINVAL, f"unknown option: {opt}")
+        forwards.append(Forward(value))
+    minor = max((s.minor for s in _module.stacks), default=-1) + 1
+    stack = Stack(_module, fstype, minor, forwards)
     _module.stacks.append(stack)
     return stack

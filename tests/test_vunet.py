@@ -111,3 +111,22 @@ def test_two_stacks_joined_by_a_veth_pair(host_port_80_free):
            f"vustack /dev/net/a bash -c '{_q(serve)}' && vustack /dev/net/b ip -br -4 addr show vb | tr -s ' '",
            timeout=90)
     assert r.stdout.splitlines() == ["200", "va@if2 UP 10.7.0.1/24 ", "vb@if2 UP 10.7.0.2/24 "], r.stdout + r.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_host_port_forwarded_into_a_stack(host_port_80_free):
+    port = _free_port()
+    serve = IN_STACK + "ip link set lo up && exec timeout 4 python3 -m http.server 80 --bind 127.0.0.1 >/dev/null 2>&1"
+    fetch = (f"import urllib.request as u, time\nfor i in range(50):\n    try:\n"
+             f"        r = u.urlopen('http://127.0.0.1:{port}/'); print(r.status); break\n"
+             "    except OSError:\n        time.sleep(0.1)")
+    r = sh(f"vu_insmod vunet && vumount -t vunetns -o hostfwd=tcp:127.0.0.1:{port}-127.0.0.1:80 none /dev/net/s1 && "
+           f"(vustack /dev/net/s1 bash -c '{_q(serve)}' &) && python3 -c \"{fetch}\"; "
+           "vumount -t vunetns -o hostfwd=udp:127.0.0.1:1-127.0.0.1:2 none /dev/net/s2; echo udp=$?", timeout=60)
+    assert r.stdout.split() == ["200", "udp=32"], r.stdout + r.stderr
+    assert "only tcp is forwarded" in r.stderr

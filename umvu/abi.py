@@ -263,6 +263,19 @@ def _failing_component(fd: int, piece: str) -> tuple[int, str | None]:
     return fd, None
 
 
+def take_fd(pid: int, fd: int) -> int:
+    """A copy of fd ``fd`` of process ``pid`` (of the session's user: a module's helper), as a new
+    close-on-exec fd of ours (pidfd_getfd), sharing its open file as dup does."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        ret = libc.raw_syscall(438, pidfd, fd, 0)
+    finally:
+        os.close(pidfd)
+    if ret < 0:
+        raise OSError(-ret, os.strerror(-ret))
+    return ret
+
+
 def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
     """fallocate(2) with its mode (os.posix_fallocate has none: no holes punched, no ranges zeroed)."""
     ret = libc.raw_syscall(285, fd, mode, offset & 0xFFFFFFFFFFFFFFFF, length & 0xFFFFFFFFFFFFFFFF)

@@ -23,6 +23,7 @@ from umvu.abi import (
     long_path,
     renameat2,
     short_path,
+    take_fd,
 )
 from umvu.aio import Promise, Wait, to_thread
 from umvu.creds import MAY_EXEC, MAY_READ, MAY_WRITE, Creds, as_caller, as_session, check_delete, current, permitted
@@ -45,6 +46,8 @@ __all__ = [
     "NodeFS", "SyntheticTree",
     # host files on the caller's behalf
     "HostFdFiles", "HostFdLocks", "host_statfs", "renameat2", "fallocate", "link_fd", "short_path", "long_path",
+    # another process's fd (a module's helper)
+    "take_fd",
     # whose call it is, and the kernel's permission rules
     "Creds", "current", "as_caller", "as_session", "permitted", "check_delete", "MAY_READ", "MAY_WRITE", "MAY_EXEC",
     # waiting without holding up other processes
