@@ -69,11 +69,14 @@ class Helper:
         links between the stacks can be made (moving a veth end needs CAP_NET_ADMIN over both
         namespaces: one user namespace owns them all); None: a new user namespace."""
         if world is None:
-            enter = ["unshare", "--user", "--map-root-user", "--net"]
+            enter = ["unshare", "--user", "--map-root-user", "--net", "--mount"]
         else:
-            enter = ["nsenter", f"--user=/proc/{world}/ns/user", "--preserve-credentials", "unshare", "--net"]
+            enter = ["nsenter", f"--user=/proc/{world}/ns/user", "--preserve-credentials", "unshare", "--net",
+                     "--mount"]
+        # a sysfs of its own (a mount namespace of its own holds it): /sys/class/net shows the stack's
+        run = f'mount -t sysfs none /sys 2>/dev/null; exec "{sys.executable}" -S -c "$0"'
         try:
-            self.proc = subprocess.Popen([*enter, sys.executable, "-S", "-c", HELPER], stdin=subprocess.PIPE,
+            self.proc = subprocess.Popen([*enter, "sh", "-c", run, HELPER], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, text=True, bufsize=1)
         except OSError as e:
             raise OSError(e.errno or errno.EIO, f"cannot start a network namespace: {e.strerror}") from None

@@ -130,3 +130,11 @@ def test_a_host_port_forwarded_into_a_stack(host_port_80_free):
            "vumount -t vunetns -o hostfwd=udp:127.0.0.1:1-127.0.0.1:2 none /dev/net/s2; echo udp=$?", timeout=60)
     assert r.stdout.split() == ["200", "udp=32"], r.stdout + r.stderr
     assert "only tcp is forwarded" in r.stderr
+
+
+def test_sys_class_net_shows_the_stack():
+    inside = (IN_STACK + "ip link add v0 type veth peer name v1 && ls /sys/class/net | tr '\\n' ' ' && "
+              "cat /sys/class/net/v0/mtu")
+    r = sh(f"vu_insmod vunet && vumount -t vunetns none /dev/net/s1 && vustack /dev/net/s1 bash -c '{_q(inside)}' "
+           "&& ls /sys/class/net | grep -c '^v0$'")
+    assert r.stdout.split() == ["lo", "v0", "v1", "1500", "0"], r.stdout + r.stderr

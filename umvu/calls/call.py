@@ -112,6 +112,9 @@ WRITE_INTENTS = frozenset({"write", "create", "remove", "rename", "bind", "tmpfi
 PASSTHROUGH_FAMILIES = frozenset({"open", "openat2", "exec", "hostonly", "sockaddr"})
 
 
+# sysfs's network devices: a process in a network stack of the view sees the stack's (vunet)
+NET_SYSFS = ("/sys/class/net", "/sys/devices/virtual/net")
+
 # Families that may read the mount tables umvu writes under /proc.
 SYNTHETIC_FAMILIES = frozenset({"open", "stat", "statx", "access"})
 
@@ -381,6 +384,10 @@ class Call:
             return None
         if len(path) >= PATH_MAX:
             raise OSError(errno.ENAMETOOLONG, "path too long")
+        if t.proc.net_pid is not None and path.startswith(NET_SYSFS) and t.fs.root == "/":
+            # sysfs's network devices are its mounter's namespace's: a stack's are under its process
+            self._rewrite(i, dirfd_i, f"/proc/{t.proc.net_pid}/root{path}")
+            return None
         try:
             r = await resolve(hv.registry, start, path, self._follow(i), t.fs.root, self._magic, opened,
                               sc.args[i] in ("npath", "ubind"), itself=fd_itself)
