@@ -500,19 +500,24 @@ print(sorted(os.listdir(d)), os.fstat(fd).st_nlink, open(d + "/named").read())
 @pytest.mark.parametrize("where", ["unreal", "bind", "cow"])
 def test_an_unnamed_file_is_reopened_and_named_through_its_proc_link(tmp_path, where):
     """O_TMPFILE's way to a name: linkat of /proc/self/fd/N (the file, not the directory it was made in)."""
-    for d in ("real", "src", "mnt", "up"):
-        (tmp_path / d).mkdir()
-    native = subprocess.run([sys.executable, "-c", TMPFILE.format(d=str(tmp_path / "real"))],
-                            capture_output=True, text=True)
+    native, r = _natively_and_in(tmp_path, where, TMPFILE)
     assert native.stdout.split("\n")[:3] == ["True", "anon True", "['named'] 1 anon"], native.stderr
-    if where == "unreal":
-        r = py(TMPFILE.format(d=f"/unreal{tmp_path}/src"), *U)
-    else:
-        opts = f"-o cow,upper={tmp_path}/up " if where == "cow" else ""
-        r = py(f"import os\nassert os.system('vumount -t vufs {opts}{tmp_path}/src {tmp_path}/mnt') == 0\n"
-               + TMPFILE.format(d=f"{tmp_path}/mnt"))
     assert r.stdout == native.stdout, r.stderr
     assert os.listdir(tmp_path / ("up" if where == "cow" else "src")) == ["named"]
+
+
+def _natively_and_in(tmp_path, where: str, script: str):
+    """``script`` (a format with ``d``, a directory) run natively on a real directory, and in the view
+    ``where`` (unreal, or a vufs bind or cow mount): both results."""
+    for d in ("real", "src", "mnt", "up"):
+        (tmp_path / d).mkdir()
+    native = subprocess.run([sys.executable, "-c", script.format(d=str(tmp_path / "real"))],
+                            capture_output=True, text=True)
+    if where == "unreal":
+        return native, py(script.format(d=f"/unreal{tmp_path}/src"), *U)
+    opts = f"-o cow,upper={tmp_path}/up " if where == "cow" else ""
+    return native, py(f"import os\nassert os.system('vumount -t vufs {opts}{tmp_path}/src {tmp_path}/mnt') == 0\n"
+                      + script.format(d=f"{tmp_path}/mnt"))
 
 
 REMOVED_CWD = """
@@ -535,15 +540,6 @@ print(os.getcwd() == d, sorted(os.listdir(".")))
 
 @pytest.mark.parametrize("where", ["unreal", "bind", "cow"])
 def test_a_removed_cwd_is_a_dead_directory_as_in_the_kernel(tmp_path, where):
-    for d in ("real", "src", "mnt", "up"):
-        (tmp_path / d).mkdir()
-    native = subprocess.run([sys.executable, "-c", REMOVED_CWD.format(d=str(tmp_path / "real"))],
-                            capture_output=True, text=True)
+    native, r = _natively_and_in(tmp_path, where, REMOVED_CWD)
     assert native.stdout.splitlines() == ["[] ENOENT ENOENT 0 []", "[] ENOENT ENOENT", "True ['x']"], native.stderr
-    if where == "unreal":
-        r = py(REMOVED_CWD.format(d=f"/unreal{tmp_path}/src"), *U)
-    else:
-        opts = f"-o cow,upper={tmp_path}/up " if where == "cow" else ""
-        r = py(f"import os\nassert os.system('vumount -t vufs {opts}{tmp_path}/src {tmp_path}/mnt') == 0\n"
-               + REMOVED_CWD.format(d=f"{tmp_path}/mnt"))
     assert r.stdout == native.stdout, r.stderr

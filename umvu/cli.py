@@ -149,6 +149,19 @@ def _command_env() -> dict[str, str]:
     return env
 
 
+def _run_command(prog: str, command: list[str], interactive: bool = False) -> int:
+    """exec COMMAND (default: $SHELL, then /bin/sh); a one-line error and the shell's status
+    (127: not found, 126: not runnable) if it cannot run."""
+    shell = ["-i"] if interactive else []
+    argv = command or [os.environ.get("SHELL") or "/bin/sh", *shell]
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as e:
+        if e.errno == errno.ENOENT and not command:
+            os.execv("/bin/sh", ["/bin/sh", *shell])
+        return _fail(prog, f"failed to run command '{argv[0]}': {e.strerror}", 127 if e.errno == errno.ENOENT else 126)
+
+
 def _client(prog: str, description: str, argv: list[str] | None, build) -> int:
     from umvu import control
 
@@ -319,14 +332,7 @@ def vuchroot_main(argv: list[str] | None = None) -> int:
                 os.chdir("/")
             except OSError as e:
                 return _fail("vuchroot", f"cannot change root directory to '{args.root}': {e.strerror}", 125)
-            command = args.command or [os.environ.get("SHELL") or "/bin/sh", "-i"]
-            try:
-                os.execvp(command[0], command)
-            except OSError as e:
-                if e.errno == 2 and not args.command:
-                    os.execv("/bin/sh", ["/bin/sh", "-i"])
-                return _fail("vuchroot", f"failed to run command '{command[0]}': {e.strerror}",
-                             127 if e.errno == 2 else 126)
+            return _run_command("vuchroot", args.command, interactive=True)
 
         return run
 
@@ -447,12 +453,7 @@ def vustack_main(argv: list[str] | None = None) -> int:
                 return _fail("vustack", f"{args.stack}: {what} ({e.strerror})")
             finally:
                 os.close(fd)
-            command = args.command or [os.environ.get("SHELL") or "/bin/sh"]
-            try:
-                os.execvp(command[0], command)
-            except OSError as e:
-                return _fail("vustack", f"failed to run command '{command[0]}': {e.strerror}",
-                             127 if e.errno == errno.ENOENT else 126)
+            return _run_command("vustack", args.command)
 
         return run
 

@@ -173,25 +173,11 @@ async def fam_xattr(c: Call) -> Any:
         return REAL
     if name == "listxattr":
         names = await _change(r, "listxattr")
-        data = b"".join(os.fsencode(n) + b"\0" for n in names)
-        size = c.args[2]
-        if size == 0:
-            return len(data)
-        if size < len(data):
-            raise OSError(errno.ERANGE, "buffer too small")
-        c.write(c.args[1], data)
-        return len(data)
+        return c.give(c.args[1], c.args[2], b"".join(os.fsencode(n) + b"\0" for n in names))
     attr = c.read_str(1)
     await _xattr_permission(r, attr, write=name != "getxattr")
     if name == "getxattr":
-        value = bytes(await _change(r, "getxattr", attr))
-        size = c.args[3]
-        if size == 0:
-            return len(value)
-        if size < len(value):
-            raise OSError(errno.ERANGE, "buffer too small")
-        c.write(c.args[2], value)
-        return len(value)
+        return c.give(c.args[2], c.args[3], bytes(await _change(r, "getxattr", attr)))
     if name == "setxattr":
         value = memory.read(c.t.tid, c.args[2], c.args[3])
         await _change(r, "setxattr", attr, value, s32(c.args[4]))

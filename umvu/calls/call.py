@@ -198,6 +198,16 @@ class Call:
         i = self.sc.arg_index(kind)
         return 0 if i is None else self.args[i]
 
+    def give(self, addr: int, size: int, data: bytes) -> int:
+        """Answer ``data`` into the caller's buffer of ``size`` bytes, as the xattr calls do: size 0
+        asks for the length alone, a smaller buffer is ERANGE."""
+        if size == 0:
+            return len(data)
+        if size < len(data):
+            raise OSError(errno.ERANGE, "buffer too small")
+        self.write(addr, data)
+        return len(data)
+
     def set_arg(self, i: int, value: int) -> None:
         """Make the kernel see ``value`` in plain argument ``i`` (handlers see it too)."""
         self.args = (*self.args[:i], value, *self.args[i + 1:])

@@ -234,13 +234,7 @@ async def _xattr(c: Call, records: Records, handle: Handle) -> Any:
     if kind == "getxattr":
         if name not in kept:
             return await handle(c)
-        value, size = kept[name], c.args[3]
-        if size == 0:
-            return len(value)
-        if size < len(value):
-            raise OSError(errno.ERANGE, "the buffer is too small")
-        c.write(c.args[2], value)
-        return len(value)
+        return c.give(c.args[2], c.args[3], kept[name])
     if kind == "removexattr":
         if name not in kept:
             return await handle(c)
