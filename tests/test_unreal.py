@@ -256,8 +256,8 @@ def test_vu_commands_in_a_session(tree):
     assert "in use: 1 open file(s)" in err
     assert "cwd inside" in err
     assert "No such file" in err  # after rmmod /unreal is gone
-    assert "unknown module 'nope'; available: fuse, time, unreal, uts, vudev, vufs, vufuse" in err
-    assert out.rstrip().endswith("fuse\ntime\nunreal\nuts\nvudev\nvufs\nvufuse")
+    assert "unknown module 'nope'; available: fuse, time, unreal, uts, vudev, vufs, vufuse, vunet" in err
+    assert out.rstrip().endswith("fuse\ntime\nunreal\nuts\nvudev\nvufs\nvufuse\nvunet")
 
 
 def test_insmod_a_module_file_that_raises_gives_eio_and_a_log_line():
