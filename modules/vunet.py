@@ -25,6 +25,7 @@ import os
 import select
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import threading
@@ -125,6 +126,25 @@ class Helper:
             pass
 
 
+HOST_GATEWAY = socket.inet_aton("10.0.2.2")  # slirp's name for the host: its loopback, from a stack
+
+
+def _host_address(sockaddr: bytes) -> bytes | None:
+    """Where a connection a stack cannot route goes on the host's network: 10.0.2.2 is the host's
+    own 127.0.0.1 (as slirp4netns names it); the stack's own loopback never leaves it (None);
+    any other address is itself."""
+    family = struct.unpack_from("<H", sockaddr)[0] if len(sockaddr) >= 2 else 0
+    if family == socket.AF_INET and len(sockaddr) >= 8:
+        if sockaddr[4:8] == HOST_GATEWAY:
+            return sockaddr[:4] + socket.inet_aton("127.0.0.1") + sockaddr[8:]
+        return None if sockaddr[4] in (0, 127) else sockaddr
+    if family == socket.AF_INET6 and len(sockaddr) >= 24:
+        addr = sockaddr[8:24]
+        loopback = addr == socket.inet_pton(socket.AF_INET6, "::1") or addr == bytes(16)
+        return None if loopback or addr.startswith(bytes(10) + b"\xff\xff\x7f") else sockaddr
+    return None
+
+
 class Forward:
     """hostfwd=tcp:HOSTADDR:HOSTPORT-STACKADDR:STACKPORT: a listener on the host's network whose
     connections are relayed to a connection made inside the stack (as slirp4netns's add_hostfwd)."""
@@ -209,8 +229,8 @@ class Stack(FileSystem):
 
     fstype = "vunet"
 
-    def __init__(self, module: Module, kind: str, minor: int, forwards: list[Forward]) -> None:
-        self.module, self.kind, self.minor = module, kind, minor
+    def __init__(self, module: Module, kind: str, minor: int, forwards: list[Forward], uplink: bool) -> None:
+        self.module, self.kind, self.minor, self.uplink = module, kind, minor, uplink
         self.helper = Helper(module.world()) if kind == "vunetns" else None
         self.born = time.time_ns()
         self.forwards: list[Forward] = []
@@ -297,8 +317,9 @@ class Stack(FileSystem):
             raise OSError(errno.EAFNOSUPPORT, "no network in this stack")
         family, kind, proto = (call.args[k] & 0xFFFFFFFF for k in range(3))
         made = self.helper.make(family, kind & ~SOCK_CLOEXEC, proto)
+        uplink = _host_address if self.uplink and family in (socket.AF_INET, socket.AF_INET6) else None
         try:
-            return await call.hand_fd(self.helper.pid, made, bool(kind & SOCK_CLOEXEC))
+            return await call.hand_fd(self.helper.pid, made, bool(kind & SOCK_CLOEXEC), uplink)
         finally:
             self.helper.close(made)
 
@@ -373,13 +394,16 @@ def vu_filesystems() -> list[str]:
 def vu_mount(vu: Any, fstype: str, source: str, target: str, options: str) -> FileSystem | None:
     if fstype not in NODE_MOUNTS or _module is None:
         return None
-    forwards = []
+    forwards, uplink = [], False
     for opt in filter(None, options.split(",")):
         name, _, value = opt.partition("=")
-        if name != "hostfwd" or fstype != "vunetns":
+        if fstype == "vunetns" and name == "hostfwd":
+            forwards.append(Forward(value))
+        elif fstype == "vunetns" and opt == "uplink":
+            uplink = True
+        else:
             raise OSError(errno.EINVAL, f"unknown option: {opt}")
-        forwards.append(Forward(value))
     minor = max((s.minor for s in _module.stacks), default=-1) + 1
-    stack = Stack(_module, fstype, minor, forwards)
+    stack = Stack(_module, fstype, minor, forwards, uplink)
     _module.stacks.append(stack)
     return stack

@@ -138,3 +138,28 @@ def test_sys_class_net_shows_the_stack():
     r = sh(f"vu_insmod vunet && vumount -t vunetns none /dev/net/s1 && vustack /dev/net/s1 bash -c '{_q(inside)}' "
            "&& ls /sys/class/net | grep -c '^v0$'")
     assert r.stdout.split() == ["lo", "v0", "v1", "1500", "0"], r.stdout + r.stderr
+
+
+def test_an_uplink_reaches_the_hosts_loopback_as_10_0_2_2_and_nothing_else_leaves():
+    host = socket.socket()
+    host.bind(("127.0.0.1", 0))
+    host.listen()
+    port = host.getsockname()[1]
+    code = (f"import socket\ns = socket.create_connection(('10.0.2.2', {port}), timeout=5)\nprint(s.recv(5).decode())\n"
+            f"try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    print('left the stack')\n"
+            "except OSError as e:\n    print(e.errno)")
+    import threading
+
+    def serve():
+        conn, _ = host.accept()
+        conn.sendall(b"hello")
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    without = (f"import socket\ntry:\n    socket.create_connection(('10.0.2.2', {port}), timeout=2)\n"
+               "except OSError as e:\n    print(e.errno)")
+    r = sh(f"vu_insmod vunet && vumount -t vunetns -o uplink none /dev/net/s1 && "
+           f"vustack /dev/net/s1 python3 -c \"{code}\" && vumount -t vunetns none /dev/net/s2 && "
+           f"vustack /dev/net/s2 python3 -c \"{without}\"")
+    host.close()
+    assert r.stdout.split() == ["hello", "101", "101"], r.stdout + r.stderr

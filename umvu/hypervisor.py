@@ -77,6 +77,10 @@ class Hypervisor:
         self._listeners: dict[int, tuple[Any, bytes]] = {}
         # "socket:[INODE]" (as /proc names it) -> what takes the writes a process makes on it (vfs.Connect)
         self.sockets: dict[str, Callable[[bytes], int]] = {}
+        # sockets a service handed out whose connect(2) may leave for the host's network when
+        # their own has no route (ServiceCall.hand_fd's ``uplink``): socket inode -> the address
+        # to reach on the host instead (None: none)
+        self.uplinks: dict[int, Callable[[bytes], bytes | None]] = {}
 
     @property
     def modules(self) -> ModuleManager:

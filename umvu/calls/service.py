@@ -8,6 +8,8 @@ service sees the call through a ServiceCall: what it needs of the caller and no 
 from __future__ import annotations
 
 import errno
+import os
+from collections.abc import Callable
 from typing import Any
 
 from umvu import memory
@@ -42,11 +44,16 @@ class ServiceCall:
     def write(self, addr: int, data: bytes) -> None:
         memory.write(self._c.t.tid, addr, data)
 
-    async def hand_fd(self, pid: int, fd: int, cloexec: bool) -> int:
+    async def hand_fd(self, pid: int, fd: int, cloexec: bool,
+                      uplink: Callable[[bytes], bytes | None] | None = None) -> int:
         """The call's result is a copy of fd ``fd`` of process ``pid`` (a helper the module runs,
         of the session's user: a socket made in another network namespace), as a new fd of the
         caller (pidfd_getfd, made by the caller in place of its call); its number, or -errno.
-        The copy shares the open file, as dup does; close-on-exec as ``cloexec`` says."""
+        The copy shares the open file, as dup does; close-on-exec as ``cloexec`` says.
+
+        ``uplink``: when the socket's connect(2) finds no route (ENETUNREACH), the address (a
+        struct sockaddr) to connect to on the host's network instead, or None; the caller's fd
+        then becomes a host socket (calls.sockets).  A socket-level uplink: no tun needed."""
         c = self._c
         if self.ran is None:  # at the call's entry: pidfd_open in its place
             regs = c.orig.copy()
@@ -63,6 +70,11 @@ class ServiceCall:
         await c.t.inject(NR_CLOSE, pidfd)
         if got >= 0 and not cloexec:
             await c.t.inject(NR_FCNTL, got, F_SETFD, 0)  # pidfd_getfd sets close-on-exec
+        if got >= 0 and uplink is not None:
+            try:
+                c.hv.uplinks[os.stat(f"/proc/{c.t.tid}/fd/{got}").st_ino] = uplink
+            except OSError:
+                pass
         self.ran = got
         return got
 

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from umvu import memory
+from umvu import abi, memory
 from umvu.calls.call import (
     DONE,
     MAX_RW_COUNT,
@@ -136,6 +136,8 @@ async def fam_sockaddr(c: Call) -> Any:
     i = c.sc.addr_args[0]
     path = _sun_path(c, i)
     if path is None:
+        if c.sc.name == "connect" and c.hv.uplinks:
+            return await _uplink(c)
         return REAL
     c.strings[i] = path
     made = c.sc.args[i] == "ubind"
@@ -181,3 +183,53 @@ async def fam_sockname(c: Call) -> Any:
                 c.write(lenp, struct.pack("<I", len(new)))
     c.resume_with(ret)
     return DONE
+
+
+NR_PIDFD_OPEN, NR_PIDFD_GETFD, NR_DUP3 = 434, 438, 292
+
+
+async def _uplink(c: Call) -> Any:
+    """connect(2) of a socket a service gave with an uplink (ServiceCall.hand_fd): made where the
+    socket is; with no route there (ENETUNREACH), the fd becomes a host socket of the same kind,
+    which connects to the address the uplink gives, on the host's network."""
+    t = c.t
+    fd = s32(c.args[0])
+    try:
+        ino = os.stat(f"/proc/{t.tid}/fd/{fd}").st_ino
+    except OSError:
+        return REAL
+    uplink = c.hv.uplinks.get(ino)
+    if uplink is None:
+        return REAL
+    ret = await t.finish_syscall(c.orig.copy())
+    if ret != -errno.ENETUNREACH:
+        return c.ended(ret)
+    try:
+        there = uplink(memory.read(t.tid, c.args[1], c.args[2] & 0xFFFFFFFF))
+    except OSError:
+        there = None
+    if there is None:
+        return c.ended(ret)
+    theirs = socket.socket(fileno=abi.take_fd(t.tid, fd))
+    try:
+        ours = socket.socket(theirs.family, theirs.type)
+        ours.setblocking(theirs.getblocking())
+    finally:
+        theirs.close()
+    with open(f"/proc/{t.tid}/fdinfo/{fd}") as f:
+        cloexec = any(line.startswith("flags:") and int(line.split()[1], 8) & os.O_CLOEXEC for line in f)
+    try:
+        pidfd = await t.inject(NR_PIDFD_OPEN, os.getpid(), 0)
+        if pidfd < 0:
+            return c.ended(ret)
+        got = await t.inject(NR_PIDFD_GETFD, pidfd, ours.fileno(), 0)
+        await t.inject(NR_CLOSE, pidfd)
+        if got < 0:
+            return c.ended(ret)
+        await t.inject(NR_DUP3, got, fd, os.O_CLOEXEC if cloexec else 0)
+        await t.inject(NR_CLOSE, got)
+    finally:
+        ours.close()
+    c.hv.uplinks.pop(ino, None)
+    [at] = t.scratch(t.getregs(), there)
+    return c.ended(await t.inject(NR_CONNECT, fd, at, len(there)))
