@@ -541,6 +541,15 @@ class Vufs(HostFdFiles, HostFdLocks, FileSystem):
 
     def unmount(self) -> None:
         if self.own_upper and self.upper:
+            # copies of read-only directories (0555) would keep their entries from rmtree
+            for top, dirs, _files in os.walk(self.upper):
+                for d in dirs:
+                    p = os.path.join(top, d)
+                    try:
+                        if not os.path.islink(p):  # a link's target is not ours to change
+                            os.chmod(p, 0o700)
+                    except OSError:
+                        pass
             shutil.rmtree(self.upper, ignore_errors=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import shutil
@@ -373,9 +374,12 @@ print(err(os.rename, m + "/d", m + "/file"))            # a directory over a fil
 os.mkdir(m + "/new")
 print(err(os.rename, m + "/new", m + "/file"))
 """
+    uppers = set(glob.glob("/tmp/umvu-cow-*"))
     r = sh(f"vumount -t vufs -o cow {low} {mnt} && {sys.executable} -c '{code}'", *V)
     (low / "ro").chmod(0o755)
     assert r.stdout.split() == ["ENOTDIR", "True", "f", "more", "0o600", "ENOTDIR", "ENOTDIR"], r.stderr
+    assert {u for u in glob.glob("/tmp/umvu-cow-*") if os.stat(u).st_uid == os.getuid()} <= uppers  # the
+    # private upper went at unmount, copies of 0555 directories included
     (low / "ro").chmod(0o555)
     assert tree_hash(low) == before
     (low / "ro").chmod(0o755)
