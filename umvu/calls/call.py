@@ -90,6 +90,7 @@ POLLIN, POLLOUT = 1, 4
 
 
 NR_CONNECT = 42
+NR_PIDFD_OPEN, NR_PIDFD_GETFD = 434, 438
 
 
 PLACEHOLDER = "/dev/null"  # a virtual fd's kernel side, unless it needs another (calls.files._placeholder)
@@ -197,6 +198,25 @@ class Call:
     def arg(self, kind: str) -> int:
         i = self.sc.arg_index(kind)
         return 0 if i is None else self.args[i]
+
+    async def fd_from(self, pid: int, fd: int, at_entry: bool = False) -> int:
+        """A copy of fd ``fd`` of process ``pid`` (of the session's user) as a new fd of the caller,
+        close-on-exec: pidfd_open and pidfd_getfd made by the caller (``at_entry``: the first in
+        place of its call, else at a call's exit stop).  The new fd's number, or -errno."""
+        t = self.t
+        if at_entry:
+            regs = self.orig.copy()
+            regs.nr = NR_PIDFD_OPEN
+            regs.set_arg(0, pid)
+            regs.set_arg(1, 0)
+            pidfd = await t.finish_syscall(regs)
+        else:
+            pidfd = await t.inject(NR_PIDFD_OPEN, pid, 0)
+        if pidfd < 0:
+            return pidfd
+        got = await t.inject(NR_PIDFD_GETFD, pidfd, fd, 0)
+        await t.inject(NR_CLOSE, pidfd)
+        return got
 
     def give(self, addr: int, size: int, data: bytes) -> int:
         """Answer ``data`` into the caller's buffer of ``size`` bytes, as the xattr calls do: size 0

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from umvu import memory
-from umvu.calls.call import NR_CLOSE, REAL, Call, family, maybe
+from umvu.calls.call import REAL, Call, family, maybe
 from umvu.calls.ids import serve_ids
 
-NR_PIDFD_OPEN, NR_PIDFD_GETFD, NR_FCNTL, F_SETFD = 434, 438, 72, 2
+NR_FCNTL, F_SETFD = 72, 2
 
 
 class ServiceCall:
@@ -55,19 +55,7 @@ class ServiceCall:
         struct sockaddr) to connect to on the host's network instead, or None; the caller's fd
         then becomes a host socket (calls.sockets).  A socket-level uplink: no tun needed."""
         c = self._c
-        if self.ran is None:  # at the call's entry: pidfd_open in its place
-            regs = c.orig.copy()
-            regs.nr = NR_PIDFD_OPEN
-            regs.set_arg(0, pid)
-            regs.set_arg(1, 0)
-            pidfd = await c.t.finish_syscall(regs)
-        else:
-            pidfd = await c.t.inject(NR_PIDFD_OPEN, pid, 0)
-        if pidfd < 0:
-            self.ran = pidfd
-            return pidfd
-        got = await c.t.inject(NR_PIDFD_GETFD, pidfd, fd, 0)
-        await c.t.inject(NR_CLOSE, pidfd)
+        got = await c.fd_from(pid, fd, at_entry=self.ran is None)
         if got >= 0 and not cloexec:
             await c.t.inject(NR_FCNTL, got, F_SETFD, 0)  # pidfd_getfd sets close-on-exec
         if got >= 0 and uplink is not None:

@@ -185,7 +185,7 @@ async def fam_sockname(c: Call) -> Any:
     return DONE
 
 
-NR_PIDFD_OPEN, NR_PIDFD_GETFD, NR_DUP3 = 434, 438, 292
+NR_DUP3 = 292
 
 
 async def _uplink(c: Call) -> Any:
@@ -219,11 +219,7 @@ async def _uplink(c: Call) -> Any:
     with open(f"/proc/{t.tid}/fdinfo/{fd}") as f:
         cloexec = any(line.startswith("flags:") and int(line.split()[1], 8) & os.O_CLOEXEC for line in f)
     try:
-        pidfd = await t.inject(NR_PIDFD_OPEN, os.getpid(), 0)
-        if pidfd < 0:
-            return c.ended(ret)
-        got = await t.inject(NR_PIDFD_GETFD, pidfd, ours.fileno(), 0)
-        await t.inject(NR_CLOSE, pidfd)
+        got = await c.fd_from(os.getpid(), ours.fileno())
         if got < 0:
             return c.ended(ret)
         await t.inject(NR_DUP3, got, fd, os.O_CLOEXEC if cloexec else 0)
