@@ -333,12 +333,7 @@ def identity_rows(tmp: Path, runs: int) -> list[str]:
         med = interleaved({n: functools.partial(timed, a) for n, a in argvs.items()}, runs)
         results[wname] = med
         print(wname, {k: round(v, 4) for k, v in med.items()}, flush=True)
-    lines = ["| workload | native (s) | " + " | ".join(names[1:]) + " |", "|---|---:|" + "---:|" * (len(names) - 1)]
-    for wname, med in results.items():
-        base = med["native"]
-        cells = [f"{med[n] / base:.2f}x" if n in med and med[n] == med[n] else "n/a" for n in names[1:]]
-        lines.append(f"| {wname} | {base:.3f} | " + " | ".join(cells) + " |")
-    return [*lines, ""]
+    return [*table(list(results.items()), names), ""]
 
 
 def identity_section(rows: list[str], runs: int) -> list[str]:
@@ -382,7 +377,8 @@ def table(rows: list[tuple[str, dict[str, float]]], names: list[str]) -> list[st
              "|---|---:|" + "---:|" * (len(names) - 1)]
     for wname, med in rows:
         base = med["native"]
-        cells = [f"{med[n] / base:.2f}x" if n in med else "n/a" for n in names if n != "native"]
+        cells = [f"{med[n] / base:.2f}x" if n in med and med[n] == med[n] else "n/a"  # NaN: it failed
+                 for n in names if n != "native"]
         lines.append(f"| {wname.replace('|', chr(92) + '|')} | {base:.3f} | " + " | ".join(cells) + " |")
     return lines
 
