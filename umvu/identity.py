@@ -28,6 +28,9 @@ NO_ID = 0xFFFFFFFF  # (uid_t)-1: "leave unchanged", and never a valid id
 CAP_VERSION_3 = 0x20080522
 ALL_CAPS = (1 << 41) - 1
 
+UIDS = ("ruid", "euid", "suid", "fsuid")
+GIDS = ("rgid", "egid", "sgid", "fsgid")
+
 # The calls answered from the ids (their choice column is "nr"; setid's always stop)
 GETTERS = frozenset({"getuid", "geteuid", "getgid", "getegid", "getgroups", "getresuid", "getresgid"})
 CAP_CALLS = frozenset({"capget", "capset"})
@@ -67,78 +70,78 @@ class Ids:
         return self.euid != self.ruid or self.egid != self.rgid
 
     # -- the set*id calls (kernel/sys.c), each returning the new ids or raising ----------------
+    # The uid and gid calls are one rule each, over the four uid fields or the four gid fields.
     def setuid(self, uid: int) -> Ids:
-        _valid(uid)
-        if self.capable:
-            return replace(self, ruid=uid, euid=uid, suid=uid, fsuid=uid)
-        if uid in (self.ruid, self.suid):
-            return replace(self, euid=uid, fsuid=uid)
-        raise _eperm()
+        return self._set(UIDS, uid)
 
     def setgid(self, gid: int) -> Ids:
-        _valid(gid)
-        if self.capable:
-            return replace(self, rgid=gid, egid=gid, sgid=gid, fsgid=gid)
-        if gid in (self.rgid, self.sgid):
-            return replace(self, egid=gid, fsgid=gid)
-        raise _eperm()
+        return self._set(GIDS, gid)
 
     def setreuid(self, ruid: int, euid: int) -> Ids:
-        _valid_or_none(ruid, euid)
-        new = self
-        if ruid != NO_ID:
-            if not self.capable and ruid not in (self.ruid, self.euid):
-                raise _eperm()
-            new = replace(new, ruid=ruid)
-        if euid != NO_ID:
-            if not self.capable and euid not in (self.ruid, self.euid, self.suid):
-                raise _eperm()
-            new = replace(new, euid=euid)
-        if ruid != NO_ID or (euid != NO_ID and euid != self.ruid):
-            new = replace(new, suid=new.euid)
-        return replace(new, fsuid=new.euid)
+        return self._setre(UIDS, ruid, euid)
 
     def setregid(self, rgid: int, egid: int) -> Ids:
-        _valid_or_none(rgid, egid)
-        new = self
-        if rgid != NO_ID:
-            if not self.capable and rgid not in (self.rgid, self.egid):
-                raise _eperm()
-            new = replace(new, rgid=rgid)
-        if egid != NO_ID:
-            if not self.capable and egid not in (self.rgid, self.egid, self.sgid):
-                raise _eperm()
-            new = replace(new, egid=egid)
-        if rgid != NO_ID or (egid != NO_ID and egid != self.rgid):
-            new = replace(new, sgid=new.egid)
-        return replace(new, fsgid=new.egid)
+        return self._setre(GIDS, rgid, egid)
 
     def setresuid(self, ruid: int, euid: int, suid: int) -> Ids:
-        _valid_or_none(ruid, euid, suid)
-        mine = (self.ruid, self.euid, self.suid)
-        if not self.capable and any(x != NO_ID and x not in mine for x in (ruid, euid, suid)):
-            raise _eperm()
-        new = replace(self, ruid=_keep(ruid, self.ruid), euid=_keep(euid, self.euid), suid=_keep(suid, self.suid))
-        return replace(new, fsuid=new.euid)
+        return self._setres(UIDS, ruid, euid, suid)
 
     def setresgid(self, rgid: int, egid: int, sgid: int) -> Ids:
-        _valid_or_none(rgid, egid, sgid)
-        mine = (self.rgid, self.egid, self.sgid)
-        if not self.capable and any(x != NO_ID and x not in mine for x in (rgid, egid, sgid)):
-            raise _eperm()
-        new = replace(self, rgid=_keep(rgid, self.rgid), egid=_keep(egid, self.egid), sgid=_keep(sgid, self.sgid))
-        return replace(new, fsgid=new.egid)
+        return self._setres(GIDS, rgid, egid, sgid)
 
     def setfsuid(self, uid: int) -> tuple[Ids, int]:
         """The new ids and the call's result: the old fsuid, whether it changed or not."""
-        if uid != NO_ID and (uid in (self.ruid, self.euid, self.suid, self.fsuid) or self.capable):
-            return replace(self, fsuid=uid), self.fsuid
-        return self, self.fsuid
+        return self._setfs(UIDS, uid)
 
     def setfsgid(self, gid: int) -> tuple[Ids, int]:
-        if gid != NO_ID and (gid in (self.rgid, self.egid, self.sgid, self.fsgid) or self.capable):
-            return replace(self, fsgid=gid), self.fsgid
-        return self, self.fsgid
+        return self._setfs(GIDS, gid)
+
+    def _get(self, fields: tuple[str, ...]) -> tuple[int, ...]:
+        return tuple(getattr(self, f) for f in fields)
+
+    def _set(self, fields: tuple[str, str, str, str], x: int) -> Ids:
+        """setuid/setgid: all four for a capable caller; else the effective and fs ones, to the
+        real or saved id."""
+        _valid(x)
+        real, eff, saved, fs = fields
+        if self.capable:
+            return replace(self, **{real: x, eff: x, saved: x, fs: x})
+        if x in self._get((real, saved)):
+            return replace(self, **{eff: x, fs: x})
+        raise _eperm()
+
+    def _setre(self, fields: tuple[str, str, str, str], r: int, e: int) -> Ids:
+        """setreuid/setregid: the real id to the real or effective one, the effective to any of
+        the three; the saved id follows the effective when the real is set or the effective
+        leaves the real."""
+        real, eff, saved, fs = fields
+        old_real = getattr(self, real)
+        new = self
+        if r != NO_ID:
+            if not self.capable and r not in self._get((real, eff)):
+                raise _eperm()
+            new = replace(new, **{real: r})
+        if e != NO_ID:
+            if not self.capable and e not in self._get((real, eff, saved)):
+                raise _eperm()
+            new = replace(new, **{eff: e})
+        if r != NO_ID or (e != NO_ID and e != old_real):
+            new = replace(new, **{saved: getattr(new, eff)})
+        return replace(new, **{fs: getattr(new, eff)})
+
+    def _setres(self, fields: tuple[str, str, str, str], *asked: int) -> Ids:
+        """setresuid/setresgid: each to one of the three current ids unless capable; -1 keeps."""
+        mine = self._get(fields[:3])
+        if not self.capable and any(x != NO_ID and x not in mine for x in asked):
+            raise _eperm()
+        new = replace(self, **{f: _keep(x, old) for f, x, old in zip(fields[:3], asked, mine, strict=True)})
+        return replace(new, **{fields[3]: getattr(new, fields[1])})
+
+    def _setfs(self, fields: tuple[str, str, str, str], x: int) -> tuple[Ids, int]:
+        old = getattr(self, fields[3])
+        if x != NO_ID and (x in self._get(fields) or self.capable):
+            return replace(self, **{fields[3]: x}), old
+        return self, old
 
     def setgroups(self, groups: tuple[int, ...]) -> Ids:
         if not self.capable:
@@ -207,10 +210,6 @@ def _keep(new: int, old: int) -> int:
 def _valid(x: int) -> None:
     if x == NO_ID:
         raise OSError(errno.EINVAL, "not a valid id")
-
-
-def _valid_or_none(*xs: int) -> None:
-    """-1 leaves an id as it is; any other value is an id (every u32 but -1 is valid here)."""
 
 
 def _eperm() -> OSError:
