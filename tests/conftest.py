@@ -47,6 +47,18 @@ def sc(nr, *args):
 """
 
 
+# Python for the code strings run under umvu: the errno name a call fails with ("ok" if none)
+ERR = """
+import errno, os
+def err(f, *a):
+    try:
+        f(*a)
+        return "ok"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+"""
+
+
 def py(code: str, *opts: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """Run Python code (with ``sc(nr, *args)`` for raw syscalls) under umvu."""
     return umvu(*opts, sys.executable, "-c", PY_SYSCALL + code, timeout=timeout)

@@ -11,18 +11,9 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import BIN, env, py, sh
+from conftest import BIN, ERR, env, py, sh
 
 ME = os.getuid()
-SETID = """
-import errno, os
-def attempt(f, *a):
-    try:
-        f(*a)
-        return "ok"
-    except OSError as e:
-        return errno.errorcode[e.errno]
-"""
 
 
 def test_vusu_gives_a_root_shell_with_no_privilege(tmp_path):
@@ -50,14 +41,14 @@ def test_vusu_refuses_an_unknown_user_and_a_bad_option():
 
 
 def test_the_set_id_calls_follow_the_kernels_rules_for_the_virtual_ids():
-    code = SETID + """
+    code = ERR + """
 print(os.getresuid(), os.getgroups())
-print(attempt(os.setgroups, [5, 7]), os.getgroups())
-print(attempt(os.seteuid, 1000), os.getresuid(), os.geteuid())
-print(attempt(os.setgroups, [1]), attempt(os.setuid, 1234))   # no capability while euid is 1000
-print(attempt(os.seteuid, 0), os.getresuid())                 # the saved id is 0: back
-print(attempt(os.setresuid, 1000, 1000, 1000), os.getresuid())
-print(attempt(os.setuid, 0), attempt(os.seteuid, 0), attempt(os.setgid, 0), os.getuid())  # the gids are still 0
+print(err(os.setgroups, [5, 7]), os.getgroups())
+print(err(os.seteuid, 1000), os.getresuid(), os.geteuid())
+print(err(os.setgroups, [1]), err(os.setuid, 1234))   # no capability while euid is 1000
+print(err(os.seteuid, 0), os.getresuid())                 # the saved id is 0: back
+print(err(os.setresuid, 1000, 1000, 1000), os.getresuid())
+print(err(os.setuid, 0), err(os.seteuid, 0), err(os.setgid, 0), os.getuid())  # the gids are still 0
 """
     r = sh(f"vusu -c \"$(cat <<'EOF'\npython3 -c '{code}'\nEOF\n)\"")
     lines = r.stdout.splitlines()
@@ -67,7 +58,7 @@ print(attempt(os.setuid, 0), attempt(os.seteuid, 0), attempt(os.setgid, 0), os.g
 
 
 def test_an_ordinary_virtual_user_gets_eperm_for_root_ids():
-    code = SETID + "print(attempt(os.setuid, 0), attempt(os.setgid, 0), attempt(os.setgroups, []), os.getuid())"
+    code = ERR + "print(err(os.setuid, 0), err(os.setgid, 0), err(os.setgroups, []), os.getuid())"
     r = sh(f"vusu '#4242' -s /bin/sh -c \"python3 -c '{code}'\"")
     assert r.stdout.split() == ["EPERM", "EPERM", "EPERM", "4242"], r.stderr
 

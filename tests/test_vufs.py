@@ -10,19 +10,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import UMVU, env, py, sh
+from conftest import ERR, UMVU, env, py, sh
 
 V = ("-o", "vufs")
-# Python for the code strings run under umvu: the errno name a call fails with ("ok" if none)
-ERR = """
-import errno, os
-def err(f, *a):
-    try:
-        f(*a)
-        return "ok"
-    except OSError as e:
-        return errno.errorcode[e.errno]
-"""
 ROOT = os.geteuid() == 0
 
 
