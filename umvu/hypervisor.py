@@ -22,7 +22,6 @@ from umvu.procfs import ProcView
 from umvu.registry import Mount
 from umvu.shadows import Shadows
 from umvu.tracer import NR_POLL, NR_PPOLL, Tracee, Tracer
-from umvu.vfs import HostFdFiles
 
 if TYPE_CHECKING:  # pluggy and entry points cost start-up time: imported on first use
     from umvu.modules import ModuleManager
@@ -272,14 +271,13 @@ class Hypervisor:
     def removed(self, m: Mount, path: str, st: os.stat_result) -> None:
         """A directory of a view was removed (by a module, at a process's request): a process
         whose virtual cwd it was keeps it as the kernel keeps a dead directory (FsView.gone).
-        A host directory's "." stays a directory with nothing in it, as the host's file system
-        keeps it; any other module's is ENOENT, as a FUSE daemon asked to open a node it removed
-        answers (fuse2fs, pyfuse3's passthroughfs)."""
+        Its "." stays a directory with nothing in it where the file system says removed
+        directories still open (FileSystem.removed_dirs_open), else it is ENOENT."""
         dead = os.stat_result((st.st_mode, st.st_ino, st.st_dev, 0, *tuple(st)[4:]))
         for t in self.tracer.tracees.values():
             if t.fs.cwd_virtual and t.fs.cwd == path and t.fs.gone is None:
                 t.fs.gone = dead
-                if isinstance(m.fs, HostFdFiles):  # its files are host files
+                if m.fs.removed_dirs_open:
                     self.dead_dirs.fs.attrs[path] = dead
 
     def opened(self, of: OpenFile) -> None:

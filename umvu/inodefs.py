@@ -199,6 +199,7 @@ class InodeFS(FileSystem):
     """A FileSystem whose files are nodes of ``ops``, with the kernel's caches."""
 
     fstype = "fuse"
+    removed_dirs_open = False  # OPENDIR of a removed node reaches the daemon
     name_max = FUSE_NAME_MAX  # longer names go to the daemon, which says what it takes
     #: check permissions from the files' modes, owners and groups, as the kernel does for FUSE's
     #: default_permissions (else they are the file system's to check)

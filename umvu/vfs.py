@@ -85,6 +85,10 @@ class FileSystem:
     #: the longest name a path component may have (ENAMETOOLONG past it): each file system's own,
     #: as in the kernel (ext4 and most: NAME_MAX, 255; FUSE: 1024, the daemon may refuse less)
     name_max = 255
+    #: whether a directory removed while it was a process's cwd still opens as "." (and lists as
+    #: empty): a local file system's does; a FUSE daemon is asked, and answers ENOENT for a node
+    #: it removed (Hypervisor.removed)
+    removed_dirs_open = True
 
     def busy(self) -> bool:
         """Whether something the core cannot see still uses this mount (a network stack some
