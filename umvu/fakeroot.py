@@ -138,8 +138,9 @@ class Records:
                         self.by_file[key] = Record(int(v["mode"], 8) or None, int(v["uid"]), int(v["gid"]),
                                                    int(v.get("rdev", "0"), 16))
                     keys.add(key)
-                except (KeyError, ValueError) as e:
-                    raise ValueError(f"{path}:{n}: not a record ({e})") from None
+                except (KeyError, ValueError):
+                    raise ValueError(f"{path}:{n}: not a record (dev=HEX,ino=N,mode=OCTAL,uid=N,gid=N,rdev=HEX, "
+                                     "or dev=HEX,ino=N,xattr=HEX,value=HEX)") from None
         return keys
 
     def _write(self, path: str, keys: set[tuple[int, int]], mount_dev: int | None) -> None:
