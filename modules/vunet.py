@@ -3,7 +3,12 @@
     vu_insmod vunet
     vumount -t vunetns none /dev/net/s1        # a fresh Linux stack of its own: lo only, down
     vumount -t vunetnull none /dev/net/null    # no network: socket() of its families is EAFNOSUPPORT
+    vumount -t vunethost none /dev/net/host    # the host's network (for a child of a stack's process)
     vustack [-f inet,inet6,netlink,packet] /dev/net/s1 COMMAND...
+
+A vunetns mount can set its stack up (lo=up, veth=, addr=, gw=; see Setup): the hypervisor does
+it with pyroute2 over a netlink socket made inside the stack, which it keeps so that a helper
+that dies leaves the stack's links down (its sockets fail as on a downed interface).
 
 A stack is a node in the view (a character device, 0666); a process uses one for some address
 families (all four by default), and its children inherit that.  socket(2) of such a family
@@ -30,13 +35,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from umvu.api import CallService, FileSystem, StatFs, hookimpl, host_statfs, take_fd
 
-NODE_MOUNTS = ("vunetns", "vunetnull")
+NODE_MOUNTS = ("vunetns", "vunetnull", "vunethost")
 FAMILIES = {"inet": socket.AF_INET, "inet6": socket.AF_INET6, "netlink": socket.AF_NETLINK,
             "packet": socket.AF_PACKET}
+NETLINK_ROUTE = 0
 SOCK_CLOEXEC = 0o2000000
 STACK_MAJOR = 242  # the nodes' device number (Linux's "local/experimental use" range)
 
@@ -83,8 +91,17 @@ class Helper:
             raise OSError(e.errno or errno.EIO, f"cannot start a network namespace: {e.strerror}") from None
         self.pid = self.proc.pid
         self.lock = threading.Lock()  # the loop's socket calls and the forwarders' threads ask it
+        self.stopping = False
         # its first answer says it runs in its namespaces (ENETDOWN if it died, ETIMEDOUT if silent)
         self._ask("c -1")
+
+    def watch(self, died: Any) -> None:
+        """Call ``died()`` (in a thread of its own) if the helper ends before ``stop``."""
+        def wait() -> None:
+            self.proc.wait()
+            if not self.stopping:
+                died()
+        threading.Thread(target=wait, name="vunet-helper-watch", daemon=True).start()
 
     def _ask(self, line: str) -> str:
         with self.lock:
@@ -115,7 +132,16 @@ class Helper:
         except OSError:
             pass
 
+    def take(self, family: int, kind: int, proto: int) -> socket.socket:
+        """A socket made in the stack, as the hypervisor's own."""
+        made = self.make(family, kind, proto)
+        try:
+            return socket.socket(fileno=take_fd(self.pid, made))
+        finally:
+            self.close(made)
+
     def stop(self) -> None:
+        self.stopping = True
         try:
             self.proc.kill()
             self.proc.wait(5)
@@ -144,7 +170,9 @@ def _host_address(sockaddr: bytes) -> bytes | None:
 
 class Forward:
     """hostfwd=tcp:HOSTADDR:HOSTPORT-STACKADDR:STACKPORT: a listener on the host's network whose
-    connections are relayed to a connection made inside the stack (as slirp4netns's add_hostfwd)."""
+    connections are relayed to a connection made inside the stack (as slirp4netns's add_hostfwd).
+    hostfwd=udp:...: each host peer's datagrams go out of a socket of its own in the stack,
+    connected to STACKADDR:STACKPORT, and the answers come back to that peer."""
 
     def __init__(self, spec: str) -> None:
         try:
@@ -152,26 +180,29 @@ class Forward:
             host, inside = rest.split("-", 1)
             haddr, hport = host.rsplit(":", 1)
             iaddr, iport = inside.rsplit(":", 1)
+            haddr, iaddr = haddr.strip("[]"), iaddr.strip("[]")  # [::1]:8080
             self.host, self.inside = (haddr or "127.0.0.1", int(hport)), (iaddr, int(iport))
         except ValueError:
-            raise OSError(errno.EINVAL, f"hostfwd={spec}: not tcp:HOSTADDR:PORT-STACKADDR:PORT") from None
-        if proto != "tcp":
-            raise OSError(errno.EINVAL, f"hostfwd={spec}: only tcp is forwarded")
+            raise OSError(errno.EINVAL, f"hostfwd={spec}: not tcp|udp:HOSTADDR:PORT-STACKADDR:PORT") from None
+        if proto not in ("tcp", "udp"):
+            raise OSError(errno.EINVAL, f"hostfwd={spec}: only tcp and udp are forwarded")
+        self.kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
         self.listener: socket.socket | None = None
 
     def start(self, stack: Stack) -> None:
         self.stack = stack
-        family = socket.AF_INET6 if ":" in self.host[0] else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener = socket.socket(_family(self.host[0]), self.kind)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             listener.bind(self.host)  # on the host's network, as the session's user
-            listener.listen(16)
+            if self.kind == socket.SOCK_STREAM:
+                listener.listen(16)
         except OSError as e:
             listener.close()
             raise OSError(e.errno, f"hostfwd: cannot listen on {self.host[0]}:{self.host[1]}: {e.strerror}") from None
         self.listener = listener
-        threading.Thread(target=self._accept, name="vunet-hostfwd", daemon=True).start()
+        serve = self._accept if self.kind == socket.SOCK_STREAM else self._datagrams
+        threading.Thread(target=serve, args=(listener,), name="vunet-hostfwd", daemon=True).start()
 
     def stop(self) -> None:
         if self.listener is not None:
@@ -182,10 +213,37 @@ class Forward:
             self.listener.close()
             self.listener = None
 
-    def _accept(self) -> None:
-        while self.listener is not None:
+    def _datagrams(self, listener: socket.socket) -> None:
+        inside: dict[Any, socket.socket] = {}  # a host peer's address: its socket in the stack
+        peer: dict[socket.socket, Any] = {}
+        try:
+            while self.listener is listener:
+                ready, _, _ = select.select([listener, *peer], [], [], 0.5)
+                for s in ready:
+                    try:
+                        if s is listener:
+                            data, addr = listener.recvfrom(65536)
+                            if addr not in inside:
+                                out = self.stack.helper.take(_family(self.inside[0]), socket.SOCK_DGRAM, 0)
+                                out.connect(self.inside)
+                                inside[addr], peer[out] = out, addr
+                            inside[addr].send(data)
+                        else:
+                            listener.sendto(s.recv(65536), peer[s])
+                    except OSError:  # nobody there (ECONNREFUSED), or the stack is gone
+                        if s is not listener:
+                            inside.pop(peer.pop(s), None)
+                            s.close()
+        except (OSError, ValueError):
+            pass  # the listener closed under select: unmounted
+        finally:
+            for s in peer:
+                s.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while self.listener is listener:
             try:
-                outside, _ = self.listener.accept()
+                outside, _ = listener.accept()
             except OSError:
                 return
             threading.Thread(target=self._relay, args=(outside,), name="vunet-relay", daemon=True).start()
@@ -221,23 +279,153 @@ class Forward:
             inside.close()
 
 
+class Setup:
+    """What a vunetns mount sets up in its new stack, in the order given (pyroute2, over a netlink
+    socket made in the stack):
+
+        lo=up                       lo up (a new stack's is down, as a new network namespace's)
+        veth=NAME[:PEER][@NODE]     a veth pair: NAME here, PEER (default NAME) here or in the
+                                    stack mounted at NODE (a link between two stacks)
+        addr=DEV[@NODE]:ADDR/LEN    an address on DEV (here, or in NODE's stack), and DEV up
+        gw=ADDR                     the default route, through ADDR
+    """
+
+    NAMES = ("lo", "veth", "addr", "gw")
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, str]] = []
+
+    def add(self, name: str, value: str) -> None:
+        """Check one option's shape now, so that a bad one fails the mount before any stack is made."""
+        opt = f"{name}={value}"
+        if name == "lo" and value != "up":
+            raise OSError(errno.EINVAL, f"{opt}: only lo=up")
+        if name == "veth" and not value.partition("@")[0]:
+            raise OSError(errno.EINVAL, f"{opt}: not veth=NAME[:PEER][@NODE]")
+        if name == "addr":
+            dev, _, cidr = value.partition(":")
+            address, _, length = cidr.partition("/")
+            if not dev or not length.isdigit() or not _is_address(address):
+                raise OSError(errno.EINVAL, f"{opt}: not addr=DEV[@NODE]:ADDR/LEN")
+        if name == "gw" and not _is_address(value):
+            raise OSError(errno.EINVAL, f"{opt}: not an address")
+        self.steps.append((name, value))
+
+    def apply(self, stack: Stack) -> None:
+        for name, value in self.steps:
+            opt = f"{name}={value}"
+            try:
+                getattr(self, "_" + name)(stack, value)
+            except OSError as e:
+                raise OSError(e.errno, f"{opt}: {e.strerror}") from None
+
+    @staticmethod
+    def _lo(stack: Stack, value: str) -> None:
+        with stack.rtnl() as ipr:
+            ipr.link("set", index=_link(ipr, "lo"), state="up")
+
+    @staticmethod
+    def _veth(stack: Stack, value: str) -> None:
+        names, _, node = value.partition("@")
+        name, _, peer = names.partition(":")
+        spec: dict[str, Any] = {"ifname": peer or name}
+        if node:
+            spec["net_ns_pid"] = stack.module.stack_at(node).helper.pid
+        with stack.rtnl() as ipr:
+            ipr.link("add", ifname=name, kind="veth", peer=spec)
+
+    @staticmethod
+    def _addr(stack: Stack, value: str) -> None:
+        where, _, cidr = value.partition(":")
+        dev, _, node = where.partition("@")
+        address, _, length = cidr.partition("/")
+        with (stack.module.stack_at(node) if node else stack).rtnl() as ipr:
+            index = _link(ipr, dev)
+            ipr.addr("add", index=index, address=address, prefixlen=int(length))
+            ipr.link("set", index=index, state="up")
+
+    @staticmethod
+    def _gw(stack: Stack, value: str) -> None:
+        with stack.rtnl() as ipr:
+            ipr.route("add", dst="::/0" if ":" in value else "0.0.0.0/0", gateway=value)
+
+
+def _family(address: str) -> int:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+def _is_address(text: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, text)
+            return True
+        except OSError:
+            pass
+    return False
+
+
+def _link(ipr: Any, name: str) -> int:
+    found = ipr.link_lookup(ifname=name)
+    if not found:
+        raise OSError(errno.ENODEV, f"no link {name}")
+    return found[0]
+
+
 class Stack(FileSystem):
     """A stack, and the node that names it."""
 
     fstype = "vunet"
 
-    def __init__(self, module: Module, kind: str, minor: int, forwards: list[Forward], uplink: bool) -> None:
-        self.module, self.kind, self.minor, self.uplink = module, kind, minor, uplink
+    def __init__(self, module: Module, kind: str, target: str, minor: int) -> None:
+        self.module, self.kind, self.target, self.minor = module, kind, target, minor
+        self.uplink = False
         self.helper = Helper(module.world()) if kind == "vunetns" else None
+        # a netlink socket of the stack's, kept: for Setup, and to take its links down when the
+        # helper dies (no socket can be made there after that)
+        self.control = self.helper.take(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE) if self.helper else None
         self.born = time.time_ns()
         self.forwards: list[Forward] = []
+
+    def start(self, setup: Setup, forwards: list[Forward], uplink: bool) -> None:
+        """Set the stack up as the mount's options say; on failure nothing of it is left."""
+        self.uplink = uplink
         try:
+            setup.apply(self)
             for fwd in forwards:
                 fwd.start(self)
                 self.forwards.append(fwd)
         except OSError:
             self.unmount()
             raise
+        if self.helper is not None:
+            self.helper.watch(self._helper_died)
+
+    @contextmanager
+    def rtnl(self) -> Iterator[Any]:
+        """pyroute2's IPRoute on the stack (imported here: only a stack being set up needs it)."""
+        from pyroute2 import IPRoute
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        if self.control is None:
+            raise OSError(errno.ENETDOWN, "not a stack of its own")
+        ipr = IPRoute(fileno=os.dup(self.control.fileno()), groups=0)
+        try:
+            yield ipr
+        except NetlinkError as e:
+            raise OSError(e.code, os.strerror(e.code)) from None
+        finally:
+            ipr.close()
+
+    def _helper_died(self) -> None:
+        """Its sockets go on existing (they hold the namespace), but now fail as on a downed
+        interface: every link of the stack goes down; socket(2) gives ENETDOWN."""
+        self.module.vu.log(f"the helper of the stack at {self.target} ended: its links are down")
+        try:
+            with self.rtnl() as ipr:
+                for link in ipr.get_links():
+                    ipr.link("set", index=link["index"], state="down")
+        except Exception as e:  # noqa: BLE001 - a thread of its own: say it, never raise
+            self.module.vu.log(f"cannot take the links of {self.target} down: {e}")
 
     # -- the node ----------------------------------------------------------------------------
     def lstat(self, path: str) -> os.stat_result:
@@ -257,7 +445,7 @@ class Stack(FileSystem):
         return self.lstat("/")
 
     def read(self, handle: list, size: int, offset: int) -> bytes:
-        text = f"{self.kind}\n" + (f"helper {self.helper.pid}\n" if self.helper else "")
+        text = f"{self.kind}\nfamilies {','.join(FAMILIES)}\n" + (f"helper {self.helper.pid}\n" if self.helper else "")
         return text.encode()[offset : offset + size]
 
     def write(self, handle: list, data: bytes, offset: int) -> int:
@@ -288,17 +476,15 @@ class Stack(FileSystem):
             self.module.stacks.remove(self)
         for fwd in self.forwards:
             fwd.stop()
+        if self.control is not None:
+            self.control.close()
         if self.helper is not None:
             self.helper.stop()
 
     def connect_inside(self, addr: tuple[str, int]) -> socket.socket:
         """A TCP connection made from inside the stack (a forwarded port's other end)."""
         assert self.helper is not None
-        made = self.helper.make(socket.AF_INET6 if ":" in addr[0] else socket.AF_INET, socket.SOCK_STREAM, 0)
-        try:
-            s = socket.socket(fileno=take_fd(self.helper.pid, made))
-        finally:
-            self.helper.close(made)
+        s = self.helper.take(_family(addr[0]), socket.SOCK_STREAM, 0)
         s.settimeout(10)
         try:
             s.connect(addr)
@@ -310,6 +496,8 @@ class Stack(FileSystem):
 
     # -- its sockets ---------------------------------------------------------------------------
     async def socket(self, call: Any) -> int:
+        if self.kind == "vunethost":
+            return None  # the kernel's call: the host's network
         if self.helper is None:
             raise OSError(errno.EAFNOSUPPORT, "no network in this stack")
         family, kind, proto = (call.args[k] & 0xFFFFFFFF for k in range(3))
@@ -334,7 +522,7 @@ class Sockets(CallService):
         if stack is None:
             return None
         if call.name == "socketpair":
-            if stack.helper is None:
+            if stack.kind == "vunetnull":
                 raise OSError(errno.EAFNOSUPPORT, "no network in this stack")
             return None
         return await stack.socket(call)
@@ -344,6 +532,13 @@ class Module:
     def __init__(self, vu: Any) -> None:
         self.vu = vu
         self.stacks: list[Stack] = []
+
+    def stack_at(self, node: str) -> Stack:
+        """The vunetns stack mounted at ``node`` (another mount's option names it)."""
+        for stack in self.stacks:
+            if stack.target == os.path.normpath(node) and stack.helper is not None:
+                return stack
+        raise OSError(errno.ENOENT, f"{node}: no vunetns stack there")
 
     def world(self) -> int | None:
         """A live helper, whose user namespace owns every stack's network namespace."""
@@ -361,7 +556,8 @@ _module: Module | None = None
 
 @hookimpl
 def vu_module_describe() -> str:
-    return "network stacks: a private Linux stack (vunetns) or none (vunetnull), used with vustack"
+    return ("network stacks: a private Linux stack (vunetns), none (vunetnull) or the host's (vunethost), "
+            "used with vustack")
 
 
 @hookimpl
@@ -391,16 +587,19 @@ def vu_filesystems() -> list[str]:
 def vu_mount(vu: Any, fstype: str, source: str, target: str, options: str) -> FileSystem | None:
     if fstype not in NODE_MOUNTS or _module is None:
         return None
-    forwards, uplink = [], False
+    forwards, uplink, setup = [], False, Setup()
     for opt in filter(None, options.split(",")):
         name, _, value = opt.partition("=")
         if fstype == "vunetns" and name == "hostfwd":
             forwards.append(Forward(value))
         elif fstype == "vunetns" and opt == "uplink":
             uplink = True
+        elif fstype == "vunetns" and name in Setup.NAMES and value:
+            setup.add(name, value)
         else:
             raise OSError(errno.EINVAL, f"unknown option: {opt}")
     minor = max((s.minor for s in _module.stacks), default=-1) + 1
-    stack = Stack(_module, fstype, minor, forwards, uplink)
+    stack = Stack(_module, fstype, os.path.normpath(target), minor)
+    stack.start(setup, forwards, uplink)
     _module.stacks.append(stack)
     return stack

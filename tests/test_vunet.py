@@ -127,9 +127,9 @@ def test_a_host_port_forwarded_into_a_stack(host_port_80_free):
              "    except OSError:\n        time.sleep(0.1)")
     r = sh(f"vu_insmod vunet && vumount -t vunetns -o hostfwd=tcp:127.0.0.1:{port}-127.0.0.1:80 none /dev/net/s1 && "
            f"(vustack /dev/net/s1 bash -c '{_q(serve)}' &) && python3 -c \"{fetch}\"; "
-           "vumount -t vunetns -o hostfwd=udp:127.0.0.1:1-127.0.0.1:2 none /dev/net/s2; echo udp=$?", timeout=60)
-    assert r.stdout.split() == ["200", "udp=32"], r.stdout + r.stderr
-    assert "only tcp is forwarded" in r.stderr
+           "vumount -t vunetns -o hostfwd=sctp:127.0.0.1:1-127.0.0.1:2 none /dev/net/s2; echo sctp=$?", timeout=60)
+    assert r.stdout.split() == ["200", "sctp=32"], r.stdout + r.stderr
+    assert "only tcp and udp are forwarded" in r.stderr
 
 
 def test_sys_class_net_shows_the_stack():
@@ -163,3 +163,98 @@ def test_an_uplink_reaches_the_hosts_loopback_as_10_0_2_2_and_nothing_else_leave
            f"vustack /dev/net/s2 python3 -c \"{without}\"")
     host.close()
     assert r.stdout.split() == ["hello", "101", "101"], r.stdout + r.stderr
+
+
+NAME_ADDR = "awk '{print $1, $3}'"  # a veth's state turns UP a moment after it is set up (its carrier)
+
+
+def test_a_mount_sets_its_stack_up_and_joins_it_to_another(host_port_80_free):
+    """lo=up, veth=NAME:PEER@NODE, addr=DEV[@NODE]:ADDR/LEN and gw= (pyroute2 over a netlink
+    socket of the stack): socat in stack b reaches nc listening in stack a at 10.7.0.1:80."""
+    b = "lo=up,veth=vb:va@/dev/net/a,addr=vb:10.7.0.2/24,addr=va@/dev/net/a:10.7.0.1/24,gw=10.7.0.1"
+    serve = ("timeout 10 nc -l 10.7.0.1 80 > /tmp/got-$$ & for i in $(seq 50); do ss -ltn | grep -q 10.7.0.1:80 && "
+             "break; sleep 0.1; done; echo through-veth | vustack /dev/net/b socat -u - TCP:10.7.0.1:80,retry=20; "
+             "wait; cat /tmp/got-$$; rm /tmp/got-$$")
+    r = sh("vu_insmod vunet && vumount -t vunetns -o lo=up none /dev/net/a && "
+           f"vumount -t vunetns -o {b} none /dev/net/b && vustack /dev/net/a ip -br -4 addr | {NAME_ADDR} && "
+           f"vustack /dev/net/b ip -br -4 addr | {NAME_ADDR} && "
+           f"vustack /dev/net/b ip route | head -1 && vustack /dev/net/a bash -c '{_q(serve)}'", timeout=60)
+    assert r.stdout.splitlines() == ["lo 127.0.0.1/8", "va@if2 10.7.0.1/24", "lo 127.0.0.1/8", "vb@if2 10.7.0.2/24",
+                                     "default via 10.7.0.1 dev vb proto static ", "through-veth"], r.stdout + r.stderr
+
+
+def test_bad_setup_options_fail_the_mount_with_one_line_and_leave_nothing():
+    r = sh("vu_insmod vunet; for o in lo=down addr=x addr=eth9:10.0.0.1/24 veth=q@/dev/net/none gw=nowhere; do "
+           "vumount -t vunetns -o $o none /dev/net/c; echo $?; done; ls /dev/net | grep -c '^c$'")
+    lines = r.stderr.splitlines()
+    assert r.stdout.split() == ["32"] * 5 + ["0"], r.stdout + r.stderr
+    assert len(lines) == 5 and all(line.startswith("vumount: mounting none on /dev/net/c: ") for line in lines), lines
+    assert "lo=down: only lo=up" in lines[0] and "no link eth9" in lines[2] and "no vunetns stack there" in lines[3]
+
+
+def test_the_hosts_stack_and_vustack_options():
+    """vunethost gives a stack's process's child the host's network back; -s, -v, -f by number."""
+    r = sh("vu_insmod vunet && vumount -t vunetns none /dev/net/s1 && vumount -t vunethost none /dev/net/host && "
+           "ip -br link | wc -l && vustack /dev/net/s1 sh -c 'ip -br link | wc -l; vustack -s -v /dev/net/host "
+           "sh -c \"ip -br link | wc -l\"' && vustack -f 2,inet6 -v /dev/net/s1 true && "
+           "vustack -f 99 /dev/net/s1 true; echo bad=$?; vustack -p /dev/net/host; echo pid=$?")
+    host, inside, back, bad, pid = r.stdout.split()
+    assert int(host) > 1 and inside == "1" and back == host and bad == "bad=1" and pid == "pid=1", r.stdout + r.stderr
+    assert ("Using /dev/net/host for the following address families:\n    inet(2) inet6(10) netlink(16) packet(17)"
+            in r.stderr and "Using /dev/net/s1 for the following address families:\n    inet(2) inet6(10)\n"
+            in r.stderr), r.stderr
+    assert "unknown address family '99'" in r.stderr and "not a stack of its own" in r.stderr
+
+
+def test_a_helper_that_dies_leaves_the_stack_down_and_the_session_going_on():
+    """Sockets made before go on existing, as on a downed interface (every link down: a connect to
+    its loopback gets no answer); socket(2) in the stack is ENETDOWN; the session and vuumount go on."""
+    code = ("import os, socket, subprocess, time\nsrv = socket.socket()\nsrv.bind(('127.0.0.1', 80))\nsrv.listen()\n"
+            "c = socket.create_connection(('127.0.0.1', 80))\nprint('before', srv.accept()[0].fileno() > 0)\n"
+            "spare = socket.socket()\nspare.settimeout(1)\n"
+            "helper = subprocess.run(['vustack', '-p', '/dev/net/s1'], capture_output=True, text=True).stdout\n"
+            "os.kill(int(helper), 9)\ntime.sleep(0.5)\n"
+            "try:\n    socket.socket()\nexcept OSError as e:\n    print('socket', e.errno)\n"
+            "try:\n    spare.connect(('127.0.0.1', 80))\nexcept OSError as e:\n    print('connect', type(e).__name__)\n"
+            "print(subprocess.run(['ip', '-br', 'link'], capture_output=True, text=True).stderr.strip())")
+    r = sh("vu_insmod vunet && vumount -t vunetns -o lo=up none /dev/net/s1 && "
+           f"vustack /dev/net/s1 python3 -c \"{code}\"; echo on; vuumount /dev/net/s1; echo unmounted=$?", timeout=60)
+    assert r.stdout.splitlines() == ["before True", "socket 100", "connect TimeoutError",
+                                     "Cannot open netlink socket: Network is down", "on",
+                                     "unmounted=0"], r.stdout + r.stderr
+    assert "the helper of the stack at /dev/net/s1 ended: its links are down" in r.stderr
+
+
+def test_no_socket_of_a_stack_is_left_after_unmount():
+    """The hypervisor holds none of a stack's sockets (its netlink socket, forwarders, relays) once
+    the stack is unmounted, whatever went through it."""
+    port = _free_port()
+    count = "ls -l /proc/$hv/fd | grep -c socket"
+    r = sh("hv=$(awk '/TracerPid/{print $2}' /proc/$$/status); " + count + "; vu_insmod vunet && "
+           f"vumount -t vunetns -o lo=up,hostfwd=tcp:127.0.0.1:{port}-127.0.0.1:7 none /dev/net/a && "
+           "vumount -t vunetns -o veth=x:y@/dev/net/a none /dev/net/b && " + count + " && "
+           "(vustack /dev/net/a timeout 5 socat TCP-LISTEN:7,bind=127.0.0.1 EXEC:cat &) && sleep 0.5 && "
+           f"echo relayed | nc -N -w2 127.0.0.1 {port} && vuumount /dev/net/a && vuumount /dev/net/b && " + count,
+           timeout=60)
+    before, mounted, relayed, after = r.stdout.split()
+    assert (before, relayed, after) == ("0", "relayed", "0") and int(mounted) >= 2, r.stdout + r.stderr
+
+
+def test_udp_forwarded_into_a_stack_and_connected_udp_through_the_uplink():
+    port, back = _free_port(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    back.bind(("127.0.0.1", 0))
+    import threading
+
+    def echo():
+        data, addr = back.recvfrom(100)
+        back.sendto(data.upper(), addr)
+
+    threading.Thread(target=echo, daemon=True).start()
+    uplink = (f"import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(5)\n"
+              f"s.connect(('10.0.2.2', {back.getsockname()[1]}))\ns.send(b'up')\nprint(s.recv(9).decode())")
+    r = sh(f"vu_insmod vunet && vumount -t vunetns -o lo=up,uplink,hostfwd=udp:127.0.0.1:{port}-127.0.0.1:53 none "
+           "/dev/net/s1 && (vustack /dev/net/s1 timeout 5 socat UDP-RECVFROM:53,bind=127.0.0.1 EXEC:'tr a-z A-Z' &) "
+           f"&& sleep 0.5 && echo datagram | nc -u -w1 127.0.0.1 {port} && vustack /dev/net/s1 python3 -c \"{uplink}\"",
+           timeout=60)
+    back.close()
+    assert r.stdout.split() == ["DATAGRAM", "UP"], r.stdout + r.stderr

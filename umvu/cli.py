@@ -415,11 +415,31 @@ def vusu_main(argv: list[str] | None = None) -> int:
 STACK_MAJOR = 242  # vunet's stack nodes (modules/vunet.py)
 
 
+STACK_FAMILIES = {"inet": 2, "inet6": 10, "netlink": 16, "packet": 17}  # what vunet can serve
+
+
+def _stack_families(text: str) -> list[str]:
+    """-f's list: names or numbers (as vustack of VUOS takes them)."""
+    names = {str(n): name for name, n in STACK_FAMILIES.items()}
+    chosen = []
+    for word in filter(None, text.split(",")):
+        name = names.get(word, word)
+        if name not in STACK_FAMILIES:
+            raise ValueError(f"unknown address family {word!r} (one of {','.join(STACK_FAMILIES)}, or its number)")
+        chosen.append(name)
+    if not chosen:
+        raise ValueError("no address family given")
+    return chosen
+
+
 def vustack_main(argv: list[str] | None = None) -> int:
     def build(p: argparse.ArgumentParser):
-        p.add_argument("-f", "--families", default="inet,inet6,netlink,packet", metavar="FAMILIES",
-                       help="the address families the stack serves for COMMAND (default: all of "
-                            "inet,inet6,netlink,packet)")
+        p.add_argument("-f", "--families", "--family", metavar="FAMILIES",
+                       help="the address families the stack serves for COMMAND, by name or number "
+                            "(default: all of inet,inet6,netlink,packet)")
+        p.add_argument("-s", "--supported", action="store_true",
+                       help="the families STACK supports (as the stack lists them)")
+        p.add_argument("-v", "--verbose", action="store_true", help="print the families chosen")
         p.add_argument("-p", "--pid", action="store_true",
                        help="print the process whose network namespace is STACK's (for `ip link set DEV "
                             "netns PID`: a link between two stacks), and exit")
@@ -435,19 +455,32 @@ def vustack_main(argv: list[str] | None = None) -> int:
                 return _fail("vustack", f"{args.stack}: {e.strerror}")
             if not stat.S_ISCHR(st.st_mode) or os.major(st.st_rdev) != STACK_MAJOR:
                 return _fail("vustack", f"{args.stack}: not a network stack (vumount -t vunetns none NODE)")
-            if args.pid:
+            try:
                 with open(args.stack) as f:
-                    helper = [w.split()[1] for w in f if w.startswith("helper ")]
-                if not helper:
-                    return _fail("vustack", f"{args.stack}: a stack with no network")
-                print(helper[0])
+                    said = dict(line.split(None, 1) for line in f.read().splitlines() if " " in line)
+            except OSError as e:
+                return _fail("vustack", f"{args.stack}: {e.strerror}")
+            if args.pid:
+                if "helper" not in said:
+                    return _fail("vustack", f"{args.stack}: not a stack of its own (no network namespace)")
+                print(said["helper"])
                 return 0
+            supported = said.get("families", ",".join(STACK_FAMILIES)).split(",")
+            try:
+                families = _stack_families(args.families or ",".join(STACK_FAMILIES))
+            except ValueError as e:
+                return _fail("vustack", str(e))
+            if args.supported:
+                families = [f for f in families if f in supported] if args.families else supported
+            if args.verbose:
+                print(f"Using {args.stack} for the following address families:\n    "
+                      + " ".join(f"{f}({STACK_FAMILIES[f]})" for f in families), file=sys.stderr)
             try:
                 fd = os.open(args.stack, os.O_WRONLY)
             except OSError as e:
                 return _fail("vustack", f"{args.stack}: {e.strerror}")
             try:
-                os.write(fd, f"use {args.families}".encode())
+                os.write(fd, f"use {','.join(families)}".encode())
             except OSError as e:
                 what = "not a stack" if e.errno in (errno.EINVAL, errno.EBADF, errno.EISDIR) else e.strerror
                 return _fail("vustack", f"{args.stack}: {what} ({e.strerror})")
