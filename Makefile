@@ -16,7 +16,7 @@ EXAMPLES := $(VENV)/share/pyfuse3-examples
 # Debian packages the tests and benchmarks run for real
 DEBS   := python3-venv python3-dev bash coreutils findutils tar gcc make libc6-dev strace proot tmux procps git sqlite3 util-linux \
           e2fsprogs fuse2fs squashfuse squashfs-tools fuse3 libfuse3-dev pkg-config python3-fusepy fdisk dosfstools gdisk \
-          cpio dpkg fakeroot iproute2 socat netcat-openbsd
+          cpio dpkg fakeroot iproute2 socat netcat-openbsd iputils-ping
 
 .PHONY: run test bench bench-ab faults fuzz docs lint deps clean
 

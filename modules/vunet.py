@@ -48,8 +48,9 @@ NETLINK_ROUTE = 0
 SOCK_CLOEXEC = 0o2000000
 STACK_MAJOR = 242  # the nodes' device number (Linux's "local/experimental use" range)
 
-# The helper: one line per request on fd 0, one line per answer on fd 1; its sockets stay open
-# until the hypervisor, which took its copy into the caller, says "c FD".
+# The helper: one line per request on fd 0 ("s FAMILY TYPE PROTO N": make N sockets; "c FD":
+# close one, no answer; "h": hello), one line per answer on fd 1; its sockets stay open until the
+# hypervisor, which took its copy into the caller, says "c FD".
 HELPER = r"""
 import os, socket, sys
 made = {}
@@ -57,17 +58,28 @@ for line in sys.stdin:
     word = line.split()
     try:
         if word[0] == "s":
-            s = socket.socket(int(word[1]), int(word[2]), int(word[3]))
-            made[s.fileno()] = s
-            print("ok", s.fileno(), flush=True)
+            fds = []
+            try:
+                for _ in range(int(word[4])):
+                    s = socket.socket(int(word[1]), int(word[2]), int(word[3]))
+                    made[s.fileno()] = s
+                    fds.append(s.fileno())
+            except OSError as e:
+                if not fds:
+                    raise
+            print("ok", *fds, flush=True)
         elif word[0] == "c":
             made.pop(int(word[1])).close()
-            print("ok 0", flush=True)
+        elif word[0] == "h":
+            print("ok", flush=True)
     except OSError as e:
         print("err", e.errno, flush=True)
     except (KeyError, ValueError, IndexError):
-        print("err 9", flush=True)
+        if word[:1] != ["c"]:
+            print("err 9", flush=True)
 """
+POOL = 16  # sockets of a common kind made ahead, in one request: one round trip to the helper in 16
+POOLED_TYPES = (socket.SOCK_STREAM, socket.SOCK_DGRAM)
 
 
 class Helper:
@@ -82,8 +94,10 @@ class Helper:
         else:
             enter = ["nsenter", f"--user=/proc/{world}/ns/user", "--preserve-credentials", "unshare", "--net",
                      "--mount"]
-        # a sysfs of its own (a mount namespace of its own holds it): /sys/class/net shows the stack's
-        run = f'mount -t sysfs none /sys 2>/dev/null; exec "{sys.executable}" -S -c "$0"'
+        # a sysfs of its own (a mount namespace of its own holds it): /sys/class/net shows the stack's;
+        # ICMP echo sockets for its users: the helper (gid 0 in its user namespace) makes them
+        icmp = 'echo "0 0" > /proc/sys/net/ipv4/ping_group_range'
+        run = f'mount -t sysfs none /sys 2>/dev/null; {icmp}; exec "{sys.executable}" -S -c "$0"'
         try:
             self.proc = subprocess.Popen([*enter, "sh", "-c", run, HELPER], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, text=True, bufsize=1)
@@ -92,8 +106,12 @@ class Helper:
         self.pid = self.proc.pid
         self.lock = threading.Lock()  # the loop's socket calls and the forwarders' threads ask it
         self.stopping = False
+        # Unused inet sockets of the kinds asked for before, made ahead in the stack.  An unbound
+        # TCP or UDP socket receives nothing and shows nowhere (ss, /proc/net), so one made ahead
+        # is the same as one made now; raw, packet and netlink sockets would see traffic: never.
+        self.pool: dict[tuple[int, int, int], list[int]] = {}
         # its first answer says it runs in its namespaces (ENETDOWN if it died, ETIMEDOUT if silent)
-        self._ask("c -1")
+        self._ask("h")
 
     def watch(self, died: Any) -> None:
         """Call ``died()`` (in a thread of its own) if the helper ends before ``stop``."""
@@ -107,28 +125,45 @@ class Helper:
         with self.lock:
             return self._ask_now(line)
 
-    def _ask_now(self, line: str) -> str:
+    def _ask_now(self, line: str, answer: bool = True) -> str:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
             self.proc.stdin.write(line + "\n")
+            if not answer:
+                return ""
             if not select.select([self.proc.stdout], [], [], 5)[0]:
                 raise OSError(errno.ETIMEDOUT, "the stack's helper does not answer")
-            answer = self.proc.stdout.readline()
+            said = self.proc.stdout.readline()
         except (BrokenPipeError, ValueError):
-            answer = ""
-        if not answer:
+            said = ""
+        if not said:
             raise OSError(errno.ENETDOWN, "the stack's helper is gone")
-        return answer
+        return said
 
-    def make(self, family: int, kind: int, proto: int) -> int:
-        word = self._ask(f"s {family} {kind} {proto}").split()
+    def _made(self, family: int, kind: int, proto: int, count: int) -> list[int]:
+        word = self._ask_now(f"s {family} {kind} {proto} {count}").split()
         if word[0] != "ok":
             raise OSError(int(word[1]), os.strerror(int(word[1])))
-        return int(word[1])
+        return [int(w) for w in word[1:]]
+
+    def make(self, family: int, kind: int, proto: int) -> int:
+        """A new socket of the helper's (its fd there), made ahead where it can be."""
+        with self.lock:
+            if self.proc.poll() is not None:
+                raise OSError(errno.ENETDOWN, "the stack's helper is gone")
+            if family not in (socket.AF_INET, socket.AF_INET6) or kind & 0xF not in POOLED_TYPES or proto not in (
+                    0, socket.IPPROTO_TCP, socket.IPPROTO_UDP):
+                return self._made(family, kind, proto, 1)[0]
+            pool = self.pool.setdefault((family, kind, proto), [])
+            if not pool:
+                pool.extend(reversed(self._made(family, kind, proto, POOL)))
+            return pool.pop()
 
     def close(self, fd: int) -> None:
+        """The helper's copy of a socket the caller now has (no answer awaited)."""
         try:
-            self._ask(f"c {fd}")
+            with self.lock:
+                self._ask_now(f"c {fd}", answer=False)
         except OSError:
             pass
 
@@ -504,9 +539,12 @@ class Stack(FileSystem):
         made = self.helper.make(family, kind & ~SOCK_CLOEXEC, proto)
         uplink = _host_address if self.uplink and family in (socket.AF_INET, socket.AF_INET6) else None
         try:
-            return await call.hand_fd(self.helper.pid, made, bool(kind & SOCK_CLOEXEC), uplink)
+            got = await call.hand_fd(self.helper.pid, made, bool(kind & SOCK_CLOEXEC), uplink)
         finally:
             self.helper.close(made)
+        if got < 0 and self.helper.proc.poll() is not None:  # it died after make
+            raise OSError(errno.ENETDOWN, "the stack's helper is gone")
+        return got
 
 
 class Sockets(CallService):

@@ -170,7 +170,8 @@ NAME_ADDR = "awk '{print $1, $3}'"  # a veth's state turns UP a moment after it 
 
 def test_a_mount_sets_its_stack_up_and_joins_it_to_another(host_port_80_free):
     """lo=up, veth=NAME:PEER@NODE, addr=DEV[@NODE]:ADDR/LEN and gw= (pyroute2 over a netlink
-    socket of the stack): socat in stack b reaches nc listening in stack a at 10.7.0.1:80."""
+    socket of the stack): socat in stack b reaches nc listening in stack a at 10.7.0.1:80, and ping
+    reaches it (ICMP echo sockets are the stack's helper's to make, for any user of the stack)."""
     b = "lo=up,veth=vb:va@/dev/net/a,addr=vb:10.7.0.2/24,addr=va@/dev/net/a:10.7.0.1/24,gw=10.7.0.1"
     serve = ("timeout 10 nc -l 10.7.0.1 80 > /tmp/got-$$ & for i in $(seq 50); do ss -ltn | grep -q 10.7.0.1:80 && "
              "break; sleep 0.1; done; echo through-veth | vustack /dev/net/b socat -u - TCP:10.7.0.1:80,retry=20; "
@@ -178,9 +179,11 @@ def test_a_mount_sets_its_stack_up_and_joins_it_to_another(host_port_80_free):
     r = sh("vu_insmod vunet && vumount -t vunetns -o lo=up none /dev/net/a && "
            f"vumount -t vunetns -o {b} none /dev/net/b && vustack /dev/net/a ip -br -4 addr | {NAME_ADDR} && "
            f"vustack /dev/net/b ip -br -4 addr | {NAME_ADDR} && "
-           f"vustack /dev/net/b ip route | head -1 && vustack /dev/net/a bash -c '{_q(serve)}'", timeout=60)
+           f"vustack /dev/net/b ip route | head -1 && vustack /dev/net/a bash -c '{_q(serve)}' && "
+           "vustack /dev/net/b ping -c1 -W5 10.7.0.1 | grep -o '1 received'", timeout=60)
     assert r.stdout.splitlines() == ["lo 127.0.0.1/8", "va@if2 10.7.0.1/24", "lo 127.0.0.1/8", "vb@if2 10.7.0.2/24",
-                                     "default via 10.7.0.1 dev vb proto static ", "through-veth"], r.stdout + r.stderr
+                                     "default via 10.7.0.1 dev vb proto static ", "through-veth", "1 received"],\
+        r.stdout + r.stderr
 
 
 def test_bad_setup_options_fail_the_mount_with_one_line_and_leave_nothing():
