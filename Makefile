@@ -48,6 +48,7 @@ docs: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check umvu modules tests bench tools
 	$(BIN)/python tools/layers.py
+	$(BIN)/python tools/startup_imports.py
 	$(BIN)/lint-imports
 
 # Debian packages: installed only when running as root and one is missing.

@@ -27,10 +27,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import functools
-import inspect
 import os
 import stat
 import threading
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar
@@ -177,7 +177,7 @@ def _arm() -> None:
 
 def _wrap(cls: type) -> None:
     names = {n for klass in cls.__mro__[:-1] for n, v in vars(klass).items()
-             if inspect.isfunction(v) and not n.startswith("_")}
+             if isinstance(v, types.FunctionType) and not n.startswith("_")}
     for name in names:
         fn = getattr(cls, name)
         if not getattr(fn, "_holds", False):

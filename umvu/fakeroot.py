@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # struct stat (x86_64): st_dev @0, st_ino @8, st_mode @24 (u32), st_uid @28, st_gid @32, st_rdev @40
 # struct statx: stx_uid @20, stx_gid @24, stx_mode @28 (u16), stx_ino @32, stx_rdev @128, stx_dev @136
 STATX_MODE, STATX_TYPE, STATX_UID, STATX_GID = 0x2, 0x1, 0x8, 0x10
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     mode: int | None = None  # the whole st_mode (type and permissions) the file shows
     uid: int = 0
     gid: int = 0

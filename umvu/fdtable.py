@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
 from umvu.registry import Mount
@@ -22,7 +21,6 @@ from umvu.vfs import DirEntry
 PLACES_KEPT = 4096  # handed-out host paths remembered per table (a tree walk hands out one per directory)
 
 
-@dataclass(eq=False)
 class OpenFile:
     """A virtual open file description (the kernel's struct file).
 
@@ -32,30 +30,33 @@ class OpenFile:
     name inside it); no call reaches a module through it.
     """
 
-    mount: Mount
-    handle: Any
-    path: str  # canonical path at open time (for fchdir, /proc-like display)
-    flags: int
-    is_dir: bool
-    offset: int = 0
-    refs: int = 0
-    dents: list[DirEntry] | None = field(default=None, repr=False)
-    shadow: str | None = None  # a host copy mapped MAP_SHARED writable: written back at release
-    named: bool = True  # False: an O_TMPFILE file (``path`` is its directory's)
-    ops: Any = field(default=None, repr=False)
-    ready: Any = field(default=None, repr=False)  # readiness.Readiness: an eventfd placeholder
-    # The device's size when the placeholder is its backing file (vfs.Device.backing): the data
-    # calls are the kernel's on the placeholder, and so is the offset (``kernel_offset``, less
-    # ``base``).
-    passthrough: int | None = None
-    base: int = 0  # where the device's byte 0 is in that file (a partition's start)
-    # (mount id, inode) when the placeholder is the file's lock file (Shadows.lock_file): flock and
-    # fcntl locks on the fd are then the kernel's
-    lockfile: tuple[int, int] | None = None
+    def __init__(self, mount: Mount, handle: Any, path: str, flags: int, is_dir: bool, offset: int = 0,
+                 refs: int = 0, dents: list[DirEntry] | None = None, shadow: str | None = None, named: bool = True,
+                 ops: Any = None, ready: Any = None, passthrough: int | None = None, base: int = 0,
+                 lockfile: tuple[int, int] | None = None) -> None:
+        self.mount = mount
+        self.handle = handle
+        self.path = path  # canonical path at open time (for fchdir, /proc-like display)
+        self.flags = flags
+        self.is_dir = is_dir
+        self.offset = offset
+        self.refs = refs
+        self.dents = dents
+        self.shadow = shadow  # a host copy mapped MAP_SHARED writable: written back at release
+        self.named = named  # False: an O_TMPFILE file (``path`` is its directory's)
+        self.ops = mount.fs if ops is None else ops
+        self.ready = ready  # readiness.Readiness: an eventfd placeholder
+        # The device's size when the placeholder is its backing file (vfs.Device.backing): the data
+        # calls are the kernel's on the placeholder, and so is the offset (``kernel_offset``, less
+        # ``base``).
+        self.passthrough = passthrough
+        self.base = base  # where the device's byte 0 is in that file (a partition's start)
+        # (mount id, inode) when the placeholder is the file's lock file (Shadows.lock_file): flock
+        # and fcntl locks on the fd are then the kernel's
+        self.lockfile = lockfile
 
-    def __post_init__(self) -> None:
-        if self.ops is None:
-            self.ops = self.mount.fs
+    def __repr__(self) -> str:
+        return f"OpenFile({self.path!r}, flags={self.flags:#o}, refs={self.refs})"
 
     @property
     def readable(self) -> bool:

@@ -7,7 +7,6 @@ when nothing virtual can be involved, else the dispatcher's handler.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -466,6 +465,8 @@ class Hypervisor:
         op, inaddr, inlen, outaddr, outlen = c.args[:5]
         if op != 1 or inlen > 1 << 20:
             return -errno.EINVAL
+        import json
+
         from umvu.modules import ModuleError
 
         try:

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import errno
 import struct
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from umvu.creds import Creds
 
@@ -36,9 +35,9 @@ GETTERS = frozenset({"getuid", "geteuid", "getgid", "getegid", "getgroups", "get
 CAP_CALLS = frozenset({"capget", "capset"})
 
 
-@dataclass(frozen=True)
-class Ids:
-    """A process's credentials, as the kernel's struct cred holds them (immutable: fork shares it)."""
+class Ids(NamedTuple):
+    """A process's credentials, as the kernel's struct cred holds them (immutable: fork shares it).
+    A named tuple, not a dataclass: start-up does not pay for importing dataclasses."""
 
     ruid: int
     euid: int
@@ -105,9 +104,9 @@ class Ids:
         _valid(x)
         real, eff, saved, fs = fields
         if self.capable:
-            return replace(self, **{real: x, eff: x, saved: x, fs: x})
+            return self._replace(**{real: x, eff: x, saved: x, fs: x})
         if x in self._get((real, saved)):
-            return replace(self, **{eff: x, fs: x})
+            return self._replace(**{eff: x, fs: x})
         raise _eperm()
 
     def _setre(self, fields: tuple[str, str, str, str], r: int, e: int) -> Ids:
@@ -120,33 +119,33 @@ class Ids:
         if r != NO_ID:
             if not self.capable and r not in self._get((real, eff)):
                 raise _eperm()
-            new = replace(new, **{real: r})
+            new = new._replace(**{real: r})
         if e != NO_ID:
             if not self.capable and e not in self._get((real, eff, saved)):
                 raise _eperm()
-            new = replace(new, **{eff: e})
+            new = new._replace(**{eff: e})
         if r != NO_ID or (e != NO_ID and e != old_real):
-            new = replace(new, **{saved: getattr(new, eff)})
-        return replace(new, **{fs: getattr(new, eff)})
+            new = new._replace(**{saved: getattr(new, eff)})
+        return new._replace(**{fs: getattr(new, eff)})
 
     def _setres(self, fields: tuple[str, str, str, str], *asked: int) -> Ids:
         """setresuid/setresgid: each to one of the three current ids unless capable; -1 keeps."""
         mine = self._get(fields[:3])
         if not self.capable and any(x != NO_ID and x not in mine for x in asked):
             raise _eperm()
-        new = replace(self, **{f: _keep(x, old) for f, x, old in zip(fields[:3], asked, mine, strict=True)})
-        return replace(new, **{fields[3]: getattr(new, fields[1])})
+        new = self._replace(**{f: _keep(x, old) for f, x, old in zip(fields[:3], asked, mine, strict=True)})
+        return new._replace(**{fields[3]: getattr(new, fields[1])})
 
     def _setfs(self, fields: tuple[str, str, str, str], x: int) -> tuple[Ids, int]:
         old = getattr(self, fields[3])
         if x != NO_ID and (x in self._get(fields) or self.capable):
-            return replace(self, **{fields[3]: x}), old
+            return self._replace(**{fields[3]: x}), old
         return self, old
 
     def setgroups(self, groups: tuple[int, ...]) -> Ids:
         if not self.capable:
             raise _eperm()
-        return replace(self, groups=tuple(sorted(set(groups))))
+        return self._replace(groups=tuple(sorted(set(groups))))
 
     def exec_as(self, st_mode: int, st_uid: int, st_gid: int, nosuid: bool) -> Ids:
         """The ids after an exec of a file with these attributes (the view's: a recorded owner
@@ -154,10 +153,10 @@ class Ids:
         new = self
         if not nosuid:
             if st_mode & 0o4000:
-                new = replace(new, euid=st_uid)
+                new = new._replace(euid=st_uid)
             if st_mode & 0o2010 == 0o2010:
-                new = replace(new, egid=st_gid)
-        return replace(new, suid=new.euid, fsuid=new.euid, sgid=new.egid, fsgid=new.egid)
+                new = new._replace(egid=st_gid)
+        return new._replace(suid=new.euid, fsuid=new.euid, sgid=new.egid, fsgid=new.egid)
 
     # -- what the process is shown ---------------------------------------------------------
     def status_lines(self) -> dict[bytes, bytes]:

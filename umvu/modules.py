@@ -13,7 +13,6 @@ import os
 import socket
 import types
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -51,14 +50,12 @@ class ModuleError(Exception):
         self.errno = err
 
 
-@dataclass(eq=False)
 class ModuleContext:
     """A module's handle on the hypervisor."""
 
-    name: str
-    plugin: Any
-    hv: Hypervisor
-    mounts: list[Mount] = field(default_factory=list)
+    def __init__(self, name: str, plugin: Any, hv: Hypervisor) -> None:
+        self.name, self.plugin, self.hv = name, plugin, hv
+        self.mounts: list[Mount] = []
 
     def mount(self, target: str, fs: FileSystem, source: str = "none", fstype: str | None = None,
               options: str = "", hidden: bool = False) -> Mount:

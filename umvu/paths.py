@@ -12,11 +12,9 @@ canonical, so the registry's longest-prefix answer is the responsible module.
 from __future__ import annotations
 
 import errno
-import inspect
 import os
 import stat as stat_mod
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from umvu.creds import current, may_search
@@ -26,7 +24,6 @@ from umvu.vfs import FileSystem
 MAXSYMLINKS = 40
 
 
-@dataclass
 class FsView:
     """cwd, root and umask of a process: the kernel's fs_struct, shared by CLONE_FS.
 
@@ -36,13 +33,17 @@ class FsView:
     stale and every relative path is resolved, and rewritten, by umvu.
     """
 
-    cwd: str | None = None
-    cwd_virtual: bool = False
-    root: str = "/"
-    umask: int = 0o022
-    # the attributes of a virtual cwd since its directory was removed (a chdir elsewhere forgets
-    # them): only "." and ".." lead anywhere from it then, as from the kernel's dead dentry
-    gone: os.stat_result | None = None
+    __slots__ = ("cwd", "cwd_virtual", "root", "umask", "gone")
+
+    def __init__(self, cwd: str | None = None, cwd_virtual: bool = False, root: str = "/", umask: int = 0o022,
+                 gone: os.stat_result | None = None) -> None:
+        self.cwd, self.cwd_virtual, self.root, self.umask = cwd, cwd_virtual, root, umask
+        # the attributes of a virtual cwd since its directory was removed (a chdir elsewhere forgets
+        # them): only "." and ".." lead anywhere from it then, as from the kernel's dead dentry
+        self.gone = gone
+
+    def __repr__(self) -> str:
+        return f"FsView(cwd={self.cwd!r}, cwd_virtual={self.cwd_virtual}, root={self.root!r}, umask={self.umask:#o})"
 
     def enter(self, cwd: str | None, virtual: bool) -> None:
         """A chdir: the new cwd (canonical; None: the kernel's, read when needed)."""
@@ -57,13 +58,21 @@ class FsView:
         return FsView(self.cwd, self.cwd_virtual, self.root, self.umask, self.gone)
 
 
-@dataclass
 class Resolved:
-    path: str  # canonical
-    mount: Mount | None  # None: the real file system
-    st: os.stat_result | None  # lstat of the final component, if it was looked up and exists
-    crossed: bool = False  # the walk went through a virtual tree: the kernel cannot repeat it
-    of: Any = None  # the virtual open file itself, when the name is an fd's (AT_EMPTY_PATH, /proc/self/fd/N)
+    """Where a walk ended."""
+
+    __slots__ = ("path", "mount", "st", "crossed", "of")
+
+    def __init__(self, path: str, mount: Mount | None, st: os.stat_result | None, crossed: bool = False,
+                 of: Any = None) -> None:
+        self.path = path  # canonical
+        self.mount = mount  # None: the real file system
+        self.st = st  # lstat of the final component, if it was looked up and exists
+        self.crossed = crossed  # the walk went through a virtual tree: the kernel cannot repeat it
+        self.of = of  # the virtual open file itself, when the name is an fd's (AT_EMPTY_PATH, /proc/self/fd/N)
+
+    def __repr__(self) -> str:
+        return f"Resolved({self.path!r}, {self.mount!r}, crossed={self.crossed})"
 
 
 class RealWalkError(OSError):
@@ -85,7 +94,7 @@ def _parent(path: str, root: str) -> str:
 
 
 async def _maybe(value):
-    if inspect.isawaitable(value):
+    if isinstance(value, Awaitable):
         return await value
     return value
 

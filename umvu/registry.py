@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 from umvu.vfs import FileSystem
@@ -28,19 +27,24 @@ _FIRST_MINOR = 0xF0000
 _FIRST_ID = 10000  # mount IDs shown in mountinfo, above the host's
 
 
-@dataclass(eq=False)
 class Mount:
-    point: str  # canonical mount point
-    fs: FileSystem
-    source: str = "none"
-    fstype: str = "vfs"
-    options: str = ""
-    module: str = ""  # name of the module serving it
-    auto: bool = False  # made by the module itself at load; rmmod removes it
-    flags: frozenset[str] = frozenset()  # generic options: ro, noexec, nosuid, nodev, noatime...
-    extra: dict[str, Any] = field(default_factory=dict)
-    dev: int = 0  # st_dev of what the module serves itself (given by the registry)
-    id: int = 0  # mount ID in /proc/self/mountinfo
+    """One mount: a file system at a point of the view."""
+
+    def __init__(self, point: str, fs: FileSystem, source: str = "none", fstype: str = "vfs", options: str = "",
+                 module: str = "", auto: bool = False, flags: frozenset[str] = frozenset(),
+                 extra: dict[str, Any] | None = None, dev: int = 0, id: int = 0) -> None:  # noqa: A002
+        self.point = point  # canonical mount point
+        self.fs = fs
+        self.source, self.fstype, self.options = source, fstype, options
+        self.module = module  # name of the module serving it
+        self.auto = auto  # made by the module itself at load; rmmod removes it
+        self.flags = flags  # generic options: ro, noexec, nosuid, nodev, noatime...
+        self.extra: dict[str, Any] = {} if extra is None else extra
+        self.dev = dev  # st_dev of what the module serves itself (given by the registry)
+        self.id = id  # mount ID in /proc/self/mountinfo
+
+    def __repr__(self) -> str:
+        return f"Mount({self.point!r}, {self.fstype!r}, module={self.module!r})"
 
     @property
     def readonly(self) -> bool:
@@ -54,28 +58,31 @@ class Mount:
         return rest or "/"
 
 
-@dataclass(eq=False)
 class DeviceClaim:
     """Device numbers ``major``:``minors`` of ``kind`` ("c" char, "b" block), served by ``driver``."""
 
-    kind: str
-    major: int
-    minors: range
-    driver: Any  # vfs.Device
-    module: str = ""
+    def __init__(self, kind: str, major: int, minors: range, driver: Any, module: str = "") -> None:
+        self.kind, self.major, self.minors = kind, major, minors
+        self.driver = driver  # vfs.Device
+        self.module = module
+
+    def __repr__(self) -> str:
+        return f"DeviceClaim({self.kind!r}, {self.major}, {self.minors!r}, module={self.module!r})"
 
 
-@dataclass(eq=False)
 class CallClaim:
     """A service chosen by call number (``kind`` "nr", ``key`` the call's name), by address
     family (``kind`` "family", ``key`` the AF_ number of socket(2) and socketpair(2)), or a
     namespace a module keeps per process (``kind`` "namespace", ``key`` its CLONE_NEW* flag:
     unshare(2) with that flag gives the caller a copy, ``service`` being the function making it)."""
 
-    kind: str
-    key: str | int
-    service: Any  # vfs.CallService
-    module: str = ""
+    def __init__(self, kind: str, key: str | int, service: Any, module: str = "") -> None:
+        self.kind, self.key = kind, key
+        self.service = service  # vfs.CallService
+        self.module = module
+
+    def __repr__(self) -> str:
+        return f"CallClaim({self.kind!r}, {self.key!r}, module={self.module!r})"
 
 
 class MountRegistry:

@@ -11,9 +11,6 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
-import secrets
-import shutil
-import tempfile
 from typing import Any
 
 from umvu import creds
@@ -40,6 +37,9 @@ class Shadows:
 
     def _directory(self) -> str:
         if self._dir is None:
+            import shutil  # here: start-up does not pay for what the first shadow needs
+            import tempfile
+
             self._dir = tempfile.mkdtemp(prefix="umvu-shadow-")
             atexit.register(shutil.rmtree, self._dir, True)
         return self._dir
@@ -83,7 +83,7 @@ class Shadows:
                 self._fifos = top
             else:
                 os.chmod(top, 0o711)
-                self._fifos = os.path.join(top, secrets.token_hex(16))
+                self._fifos = os.path.join(top, os.urandom(16).hex())
                 os.mkdir(self._fifos, 0o711)
                 os.chmod(self._fifos, 0o711)
         return self._fifos

@@ -56,7 +56,6 @@ virtual fd of the calling process.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 from umvu import arch
 
@@ -243,13 +242,32 @@ ADDR_KINDS = frozenset({"ubind", "uaddr"})
 MOUNTED_FAMILIES = frozenset({"sockname"})
 
 
-@dataclass(frozen=True)
 class Syscall:
-    name: str
-    nr: int  # on this machine's architecture
-    args: tuple[str, ...]
-    family: str
-    choice: str  # CHOICES: how the call's service is chosen
+    """One row of the table (immutable; a plain class, not a dataclass: start-up does not pay for
+    importing dataclasses)."""
+
+    def __init__(self, name: str, nr: int, args: tuple[str, ...], family: str, choice: str) -> None:
+        self.name = name
+        self.nr = nr  # on this machine's architecture
+        self.args = args
+        self.family = family
+        self.choice = choice  # CHOICES: how the call's service is chosen
+
+    def _key(self) -> tuple:
+        return (self.name, self.nr, self.args, self.family, self.choice)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Syscall) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Syscall{self._key()!r}"
+
+    def with_args(self, args: tuple[str, ...]) -> Syscall:
+        """The same call seen with other argument kinds (a handler's rewritten view of it)."""
+        return Syscall(self.name, self.nr, args, self.family, self.choice)
 
     # Derived once per call (a cached_property stores into the instance): the dispatcher asks
     # them at every stop.

@@ -16,7 +16,6 @@ goes on serving every other tracee.
 
 from __future__ import annotations
 
-import concurrent.futures
 import ctypes
 import errno
 import os
@@ -28,7 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from umvu import arch, bpf, creds, libc, memory, syscalls
 from umvu.aio import Offload, Promise, Wait
@@ -37,6 +36,9 @@ from umvu.fdtable import FdTable, OpenFile
 from umvu.identity import Ids
 from umvu.paths import FsView
 from umvu.registry import MountRegistry
+
+if TYPE_CHECKING:
+    import concurrent.futures
 
 CLONE_FS = 0x200
 CLONE_FILES = 0x400
@@ -679,7 +681,7 @@ class Tracer:
             return
         if isinstance(req, Offload):
             if self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="umvu-module")
+                self._pool = _thread_pool()
             fut = self._pool.submit(_acting, t.acting or t.caller_creds(), req.fn, *req.args)
             t.task = _WAITING_OFFLOAD  # before the callback: it runs here if fn is already done
             t.held, t.on_signal = False, None
@@ -748,7 +750,7 @@ class Tracer:
                 return
             if isinstance(req, Offload):
                 if self._pool is None:
-                    self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="umvu-module")
+                    self._pool = _thread_pool()
                 fut: Any = self._pool.submit(req.fn, *req.args)
             elif isinstance(req, Wait):
                 fut = req.future
@@ -1228,6 +1230,13 @@ def _status_state(tid: int) -> str | None:
             return f.read().rpartition(b")")[2].split()[0].decode()
     except (OSError, IndexError):
         return None
+
+
+def _thread_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that run modules' blocking work (imported at the first: start-up does not pay)."""
+    import concurrent.futures
+
+    return concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="umvu-module")
 
 
 def _outcome(fut: concurrent.futures.Future) -> Any:

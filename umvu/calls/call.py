@@ -11,7 +11,6 @@ call's result.  Errors are one mechanism: raise OSError and the tracee gets
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import errno
 import os
 import socket
@@ -308,7 +307,7 @@ class Call:
         """Path argument ``i`` without its trailing slashes, the last component not followed."""
         saved_str, saved_sc = self.strings.get(i), self.sc
         self.strings[i] = self.read_str(i).rstrip("/") or "/"
-        self.sc = dataclasses.replace(self.sc, args=tuple("lpath" if k == i else a for k, a in enumerate(self.sc.args)))
+        self.sc = self.sc.with_args(tuple("lpath" if k == i else a for k, a in enumerate(self.sc.args)))
         try:
             return await self.locate(i)
         finally:

@@ -4,7 +4,6 @@ the vu_control call the command-line tools use.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 from typing import Any
@@ -110,7 +109,7 @@ async def fam_umount(c: Call) -> Any:
     """A mount of the view goes (EBUSY while used; MNT_DETACH at once); the host's go to the kernel."""
     flags = c.args[1] & 0xFFFFFFFF
     if flags & 8:  # UMOUNT_NOFOLLOW: the target is looked up like an lstat
-        c.sc = dataclasses.replace(c.sc, args=("lpath", "hex"))
+        c.sc = c.sc.with_args(("lpath", "hex"))
     try:
         r = await c.locate(0)
     except OSError as e:
