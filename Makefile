@@ -18,19 +18,29 @@ DEBS   := python3-venv python3-dev bash coreutils findutils tar gcc make libc6-d
           e2fsprogs fuse2fs squashfuse squashfs-tools fuse3 libfuse3-dev pkg-config python3-fusepy fdisk dosfstools gdisk \
           cpio dpkg fakeroot iproute2 socat netcat-openbsd iputils-ping
 
-.PHONY: run test bench bench-ab faults fuzz docs lint deps clean
+.PHONY: run test test-fast bench bench-ab faults fuzz docs lint deps clean
 
-run: $(STAMP)
+FASTLIB := umvu/libumvufast.so
+
+run: $(STAMP) $(FASTLIB)
 	$(BIN)/umvu bash
 
-test: $(STAMP) $(EXAMPLES)/hello.py
+test: $(STAMP) $(EXAMPLES)/hello.py $(FASTLIB)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+# the whole suite again with the in-process fast path on in every session (issue 18)
+test-fast: $(STAMP) $(EXAMPLES)/hello.py $(FASTLIB)
+	UMVU_FAST_PATH=1 $(BIN)/pytest -q $(PYTEST_ARGS)
+
+# the fast path's library, preloaded into traced processes (umvu/fastpath.c, umvu/fast.py)
+$(FASTLIB): umvu/fastpath.c
+	$(CC) -O2 -Wall -Wextra -shared -fPIC -o $@ $< -ldl
+
 # FAULT_SECONDS per round (two rounds: two CPUs, then --pin); each must inject FAULT_MIN_KILLS.
-faults: $(STAMP)
+faults: $(STAMP) $(FASTLIB)
 	FAULT_SECONDS=$${FAULT_SECONDS:-120} FAULT_MIN_KILLS=$${FAULT_MIN_KILLS:-3000} $(BIN)/pytest -q tests/test_faults.py
 
-bench: $(STAMP) $(EXAMPLES)/hello.py
+bench: $(STAMP) $(EXAMPLES)/hello.py $(FASTLIB)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # umvu against itself: an older revision (REV) and the working tree, workload by workload, in turns
@@ -38,7 +48,7 @@ bench-ab: $(STAMP)
 	$(BIN)/python bench/ab.py $(REV) -o docs/benchmarks-ab.md
 
 # The hostile-argument comparison (tests/test_hostile.py) over many seeds, every view each.
-fuzz: $(STAMP)
+fuzz: $(STAMP) $(FASTLIB)
 	FUZZ_SEEDS=$${FUZZ_SEEDS:-$$(seq -s, 1 100)} FUZZ_CALLS=$${FUZZ_CALLS:-2000} $(BIN)/pytest -q tests/test_hostile.py
 
 # docs/syscalls.md: every x86_64 call and what umvu does with it, generated from the code
@@ -74,4 +84,4 @@ $(EXAMPLES)/hello.py: $(STAMP)
 	$(BIN)/python tools/pyfuse3_examples.py $(EXAMPLES)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info $(FASTLIB)

@@ -63,6 +63,10 @@ def umvu_main(argv: list[str] | None = None) -> int:
                         "(as fakeroot, for static programs and direct system calls too)")
     p.add_argument("--fakeroot-state", metavar="FILE",
                    help="with --fakeroot: load the records from FILE if it exists, and save them there at the end")
+    p.add_argument("--fast-path", action="store_true",
+                   help="experimental (issue 18): processes decide in-process, with a preloaded library, "
+                        "that a path call on an absolute host name away from every mount needs no stop, and "
+                        "make it themselves (docs/architecture.md, The in-process fast path)")
     p.add_argument("--version", action="version", version=f"umvu {__version__}")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
                    help="the program to run (default: $SHELL)")
@@ -112,8 +116,16 @@ def umvu_main(argv: list[str] | None = None) -> int:
             hv.fake_root(args.fakeroot_state)
         except (OSError, ValueError) as e:
             return _fail("umvu", f"cannot load the fakeroot state: {e}")
+    env = _command_env()
+    # -vv logs every call: the calls the library would make itself must stop to be logged
+    if (args.fast_path or os.environ.get("UMVU_FAST_PATH") == "1") and debug < 2:
+        try:
+            hv.fast_path()
+        except OSError as e:
+            return _fail("umvu", f"--fast-path: {e.strerror}")
+        env = hv.fast.env(env)
     try:
-        pid = hv.tracer.spawn(command, _command_env())
+        pid = hv.tracer.spawn(command, env)
     except OSError as e:
         return _fail("umvu", e.strerror or str(e))
     if args.fakeroot:
@@ -130,7 +142,10 @@ def umvu_main(argv: list[str] | None = None) -> int:
             except OSError as e:
                 _fail("umvu", f"cannot save the fakeroot state to {args.fakeroot_state}: {e.strerror}")
         if stats is not None:
-            stats.write(hv.tracer.stats_table())
+            table = hv.tracer.stats_table()
+            if hv.fast is not None:  # on the summary line: the rows above are the stops
+                table = table.rstrip("\n") + f"; fast path: {hv.fast.served()} calls made in-process, with no stop\n"
+            stats.write(table)
             stats.flush()
 
 

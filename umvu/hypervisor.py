@@ -79,6 +79,27 @@ class Hypervisor:
         # their own has no route (ServiceCall.hand_fd's ``uplink``): socket inode -> the address
         # to reach on the host instead (None: none)
         self.uplinks: dict[int, Callable[[bytes], bytes | None]] = {}
+        self.fast: Any = None  # umvu.fast.FastPath: the in-process fast path, when on
+
+    def fast_path(self) -> None:
+        """Turn the in-process fast path on for the processes to come (before spawn): they preload
+        its library, and every filter lets its trampoline's calls pass (umvu.fast)."""
+        from umvu import bpf, fast
+
+        why = fast.available()
+        if why is not None:
+            raise OSError(errno.ENOEXEC, why)
+        self.fast = fast.FastPath()
+        bpf.DOOR = self.fast.door()
+        self.registry.on_change.append(self.publish_fast)
+        self.publish_fast()
+
+    def publish_fast(self) -> None:
+        """What the fast path may not touch, anew: the mount points; or nothing at all, when umvu
+        answers for every path (a fake root's records, virtual ids judged by access())."""
+        if self.fast is not None:
+            off = self.fake is not None or self.registry.watching
+            self.fast.publish(self.registry.points(), off, self.registry.devices_claimed())
 
     @property
     def modules(self) -> ModuleManager:
@@ -463,6 +484,12 @@ class Hypervisor:
     # -- the control channel -------------------------------------------------------------------
     async def control(self, c: calls.Call) -> int:
         op, inaddr, inlen, outaddr, outlen = c.args[:5]
+        if op == 2 and self.fast is not None:  # the fast path's library: its page is at inaddr
+            try:
+                self.fast.register(c.t.tid, c.t.proc, inaddr, c.t.fs.root != "/")
+            except OSError as e:
+                return -(e.errno or errno.EINVAL)
+            return 0
         if op != 1 or inlen > 1 << 20:
             return -errno.EINVAL
         import json
@@ -557,3 +584,6 @@ class Hypervisor:
         """The session is over: unmount what is left (a cow mount's private upper goes), innermost first."""
         for m in sorted(self.registry, key=lambda m: m.point.count("/"), reverse=True):
             self._drop(m)
+        if self.fast is not None:
+            self.registry.on_change.remove(self.publish_fast)
+            self.fast.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+from collections.abc import Callable
 from typing import Any
 
 from umvu.vfs import FileSystem
@@ -96,7 +97,22 @@ class MountRegistry:
         self._phantoms: dict[str, dict[str, Mount]] = {}
         # path calls are watched although nothing is mounted: /proc shows something of the view
         # (a virtual identity's /proc/PID/status)
-        self.watching = False
+        self._watching = False
+        # called after every change of what may be virtual (the fast path republishes its snapshot)
+        self.on_change: list[Callable[[], None]] = []
+
+    @property
+    def watching(self) -> bool:
+        return self._watching
+
+    @watching.setter
+    def watching(self, value: bool) -> None:
+        self._watching = value
+        self._changed()
+
+    def _changed(self) -> None:
+        for fn in self.on_change:
+            fn()
 
     def __bool__(self) -> bool:
         """Whether a path call may touch anything virtual (else it is the kernel's, at once)."""
@@ -104,6 +120,10 @@ class MountRegistry:
 
     def __iter__(self):
         return iter(list(self._mounts.values()))
+
+    def points(self) -> list[str]:
+        """Every mount point, as the fast path publishes them (umvu.fast)."""
+        return list(self._mounts)
 
     def add(self, mount: Mount) -> None:
         if mount.point in self._mounts:
@@ -115,6 +135,7 @@ class MountRegistry:
         if mount.extra.get("phantom"):
             parent, name = mount.point.rsplit("/", 1)
             self._phantoms.setdefault(parent or "/", {})[name] = mount
+        self._changed()
 
     def phantoms(self, directory: str) -> dict[str, Mount]:
         """The mount points in host directory ``directory`` that the host does not have (name ->
@@ -137,6 +158,7 @@ class MountRegistry:
             names.pop(name, None)
             if not names:
                 self._phantoms.pop(parent or "/", None)
+        self._changed()
         return m
 
     def at(self, point: str) -> Mount | None:
@@ -165,9 +187,15 @@ class MountRegistry:
                     max(other.minors.start, claim.minors.start) < min(other.minors.stop, claim.minors.stop):
                 raise OSError(errno.EBUSY, f"device numbers {claim.major}:{claim.minors.start} are served already")
         self._devices.append(claim)
+        self._changed()
 
     def release_device(self, claim: DeviceClaim) -> None:
         self._devices.remove(claim)
+        self._changed()
+
+    def devices_claimed(self) -> bool:
+        """Whether some device numbers are a module's (an open of such a node anywhere is its)."""
+        return bool(self._devices)
 
     def devices(self, module: str | None = None) -> list[DeviceClaim]:
         return [d for d in self._devices if module is None or d.module == module]

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 CLONE_FS = 0x200
 CLONE_FILES = 0x400
+CLONE_VM = 0x100
 CLONE_THREAD = 0x10000
 NR_CLONE = 56
 NR_CLONE3 = 435
@@ -118,6 +119,9 @@ class Process:
         self.state: dict[str, Any] = {}
         self.ids: Ids | None = None  # a virtual identity (umvu.identity); None: the host's
         self.net_pid: int | None = None  # the process whose /proc/PID/net this one's shows (a stack's)
+        # where the fast path's library has this process's page (umvu.fast); None: no library
+        self.fast_page: int | None = None
+        self.fast_shared = False  # its memory is another process's (vfork, CLONE_VM): so is the page
 
 
 class Tracee:
@@ -815,6 +819,8 @@ class Tracer:
         except OSError:  # the parent vanished meanwhile: /proc still says whether the child is a thread
             tgid = _status_ids(child_tid)[0]
             flags = CLONE_THREAD | CLONE_FS | CLONE_FILES if tgid not in (None, child_tid) else 0
+        if event == libc.PTRACE_EVENT_VFORK:
+            flags |= CLONE_VM
         self._add_child(child_tid, parent.proc, parent.fs, parent.files, flags, parent.creds)
 
     def _clone_flags(self, parent: Tracee) -> int:
@@ -845,6 +851,8 @@ class Tracer:
             proc.state = dict(pproc.state)
             proc.ids = pproc.ids
             proc.net_pid = pproc.net_pid
+            proc.fast_page = pproc.fast_page  # fork copies the page
+            proc.fast_shared = bool(flags & CLONE_VM)  # vfork shares it with the parent (umvu.fast)
         fs = pfs if flags & CLONE_FS else pfs.copy()
         files = pfiles if flags & CLONE_FILES else pfiles.copy()
         child = Tracee(child_tid, proc, fs, files)
@@ -1083,6 +1091,7 @@ class Tracer:
             for of in t.files.on_exec(still):
                 self.release_file(of)
         t.proc.tgid = t.tid
+        t.proc.fast_page, t.proc.fast_shared = None, False  # a new image: its library registers anew, or not
         if self.on_event is not None:
             self.on_event("exec", t.tid, 0, False)
         t.cont()

@@ -101,6 +101,8 @@ async def fam_chroot(c: Call) -> Any:
     elif not os.access(r.path, os.X_OK):
         raise OSError(errno.EACCES, "permission denied")
     c.t.fs.root = r.path
+    if c.hv.fast is not None:  # its library must stop taking absolute names itself
+        c.hv.fast.write_page(c.t.tid, c.t.proc, True)
     if not c.hv.tracer.paths_traced:
         c.hv.tracer.trace_paths()  # every path of this process must now be seen
     return 0

@@ -1,0 +1,145 @@
+"""The in-process fast path (umvu --fast-path, issue 18): calls on absolute host names away from
+every mount are made by the preloaded library itself, and every other call is still umvu's.
+
+Each test compares what programs see with the fast path on against what they see with it off (or
+natively), and checks with --stats that the library did serve calls where it should: a fast path
+that never ran would pass the comparisons alone.  `make test-fast` runs the whole suite with it on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from conftest import native, sh
+
+FAST = ("--fast-path",)
+
+
+def served(stats: str) -> int:
+    m = re.search(r"fast path: (\d+) calls made in-process", stats)
+    assert m, stats
+    return int(m.group(1))
+
+
+def stops(stats: str, call: str) -> int:
+    m = re.search(rf"^\s*(\d+)\s+\S+\s+\S+\s+{call}$", stats, re.M)
+    return int(m.group(1)) if m else 0
+
+
+@pytest.fixture
+def stats(tmp_path):
+    return tmp_path / "stats"
+
+
+def test_host_names_away_from_mounts_are_served_in_process_with_the_kernels_answers(stats):
+    script = ("for i in $(seq 200); do stat -c '%n %s %i %d' /etc/hostname; done | sort | uniq -c; "
+              "cat /etc/hostname; test -r /etc/hostname && echo readable; readlink /etc/alternatives/awk; "
+              "stat -c %n /nonexistent/x 2>&1 | sed 's/.*: //'")
+    r = sh(script, *FAST, "-o", "unreal", "--stats", str(stats))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == native(script).stdout
+    text = stats.read_text()
+    assert served(text) >= 200, text
+    assert stops(text, "newfstatat") + stops(text, "statx") < 50, text  # the 200 stats did not stop
+
+
+def test_names_that_lead_into_a_mount_still_stop(tmp_path, stats):
+    """A symlink on the host into the mount, `..` out of it, the mount itself, /proc: as without
+    the fast path (the kernel would walk past the mount; the library must not let such names through)."""
+    (tmp_path / "into").symlink_to("/unreal/etc")
+    names = (f"/unreal/etc/hostname {tmp_path}/into/hostname {tmp_path}/../{tmp_path.name}/into/hostname "
+             "/unreal/../etc/hostname /etc/hostname /unreal")
+    script = f"stat -c '%n %d %i' {names}; stat -L -c %d /proc/self/exe; readlink /proc/self/exe"
+    fast = sh(script, *FAST, "-o", "unreal", "--stats", str(stats))
+    slow = sh(script, "-o", "unreal")
+    assert fast.returncode == 0 and fast.stdout == slow.stdout, fast.stdout + fast.stderr + slow.stdout
+    devs = [line.split()[1] for line in fast.stdout.splitlines()[:6]]
+    assert devs[0] == devs[1] == devs[2] == devs[5] != devs[3] == devs[4], fast.stdout  # the mount's st_dev
+    assert served(stats.read_text()) > 0
+
+
+def test_a_mount_made_while_a_process_runs_is_seen_by_it_at_once(tmp_path):
+    """The snapshot changes under a running process: its next stat of the new mount point stops."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "marker").write_text("x")
+    point = tmp_path / "point"
+    point.mkdir()
+    watch = (f"import os, sys, time\nfor i in range(300):\n    if os.path.exists('{point}/marker'):\n"
+             "        print('seen'); sys.exit(0)\n    time.sleep(0.02)\nprint('never')")
+    r = sh(f"vu_insmod vufs; python3 -c \"{watch}\" & sleep 0.5; vumount -t vufs {src} {point}; wait", *FAST)
+    assert r.stdout.split() == ["seen"], r.stdout + r.stderr
+
+
+def test_chroot_static_programs_and_a_dropped_preload_keep_the_view(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "hostname").write_text("inside\n")
+    script = (f"python3 -c \"import os; os.chroot('{root}'); print(open('/etc/hostname').read().strip())\"; "
+              "env -u LD_PRELOAD stat -c %d /unreal/etc/hostname; stat -c %d /unreal/etc/hostname")
+    fast = sh(script, *FAST, "-o", "unreal")
+    slow = sh(script, "-o", "unreal")
+    assert fast.stdout == slow.stdout and fast.stdout.splitlines()[0] == "inside", fast.stdout + fast.stderr
+
+
+def test_fork_vfork_threads_and_signals(stats):
+    """subprocess (vfork and exec), threads statting at once, a signal arriving mid-loop."""
+    code = ("import os, signal, subprocess, threading\n"
+            "got = []\nsignal.signal(signal.SIGUSR1, lambda *a: got.append(1))\n"
+            "def work():\n    for _ in range(500):\n        os.stat('/etc/hostname'); os.stat('/unreal/etc/hostname')\n"
+            "ts = [threading.Thread(target=work) for _ in range(4)]\n[t.start() for t in ts]\n"
+            "os.kill(os.getpid(), signal.SIGUSR1)\n[t.join() for t in ts]\n"
+            "print(subprocess.run(['stat', '-c', '%d', '/unreal/etc/hostname', '/etc/hostname'], "
+            "capture_output=True, text=True).stdout.split(), len(got))\n"
+            "pid = os.fork()\nif pid == 0:\n    os.stat('/etc/hostname'); os._exit(0)\nprint(os.waitpid(pid, 0)[1])")
+    fast = sh(f"python3 -c \"{code}\"", *FAST, "-o", "unreal", "--stats", str(stats), timeout=120)
+    slow = sh(f"python3 -c \"{code}\"", "-o", "unreal", timeout=120)
+    assert fast.returncode == 0 and fast.stdout == slow.stdout, fast.stdout + fast.stderr
+    assert served(stats.read_text()) >= 2000
+
+
+def test_a_fake_root_and_virtual_ids_turn_it_off(stats):
+    """Under --fakeroot every stat shows the records; the library takes no call then."""
+    r = sh("touch /tmp/umvu-fast-$$; chown 7:8 /tmp/umvu-fast-$$; stat -c %u:%g /tmp/umvu-fast-$$; "
+           "rm /tmp/umvu-fast-$$", *FAST, "--fakeroot", "--stats", str(stats))
+    assert r.stdout.split() == ["7:8"], r.stdout + r.stderr
+    assert served(stats.read_text()) == 0
+
+
+def test_a_directory_holding_a_mounted_node_is_listed_by_umvu():
+    """Opening /dev, where vudev put ram0, must stop: the host's listing lacks the node."""
+    script = ("vu_insmod vudev && vumount -t vudevramdisk -o size=1M none /dev/ram0 && ls /dev | grep -c '^ram0$'; "
+              "stat -c '%F %t' /dev/ram0")
+    fast, slow = sh(script, *FAST), sh(script)
+    assert fast.stdout.splitlines()[0] == "1" and fast.stdout == slow.stdout, fast.stdout + fast.stderr
+
+
+def test_writes_and_creates_still_stop_where_umvu_answers(tmp_path):
+    """Opens for writing are umvu's (a cow mount copies up; umask and records): only reads go fast."""
+    src, point = tmp_path / "src", tmp_path / "point"
+    src.mkdir()
+    point.mkdir()
+    (src / "f").write_text("lower\n")
+    upper = tmp_path / "upper"
+    r = sh(f"vu_insmod vufs && vumount -t vufs -o cow,upper={upper} {src} {point} && echo changed > {point}/f && "
+           f"cat {point}/f {src}/f", *FAST)
+    assert r.stdout.split() == ["changed", "lower"], r.stdout + r.stderr
+    assert (upper / "f").read_text() == "changed\n"
+
+
+def test_the_library_is_off_without_the_option():
+    if os.environ.get("UMVU_FAST_PATH") == "1":
+        pytest.skip("this run turns it on everywhere (make test-fast)")
+    r = sh("env | grep -c -e ^LD_PRELOAD=.*libumvufast -e ^UMVU_FAST_SNAPSHOT= ; true")
+    assert r.stdout.split() == ["0"], r.stdout
+
+
+def test_the_snapshot_file_goes_with_the_session():
+    before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    r = sh("ls /dev/shm | grep -c ^umvu-fast-", *FAST)
+    assert int(r.stdout.split()[0]) >= 1, r.stdout + r.stderr
+    after = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    assert not {n for n in after - before if n.startswith("umvu-fast-")}
+
