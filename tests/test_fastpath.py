@@ -143,3 +143,22 @@ def test_the_snapshot_file_goes_with_the_session():
     after = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
     assert not {n for n in after - before if n.startswith("umvu-fast-")}
 
+
+
+def test_names_relative_to_the_cwd(tmp_path, stats):
+    """From a real cwd the library takes them; from a cwd in a mount (the kernel's is elsewhere),
+    or a real cwd that a later mount covers, umvu does."""
+    src, point = tmp_path / "src", tmp_path / "point"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f").write_text("in the mount\n")
+    (point / "d").mkdir(parents=True)
+    (point / "d" / "f").write_text("under it\n")
+    script = (f"cd {tmp_path} && stat -c '%n %s' src/d/f ../{tmp_path.name}/point/d/f && cat point/d/f && "
+              f"cd /unreal/etc && stat -c '%n %d' hostname ../etc/hostname && cd {point}/d && vu_insmod vufs && "
+              f"vumount -t vufs {src} {point} && cat f && stat -c %n ../d/f && cd / && cat {point}/d/f")
+    fast = sh(script, *FAST, "-o", "unreal", "--stats", str(stats))
+    slow = sh(script, "-o", "unreal")
+    assert fast.returncode == 0 and fast.stdout == slow.stdout, fast.stdout + fast.stderr + slow.stdout
+    lines = fast.stdout.splitlines()
+    assert lines[2] == "under it" and lines[5:] == ["in the mount", "../d/f", "in the mount"], lines
+    assert served(stats.read_text()) > 0

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from umvu import arch, memory
 
 if TYPE_CHECKING:
+    from umvu.paths import FsView
     from umvu.tracer import Process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -61,7 +62,8 @@ class FastPath:
         d = _defines()
         self.trampoline, self.page_size = d["TRAMPOLINE"], d["PAGE"]
         self.magic, self.size, self.counter = d["SNAP_MAGIC"], d["SNAP_SIZE"], d["COUNTER_OFF"]
-        self.on, self.rooted, self.off, self.devices = d["PROC_ON"], d["PROC_ROOTED"], d["SNAP_OFF"], d["SNAP_DEVICES"]
+        self.on, self.rooted, self.cwd_virtual = d["PROC_ON"], d["PROC_ROOTED"], d["PROC_CWD_VIRTUAL"]
+        self.off, self.devices = d["SNAP_OFF"], d["SNAP_DEVICES"]
         self.page = self.trampoline + self.page_size
         base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else "/tmp"
         self.path = os.path.join(base, f"umvu-fast-{os.getpid()}-{os.urandom(4).hex()}")
@@ -100,23 +102,24 @@ class FastPath:
         self.seq += 1
         struct.pack_into("<Q", self.map, 8, self.seq)
 
-    def register(self, tid: int, proc: Process, addr: int, rooted: bool) -> None:
+    def register(self, tid: int, proc: Process, addr: int, fs: FsView) -> None:
         """The library of process ``proc`` says its page is at ``addr``: fill it."""
         if addr != self.page:
             raise OSError(22, "not the fast path's page")
         proc.fast_page = addr
-        self.write_page(tid, proc, rooted)
+        self.write_page(tid, proc, fs)
 
-    def write_page(self, tid: int, proc: Process, rooted: bool) -> None:
-        """The page says what umvu knows of ``proc`` now.  A process sharing its memory (a vfork
-        child before its exec) shares the page: a change there turns the fast path off for
-        both (rare: a chroot between vfork and exec), never on."""
+    def write_page(self, tid: int, proc: Process, fs: FsView) -> None:
+        """The page says what umvu knows of ``proc`` now (after a chdir, fchdir or chroot).  A
+        process sharing its memory (a vfork child before its exec) shares the page: a change
+        there turns the fast path off for both, never on."""
         if proc.fast_page is None:
             return
-        if proc.fast_shared and rooted:
+        rooted, virtual = fs.root != "/", fs.cwd_virtual
+        if proc.fast_shared and (rooted or virtual):
             flags = 0
         else:
-            flags = self.on | (self.rooted if rooted else 0)
+            flags = self.on | (self.rooted if rooted else 0) | (self.cwd_virtual if virtual else 0)
         self.page_seq += 2
         try:
             memory.write(tid, proc.fast_page, PAGE_HEADER.pack(self.page_seq - 1, flags, 0))

@@ -9,11 +9,12 @@
  * What "cannot lead into anything virtual" means here:
  *   - the session publishes its mount points (and the trees umvu always serves: /proc, /sys) in a
  *     snapshot file, under a sequence count (odd while written); a process's own facts (the fast
- *     path is on for it, its root is virtual) umvu writes into a private page of the process
- *     (the page after the trampoline), under a count too;
- *   - the name, absolute, is walked lexically: no prefix of the walk may be at or under a
- *     published point (and, for an open, no point may be under the name: a directory listing
- *     would miss it); relative names stop, for now (they need the cwd and fds as umvu sees them);
+ *     path is on for it, its root or its cwd is virtual) umvu writes into a private page of the
+ *     process (the page after the trampoline), under a count too;
+ *   - the name (absolute, or relative to a cwd that is the kernel's: getcwd) is walked
+ *     lexically: no prefix of the walk may be at or under a published point (and, for an open,
+ *     no point may be under the name: a directory listing would miss it); names relative to a
+ *     dirfd stop (a module may have handed that fd out: umvu alone knows its place);
  *   - the kernel is then made to walk it the same way: openat2 with RESOLVE_NO_SYMLINKS, so a
  *     symlink anywhere in the name (which could lead into a mount) sends the call back to umvu.
  * Anything unknown (a count that moved, an fd of 1024 or more, no snapshot) means: stop.
@@ -48,6 +49,7 @@
 #define PROC_ON 1u      /* umvu wrote this page: the process may take the fast path */
 #define PROC_CWD_VIRTUAL 2u
 #define PROC_ROOTED 4u  /* root is not "/" (chroot) */
+#define PROC_CWD_VIRTUAL 2u /* the cwd is umvu's (in a mount): the kernel's is not the view's */
 #define SNAP_OFF 1u     /* the session says: no fast path (a fake root, virtual ids: every stat is umvu's) */
 #define SNAP_DEVICES 2u /* some device numbers are a module's: open only regular files and directories */
 
@@ -166,22 +168,29 @@ static int touches(const char *buf, size_t len, int below)
 	return 0;
 }
 
-/* 1 when the call on (DIRFD, PATH) can be made here: an absolute name whose lexical walk meets
- * nothing virtual.  (Relative names and dirfds need the process's cwd and virtual fds as umvu
- * sees them: not yet; they stop.) */
+/* 1 when the call on (DIRFD, PATH) can be made here: an absolute name, or one relative to a cwd
+ * that is the kernel's own, whose lexical walk meets nothing virtual.  (A dirfd may be a file a
+ * module handed out, known to umvu alone: those stop.) */
 static int host_only(int dirfd, const char *path, int is_open)
 {
-	(void)dirfd;
-	if (!tramp || !path || path[0] != '/')
+	if (!tramp || !path || !path[0] || (path[0] != '/' && dirfd != AT_FDCWD))
 		return 0;
 	uint64_t s1 = __atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE);
 	uint64_t p1 = __atomic_load_n(&page->seq, __ATOMIC_ACQUIRE);
 	uint32_t pf = page->flags;
 	if ((s1 & 1) || (p1 & 1) || (snap->flags & SNAP_OFF) || !(pf & PROC_ON) || (pf & PROC_ROOTED))
 		return 0;
-	char buf[4096 + 2];
+	char buf[2 * 4096 + 2];
 	size_t len = 1;
 	buf[0] = '/', buf[1] = 0;
+	if (path[0] != '/') { /* from the cwd: the kernel's, unless umvu keeps a virtual one */
+		if (pf & PROC_CWD_VIRTUAL)
+			return 0;
+		long n = sys_raw(SYS_getcwd, (long)buf, 4097, 0, 0, 0);
+		if (n <= 1 || buf[0] != '/')
+			return 0; /* removed, or outside the root: umvu answers */
+		len = strnlen(buf, 4097);
+	}
 	if (touches(buf, len, 0))
 		return 0;
 	const char *c = path;

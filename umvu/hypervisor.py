@@ -486,7 +486,7 @@ class Hypervisor:
         op, inaddr, inlen, outaddr, outlen = c.args[:5]
         if op == 2 and self.fast is not None:  # the fast path's library: its page is at inaddr
             try:
-                self.fast.register(c.t.tid, c.t.proc, inaddr, c.t.fs.root != "/")
+                self.fast.register(c.t.tid, c.t.proc, inaddr, c.t.fs)
             except OSError as e:
                 return -(e.errno or errno.EINVAL)
             return 0
