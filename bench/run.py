@@ -64,6 +64,7 @@ def runners(exe: dict[str, str]) -> dict[str, list[str] | None]:
         "umvu": [umvu],
         "umvu -o unreal": [umvu, "-o", "unreal"],
         "umvu --pin -o unreal": [umvu, "--pin", "-o", "unreal"],
+        "umvu --fast-path -o unreal": [umvu, "--fast-path", "-o", "unreal"],
         "C tracer": [exe["ctracer"]],
         "strace -f": [strace, "-f", "-o", "/dev/null"] if strace else None,
         "proot": [proot] if proot else None,

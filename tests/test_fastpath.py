@@ -162,3 +162,23 @@ def test_names_relative_to_the_cwd(tmp_path, stats):
     lines = fast.stdout.splitlines()
     assert lines[2] == "under it" and lines[5:] == ["in the mount", "../d/f", "in the mount"], lines
     assert served(stats.read_text()) > 0
+
+
+def test_names_relative_to_a_dirfd(tmp_path, stats):
+    """find walks by dirfds: the library takes those of host directories; a dirfd of a virtual
+    directory, or a real one a module handed out (and an unseen copy of it), is umvu's."""
+    tree = tmp_path / "tree"
+    for i in range(20):
+        (tree / f"d{i}").mkdir(parents=True)
+        (tree / f"d{i}" / "f").write_text("x")
+    code = ("import os\nfor d in ('/unreal/etc', '/etc', '/unreal' + os.environ['T']):\n"
+            "    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)\n    copy = os.dup(fd)\n"
+            "    print(d, os.stat('hostname' if 'etc' in d else 'd0', dir_fd=fd).st_dev, "
+            "os.stat('hostname' if 'etc' in d else 'd0/f', dir_fd=copy).st_dev)")
+    script = f"find {tree} | sort | md5sum; find {tree} -type f | wc -l; T={tree} python3 -c \"{code}\""
+    fast = sh(script, *FAST, "-o", "unreal", "--stats", str(stats))
+    slow = sh(script, "-o", "unreal")
+    assert fast.returncode == 0 and fast.stdout == slow.stdout, fast.stdout + fast.stderr + slow.stdout
+    assert fast.stdout.splitlines()[1] == "20"
+    text = stats.read_text()
+    assert served(text) >= 40 and stops(text, "newfstatat") < 40, text

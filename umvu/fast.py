@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING
 from umvu import arch, memory
 
 if TYPE_CHECKING:
-    from umvu.paths import FsView
-    from umvu.tracer import Process
+    from umvu.tracer import Tracee
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "fastpath.c")
@@ -63,6 +62,7 @@ class FastPath:
         self.trampoline, self.page_size = d["TRAMPOLINE"], d["PAGE"]
         self.magic, self.size, self.counter = d["SNAP_MAGIC"], d["SNAP_SIZE"], d["COUNTER_OFF"]
         self.on, self.rooted, self.cwd_virtual = d["PROC_ON"], d["PROC_ROOTED"], d["PROC_CWD_VIRTUAL"]
+        self.no_dirfd, self.nfds = d["PROC_NO_DIRFD"], d["NFDS"]
         self.off, self.devices = d["SNAP_OFF"], d["SNAP_DEVICES"]
         self.page = self.trampoline + self.page_size
         base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else "/tmp"
@@ -102,30 +102,47 @@ class FastPath:
         self.seq += 1
         struct.pack_into("<Q", self.map, 8, self.seq)
 
-    def register(self, tid: int, proc: Process, addr: int, fs: FsView) -> None:
-        """The library of process ``proc`` says its page is at ``addr``: fill it."""
+    def register(self, t: Tracee, addr: int) -> None:
+        """The library of ``t``'s process says its page is at ``addr``: fill it."""
         if addr != self.page:
             raise OSError(22, "not the fast path's page")
-        proc.fast_page = addr
-        self.write_page(tid, proc, fs)
+        t.proc.fast_page = addr
+        self.write_page(t)
 
-    def write_page(self, tid: int, proc: Process, fs: FsView) -> None:
-        """The page says what umvu knows of ``proc`` now (after a chdir, fchdir or chroot).  A
-        process sharing its memory (a vfork child before its exec) shares the page: a change
-        there turns the fast path off for both, never on."""
+    def sync(self, t: Tracee) -> None:
+        """Before ``t`` runs again (Tracee.cont): the page anew if its fds changed meanwhile."""
+        files = t.files
+        if t.proc.fast_synced != (id(files), files.version):
+            self.write_page(t)
+
+    def write_page(self, t: Tracee) -> None:
+        """The page says what umvu knows of ``t``'s process now: its root and cwd (after chroot,
+        chdir, fchdir), the fds that are umvu's.  A process sharing its memory (a vfork child
+        before its exec) shares the page with its parent: it turns the fast path off there (for
+        both), and the parent's is written anew at its next stop.  One sharing its fd table
+        with another process takes no dirfd."""
+        proc, fs, files = t.proc, t.fs, t.files
         if proc.fast_page is None:
             return
         rooted, virtual = fs.root != "/", fs.cwd_virtual
-        if proc.fast_shared and (rooted or virtual):
+        if proc.fast_shared:
             flags = 0
+            if proc.fast_parent is not None:
+                proc.fast_parent.fast_synced = None
         else:
             flags = self.on | (self.rooted if rooted else 0) | (self.cwd_virtual if virtual else 0)
+            if files.handed_dirs or proc.files_shared:
+                flags |= self.no_dirfd
         self.page_seq += 2
+        body = files.umvus(self.nfds)
         try:
-            memory.write(tid, proc.fast_page, PAGE_HEADER.pack(self.page_seq - 1, flags, 0))
-            memory.write(tid, proc.fast_page, PAGE_HEADER.pack(self.page_seq, flags, 0))
+            memory.write(t.tid, proc.fast_page, PAGE_HEADER.pack(self.page_seq - 1, flags, 0))
+            memory.write(t.tid, proc.fast_page + PAGE_HEADER.size, body)
+            memory.write(t.tid, proc.fast_page, PAGE_HEADER.pack(self.page_seq, flags, 0))
         except OSError:
             proc.fast_page = None  # no page there (any more): nothing to tell
+            return
+        proc.fast_synced = (id(files), files.version)
 
     def served(self) -> int:
         """Calls the libraries made themselves, in every process so far (they count in the

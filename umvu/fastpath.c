@@ -9,12 +9,14 @@
  * What "cannot lead into anything virtual" means here:
  *   - the session publishes its mount points (and the trees umvu always serves: /proc, /sys) in a
  *     snapshot file, under a sequence count (odd while written); a process's own facts (the fast
- *     path is on for it, its root or its cwd is virtual) umvu writes into a private page of the
- *     process (the page after the trampoline), under a count too;
+ *     path is on for it, its root or its cwd is virtual, which fds are umvu's) umvu writes into a
+ *     private page of the process (the page after the trampoline) before the process runs on
+ *     after a stop that changed them, under a count too;
  *   - the name (absolute, or relative to a cwd that is the kernel's: getcwd) is walked
  *     lexically: no prefix of the walk may be at or under a published point (and, for an open,
- *     no point may be under the name: a directory listing would miss it); names relative to a
- *     dirfd stop (a module may have handed that fd out: umvu alone knows its place);
+ *     no point may be under the name: a directory listing would miss it); a name relative to a
+ *     dirfd starts where /proc/self/fd says the fd is, unless the page says the fd is umvu's
+ *     (virtual, or a real fd a module handed out, whose place only umvu knows);
  *   - the kernel is then made to walk it the same way: openat2 with RESOLVE_NO_SYMLINKS, so a
  *     symlink anywhere in the name (which could lead into a mount) sends the call back to umvu.
  * Anything unknown (a count that moved, an fd of 1024 or more, no snapshot) means: stop.
@@ -50,6 +52,8 @@
 #define PROC_CWD_VIRTUAL 2u
 #define PROC_ROOTED 4u  /* root is not "/" (chroot) */
 #define PROC_CWD_VIRTUAL 2u /* the cwd is umvu's (in a mount): the kernel's is not the view's */
+#define PROC_NO_DIRFD 8u /* names relative to a dirfd stop (a module handed out a directory fd) */
+#define NFDS 1024        /* fds the page says are umvu's; from there on a dirfd stops */
 #define SNAP_OFF 1u     /* the session says: no fast path (a fake root, virtual ids: every stat is umvu's) */
 #define SNAP_DEVICES 2u /* some device numbers are a module's: open only regular files and directories */
 
@@ -65,6 +69,7 @@ struct proc_page {         /* this process's, private: umvu writes it (process_v
 	uint64_t seq;
 	uint32_t flags;
 	uint32_t pad;
+	uint8_t umvus[NFDS / 8]; /* fds that are umvu's: virtual, or real ones a module handed out */
 };
 
 typedef long (*tramp_fn)(long, long, long, long, long, long, long);
@@ -169,11 +174,10 @@ static int touches(const char *buf, size_t len, int below)
 }
 
 /* 1 when the call on (DIRFD, PATH) can be made here: an absolute name, or one relative to a cwd
- * that is the kernel's own, whose lexical walk meets nothing virtual.  (A dirfd may be a file a
- * module handed out, known to umvu alone: those stop.) */
+ * or dirfd that is the kernel's own (not umvu's), whose lexical walk meets nothing virtual. */
 static int host_only(int dirfd, const char *path, int is_open)
 {
-	if (!tramp || !path || !path[0] || (path[0] != '/' && dirfd != AT_FDCWD))
+	if (!tramp || !path || !path[0])
 		return 0;
 	uint64_t s1 = __atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE);
 	uint64_t p1 = __atomic_load_n(&page->seq, __ATOMIC_ACQUIRE);
@@ -183,13 +187,31 @@ static int host_only(int dirfd, const char *path, int is_open)
 	char buf[2 * 4096 + 2];
 	size_t len = 1;
 	buf[0] = '/', buf[1] = 0;
-	if (path[0] != '/') { /* from the cwd: the kernel's, unless umvu keeps a virtual one */
+	if (path[0] != '/' && dirfd == AT_FDCWD) { /* the cwd: the kernel's, unless umvu keeps one */
 		if (pf & PROC_CWD_VIRTUAL)
 			return 0;
 		long n = sys_raw(SYS_getcwd, (long)buf, 4097, 0, 0, 0);
 		if (n <= 1 || buf[0] != '/')
 			return 0; /* removed, or outside the root: umvu answers */
 		len = strnlen(buf, 4097);
+	} else if (path[0] != '/') { /* a dirfd: where the kernel has it, unless it is umvu's */
+		if ((pf & PROC_NO_DIRFD) || dirfd < 0 || dirfd >= NFDS || (page->umvus[dirfd / 8] >> (dirfd % 8)) & 1)
+			return 0;
+		char link[32] = "/proc/self/fd/";
+		int i = 14, d = dirfd, digits[12], k = 0;
+		do
+			digits[k++] = d % 10, d /= 10;
+		while (d);
+		while (k)
+			link[i++] = (char)('0' + digits[--k]);
+		link[i] = 0;
+		long n = sys_raw(SYS_readlink, (long)link, (long)buf, 4096, 0, 0);
+		if (n <= 0 || n >= 4096 || buf[0] != '/')
+			return 0; /* a pipe, a socket, an anonymous file: the kernel's answer, from umvu */
+		buf[n] = 0;
+		len = (size_t)n;
+		if (len >= 10 && memcmp(buf + len - 10, " (deleted)", 10) == 0)
+			return 0;
 	}
 	if (touches(buf, len, 0))
 		return 0;

@@ -115,6 +115,11 @@ class FdTable:
         # way of putting another file at such a number stops (close, dup2, dup3, close_range;
         # exec), and empties this, so a FUSE reply needs no readlink to find its connection.
         self.consumers: dict[int, Any] = {}
+        # for the fast path's page (umvu.fast): changes of which fds are umvu's, and whether a
+        # module ever handed out a real directory fd (an unseen copy of it names a host path that
+        # is a place in the view: no name relative to an fd umvu does not know can be taken then)
+        self.version = 0
+        self.handed_dirs = False
 
     def view_of(self, tid: int, fd: int, link: str | None = None) -> str | None:
         """The view's path of real fd ``fd`` if a module handed it out, else None.
@@ -144,9 +149,11 @@ class FdTable:
             hosted[fd] = (view, link)
         return view
 
-    def hand(self, fd: int, view: str, host: str) -> None:
+    def hand(self, fd: int, view: str, host: str, is_dir: bool = False) -> None:
         """Real fd ``fd`` names ``host``, which is ``view`` in the view."""
         self.hosted[fd] = (view, host)
+        self.version += 1
+        self.handed_dirs = self.handed_dirs or is_dir
         places = self.places
         places.pop(host, None)
         places[host] = view
@@ -168,6 +175,7 @@ class FdTable:
         released = self.remove(fd)
         of.refs += 1
         self.fds[fd] = of
+        self.version += 1
         return released
 
     def remove(self, fd: int) -> OpenFile | None:
@@ -175,6 +183,7 @@ class FdTable:
         of = self.fds.pop(fd, None)
         if of is None:
             return None
+        self.version += 1
         of.refs -= 1
         return of if of.refs == 0 else None
 
@@ -183,6 +192,7 @@ class FdTable:
         new.fds = dict(self.fds)
         new.hosted = dict(self.hosted)
         new.places = dict(self.places)
+        new.handed_dirs = self.handed_dirs
         for of in new.fds.values():
             of.refs += 1
         return new
@@ -196,6 +206,14 @@ class FdTable:
                 if of is not None:
                     released.append(of)
         return released
+
+    def umvus(self, limit: int) -> bytes:
+        """A bitmap of the fds below ``limit`` that are umvu's: virtual, or handed out by a module."""
+        bits = bytearray(limit // 8)
+        for fd in (*self.fds, *self.hosted):
+            if 0 <= fd < limit:
+                bits[fd >> 3] |= 1 << (fd & 7)
+        return bytes(bits)
 
     def release_all(self) -> list[OpenFile]:
         return [of for fd in list(self.fds) if (of := self.remove(fd)) is not None]

@@ -91,6 +91,7 @@ class Hypervisor:
             raise OSError(errno.ENOEXEC, why)
         self.fast = fast.FastPath()
         bpf.DOOR = self.fast.door()
+        Tracee.fast_sync = self.fast.sync
         self.registry.on_change.append(self.publish_fast)
         self.publish_fast()
 
@@ -486,7 +487,7 @@ class Hypervisor:
         op, inaddr, inlen, outaddr, outlen = c.args[:5]
         if op == 2 and self.fast is not None:  # the fast path's library: its page is at inaddr
             try:
-                self.fast.register(c.t.tid, c.t.proc, inaddr, c.t.fs)
+                self.fast.register(c.t, inaddr)
             except OSError as e:
                 return -(e.errno or errno.EINVAL)
             return 0

@@ -122,10 +122,16 @@ class Process:
         # where the fast path's library has this process's page (umvu.fast); None: no library
         self.fast_page: int | None = None
         self.fast_shared = False  # its memory is another process's (vfork, CLONE_VM): so is the page
+        self.fast_synced: tuple[int, int] | None = None  # (fd table, its version) the page shows
+        self.files_shared = False  # its fd table is another process's too (CLONE_FILES, not a thread)
+        self.fast_parent: Process | None = None  # whose page a CLONE_VM child shares
 
 
 class Tracee:
     """One traced thread."""
+
+    # The fast path's page update (umvu.fast.FastPath.sync), run as a thread resumes; None: off
+    fast_sync: Callable[[Tracee], None] | None = None
 
     def __init__(self, tid: int, proc: Process, fs: FsView, files: FdTable) -> None:
         self.tid = tid
@@ -148,6 +154,8 @@ class Tracee:
 
     # -- resuming ---------------------------------------------------------------
     def cont(self, sig: int = 0) -> None:
+        if self.proc.fast_page is not None and Tracee.fast_sync is not None:
+            Tracee.fast_sync(self)  # the fast path's page, before the process runs on (umvu.fast)
         if not self.pending_signals:
             libc.try_ptrace(libc.PTRACE_CONT, self.tid, 0, sig)
             return
@@ -853,6 +861,10 @@ class Tracer:
             proc.net_pid = pproc.net_pid
             proc.fast_page = pproc.fast_page  # fork copies the page
             proc.fast_shared = bool(flags & CLONE_VM)  # vfork shares it with the parent (umvu.fast)
+            proc.fast_synced = pproc.fast_synced
+            proc.fast_parent = pproc if flags & CLONE_VM else None
+            if flags & CLONE_FILES:
+                proc.files_shared = pproc.files_shared = True
         fs = pfs if flags & CLONE_FS else pfs.copy()
         files = pfiles if flags & CLONE_FILES else pfiles.copy()
         child = Tracee(child_tid, proc, fs, files)
@@ -1091,7 +1103,7 @@ class Tracer:
             for of in t.files.on_exec(still):
                 self.release_file(of)
         t.proc.tgid = t.tid
-        t.proc.fast_page, t.proc.fast_shared = None, False  # a new image: its library registers anew, or not
+        t.proc.fast_page, t.proc.fast_shared, t.proc.fast_parent = None, False, None  # a new image registers anew
         if self.on_event is not None:
             self.on_event("exec", t.tid, 0, False)
         t.cont()

@@ -176,6 +176,7 @@ class Call:
         self.via: dict[int, Mount] = {}  # path arguments handed to a module's host path
         self.real: Resolved | None = None  # the last real path target() resolved
         self.handed: tuple[str, str] | None = None  # (view path, host path) given to the kernel
+        self.handed_dir = False  # and that is a directory
         self.oflags: int | None = None  # an open's flags when no argument holds them (openat2's struct)
         self.addr_host: str | None = None  # the name an AF_UNIX address was rewritten to
         self.after: list[Callable[[int], Awaitable[None]]] = []  # told the kernel's result (run_real)
@@ -467,6 +468,7 @@ class Call:
                     host = await self._socket_stand_in(m, r, intent)
                 if host is not None:
                     self.handed = (r.path, host)
+                    self.handed_dir = r.st is not None and stat_mod.S_ISDIR(r.st.st_mode)
                     if path.endswith("/") and not host.endswith("/"):
                         host += "/"  # the kernel's trailing-slash rules (EISDIR, ENOTDIR) still apply
                     self._rewrite(i, dirfd_i, host)
@@ -581,7 +583,7 @@ class Call:
         for then in self.after:
             await then(ret)
         if ret >= 0 and self.handed is not None and self.sc.family in ("open", "openat2"):
-            t.files.hand(ret, *self.handed)  # a real fd: remember where it is in the view
+            t.files.hand(ret, *self.handed, self.handed_dir)  # a real fd: remember where it is in the view
             m = self.via.get(self.sc.path_args[0])
             if m is not None:
                 if self.hv.shadows.is_fifo(self.handed[1]):
