@@ -72,6 +72,9 @@ struct proc_page {         /* this process's, private: umvu writes it (process_v
 	uint8_t umvus[NFDS / 8]; /* fds that are umvu's: virtual, or real ones a module handed out */
 };
 
+/* as glibc's __OPEN_NEEDS_MODE: __O_TMPFILE includes O_DIRECTORY, so test all its bits */
+#define NEEDS_MODE(f) (((f) & O_CREAT) || ((f) & __O_TMPFILE) == __O_TMPFILE)
+
 typedef long (*tramp_fn)(long, long, long, long, long, long, long);
 static tramp_fn tramp;                 /* NULL: every call goes to libc */
 static const struct snapshot *snap;
@@ -245,7 +248,7 @@ static long open_nosym(int dirfd, const char *path, long flags, long mode)
 {
 	struct open_how how = {.flags = (uint64_t)flags, .mode = (uint64_t)mode,
 			       .resolve = RESOLVE_NO_SYMLINKS};
-	if (!(flags & (O_CREAT | __O_TMPFILE)))
+	if (!NEEDS_MODE(flags))
 		how.mode = 0;
 	return sys_raw(SYS_openat2, dirfd, (long)path, (long)&how, sizeof how, 0);
 }
@@ -423,7 +426,7 @@ ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t size)
 static int fast_open(int dirfd, const char *path, int flags, int *done)
 {
 	*done = 0;
-	if ((flags & O_ACCMODE) != O_RDONLY || (flags & (O_CREAT | __O_TMPFILE | O_TRUNC)) ||
+	if ((flags & O_ACCMODE) != O_RDONLY || NEEDS_MODE(flags) || (flags & O_TRUNC) ||
 	    !host_only(dirfd, path, 1))
 		return 0;
 	if (snap->flags & SNAP_DEVICES) { /* a node whose number a module serves is the module's to open */
@@ -451,7 +454,7 @@ int openat(int dirfd, const char *path, int flags, ...)
 		return r;
 	va_list ap;
 	va_start(ap, flags);
-	mode_t mode = (flags & (O_CREAT | __O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
+	mode_t mode = NEEDS_MODE(flags) ? va_arg(ap, mode_t) : 0;
 	va_end(ap);
 	REAL(openat);
 	return real_openat(dirfd, path, flags, mode);
@@ -466,10 +469,47 @@ int open(const char *path, int flags, ...)
 		return r;
 	va_list ap;
 	va_start(ap, flags);
-	mode_t mode = (flags & (O_CREAT | __O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
+	mode_t mode = NEEDS_MODE(flags) ? va_arg(ap, mode_t) : 0;
 	va_end(ap);
 	REAL(open);
 	return real_open(path, flags, mode);
 }
 
 int open64(const char *path, int flags, ...) __attribute__((alias("open")));
+
+/* _FORTIFY_SOURCE's entry points (tar calls these): open with no mode argument */
+int __open_2(const char *path, int flags)
+{
+	int done, r = fast_open(AT_FDCWD, path, flags, &done);
+	if (done)
+		return r;
+	REAL(__open_2);
+	return real___open_2(path, flags);
+}
+
+int __open64_2(const char *path, int flags)
+{
+	int done, r = fast_open(AT_FDCWD, path, flags, &done);
+	if (done)
+		return r;
+	REAL(__open64_2);
+	return real___open64_2(path, flags);
+}
+
+int __openat_2(int dirfd, const char *path, int flags)
+{
+	int done, r = fast_open(dirfd, path, flags, &done);
+	if (done)
+		return r;
+	REAL(__openat_2);
+	return real___openat_2(dirfd, path, flags);
+}
+
+int __openat64_2(int dirfd, const char *path, int flags)
+{
+	int done, r = fast_open(dirfd, path, flags, &done);
+	if (done)
+		return r;
+	REAL(__openat64_2);
+	return real___openat64_2(dirfd, path, flags);
+}
