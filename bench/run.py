@@ -470,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["fuse", "devices", "identity", "net"],
                     help="run one section and replace it in the file (the rest of the file stays as it was)")
     args = ap.parse_args(argv)
+    # umvu is Python: with no .pyc written, every run would compile its modules again (60 ms of
+    # start-up here), and the bench would time that rather than umvu
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     if args.only == "net":
         with tempfile.TemporaryDirectory(prefix="umvu-bench.") as d:
             rows = net_rows(Path(d), args.runs)
@@ -570,6 +573,11 @@ NOTES = """
   interpreter starting), which dominates the short workloads: compare the
   start-up line below before reading a 0.05 s workload's ratio.
 * **umvu --pin** runs the hypervisor and the workload on one CPU.
+* **umvu --fast-path -o unreal** is the same view with the in-process fast
+  path on: the processes make the path calls on host names away from the
+  mount themselves (docs/architecture.md); what still stops is glibc's
+  internal opens (ld.so's libraries, setlocale's locale files) and the
+  calls under /unreal.
 * The FUSE rows vary more than the rest between runs on this machine: the
   kernel's own fuse2fs find took from 1.6 to 5.6 s and its 100 MB write
   from 190 to 430 MB/s in runs of the same day (the image is on disk, and
