@@ -268,11 +268,19 @@ def device_rows(tmp: Path, runs: int) -> list[str]:
         for t, value in interleaved(measures, runs).items():
             results.setdefault(wname, {})[t] = value
             print(wname, t, round(value), flush=True)
-    lines = ["| workload | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
+    return _value_table(results, list(targets))
+
+
+def _value_table(results: dict[str, dict[str, float]], names: list[str]) -> list[str]:
+    """One row per workload, a column per name; in brackets, the share of the first column's value
+    (a rate: "MB/s" in the workload's name) or the time relative to it."""
+    lines = ["| workload | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for wname, values in results.items():
-        base = values["image file"]
-        lines.append(f"| {wname} | {base:.0f} | "
-                     + " | ".join(f"{values[t]:.0f} ({values[t] / base:.0%})" for t in list(targets)[1:]) + " |")
+        base = values[names[0]]
+        rate = "MB/s" in wname
+        lines.append(f"| {wname} | {base:.0f} | " + " | ".join(
+            f"{values[n]:.0f} ({values[n] / base:.0%})" if rate else f"{values[n]:.0f} ({values[n] / base:.1f}x)"
+            for n in names[1:]) + " |")
     return [*lines, ""]
 
 
@@ -313,15 +321,7 @@ def net_rows(tmp: Path, runs: int) -> list[str]:
         for v, value in interleaved(measures, runs).items():
             results.setdefault(wname, {})[v] = value
             print(wname, v, round(value, 1), flush=True)
-    names = list(next(iter(results.values())))
-    lines = ["| workload | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    for wname, values in results.items():
-        base = values["native"]
-        rate = "MB/s" in wname
-        lines.append(f"| {wname} | {base:.0f} | " + " | ".join(
-            f"{values[n]:.0f} ({values[n] / base:.0%})" if rate else f"{values[n]:.0f} ({values[n] / base:.1f}x)"
-            for n in names[1:]) + " |")
-    return [*lines, ""]
+    return _value_table(results, list(next(iter(results.values()))))
 
 
 def net_section(rows: list[str], runs: int) -> list[str]:
@@ -473,39 +473,18 @@ def main(argv: list[str] | None = None) -> int:
     # umvu is Python: with no .pyc written, every run would compile its modules again (60 ms of
     # start-up here), and the bench would time that rather than umvu
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    if args.only == "net":
+    if args.only is not None:  # one section, measured anew and put in place of the old
+        rows_of, heading, section = {
+            "net": (net_rows, NET_HEADING, net_section),
+            "identity": (identity_rows, IDENTITY_HEADING, identity_section),
+            "devices": (device_rows, DEVICE_HEADING, device_section),
+            "fuse": (fuse_rows, FUSE_HEADING, fuse_section),
+        }[args.only]
         with tempfile.TemporaryDirectory(prefix="umvu-bench.") as d:
-            rows = net_rows(Path(d), args.runs)
+            rows = rows_of(Path(d), args.runs)
         print("\n".join(rows))
-        _replace_section(Path(args.output), NET_HEADING, net_section(rows, args.runs))
-        print(f"replaced the networking section of {args.output}")
-        return 0
-    if args.only == "identity":
-        with tempfile.TemporaryDirectory(prefix="umvu-bench.") as d:
-            rows = identity_rows(Path(d), args.runs)
-        print("\n".join(rows))
-        _replace_section(Path(args.output), IDENTITY_HEADING, identity_section(rows, args.runs))
-        print(f"replaced the identity section of {args.output}")
-        return 0
-    if args.only == "devices":
-        with tempfile.TemporaryDirectory(prefix="umvu-bench.") as d:
-            rows = device_rows(Path(d), args.runs)
-        print("\n".join(rows))
-        _replace_section(Path(args.output), DEVICE_HEADING, device_section(rows, args.runs))
-        print(f"replaced the device section of {args.output}")
-        return 0
-    if args.only == "fuse":
-        with tempfile.TemporaryDirectory(prefix="umvu-bench.") as d:
-            rows = fuse_rows(Path(d), args.runs)
-        print("\n".join(rows))
-        out = Path(args.output)
-        text = out.read_text() if out.exists() else ""
-        head, sep, rest = text.partition(FUSE_HEADING)
-        if not sep:
-            return 0
-        tail = rest[rest.index("\n## ") + 1 :] if "\n## " in rest else ""
-        out.write_text(head + "\n".join(fuse_section(rows, args.runs)) + "\n" + ("\n" + tail if tail else ""))
-        print(f"replaced the FUSE section of {out}")
+        _replace_section(Path(args.output), heading, section(rows, args.runs))
+        print(f"replaced the section {heading!r} of {args.output}")
         return 0
 
     with tempfile.TemporaryDirectory(prefix="umvu-bench.") as d:

@@ -267,6 +267,17 @@ static long ret_errno(long r)
 #define REAL(name) static __typeof__(name) *real_##name; \
 	if (!real_##name) real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name)
 
+/* A wrapper's body: the library's answer when FAST (which sets `done`) took the call, else libc's */
+#define TAKE(type, fast, name, ...) \
+	{ \
+		int done; \
+		type r = fast; \
+		if (done) \
+			return r; \
+		REAL(name); \
+		return real_##name(__VA_ARGS__); \
+	}
+
 /* stat-like: NOFOLLOW or not; a trailing symlink followed means: ask umvu (ELOOP here) */
 static int fast_stat(int dirfd, const char *path, struct stat *st, int flags, int *done)
 {
@@ -286,13 +297,7 @@ static int fast_stat(int dirfd, const char *path, struct stat *st, int flags, in
 }
 
 int fstatat(int dirfd, const char *path, struct stat *st, int flags)
-{
-	int done, r = fast_stat(dirfd, path, st, flags, &done);
-	if (done)
-		return r;
-	REAL(fstatat);
-	return real_fstatat(dirfd, path, st, flags);
-}
+TAKE(int, fast_stat(dirfd, path, st, flags, &done), fstatat, dirfd, path, st, flags)
 
 int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
 {
@@ -300,13 +305,7 @@ int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
 }
 
 int stat(const char *path, struct stat *st)
-{
-	int done, r = fast_stat(AT_FDCWD, path, st, 0, &done);
-	if (done)
-		return r;
-	REAL(stat);
-	return real_stat(path, st);
-}
+TAKE(int, fast_stat(AT_FDCWD, path, st, 0, &done), stat, path, st)
 
 int stat64(const char *path, struct stat64 *st)
 {
@@ -314,13 +313,7 @@ int stat64(const char *path, struct stat64 *st)
 }
 
 int lstat(const char *path, struct stat *st)
-{
-	int done, r = fast_stat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW, &done);
-	if (done)
-		return r;
-	REAL(lstat);
-	return real_lstat(path, st);
-}
+TAKE(int, fast_stat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW, &done), lstat, path, st)
 
 int lstat64(const char *path, struct stat64 *st)
 {
@@ -363,22 +356,10 @@ static int fast_access(int dirfd, const char *path, int mode, int flags, int *do
 }
 
 int access(const char *path, int mode)
-{
-	int done, r = fast_access(AT_FDCWD, path, mode, 0, &done);
-	if (done)
-		return r;
-	REAL(access);
-	return real_access(path, mode);
-}
+TAKE(int, fast_access(AT_FDCWD, path, mode, 0, &done), access, path, mode)
 
 int faccessat(int dirfd, const char *path, int mode, int flags)
-{
-	int done, r = fast_access(dirfd, path, mode, flags, &done);
-	if (done)
-		return r;
-	REAL(faccessat);
-	return real_faccessat(dirfd, path, mode, flags);
-}
+TAKE(int, fast_access(dirfd, path, mode, flags, &done), faccessat, dirfd, path, mode, flags)
 
 static ssize_t fast_readlink(int dirfd, const char *path, char *buf, size_t size, int *done)
 {
@@ -403,24 +384,10 @@ static ssize_t fast_readlink(int dirfd, const char *path, char *buf, size_t size
 }
 
 ssize_t readlink(const char *path, char *buf, size_t size)
-{
-	int done;
-	ssize_t r = fast_readlink(AT_FDCWD, path, buf, size, &done);
-	if (done)
-		return r;
-	REAL(readlink);
-	return real_readlink(path, buf, size);
-}
+TAKE(ssize_t, fast_readlink(AT_FDCWD, path, buf, size, &done), readlink, path, buf, size)
 
 ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t size)
-{
-	int done;
-	ssize_t r = fast_readlink(dirfd, path, buf, size, &done);
-	if (done)
-		return r;
-	REAL(readlinkat);
-	return real_readlinkat(dirfd, path, buf, size);
-}
+TAKE(ssize_t, fast_readlink(dirfd, path, buf, size, &done), readlinkat, dirfd, path, buf, size)
 
 /* open for reading, of a host file: no O_CREAT, O_TMPFILE or write (umask, records, copy-up: umvu's) */
 static int fast_open(int dirfd, const char *path, int flags, int *done)
@@ -464,55 +431,27 @@ int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("
 
 int open(const char *path, int flags, ...)
 {
-	int done, r = fast_open(AT_FDCWD, path, flags, &done);
-	if (done)
-		return r;
 	va_list ap;
 	va_start(ap, flags);
 	mode_t mode = NEEDS_MODE(flags) ? va_arg(ap, mode_t) : 0;
 	va_end(ap);
-	REAL(open);
-	return real_open(path, flags, mode);
+	return openat(AT_FDCWD, path, flags, mode); /* glibc's open is the same call */
 }
 
 int open64(const char *path, int flags, ...) __attribute__((alias("open")));
 
 /* _FORTIFY_SOURCE's entry points (tar calls these): open with no mode argument */
 int __open_2(const char *path, int flags)
-{
-	int done, r = fast_open(AT_FDCWD, path, flags, &done);
-	if (done)
-		return r;
-	REAL(__open_2);
-	return real___open_2(path, flags);
-}
+TAKE(int, fast_open(AT_FDCWD, path, flags, &done), __open_2, path, flags)
 
 int __open64_2(const char *path, int flags)
-{
-	int done, r = fast_open(AT_FDCWD, path, flags, &done);
-	if (done)
-		return r;
-	REAL(__open64_2);
-	return real___open64_2(path, flags);
-}
+TAKE(int, fast_open(AT_FDCWD, path, flags, &done), __open64_2, path, flags)
 
 int __openat_2(int dirfd, const char *path, int flags)
-{
-	int done, r = fast_open(dirfd, path, flags, &done);
-	if (done)
-		return r;
-	REAL(__openat_2);
-	return real___openat_2(dirfd, path, flags);
-}
+TAKE(int, fast_open(dirfd, path, flags, &done), __openat_2, dirfd, path, flags)
 
 int __openat64_2(int dirfd, const char *path, int flags)
-{
-	int done, r = fast_open(dirfd, path, flags, &done);
-	if (done)
-		return r;
-	REAL(__openat64_2);
-	return real___openat64_2(dirfd, path, flags);
-}
+TAKE(int, fast_open(dirfd, path, flags, &done), __openat64_2, dirfd, path, flags)
 
 /* glibc's opendir and fopen open through internal calls LD_PRELOAD cannot reach: for a host
  * directory or a file opened for reading, the library opens it and hands the fd to fdopendir or
@@ -572,21 +511,7 @@ static FILE *fast_fopen(const char *path, const char *mode, int *done)
 }
 
 FILE *fopen(const char *path, const char *mode)
-{
-	int done;
-	FILE *f = fast_fopen(path, mode, &done);
-	if (done)
-		return f;
-	REAL(fopen);
-	return real_fopen(path, mode);
-}
+TAKE(FILE *, fast_fopen(path, mode, &done), fopen, path, mode)
 
 FILE *fopen64(const char *path, const char *mode)
-{
-	int done;
-	FILE *f = fast_fopen(path, mode, &done);
-	if (done)
-		return f;
-	REAL(fopen64);
-	return real_fopen64(path, mode);
-}
+TAKE(FILE *, fast_fopen(path, mode, &done), fopen64, path, mode)
