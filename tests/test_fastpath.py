@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 
 import pytest
 from conftest import native, sh
@@ -190,3 +191,14 @@ def test_tar_and_find_open_host_files_and_directories_in_process(stats):
     files = int(native("find /usr/include/linux | wc -l").stdout)
     text = stats.read_text()
     assert files > 100 and stops(text, "openat") < files / 4 and served(text) > 2 * files, text
+
+
+def test_a_snapshot_left_by_a_killed_session_is_removed_by_the_next():
+    """umvu SIGKILLed cannot remove its snapshot: the next session with the fast path does."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = f"/dev/shm/umvu-fast-{gone.pid}-0badcafe"
+    with open(stale, "wb") as f:
+        f.write(b"x")
+    r = sh("true", *FAST)
+    assert r.returncode == 0 and not os.path.exists(stale), r.stderr

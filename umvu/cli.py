@@ -127,6 +127,7 @@ def umvu_main(argv: list[str] | None = None) -> int:
     try:
         pid = hv.tracer.spawn(command, env)
     except OSError as e:
+        hv.shutdown()
         return _fail("umvu", e.strerror or str(e))
     if args.fakeroot:
         from umvu.identity import Ids

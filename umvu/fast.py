@@ -47,6 +47,32 @@ def _defines() -> dict[str, int]:
     return found
 
 
+def _remove_stale(base: str) -> None:
+    """Snapshots of sessions that ended with no clean-up (a SIGKILL to umvu): the file names the
+    session's pid, and a file of ours whose session is gone is removed by the next one."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        m = re.fullmatch(r"umvu-fast-(\d+)-[0-9a-f]+", name)
+        if m is None:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # its session still runs (or another user's does)
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        path = os.path.join(base, name)
+        try:
+            if os.stat(path).st_uid == os.geteuid():
+                os.unlink(path)
+        except OSError:
+            pass
+
+
 def available() -> str | None:
     """Why the fast path cannot run here, or None."""
     if arch.NAME != "x86_64":
@@ -66,6 +92,7 @@ class FastPath:
         self.off, self.devices = d["SNAP_OFF"], d["SNAP_DEVICES"]
         self.page = self.trampoline + self.page_size
         base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else "/tmp"
+        _remove_stale(base)
         self.path = os.path.join(base, f"umvu-fast-{os.getpid()}-{os.urandom(4).hex()}")
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
