@@ -116,7 +116,7 @@ class MountRegistry:
 
     def __bool__(self) -> bool:
         """Whether a path call may touch anything virtual (else it is the kernel's, at once)."""
-        return bool(self._mounts) or self.watching
+        return bool(self._mounts) or self._watching  # every stop asks: no property call
 
     def __iter__(self):
         return iter(list(self._mounts.values()))
