@@ -47,6 +47,11 @@ def _defines() -> dict[str, int]:
     return found
 
 
+def _facts(t: Tracee) -> tuple:
+    """What the page of ``t``'s process was written from."""
+    return (id(t.files), t.files.version, t.fs.root, t.fs.cwd_virtual)
+
+
 def _remove_stale(base: str) -> None:
     """Snapshots of sessions that ended with no clean-up (a SIGKILL to umvu): the file names the
     session's pid, and a file of ours whose session is gone is removed by the next one."""
@@ -137,9 +142,9 @@ class FastPath:
         self.write_page(t)
 
     def sync(self, t: Tracee) -> None:
-        """Before ``t`` runs again (Tracee.cont): the page anew if its fds changed meanwhile."""
-        files = t.files
-        if t.proc.fast_synced != (id(files), files.version):
+        """Before ``t`` runs again (Tracee.cont): the page anew if what it says changed meanwhile
+        (the fds, by their table's version; the root or cwd, by chroot, chdir or fchdir)."""
+        if t.proc.fast_synced != _facts(t):
             self.write_page(t)
 
     def write_page(self, t: Tracee) -> None:
@@ -169,7 +174,7 @@ class FastPath:
         except OSError:
             proc.fast_page = None  # no page there (any more): nothing to tell
             return
-        proc.fast_synced = (id(files), files.version)
+        proc.fast_synced = _facts(t)
 
     def served(self) -> int:
         """Calls the libraries made themselves, in every process so far (they count in the

@@ -34,13 +34,6 @@ async def fam_getcwd(c: Call) -> Any:
 @family("chdir")
 async def fam_chdir(c: Call) -> Any:
     """A virtual directory becomes the process's cwd in the view (the kernel's stays where it was)."""
-    ret = await _chdir(c)
-    if c.hv.fast is not None:  # the fast path's library takes names relative to a real cwd only
-        c.hv.fast.write_page(c.t)
-    return ret
-
-
-async def _chdir(c: Call) -> Any:
     fs = c.t.fs
     if c.sc.name == "fchdir":
         of = c.vfd(0)
@@ -108,8 +101,6 @@ async def fam_chroot(c: Call) -> Any:
     elif not os.access(r.path, os.X_OK):
         raise OSError(errno.EACCES, "permission denied")
     c.t.fs.root = r.path
-    if c.hv.fast is not None:  # its library must stop taking names itself
-        c.hv.fast.write_page(c.t)
     if not c.hv.tracer.paths_traced:
         c.hv.tracer.trace_paths()  # every path of this process must now be seen
     return 0
