@@ -324,6 +324,11 @@ class Vufs(HostFdFiles, HostFdLocks, FileSystem):
             return self._prepare_new(path) if st is None else None
         return None  # remove, rename: whiteouts to write
 
+    def host_prefix(self) -> str | None:
+        """A bind shows its source name for name (real_files, real_dirs, as_caller): the fast
+        path's library may walk names in it itself."""
+        return self.lowers[0] if self.mode == "bind" else None
+
     def fakeroot_records(self) -> str | None:
         if self.mode != "cow" or self.own_upper:
             return None  # a private upper goes at unmount: nothing to keep

@@ -9,7 +9,13 @@ everything else stops as before.  What it needs to decide, umvu publishes here:
   trees umvu always serves (/proc, /sys), or "off" when every path is umvu's whatever is mounted
   (a fake root shows records on host files, virtual ids change access());
 * each process's page (the page after the trampoline, private to the process, written with
-  process_vm_writev): the fast path is on for it, and whether its root is virtual (a chroot).
+  process_vm_writev): the fast path is on for it, whether its root is virtual (a chroot), which
+  fds are umvu's, and the view's cwd when umvu keeps it (the cwd is in a mount);
+* for a mount whose file system shows a host directory name for name (``FileSystem.host_prefix``:
+  a vufs bind), that directory: a name inside the mount is then walked by the kernel as the host
+  name, in the process, when the mount is alone on its branch of the tree (no mount above or
+  below it, whose names only umvu knows) and the caller may walk to its point (the kernel would
+  check search permission on the point's parents, which the host name does not go through).
 
 Both are written under a sequence count (odd while written) that the library reads before and
 after deciding: a decision made across a change is not taken.  The constants are the C file's
@@ -21,20 +27,24 @@ from __future__ import annotations
 import mmap
 import os
 import re
+import stat
 import struct
 from typing import TYPE_CHECKING
 
 from umvu import arch, memory
 
 if TYPE_CHECKING:
+    from umvu.registry import Mount
     from umvu.tracer import Tracee
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "fastpath.c")
 LIBRARY = os.path.join(HERE, "libumvufast.so")
 ALWAYS = ("/proc", "/sys")  # served per process whatever is mounted (/proc/PID/status, a stack's /sys/class/net)
-HEADER = struct.Struct("<QQII")  # magic, seq, flags, count
-PAGE_HEADER = struct.Struct("<QII")  # seq, flags, pad
+HEADER = struct.Struct("<QQIIQ")  # magic, seq, flags, count, moves (of directories in mounts)
+PAGE_HEADER = struct.Struct("<QIIQ")  # seq, flags, length of the cwd, the moves it was written after
+ENTRY = struct.Struct("<BI")  # an entry's flags and the uid that may walk to its point, then point and host
+MOUNT_FLAGS = {"ro": "E_RO", "noexec": "E_NOEXEC", "nodev": "E_NODEV"}  # those a read-only path call meets
 
 
 def _defines() -> dict[str, int]:
@@ -47,9 +57,22 @@ def _defines() -> dict[str, int]:
     return found
 
 
-def _facts(t: Tracee) -> tuple:
-    """What the page of ``t``'s process was written from."""
-    return (id(t.files), t.files.version, t.fs.root, t.fs.cwd_virtual)
+def _walker(point: str) -> int | None:
+    """Who may walk to ``point`` on the host: ANY_UID (every directory above it is searchable by
+    others), the session's euid (it may search them), or None (a rule would skip a refusal)."""
+    d, anyone = os.path.dirname(point), True
+    while True:
+        try:
+            st = os.stat(d)
+        except OSError:
+            return None
+        if not st.st_mode & stat.S_IXOTH:
+            anyone = False
+            if not os.access(d, os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+                return None
+        if d == "/":
+            return -1 if anyone else os.geteuid()
+        d = os.path.dirname(d)
 
 
 def _remove_stale(base: str) -> None:
@@ -95,6 +118,11 @@ class FastPath:
         self.on, self.rooted, self.cwd_virtual = d["PROC_ON"], d["PROC_ROOTED"], d["PROC_CWD_VIRTUAL"]
         self.no_dirfd, self.nfds = d["PROC_NO_DIRFD"], d["NFDS"]
         self.off, self.devices = d["SNAP_OFF"], d["SNAP_DEVICES"]
+        self.any_uid, self.rule = d["ANY_UID"], d["E_RULE"]
+        self.mount_flags = {name: d[define] for name, define in MOUNT_FLAGS.items()}
+        self.cwd_room = self.page_size - PAGE_HEADER.size - self.nfds // 8
+        # (point, host directory, whether it is a rule) of the mounts showing one, as published
+        self.hosts: list[tuple[str, str, bool]] = []
         self.page = self.trampoline + self.page_size
         base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else "/tmp"
         _remove_stale(base)
@@ -106,7 +134,8 @@ class FastPath:
         finally:
             os.close(fd)
         self.seq = 0
-        HEADER.pack_into(self.map, 0, self.magic, 0, self.off, 0)
+        HEADER.pack_into(self.map, 0, self.magic, 0, self.off, 0, 0)
+        self.moves = 0
         self.page_seq = 0
 
     def door(self) -> tuple[int, int]:
@@ -120,19 +149,67 @@ class FastPath:
         env["UMVU_FAST_SNAPSHOT"] = self.path
         return env
 
-    def publish(self, points: list[str], off: bool, devices: bool) -> None:
-        """The snapshot anew: ``points`` and ALWAYS, or off; ``devices``: some device numbers are
+    def entry(self, m: Mount, points: list[str]) -> bytes:
+        """``m``'s entry: its point, and the host directory it shows with whether the library may
+        walk names there itself (a rule) and with which of the mount's flags."""
+        host = m.fs.host_prefix()
+        flags, uid = 0, self.any_uid
+        if host is not None:
+            alone = not any(p != m.point and (p.startswith(m.point.rstrip("/") + "/") or
+                                              m.point.startswith(p.rstrip("/") + "/")) for p in points)
+            walker = _walker(m.point) if alone and m.point != "/" else None
+            if walker is not None:
+                flags = self.rule
+                uid = self.any_uid if walker < 0 else walker
+                for name, bit in self.mount_flags.items():
+                    if name in m.flags:
+                        flags |= bit
+            self.hosts.append((m.point, host, bool(flags)))
+        return ENTRY.pack(flags, uid) + os.fsencode(m.point) + b"\0" + os.fsencode(host or "") + b"\0"
+
+    def publish(self, mounts: list[Mount], off: bool, devices: bool) -> None:
+        """The snapshot anew: ``mounts`` and ALWAYS, or off; ``devices``: some device numbers are
         a module's, so the library opens only what it sees is a regular file or a directory."""
-        data = b"".join(os.fsencode(p) + b"\0" for p in (*ALWAYS, *points))
+        points = [*ALWAYS, *(m.point for m in mounts)]
+        self.hosts = []
+        data = b"".join(ENTRY.pack(0, self.any_uid) + os.fsencode(p) + b"\0\0" for p in ALWAYS)
+        data += b"".join(self.entry(m, points) for m in mounts)
         if HEADER.size + len(data) > self.counter:
-            off, data = True, b""  # more mount points than fit: every path stops
+            off, data, self.hosts = True, b"", []  # more mount points than fit: every path stops
         self.seq += 1  # odd: being written
         struct.pack_into("<Q", self.map, 8, self.seq)
         self.map[HEADER.size : HEADER.size + len(data)] = data
         flags = (self.off if off else 0) | (self.devices if devices else 0)
-        struct.pack_into("<II", self.map, 16, flags, 0 if off else len(ALWAYS) + len(points))
+        struct.pack_into("<II", self.map, 16, flags, 0 if off else len(points))
         self.seq += 1
         struct.pack_into("<Q", self.map, 8, self.seq)
+
+    def dirs_moved(self) -> None:
+        """A directory in a mount was renamed or removed: a process's cwd in the view may have
+        moved or gone, out of sight of its page until its next stop; the library takes no name
+        relative to a cwd of umvu's until then (the page is written anew at that stop)."""
+        self.moves += 1
+        struct.pack_into("<Q", self.map, 24, self.moves)
+
+    def place_of(self, host: str) -> str | None:
+        """Where the view shows host directory ``host``, as the library sees it (view_of_host in
+        fastpath.c): through the mount whose host directory holds it (the longest), if any.  For
+        an fd the library opened there, which umvu never saw."""
+        if not host.startswith("/") or host.endswith(" (deleted)"):
+            return None  # a pipe, a socket; a file removed since: no place anywhere
+        best = None
+        for point, prefix, _rule in self.hosts:
+            inside = host == prefix or host.startswith(prefix.rstrip("/") + "/")
+            if inside and (best is None or len(prefix) > len(best[1])):
+                best = (point, prefix)
+        if best is None:
+            return None
+        rest = host[len(best[1]):] if best[1] != "/" else host
+        return best[0] + rest if rest != "/" else best[0]
+
+    def rule_for(self, m: Mount) -> bool:
+        """Whether the library walks names in ``m`` itself (its real fds are placed by the rule)."""
+        return any(point == m.point and rule for point, _host, rule in self.hosts)
 
     def register(self, t: Tracee, addr: int) -> None:
         """The library of ``t``'s process says its page is at ``addr``: fill it."""
@@ -141,10 +218,15 @@ class FastPath:
         t.proc.fast_page = addr
         self.write_page(t)
 
+    def facts(self, t: Tracee) -> tuple:
+        """What the page of ``t``'s process is written from."""
+        fs = t.fs
+        return (id(t.files), t.files.version, fs.root, fs.cwd_virtual and fs.cwd, fs.gone is None, self.moves)
+
     def sync(self, t: Tracee) -> None:
         """Before ``t`` runs again (Tracee.cont): the page anew if what it says changed meanwhile
         (the fds, by their table's version; the root or cwd, by chroot, chdir or fchdir)."""
-        if t.proc.fast_synced != _facts(t):
+        if t.proc.fast_synced != self.facts(t):
             self.write_page(t)
 
     def write_page(self, t: Tracee) -> None:
@@ -165,16 +247,19 @@ class FastPath:
             flags = self.on | (self.rooted if rooted else 0) | (self.cwd_virtual if virtual else 0)
             if files.handed_dirs or proc.files_shared:
                 flags |= self.no_dirfd
+        cwd = os.fsencode(fs.cwd) if virtual and fs.cwd and fs.gone is None else b""
+        if len(cwd) >= self.cwd_room:
+            cwd = b""  # the library stops: it has no cwd to start from (or it was removed)
         self.page_seq += 2
-        body = files.umvus(self.nfds)
+        body = files.umvus(self.nfds) + cwd
         try:
-            memory.write(t.tid, proc.fast_page, PAGE_HEADER.pack(self.page_seq - 1, flags, 0))
+            memory.write(t.tid, proc.fast_page, PAGE_HEADER.pack(self.page_seq - 1, flags, 0, self.moves))
             memory.write(t.tid, proc.fast_page + PAGE_HEADER.size, body)
-            memory.write(t.tid, proc.fast_page, PAGE_HEADER.pack(self.page_seq, flags, 0))
+            memory.write(t.tid, proc.fast_page, PAGE_HEADER.pack(self.page_seq, flags, len(cwd), self.moves))
         except OSError:
             proc.fast_page = None  # no page there (any more): nothing to tell
             return
-        proc.fast_synced = _facts(t)
+        proc.fast_synced = self.facts(t)
 
     def served(self) -> int:
         """Calls the libraries made themselves, in every process so far (they count in the

@@ -45,11 +45,10 @@
 /* One place for each fact: umvu/fast.py says the same (and checks it against umvu_fast_layout). */
 #define TRAMPOLINE 0x100000000000UL /* the page umvu's filters let pass */
 #define PAGE 4096UL
-#define SNAP_MAGIC 0x31747361662d7675UL /* "vu-fast1" */
+#define SNAP_MAGIC 0x32747361662d7675UL /* "vu-fast2" */
 #define SNAP_SIZE 65536UL
 #define COUNTER_OFF 61440UL /* the snapshot's last page: calls served here, for umvu --stats (written) */
 #define PROC_ON 1u      /* umvu wrote this page: the process may take the fast path */
-#define PROC_CWD_VIRTUAL 2u
 #define PROC_ROOTED 4u  /* root is not "/" (chroot) */
 #define PROC_CWD_VIRTUAL 2u /* the cwd is umvu's (in a mount): the kernel's is not the view's */
 #define PROC_NO_DIRFD 8u /* names relative to a dirfd stop (a module handed out a directory fd) */
@@ -61,15 +60,18 @@ struct snapshot {          /* the session's, shared: read-only here */
 	uint64_t magic;
 	uint64_t seq;          /* odd while umvu writes */
 	uint32_t flags;
-	uint32_t count;        /* points that follow: NUL-terminated, one after the other */
+	uint32_t count;        /* entries that follow, one after the other (next_entry) */
+	uint64_t moves;        /* directories renamed or removed in mounts so far: a cwd of umvu's may be stale */
 	char points[];
 };
 
 struct proc_page {         /* this process's, private: umvu writes it (process_vm_writev) */
 	uint64_t seq;
 	uint32_t flags;
-	uint32_t pad;
+	uint32_t cwd_len;      /* PROC_CWD_VIRTUAL: the length of the cwd's view path that follows */
+	uint64_t moves;        /* the snapshot's moves when the page was written: the cwd holds while equal */
 	uint8_t umvus[NFDS / 8]; /* fds that are umvu's: virtual, or real ones a module handed out */
+	char cwd[PAGE - 24 - NFDS / 8]; /* the view's cwd, when umvu keeps it (no NUL; 0 long: removed) */
 };
 
 /* as glibc's __OPEN_NEEDS_MODE: __O_TMPFILE includes O_DIRECTORY, so test all its bits */
@@ -132,6 +134,108 @@ __attribute__((constructor)) static void fast_init(void)
 
 /* ---- the decision ------------------------------------------------------------------------ */
 
+/* The snapshot's entries, one after the other: a flags byte, the uid that may walk to the point
+ * (4 bytes, little-endian; ANY_UID: anyone), the point and the host directory it shows ("" when
+ * it shows none by a rule), each NUL-terminated. */
+#define E_RULE 1u    /* names below the point are the host's HOST/rest, for reading, answers as they are */
+#define E_RO 2u      /* a read-only mount: no open, no access for writing */
+#define E_NOEXEC 4u  /* no access for executing */
+#define E_NODEV 8u   /* open only regular files and directories */
+#define ANY_UID 0xffffffffu
+
+struct entry {
+	const char *point, *host;
+	size_t plen, hlen;
+	unsigned flags;
+	uint32_t uid;
+};
+
+/* The entry at *CUR, which then moves past it; 0 when the snapshot is not well formed. */
+static int next_entry(const char **cur, struct entry *e)
+{
+	const char *c = *cur, *end = (const char *)snap + COUNTER_OFF;
+	if (c + 5 >= end)
+		return 0;
+	e->flags = (unsigned char)c[0];
+	memcpy(&e->uid, c + 1, 4);
+	e->point = c + 5;
+	e->plen = strnlen(e->point, (size_t)(end - e->point));
+	e->host = e->point + e->plen + 1;
+	if (e->host >= end)
+		return 0;
+	e->hlen = strnlen(e->host, (size_t)(end - e->host));
+	if (e->host + e->hlen >= end)
+		return 0;
+	*cur = e->host + e->hlen + 1;
+	return 1;
+}
+
+/* Whether P (length n) is A or below it (A of length an; "/" holds everything). */
+static int within(const char *p, size_t n, const char *a, size_t an)
+{
+	if (an == 1 && a[0] == '/')
+		return 1;
+	return n >= an && memcmp(p, a, an) == 0 && (n == an || p[an] == '/');
+}
+
+/* The innermost point at or above the view path V, into E: 1; none: 0; a bad snapshot: -1. */
+static int point_of(const char *v, size_t n, struct entry *e)
+{
+	const char *c = snap->points;
+	struct entry x;
+	int found = 0;
+	for (uint32_t i = 0; i < snap->count; i++) {
+		if (!next_entry(&c, &x))
+			return -1;
+		if (within(v, n, x.point, x.plen) && (!found || x.plen > e->plen))
+			*e = x, found = 1;
+	}
+	return found;
+}
+
+/* Whether a point lies strictly below the view path V (a listing of V would miss it): 1, or -1. */
+static int point_below(const char *v, size_t n)
+{
+	const char *c = snap->points;
+	struct entry x;
+	for (uint32_t i = 0; i < snap->count; i++) {
+		if (!next_entry(&c, &x))
+			return -1;
+		if (x.plen > n && within(x.point, x.plen, v, n))
+			return 1;
+	}
+	return 0;
+}
+
+/* The view path of a directory the kernel has at host path H: where the mount whose host
+ * directory holds it (the longest) shows it, else H itself (umvu's FdTable.view_of says the
+ * same).  Into V (of capacity cap), its length; -1: ask umvu (a mount that shows H by no rule). */
+static long view_of_host(const char *h, size_t n, char *v, size_t cap)
+{
+	const char *c = snap->points;
+	struct entry x, best = {0};
+	int found = 0;
+	for (uint32_t i = 0; i < snap->count; i++) {
+		if (!next_entry(&c, &x))
+			return -1;
+		if (x.hlen && within(h, n, x.host, x.hlen) && (!found || x.hlen > best.hlen))
+			best = x, found = 1;
+	}
+	if (!found) {
+		memcpy(v, h, n + 1);
+		return (long)n;
+	}
+	if (!(best.flags & E_RULE))
+		return -1;
+	size_t rest = best.hlen == 1 ? n : n - best.hlen; /* what follows the host directory, "/..." */
+	if (best.plen + rest + 1 > cap)
+		return -1;
+	memcpy(v, best.point, best.plen);
+	memcpy(v + best.plen, h + (n - rest), rest);
+	v[best.plen + rest] = 0;
+	return (long)(best.plen + rest);
+}
+
 /* Append NAME (len n) to the walk in BUF (length *len), lexically; 0, or -1 if it does not fit. */
 static int step(char *buf, size_t *len, const char *name, size_t n, size_t cap)
 {
@@ -157,49 +261,67 @@ static int step(char *buf, size_t *len, const char *name, size_t n, size_t cap)
 	return 0;
 }
 
-/* Whether the walk so far (BUF, LEN) is at or below a published point; BELOW: or above one. */
-static int touches(const char *buf, size_t len, int below)
+/* Write HOST + SUB (the view's rest below the point) + "/" + TAIL into OUT; -1 if too long. */
+static int compose(char *out, const struct entry *e, const char *sub, size_t sublen, const char *tail)
 {
-	const char *p = snap->points;
-	for (uint32_t i = 0; i < snap->count; i++) {
-		size_t n = strnlen(p, SNAP_SIZE);
-		if (p + n >= (const char *)snap + SNAP_SIZE)
-			return 1;
-		if (n == 1 && p[0] == '/')
-			return 1; /* something mounted on / */
-		if (len >= n && memcmp(buf, p, n) == 0 && (len == n || buf[n] == '/'))
-			return 1;
-		if (below && n > len && memcmp(buf, p, len) == 0 && (len == 1 || p[len] == '/'))
-			return 1;
-		p += n + 1;
+	size_t tn = strnlen(tail, 4096), n = 0;
+	if (e->hlen + sublen + 1 + tn + 1 > 4096)
+		return -1;
+	memcpy(out, e->host, e->hlen), n = e->hlen;
+	memcpy(out + n, sub, sublen), n += sublen;
+	if (tn) {
+		out[n++] = '/';
+		memcpy(out + n, tail, tn), n += tn;
 	}
+	out[n] = 0;
 	return 0;
 }
 
-/* 1 when the call on (DIRFD, PATH) can be made here: an absolute name, or one relative to a cwd
- * or dirfd that is the kernel's own (not umvu's), whose lexical walk meets nothing virtual. */
-static int host_only(int dirfd, const char *path, int is_open)
+static uint32_t euid(void)
+{
+	return (uint32_t)sys_raw(SYS_geteuid, 0, 0, 0, 0, 0);
+}
+
+/* What the call on (DIRFD, PATH) may be made on here:
+ *   STOP: nothing, umvu answers (a name that may lead into anything virtual, or is unknown);
+ *   AS_IS: the name itself (it meets no mount);
+ *   MOVED: the host name written to OUT (the name leads into a mount that shows a host directory
+ *          by a rule, whose flags go to *FLAGS; no ".." in it: that would walk the host's parents).
+ * The name is made absolute in the view first: its cwd (the kernel's, by getcwd, or umvu's, from
+ * the page, when umvu keeps it) or its dirfd (where the kernel has it, seen through the mount
+ * whose host directory holds it), unless the page says the dirfd is umvu's. */
+#define STOP 0
+#define AS_IS 1
+#define MOVED 2
+static int decide(int dirfd, const char *path, int is_open, char *out, unsigned *flags)
 {
 	if (!tramp || !path || !path[0])
-		return 0;
+		return STOP;
 	uint64_t s1 = __atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE);
 	uint64_t p1 = __atomic_load_n(&page->seq, __ATOMIC_ACQUIRE);
 	uint32_t pf = page->flags;
 	if ((s1 & 1) || (p1 & 1) || (snap->flags & SNAP_OFF) || !(pf & PROC_ON) || (pf & PROC_ROOTED))
-		return 0;
-	char buf[2 * 4096 + 2];
+		return STOP;
+	char buf[2 * 4096 + 2], *host = out; /* the host name is made where it is wanted */
 	size_t len = 1;
 	buf[0] = '/', buf[1] = 0;
-	if (path[0] != '/' && dirfd == AT_FDCWD) { /* the cwd: the kernel's, unless umvu keeps one */
-		if (pf & PROC_CWD_VIRTUAL)
-			return 0;
-		long n = sys_raw(SYS_getcwd, (long)buf, 4097, 0, 0, 0);
-		if (n <= 1 || buf[0] != '/')
-			return 0; /* removed, or outside the root: umvu answers */
-		len = strnlen(buf, 4097);
-	} else if (path[0] != '/') { /* a dirfd: where the kernel has it, unless it is umvu's */
+	if (path[0] != '/' && dirfd == AT_FDCWD) {
+		if (pf & PROC_CWD_VIRTUAL) { /* umvu's: the page says where */
+			size_t n = page->cwd_len;
+			if (n == 0 || n >= sizeof page->cwd || page->moves != __atomic_load_n(&snap->moves, __ATOMIC_ACQUIRE))
+				return STOP;
+			memcpy(buf, (const char *)page->cwd, n);
+			buf[n] = 0;
+			len = n;
+		} else {
+			long n = sys_raw(SYS_getcwd, (long)buf, 4097, 0, 0, 0);
+			if (n <= 1 || buf[0] != '/')
+				return STOP; /* removed, or outside the root: umvu answers */
+			len = strnlen(buf, 4097);
+		}
+	} else if (path[0] != '/') {
 		if ((pf & PROC_NO_DIRFD) || dirfd < 0 || dirfd >= NFDS || (page->umvus[dirfd / 8] >> (dirfd % 8)) & 1)
-			return 0;
+			return STOP;
 		char link[32] = "/proc/self/fd/";
 		int i = 14, d = dirfd, digits[12], k = 0;
 		do
@@ -208,34 +330,74 @@ static int host_only(int dirfd, const char *path, int is_open)
 		while (k)
 			link[i++] = (char)('0' + digits[--k]);
 		link[i] = 0;
-		long n = sys_raw(SYS_readlink, (long)link, (long)buf, 4096, 0, 0);
-		if (n <= 0 || n >= 4096 || buf[0] != '/')
-			return 0; /* a pipe, a socket, an anonymous file: the kernel's answer, from umvu */
-		buf[n] = 0;
-		len = (size_t)n;
-		if (len >= 10 && memcmp(buf + len - 10, " (deleted)", 10) == 0)
-			return 0;
+		long n = sys_raw(SYS_readlink, (long)link, (long)host, 4096, 0, 0);
+		if (n <= 0 || n >= 4096 || host[0] != '/')
+			return STOP; /* a pipe, a socket, an anonymous file: the kernel's answer, from umvu */
+		host[n] = 0;
+		if (n >= 10 && memcmp(host + n - 10, " (deleted)", 10) == 0)
+			return STOP;
+		long v = view_of_host(host, (size_t)n, buf, sizeof buf);
+		if (v <= 0)
+			return STOP;
+		len = (size_t)v;
 	}
-	if (touches(buf, len, 0))
-		return 0;
+	int dotdot = 0, kind = AS_IS;
+	struct entry e;
+	const char *tail = path;
+	int at = point_of(buf, len, &e);
+	if (at < 0 || (at && !(e.flags & E_RULE)))
+		return STOP;
+	if (at) { /* the walk starts inside a mount that shows a host directory */
+		kind = MOVED;
+		if (compose(host, &e, buf + (e.plen == 1 ? 0 : e.plen), e.plen == 1 ? len : len - e.plen, "") != 0)
+			return STOP;
+	}
 	const char *c = path;
 	while (*c) {
 		while (*c == '/')
 			c++;
-		const char *e = c;
-		while (*e && *e != '/')
-			e++;
-		if (e == c)
+		const char *end = c;
+		while (*end && *end != '/')
+			end++;
+		if (end == c)
 			break;
-		if (step(buf, &len, c, (size_t)(e - c), sizeof buf) != 0 || touches(buf, len, 0))
-			return 0;
-		c = e;
+		size_t n = (size_t)(end - c);
+		if (n == 2 && c[0] == '.' && c[1] == '.') {
+			if (kind == MOVED)
+				return STOP;
+			dotdot = 1;
+		}
+		if (kind == AS_IS) {
+			if (step(buf, &len, c, n, sizeof buf) != 0)
+				return STOP;
+			at = point_of(buf, len, &e);
+			if (at < 0 || (at && (!(e.flags & E_RULE) || dotdot)))
+				return STOP;
+			if (at) { /* the name enters a mount that shows a host directory: its rest is there */
+				kind = MOVED;
+				memcpy(host, e.host, e.hlen + 1);
+				tail = end;
+			}
+		}
+		c = end;
 	}
-	if (is_open && touches(buf, len, 1))
-		return 0;
+	if (kind == AS_IS && is_open && point_below(buf, len) != 0)
+		return STOP;
+	if (kind == MOVED) {
+		if (e.uid != ANY_UID && euid() != e.uid)
+			return STOP; /* the walk to the point is the caller's to make */
+		size_t hn = strnlen(out, 4096), tn = strnlen(tail, 4096);
+		if (hn + 1 + tn + 1 > 4096)
+			return STOP;
+		if (tn && tail[0] != '/')
+			out[hn++] = '/';
+		memcpy(out + hn, tail, tn + 1);
+		*flags = e.flags;
+	}
 	/* the facts read must not have moved meanwhile */
-	return __atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE) == s1 &&
-	       __atomic_load_n(&page->seq, __ATOMIC_ACQUIRE) == p1;
+	if (__atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE) != s1 || __atomic_load_n(&page->seq, __ATOMIC_ACQUIRE) != p1)
+		return STOP;
+	return kind;
 }
 
 static void served(void)
@@ -278,15 +440,43 @@ static long ret_errno(long r)
 		return real_##name(__VA_ARGS__); \
 	}
 
+/* Where the kernel is to walk the call's name: the name as given, or the host name of a mount. */
+struct target {
+	int dirfd;
+	const char *path;
+	unsigned flags; /* the mount's (E_RO...), when the name is a host name of one */
+	char buf[4096];
+};
+
+/* 1 when the call can be made here, on T's name; 0: umvu's */
+static int target(struct target *t, int dirfd, const char *path, int is_open)
+{
+	int k = decide(dirfd, path, is_open, t->buf, &t->flags);
+	if (k == MOVED) {
+		t->dirfd = AT_FDCWD, t->path = t->buf;
+	} else {
+		t->dirfd = dirfd, t->path = path, t->flags = 0;
+	}
+	return k != STOP;
+}
+
+/* An O_PATH fd of T's name, walked with no symlink followed; 0 when umvu is to walk it instead
+ * (a symlink on the way), else 1 with the fd or -errno in *FD. */
+static int path_fd(const struct target *t, int nofollow, long *fd)
+{
+	*fd = open_nosym(t->dirfd, t->path, O_PATH | O_CLOEXEC | (nofollow ? O_NOFOLLOW : 0), 0);
+	return !(*fd == -ELOOP || *fd == -EXDEV || *fd == -ENOSYS || *fd == -EAGAIN);
+}
+
 /* stat-like: NOFOLLOW or not; a trailing symlink followed means: ask umvu (ELOOP here) */
 static int fast_stat(int dirfd, const char *path, struct stat *st, int flags, int *done)
 {
+	struct target t;
+	long fd;
 	*done = 0;
-	if ((flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT)) || !host_only(dirfd, path, 0))
+	if ((flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT)) || !target(&t, dirfd, path, 0) ||
+	    !path_fd(&t, flags & AT_SYMLINK_NOFOLLOW, &fd))
 		return 0;
-	long fd = open_nosym(dirfd, path, O_PATH | O_CLOEXEC | ((flags & AT_SYMLINK_NOFOLLOW) ? O_NOFOLLOW : 0), 0);
-	if (fd == -ELOOP || fd == -EXDEV || fd == -ENOSYS || fd == -EAGAIN)
-		return 0; /* a symlink on the way: umvu walks it */
 	*done = 1;
 	served();
 	if (fd < 0)
@@ -322,17 +512,16 @@ int lstat64(const char *path, struct stat64 *st)
 
 int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *stx)
 {
-	if (!(flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE)) && host_only(dirfd, path, 0)) {
-		long fd = open_nosym(dirfd, path, O_PATH | O_CLOEXEC | ((flags & AT_SYMLINK_NOFOLLOW) ? O_NOFOLLOW : 0), 0);
-		if (fd != -ELOOP && fd != -EXDEV && fd != -ENOSYS && fd != -EAGAIN) {
-			served();
-			if (fd < 0)
-				return (int)ret_errno(fd);
-			long r = sys_raw(SYS_statx, fd, (long)"", AT_EMPTY_PATH | (flags & AT_STATX_SYNC_TYPE), mask,
-					 (long)stx);
-			sys_raw(SYS_close, fd, 0, 0, 0, 0);
-			return (int)ret_errno(r);
-		}
+	struct target t;
+	long fd;
+	if (!(flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE)) && target(&t, dirfd, path, 0) &&
+	    path_fd(&t, flags & AT_SYMLINK_NOFOLLOW, &fd)) {
+		served();
+		if (fd < 0)
+			return (int)ret_errno(fd);
+		long r = sys_raw(SYS_statx, fd, (long)"", AT_EMPTY_PATH | (flags & AT_STATX_SYNC_TYPE), mask, (long)stx);
+		sys_raw(SYS_close, fd, 0, 0, 0, 0);
+		return (int)ret_errno(r);
 	}
 	REAL(statx);
 	return real_statx(dirfd, path, flags, mask, stx);
@@ -340,11 +529,14 @@ int statx(int dirfd, const char *path, int flags, unsigned int mask, struct stat
 
 static int fast_access(int dirfd, const char *path, int mode, int flags, int *done)
 {
+	struct target t;
+	long fd;
 	*done = 0;
-	if ((flags & ~(AT_SYMLINK_NOFOLLOW | AT_EACCESS)) || !host_only(dirfd, path, 0))
+	if ((flags & ~(AT_SYMLINK_NOFOLLOW | AT_EACCESS)) || !target(&t, dirfd, path, 0))
 		return 0;
-	long fd = open_nosym(dirfd, path, O_PATH | O_CLOEXEC | ((flags & AT_SYMLINK_NOFOLLOW) ? O_NOFOLLOW : 0), 0);
-	if (fd == -ELOOP || fd == -EXDEV || fd == -ENOSYS || fd == -EAGAIN)
+	if (((t.flags & E_RO) && (mode & W_OK)) || ((t.flags & E_NOEXEC) && (mode & X_OK)))
+		return 0; /* EROFS, or EACCES: the mount's, said by umvu */
+	if (!path_fd(&t, flags & AT_SYMLINK_NOFOLLOW, &fd))
 		return 0;
 	*done = 1;
 	served();
@@ -363,11 +555,10 @@ TAKE(int, fast_access(dirfd, path, mode, flags, &done), faccessat, dirfd, path, 
 
 static ssize_t fast_readlink(int dirfd, const char *path, char *buf, size_t size, int *done)
 {
+	struct target t;
+	long fd;
 	*done = 0;
-	if (!host_only(dirfd, path, 0))
-		return 0;
-	long fd = open_nosym(dirfd, path, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
-	if (fd == -ELOOP || fd == -EXDEV || fd == -ENOSYS || fd == -EAGAIN)
+	if (!target(&t, dirfd, path, 0) || !path_fd(&t, 1, &fd))
 		return 0;
 	*done = 1;
 	served();
@@ -392,12 +583,15 @@ TAKE(ssize_t, fast_readlink(dirfd, path, buf, size, &done), readlinkat, dirfd, p
 /* open for reading, of a host file: no O_CREAT, O_TMPFILE or write (umask, records, copy-up: umvu's) */
 static int fast_open(int dirfd, const char *path, int flags, int *done)
 {
+	struct target t;
 	*done = 0;
-	if ((flags & O_ACCMODE) != O_RDONLY || NEEDS_MODE(flags) || (flags & O_TRUNC) ||
-	    !host_only(dirfd, path, 1))
+	if ((flags & O_ACCMODE) != O_RDONLY || NEEDS_MODE(flags) || (flags & O_TRUNC) || !target(&t, dirfd, path, 1))
 		return 0;
-	if (snap->flags & SNAP_DEVICES) { /* a node whose number a module serves is the module's to open */
-		long p = open_nosym(dirfd, path, O_PATH | O_CLOEXEC | (flags & O_NOFOLLOW), 0);
+	if (t.flags & E_RO)
+		return 0; /* umvu guards what a read-only mount hands out (fchmod & co. on the fd) */
+	if ((snap->flags & SNAP_DEVICES) || (t.flags & E_NODEV)) {
+		/* a node whose number a module serves is the module's to open; nodev: EACCES, umvu's */
+		long p = open_nosym(t.dirfd, t.path, O_PATH | O_CLOEXEC | (flags & O_NOFOLLOW), 0);
 		if (p < 0)
 			return 0;
 		struct stat st;
@@ -406,7 +600,7 @@ static int fast_open(int dirfd, const char *path, int flags, int *done)
 		if (r != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)))
 			return 0;
 	}
-	long fd = open_nosym(dirfd, path, flags | O_LARGEFILE, 0);
+	long fd = open_nosym(t.dirfd, t.path, flags | O_LARGEFILE, 0);
 	if (fd == -ELOOP || fd == -EXDEV || fd == -ENOSYS || fd == -EAGAIN || fd == -EINVAL)
 		return 0; /* EINVAL: flags openat would ignore and openat2 refuses */
 	*done = 1;

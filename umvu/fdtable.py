@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from umvu.registry import Mount
@@ -100,6 +101,11 @@ def kernel_offset(tid: int, fd: int) -> int:
 class FdTable:
     """Virtual fds of one fd table (shared by CLONE_FILES, copied by fork)."""
 
+    #: With the fast path on (umvu.fast.FastPath.place_of): where the view shows a host directory
+    #: through a mount that shows it name for name.  The library opens files there itself, so an
+    #: fd umvu never saw may name a place in such a mount; it is found there, as the library finds it.
+    placing: Callable[[str], str | None] | None = None
+
     def __init__(self) -> None:
         self.fds: dict[int, OpenFile] = {}
         self.users = 0  # threads/processes sharing this table
@@ -120,6 +126,9 @@ class FdTable:
         # is a place in the view: no name relative to an fd umvu does not know can be taken then)
         self.version = 0
         self.handed_dirs = False
+        # handed-out fds whose place follows from their host path by a mount's rule (placing): the
+        # library finds them by themselves, so they are not umvu's alone to walk from
+        self.placed: set[int] = set()
 
     def view_of(self, tid: int, fd: int, link: str | None = None) -> str | None:
         """The view's path of real fd ``fd`` if a module handed it out, else None.
@@ -132,13 +141,13 @@ class FdTable:
         """
         hosted = self.hosted
         entry = hosted.get(fd)
-        if entry is None and link is None:
+        if entry is None and link is None and FdTable.placing is None:
             return None
         if link is None:
             try:
                 link = os.readlink(f"/proc/{tid}/fd/{fd}")
             except OSError:
-                del hosted[fd]
+                hosted.pop(fd, None)
                 return None
         if entry is not None:
             if entry[1] == link:
@@ -147,13 +156,25 @@ class FdTable:
         view = self.places.get(link)
         if view is not None:
             hosted[fd] = (view, link)
+        elif FdTable.placing is not None:
+            view = FdTable.placing(link)  # an fd the fast path's library opened in a mount
         return view
 
-    def hand(self, fd: int, view: str, host: str, is_dir: bool = False) -> None:
-        """Real fd ``fd`` names ``host``, which is ``view`` in the view."""
+    @property
+    def may_place(self) -> bool:
+        """Whether view_of may find a real fd in the view (else every real fd is the host's)."""
+        return bool(self.places) or FdTable.placing is not None
+
+    def hand(self, fd: int, view: str, host: str, is_dir: bool = False, placed: bool = False) -> None:
+        """Real fd ``fd`` names ``host``, which is ``view`` in the view (``placed``: by a mount's
+        rule, which the fast path's library knows too)."""
         self.hosted[fd] = (view, host)
         self.version += 1
-        self.handed_dirs = self.handed_dirs or is_dir
+        if placed:
+            self.placed.add(fd)
+        else:
+            self.placed.discard(fd)
+            self.handed_dirs = self.handed_dirs or is_dir
         places = self.places
         places.pop(host, None)
         places[host] = view
@@ -193,6 +214,7 @@ class FdTable:
         new.hosted = dict(self.hosted)
         new.places = dict(self.places)
         new.handed_dirs = self.handed_dirs
+        new.placed = set(self.placed)
         for of in new.fds.values():
             of.refs += 1
         return new
@@ -210,7 +232,8 @@ class FdTable:
     def umvus(self, limit: int) -> bytes:
         """A bitmap of the fds below ``limit`` that are umvu's: virtual, or handed out by a module."""
         bits = bytearray(limit // 8)
-        for fd in (*self.fds, *self.hosted):
+        placed = self.placed
+        for fd in (*self.fds, *(fd for fd in self.hosted if fd not in placed)):
             if 0 <= fd < limit:
                 bits[fd >> 3] |= 1 << (fd & 7)
         return bytes(bits)

@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 from umvu import arch, calls, devices, identity, memory, mounts, syscalls
 from umvu.calls.readwrite import disk_size
 from umvu.fakeroot import Records
-from umvu.fdtable import OpenFile, kernel_offset
+from umvu.fdtable import FdTable, OpenFile, kernel_offset
 from umvu.paths import DeadDirs
 from umvu.procfs import ProcView
 from umvu.registry import Mount
@@ -92,6 +92,7 @@ class Hypervisor:
         self.fast = fast.FastPath()
         bpf.DOOR = self.fast.door()
         Tracee.fast_sync = self.fast.sync
+        FdTable.placing = self.fast.place_of
         self.registry.on_change.append(self.publish_fast)
         self.publish_fast()
 
@@ -100,7 +101,7 @@ class Hypervisor:
         answers for every path (a fake root's records, virtual ids judged by access())."""
         if self.fast is not None:
             off = self.fake is not None or self.registry.watching
-            self.fast.publish(self.registry.points(), off, self.registry.devices_claimed())
+            self.fast.publish(list(self.registry), off, self.registry.devices_claimed())
 
     @property
     def modules(self) -> ModuleManager:
@@ -279,6 +280,9 @@ class Hypervisor:
         def under(p: str | None) -> bool:
             return p is not None and (p == old or p.startswith(old + "/"))
 
+        if self.fast is not None:
+            self.fast.dirs_moved()  # running processes' pages hold cwds until their next stop
+
         views, tables = {}, {}
         for t in self.tracer.tracees.values():
             views[id(t.fs)], tables[id(t.files)] = t.fs, t.files
@@ -295,6 +299,8 @@ class Hypervisor:
         Its "." stays a directory with nothing in it where the file system says removed
         directories still open (FileSystem.removed_dirs_open), else it is ENOENT."""
         dead = os.stat_result((st.st_mode, st.st_ino, st.st_dev, 0, *tuple(st)[4:]))
+        if self.fast is not None:
+            self.fast.dirs_moved()
         for t in self.tracer.tracees.values():
             if t.fs.cwd_virtual and t.fs.cwd == path and t.fs.gone is None:
                 t.fs.gone = dead
@@ -414,9 +420,11 @@ class Hypervisor:
         """(open files, processes with their cwd or root) inside mount ``m``.
 
         Open files count the real fds the module handed out too, while the fd
-        still names what was handed out.
+        still names what was handed out, and with the fast path, those its
+        library opened in the mount (found by their host names).
         """
         files, cwds, seen, seen_tables = set(), 0, set(), set()
+        opened_here = self.fast is not None and self.fast.rule_for(m)
         for t in self.tracer.tracees.values():
             if id(t.files) not in seen_tables:
                 seen_tables.add(id(t.files))
@@ -425,6 +433,8 @@ class Hypervisor:
                 for fd, (view, _host) in list(t.files.hosted.items()):
                     if self.registry.lookup(view) is m and t.files.view_of(t.tid, fd) is not None:
                         files.add((id(t.files), fd))
+                if opened_here:
+                    files.update((id(t.files), fd) for fd in self._placed_fds(t, m))
             if id(t.fs) not in seen:
                 seen.add(id(t.fs))
                 if t.fs.cwd_virtual and self.registry.lookup(t.fs.cwd) is m:
@@ -432,6 +442,25 @@ class Hypervisor:
                 elif t.fs.root != "/" and self.registry.lookup(t.fs.root) is m:
                     cwds += 1
         return len(files), cwds
+
+    def _placed_fds(self, t: Tracee, m: Mount) -> list[int]:
+        """The fds of ``t`` that the fast path's library opened in ``m`` (umvu never saw them)."""
+        try:
+            names = os.listdir(f"/proc/{t.tid}/fd")
+        except OSError:
+            return []
+        found = []
+        for name in names:
+            fd = int(name)
+            if fd in t.files.fds or fd in t.files.hosted:
+                continue
+            try:
+                view = self.fast.place_of(os.readlink(f"/proc/{t.tid}/fd/{fd}"))
+            except OSError:
+                continue
+            if view is not None and self.registry.lookup(view) is m:
+                found.append(fd)
+        return found
 
     def umount(self, point: str, flags: int) -> None:
         mounts.check_umount_flags(flags)
@@ -587,4 +616,5 @@ class Hypervisor:
             self._drop(m)
         if self.fast is not None:
             self.registry.on_change.remove(self.publish_fast)
+            FdTable.placing = None
             self.fast.close()

@@ -121,10 +121,6 @@ class MountRegistry:
     def __iter__(self):
         return iter(list(self._mounts.values()))
 
-    def points(self) -> list[str]:
-        """Every mount point, as the fast path publishes them (umvu.fast)."""
-        return list(self._mounts)
-
     def add(self, mount: Mount) -> None:
         if mount.point in self._mounts:
             raise OSError(errno.EBUSY, f"{mount.point} is already a mount point")

@@ -122,7 +122,7 @@ class Process:
         # where the fast path's library has this process's page (umvu.fast); None: no library
         self.fast_page: int | None = None
         self.fast_shared = False  # its memory is another process's (vfork, CLONE_VM): so is the page
-        self.fast_synced: tuple | None = None  # what the page shows was written from (umvu.fast._facts)
+        self.fast_synced: tuple | None = None  # what the page shows was written from (umvu.fast.FastPath.facts)
         self.files_shared = False  # its fd table is another process's too (CLONE_FILES, not a thread)
         self.fast_parent: Process | None = None  # whose page a CLONE_VM child shares
 

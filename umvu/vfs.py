@@ -329,6 +329,22 @@ class FileSystem:
         """
         return None
 
+    def host_prefix(self) -> str | None:
+        """A host directory this mount shows name for name, or None.
+
+        Say one only when, for every name P below the mount point, reading P
+        is reading the host's DIR/P with the kernel's answers unchanged: the
+        same attributes (st_dev too: ``real_files`` and ``real_dirs``), the
+        same listing, the same permission checks (the caller's), the same
+        symlinks, and ``host_path`` hands out DIR/P for reading.  Then the
+        in-process fast path (umvu --fast-path) walks such names itself on
+        the host, with no stop; a name that meets a symlink or ".." still
+        comes to the module.  A bind is the case (vufs); a union, a
+        copy-on-write tree or anything with a st_dev of its own is not.  The
+        answer must not change while mounted.
+        """
+        return None
+
     def fakeroot_records(self) -> str | None:
         """A host file where a fake root (umvu --fakeroot) keeps the owners, modes and device
         numbers it records for this mount's files, so that a later session that mounts the same

@@ -67,7 +67,7 @@ async def handed_out(c: Call, intent: str, path_ok: bool = False) -> Resolved | 
     An O_PATH fd is EBADF, as fdget finds it, unless the call takes one (``path_ok``: fstat)."""
     t = c.t
     fd = s32(c.args[0])
-    view = t.files.view_of(t.tid, fd) if t.files.places else None
+    view = t.files.view_of(t.tid, fd) if t.files.may_place else None
     m = c.hv.registry.lookup(view) if view is not None else None
     if m is None:
         return None

@@ -364,14 +364,14 @@ class Call:
                 of = t.files.get(dirfd)
                 if sc.family == "utime" and self.args[i] == 0 and (
                         of.flags & os.O_PATH if of is not None else
-                        t.files.places and t.files.view_of(t.tid, dirfd) is not None
+                        t.files.may_place and t.files.view_of(t.tid, dirfd) is not None
                         and real_flags(t.tid, dirfd) & os.O_PATH):
                     raise OSError(errno.EBADF, "an O_PATH fd")  # do_utimes_fd: fdget, unlike a lookup from it
                 if of is not None:
                     return Resolved(of.path, of.mount, None, of=of)
                 if locate:
                     return await self._locate_fd(dirfd)
-                if not t.files.places or t.files.view_of(t.tid, dirfd) is None:
+                if not t.files.may_place or t.files.view_of(t.tid, dirfd) is None:
                     return None
                 path, fd_itself = ".", True  # a real fd a module handed out: the file it names in the view
         virtual_base = False
@@ -407,7 +407,7 @@ class Call:
                 if not start.startswith("/"):
                     raise OSError(errno.ENOTDIR, "dirfd is not a directory")  # path_init, before any name
                 real_dirfd = not fd_itself  # whether it is a directory: asked only if umvu answers
-                view = t.files.view_of(t.tid, dirfd, start) if t.files.places else None
+                view = t.files.view_of(t.tid, dirfd, start) if t.files.may_place else None
                 if view is not None:  # a real directory fd a module handed out
                     start, virtual_base = view, True
         if not hv.registry and not virtual_base and not confined:
@@ -583,8 +583,10 @@ class Call:
         for then in self.after:
             await then(ret)
         if ret >= 0 and self.handed is not None and self.sc.family in ("open", "openat2"):
-            t.files.hand(ret, *self.handed, self.handed_dir)  # a real fd: remember where it is in the view
             m = self.via.get(self.sc.path_args[0])
+            fast = self.hv.fast
+            # a real fd: remember where it is in the view
+            t.files.hand(ret, *self.handed, self.handed_dir, m is not None and fast is not None and fast.rule_for(m))
             if m is not None:
                 if self.hv.shadows.is_fifo(self.handed[1]):
                     # the session's FIFO carries the data; the file's attributes and xattrs are the module's

@@ -39,7 +39,7 @@ async def fam_chdir(c: Call) -> Any:
         of = c.vfd(0)
         if of is None:
             view = None
-            if c.t.files.places:  # a copy of a handed-out directory fd, made unseen, is found by its name
+            if c.t.files.may_place:  # a copy of a handed-out directory fd, made unseen, is found by its name
                 try:
                     view = c.t.files.view_of(c.t.tid, s32(c.args[0]),
                                              os.readlink(f"/proc/{c.t.tid}/fd/{s32(c.args[0])}"))

@@ -89,7 +89,7 @@ async def _target(c: Call, copy_up: bool = False) -> tuple[os.stat_result, int, 
             st = os.stat(f"/proc/{c.t.tid}/fd/{fd}")
         except OSError:
             raise OSError(errno.EBADF, "bad file descriptor") from None
-        view = c.t.files.view_of(c.t.tid, fd) if c.t.files.places else None
+        view = c.t.files.view_of(c.t.tid, fd) if c.t.files.may_place else None
         return st, st.st_dev, c.hv.registry.lookup(view) if view is not None else None
     i = c.sc.path_args[0]
     r = await c.locate(i)

@@ -95,7 +95,7 @@ def _choose(c: Call) -> bool:
         c.of = t.files.get(fd)
         if c.of is not None and c.of.passthrough is not None and not c.of.base and c.sc.name in bpf.NATIVE_ON_BACKING:
             return False  # the placeholder is the disk's file: the kernel reads it (an older layer stopped it)
-        return c.of is not None or c.sc.name in bpf.STAND_IN_CALLS and bool(t.files.places) \
+        return c.of is not None or c.sc.name in bpf.STAND_IN_CALLS and bool(t.files.may_place) \
             and t.files.view_of(t.tid, fd) is not None
     if c.sc.choice == "nr":  # a module's claim comes before the core's own handler (calls.service)
         c.service = c.hv.registry.call("nr", c.sc.name)

@@ -82,7 +82,7 @@ async def fam_statfs(c: Call) -> Any:
             s = await maybe(of.ops.fstatfs(of.handle, of.mount.inner(of.path) if of.named else None))
         else:
             fd = s32(c.args[0])
-            view = c.t.files.view_of(c.t.tid, fd) if c.t.files.places else None
+            view = c.t.files.view_of(c.t.tid, fd) if c.t.files.may_place else None
             m = c.hv.registry.lookup(view) if view is not None else None
             if m is None:
                 return REAL
