@@ -123,6 +123,7 @@ class FastPath:
         self.cwd_room = self.page_size - PAGE_HEADER.size - self.nfds // 8
         # (point, host directory, whether it is a rule) of the mounts showing one, as published
         self.hosts: list[tuple[str, str, bool]] = []
+        self.points: list[str] = []
         self.page = self.trampoline + self.page_size
         base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else "/tmp"
         _remove_stale(base)
@@ -155,9 +156,10 @@ class FastPath:
         host = m.fs.host_prefix()
         flags, uid = 0, self.any_uid
         if host is not None:
-            alone = not any(p != m.point and (p.startswith(m.point.rstrip("/") + "/") or
-                                              m.point.startswith(p.rstrip("/") + "/")) for p in points)
-            walker = _walker(m.point) if alone and m.point != "/" else None
+            # a mount above it: its names are a module's, whose walk the host name would skip (mounts
+            # below it the library meets on its walk, and stops there)
+            above = any(p != m.point and m.point.startswith(p.rstrip("/") + "/") for p in points)
+            walker = _walker(m.point) if not above and m.point != "/" else None
             if walker is not None:
                 flags = self.rule
                 uid = self.any_uid if walker < 0 else walker
@@ -171,7 +173,7 @@ class FastPath:
         """The snapshot anew: ``mounts`` and ALWAYS, or off; ``devices``: some device numbers are
         a module's, so the library opens only what it sees is a regular file or a directory."""
         points = [*ALWAYS, *(m.point for m in mounts)]
-        self.hosts = []
+        self.hosts, self.points = [], points
         data = b"".join(ENTRY.pack(0, self.any_uid) + os.fsencode(p) + b"\0\0" for p in ALWAYS)
         data += b"".join(self.entry(m, points) for m in mounts)
         if HEADER.size + len(data) > self.counter:
@@ -205,6 +207,11 @@ class FastPath:
         if best is None:
             return None
         rest = host[len(best[1]):] if best[1] != "/" else host
+        view = best[0] + rest if rest != "/" else best[0]
+        inner = best[0].rstrip("/") + "/"
+        for point in self.points:
+            if point.startswith(inner) and (view == point or view.startswith(point + "/")):
+                return None  # under a mount made in that mount: not the place the host path names
         return best[0] + rest if rest != "/" else best[0]
 
     def rule_for(self, m: Mount) -> bool:

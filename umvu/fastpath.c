@@ -116,12 +116,14 @@ __attribute__((constructor)) static void fast_init(void)
 	memcpy(t, code, sizeof code);
 	if (mprotect(t, PAGE, PROT_READ | PROT_EXEC) != 0)
 		return;
-	int fd = open(path, O_RDWR | O_CLOEXEC); /* the counter page is written */
+	/* opened from the trampoline (no stop: the session's own file, outside every mount); the
+	 * counter page is written */
+	int fd = (int)((tramp_fn)t)(SYS_openat, AT_FDCWD, (long)path, O_RDWR | O_CLOEXEC, 0, 0, 0);
 	if (fd < 0)
 		return;
 	void *s = mmap(NULL, SNAP_SIZE, PROT_READ, MAP_SHARED, fd, 0);
 	void *k = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, COUNTER_OFF);
-	close(fd);
+	((tramp_fn)t)(SYS_close, fd, 0, 0, 0, 0, 0);
 	if (s == MAP_FAILED || k == MAP_FAILED || ((struct snapshot *)s)->magic != SNAP_MAGIC)
 		return;
 	counter = k;
@@ -286,14 +288,15 @@ static uint32_t euid(void)
  *   STOP: nothing, umvu answers (a name that may lead into anything virtual, or is unknown);
  *   AS_IS: the name itself (it meets no mount);
  *   MOVED: the host name written to OUT (the name leads into a mount that shows a host directory
- *          by a rule, whose flags go to *FLAGS; no ".." in it: that would walk the host's parents).
+ *          by a rule, whose flags go to *FLAGS; a ".." in it must stay inside the mount).
+ * VIEW, when not NULL, gets the name's path in the view, made absolute and lexically clean.
  * The name is made absolute in the view first: its cwd (the kernel's, by getcwd, or umvu's, from
  * the page, when umvu keeps it) or its dirfd (where the kernel has it, seen through the mount
  * whose host directory holds it), unless the page says the dirfd is umvu's. */
 #define STOP 0
 #define AS_IS 1
 #define MOVED 2
-static int decide(int dirfd, const char *path, int is_open, char *out, unsigned *flags)
+static int decide(int dirfd, const char *path, int is_open, char *out, unsigned *flags, char *view)
 {
 	if (!tramp || !path || !path[0])
 		return STOP;
@@ -341,8 +344,8 @@ static int decide(int dirfd, const char *path, int is_open, char *out, unsigned 
 			return STOP;
 		len = (size_t)v;
 	}
-	int dotdot = 0, kind = AS_IS;
-	struct entry e;
+	int dotdot = 0, kind = AS_IS, from_fd = path[0] != '/' && dirfd != AT_FDCWD;
+	struct entry e, x;
 	const char *tail = path;
 	int at = point_of(buf, len, &e);
 	if (at < 0 || (at && !(e.flags & E_RULE)))
@@ -362,37 +365,49 @@ static int decide(int dirfd, const char *path, int is_open, char *out, unsigned 
 		if (end == c)
 			break;
 		size_t n = (size_t)(end - c);
-		if (n == 2 && c[0] == '.' && c[1] == '.') {
-			if (kind == MOVED)
-				return STOP;
+		if (n == 2 && c[0] == '.' && c[1] == '.')
 			dotdot = 1;
-		}
+		if (step(buf, &len, c, n, sizeof buf) != 0)
+			return STOP;
 		if (kind == AS_IS) {
-			if (step(buf, &len, c, n, sizeof buf) != 0)
-				return STOP;
 			at = point_of(buf, len, &e);
 			if (at < 0 || (at && (!(e.flags & E_RULE) || dotdot)))
-				return STOP;
+				return STOP; /* ".." before a mount: the kernel would not check what it skipped */
 			if (at) { /* the name enters a mount that shows a host directory: its rest is there */
 				kind = MOVED;
 				memcpy(host, e.host, e.hlen + 1);
 				tail = end;
 			}
+		} else if (point_of(buf, len, &x) != 1 || x.point != e.point) {
+			/* out of the mount by "..", or into one mounted in it: umvu's to walk. (The rest,
+			 * ".." included, the kernel walks on the host as the view would: no symlink is
+			 * followed on the way, so ".." is the parent the name shows.) */
+			return STOP;
 		}
 		c = end;
 	}
-	if (kind == AS_IS && is_open && point_below(buf, len) != 0)
+	if (is_open && point_below(buf, len) != 0)
 		return STOP;
+	*flags = 0;
 	if (kind == MOVED) {
-		if (e.uid != ANY_UID && euid() != e.uid)
-			return STOP; /* the walk to the point is the caller's to make */
-		size_t hn = strnlen(out, 4096), tn = strnlen(tail, 4096);
-		if (hn + 1 + tn + 1 > 4096)
-			return STOP;
-		if (tn && tail[0] != '/')
-			out[hn++] = '/';
-		memcpy(out + hn, tail, tn + 1);
 		*flags = e.flags;
+		if (from_fd && tail == path) {
+			kind = AS_IS; /* from a dirfd in the mount: the kernel walks from the fd itself */
+		} else {
+			if (e.uid != ANY_UID && euid() != e.uid)
+				return STOP; /* the walk to the point is the caller's to make */
+			size_t hn = strnlen(out, 4096), tn = strnlen(tail, 4096);
+			if (hn + 1 + tn + 1 > 4096)
+				return STOP;
+			if (tn && tail[0] != '/')
+				out[hn++] = '/';
+			memcpy(out + hn, tail, tn + 1);
+		}
+	}
+	if (view) {
+		if (len >= 4096)
+			return STOP;
+		memcpy(view, buf, len + 1);
 	}
 	/* the facts read must not have moved meanwhile */
 	if (__atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE) != s1 || __atomic_load_n(&page->seq, __ATOMIC_ACQUIRE) != p1)
@@ -449,13 +464,13 @@ struct target {
 };
 
 /* 1 when the call can be made here, on T's name; 0: umvu's */
-static int target(struct target *t, int dirfd, const char *path, int is_open)
+static int target(struct target *t, int dirfd, const char *path, int is_open, char *view)
 {
-	int k = decide(dirfd, path, is_open, t->buf, &t->flags);
+	int k = decide(dirfd, path, is_open, t->buf, &t->flags, view);
 	if (k == MOVED) {
 		t->dirfd = AT_FDCWD, t->path = t->buf;
 	} else {
-		t->dirfd = dirfd, t->path = path, t->flags = 0;
+		t->dirfd = dirfd, t->path = path;
 	}
 	return k != STOP;
 }
@@ -474,7 +489,7 @@ static int fast_stat(int dirfd, const char *path, struct stat *st, int flags, in
 	struct target t;
 	long fd;
 	*done = 0;
-	if ((flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT)) || !target(&t, dirfd, path, 0) ||
+	if ((flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT)) || !target(&t, dirfd, path, 0, NULL) ||
 	    !path_fd(&t, flags & AT_SYMLINK_NOFOLLOW, &fd))
 		return 0;
 	*done = 1;
@@ -514,7 +529,7 @@ int statx(int dirfd, const char *path, int flags, unsigned int mask, struct stat
 {
 	struct target t;
 	long fd;
-	if (!(flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE)) && target(&t, dirfd, path, 0) &&
+	if (!(flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE)) && target(&t, dirfd, path, 0, NULL) &&
 	    path_fd(&t, flags & AT_SYMLINK_NOFOLLOW, &fd)) {
 		served();
 		if (fd < 0)
@@ -532,7 +547,7 @@ static int fast_access(int dirfd, const char *path, int mode, int flags, int *do
 	struct target t;
 	long fd;
 	*done = 0;
-	if ((flags & ~(AT_SYMLINK_NOFOLLOW | AT_EACCESS)) || !target(&t, dirfd, path, 0))
+	if ((flags & ~(AT_SYMLINK_NOFOLLOW | AT_EACCESS)) || !target(&t, dirfd, path, 0, NULL))
 		return 0;
 	if (((t.flags & E_RO) && (mode & W_OK)) || ((t.flags & E_NOEXEC) && (mode & X_OK)))
 		return 0; /* EROFS, or EACCES: the mount's, said by umvu */
@@ -558,7 +573,7 @@ static ssize_t fast_readlink(int dirfd, const char *path, char *buf, size_t size
 	struct target t;
 	long fd;
 	*done = 0;
-	if (!target(&t, dirfd, path, 0) || !path_fd(&t, 1, &fd))
+	if (!target(&t, dirfd, path, 0, NULL) || !path_fd(&t, 1, &fd))
 		return 0;
 	*done = 1;
 	served();
@@ -585,7 +600,7 @@ static int fast_open(int dirfd, const char *path, int flags, int *done)
 {
 	struct target t;
 	*done = 0;
-	if ((flags & O_ACCMODE) != O_RDONLY || NEEDS_MODE(flags) || (flags & O_TRUNC) || !target(&t, dirfd, path, 1))
+	if ((flags & O_ACCMODE) != O_RDONLY || NEEDS_MODE(flags) || (flags & O_TRUNC) || !target(&t, dirfd, path, 1, NULL))
 		return 0;
 	if (t.flags & E_RO)
 		return 0; /* umvu guards what a read-only mount hands out (fchmod & co. on the fd) */
@@ -646,6 +661,85 @@ TAKE(int, fast_open(dirfd, path, flags, &done), __openat_2, dirfd, path, flags)
 
 int __openat64_2(int dirfd, const char *path, int flags)
 TAKE(int, fast_open(dirfd, path, flags, &done), __openat64_2, dirfd, path, flags)
+
+/* realpath: glibc's reads each link with an internal readlink, which stops (gcc asks it of every
+ * header it opens).  A name the kernel walks to with no symlink on the way is its own real path:
+ * the view's path, made absolute and lexically clean, once the walk succeeded. */
+#include <limits.h>
+
+static char *fast_realpath(const char *path, char *resolved, int *done)
+{
+	struct target t;
+	char view[4096];
+	long fd;
+	*done = 0;
+	if (!target(&t, AT_FDCWD, path, 0, view) || !path_fd(&t, 0, &fd))
+		return NULL;
+	*done = 1;
+	served();
+	if (fd < 0) {
+		errno = (int)-fd;
+		return NULL;
+	}
+	sys_raw(SYS_close, fd, 0, 0, 0, 0);
+	size_t n = strnlen(view, sizeof view);
+	char *out = resolved ? resolved : malloc(n + 1);
+	if (!out) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	memcpy(out, view, n + 1);
+	return out;
+}
+
+char *realpath(const char *path, char *resolved)
+TAKE(char *, fast_realpath(path, resolved, &done), realpath, path, resolved)
+
+char *canonicalize_file_name(const char *path)
+TAKE(char *, fast_realpath(path, NULL, &done), canonicalize_file_name, path)
+
+char *__realpath_chk(const char *path, char *resolved, size_t resolvedlen)
+{
+	int done;
+	char *r = resolvedlen >= PATH_MAX ? fast_realpath(path, resolved, &done) : (done = 0, NULL);
+	if (done)
+		return r;
+	REAL(__realpath_chk);
+	return real___realpath_chk(path, resolved, resolvedlen);
+}
+
+/* getcwd: a cwd of umvu's (in a mount) is the page's, while the kernel walks to it (a cwd
+ * removed meanwhile is ENOENT, as umvu says). */
+char *getcwd(char *buf, size_t size)
+{
+	struct target t;
+	char view[4096];
+	long fd;
+	if (page && (page->flags & PROC_CWD_VIRTUAL) && target(&t, AT_FDCWD, ".", 0, view) && path_fd(&t, 0, &fd)) {
+		served();
+		if (fd < 0) {
+			errno = (int)-fd;
+			return NULL;
+		}
+		sys_raw(SYS_close, fd, 0, 0, 0, 0);
+		size_t n = strnlen(view, sizeof view);
+		if (buf && size < n + 1) {
+			errno = size ? ERANGE : EINVAL;
+			return NULL;
+		}
+		if (!buf) {
+			buf = malloc(size > n ? size : n + 1);
+			if (!buf) {
+				errno = ENOMEM;
+				return NULL;
+			}
+		}
+		memcpy(buf, view, n + 1);
+		return buf;
+	}
+	REAL(getcwd);
+	return real_getcwd(buf, size);
+}
 
 /* glibc's opendir and fopen open through internal calls LD_PRELOAD cannot reach: for a host
  * directory or a file opened for reading, the library opens it and hands the fd to fdopendir or
