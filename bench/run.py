@@ -322,6 +322,44 @@ def device_section(rows: list[str], runs: int) -> list[str]:
             f"Median of {runs} runs taken in turns, measured {time.strftime('%Y-%m-%d')}.", "", *rows]
 
 
+STOPS_HEADING = "## One intercepted call, by mechanism"
+STOP_KINDS = [("ptrace", "ptrace: seccomp RET_TRACE, PTRACE_CONT at once"),
+              ("notify", "user notification, CONTINUE"),
+              ("sync", "user notification, CONTINUE, SYNC_WAKE_UP"),
+              ("addfd", "user notification, an fd sent with the reply (ADDFD_FLAG_SEND), SYNC_WAKE_UP")]
+
+
+def stop_rows(tmp: Path, runs: int) -> list[str]:
+    """bench/notify.c, unpinned and on one CPU: the median of ``runs`` runs, ns per call."""
+    exe = tmp / "notify"
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(HERE / "notify.c")], check=True)
+    cols = {}
+    for where, arg in (("two CPUs", "free"), ("one CPU", "pin")):
+        samples: dict[str, list[float]] = {}
+        for _ in range(runs):
+            out = subprocess.run([str(exe), arg, "50000"], capture_output=True, text=True, check=True).stdout
+            for line in out.splitlines():
+                k, v = line.split()
+                samples.setdefault(k, []).append(float(v))
+        cols[where] = {k: statistics.median(v) for k, v in samples.items()}
+    lines = ["| mechanism, ns per call | two CPUs | one CPU |", "|---|---:|---:|",
+             f"| native getppid | {cols['two CPUs']['native']:.0f} | {cols['one CPU']['native']:.0f} |"]
+    for key, what in STOP_KINDS:
+        cells = [f"{cols[w][key]:.0f}" if cols[w][key] > 0 else "n/a (kernel)" for w in ("two CPUs", "one CPU")]
+        lines.append(f"| {what} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def stop_section(rows: list[str], runs: int) -> list[str]:
+    return [STOPS_HEADING, "",
+            "bench/notify.c: 50,000 getppid calls (openat for the fd row) sent to a supervisor written in C "
+            "that does nothing but let them go on: the floor of each mechanism on this machine, with no "
+            "Python (umvu's hypervisor adds its own work per stop: compare the C tracer column of the first "
+            "table).  One CPU: the caller and the supervisor pinned together.  Median of "
+            f"{runs} runs, measured {time.strftime('%Y-%m-%d')}; docs/architecture.md says what was "
+            "taken from it.", "", *rows, ""]
+
+
 NET_HEADING = "## Networking: a stack of the view's own (vunet)"
 NET_WORKLOADS = [("1 GB over one TCP connection on loopback (MB/s)", "bulk 1024"),
                  ("connect + accept + close on loopback (us each, 2,000)", "conn 2000")]
@@ -490,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Compare umvu with native, a minimal C tracer, strace and PRoot.")
     ap.add_argument("-n", "--runs", type=int, default=5, help="runs per workload and runner (median is kept)")
     ap.add_argument("-o", "--output", default=str(ROOT / "docs" / "benchmarks.md"), help="markdown file to write")
-    ap.add_argument("--only", choices=["vufs", "fuse", "devices", "identity", "net"],
+    ap.add_argument("--only", choices=["vufs", "stops", "fuse", "devices", "identity", "net"],
                     help="run one section and replace it in the file (the rest of the file stays as it was)")
     args = ap.parse_args(argv)
     # umvu is Python: with no .pyc written, every run would compile its modules again (60 ms of
@@ -499,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only is not None:  # one section, measured anew and put in place of the old
         rows_of, heading, section = {
             "vufs": (vufs_rows, VUFS_HEADING, vufs_section),
+            "stops": (stop_rows, STOPS_HEADING, stop_section),
             "net": (net_rows, NET_HEADING, net_section),
             "identity": (identity_rows, IDENTITY_HEADING, identity_section),
             "devices": (device_rows, DEVICE_HEADING, device_section),
@@ -529,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         drows = device_rows(tmp, args.runs)
         irows = identity_rows(tmp, args.runs)
         nrows = net_rows(tmp, args.runs)
+        srows = stop_rows(tmp, args.runs)
 
     # per-stop cost: the stat workload minus native, per call
     stat_row = next(med for wname, med in rows if wname.startswith("20,000 stat()"))
@@ -550,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += device_section(drows, args.runs)
     lines += identity_section(irows, args.runs)
     lines += net_section(nrows, args.runs)
+    lines += stop_section(srows, args.runs)
     missing = [n for n, p in run_with.items() if p is None]
     if missing:
         lines += [f"Not installed here, so not measured: {', '.join(missing)}.", ""]
