@@ -62,9 +62,9 @@ def runners(exe: dict[str, str]) -> dict[str, list[str] | None]:
     return {
         "native": [],
         "umvu": [umvu],
+        "umvu --no-fast-path -o unreal": [umvu, "--no-fast-path", "-o", "unreal"],
+        "umvu --no-fast-path --pin -o unreal": [umvu, "--no-fast-path", "--pin", "-o", "unreal"],
         "umvu -o unreal": [umvu, "-o", "unreal"],
-        "umvu --pin -o unreal": [umvu, "--pin", "-o", "unreal"],
-        "umvu --fast-path -o unreal": [umvu, "--fast-path", "-o", "unreal"],
         "C tracer": [exe["ctracer"]],
         "strace -f": [strace, "-f", "-o", "/dev/null"] if strace else None,
         "proot": [proot] if proot else None,
@@ -116,7 +116,7 @@ READ_100MB = "dd if=big of=/dev/null bs=1M 2>&1 | tail -1"
 # start-up and mounting are not counted, as a 0.02 s workload would measure them and not the view.
 SELF_TIMED = 's=$EPOCHREALTIME; {{ {cmd}; }} >/dev/null; e=$EPOCHREALTIME; awk "BEGIN {{ print $e - $s }}"'
 VUFS_HEADING = "## File-heavy work in vufs mounts"
-VUFS_RUNNERS = ["native", "umvu vufs bind", "umvu --fast-path vufs bind", "umvu vufs cow", "proot -b"]
+VUFS_RUNNERS = ["native", "umvu --no-fast-path vufs bind", "umvu vufs bind", "umvu vufs cow", "proot -b"]
 
 
 def vufs_rows(tmp: Path, runs: int) -> tuple[list[tuple[str, dict[str, float]]], dict[str, float]]:
@@ -140,8 +140,9 @@ def vufs_section(measured: tuple[list[tuple[str, dict[str, float]]], dict[str, f
     rows, speed = measured
     return [VUFS_HEADING, "",
             "The same commands in a source tree (a copy of /usr/include under git, a 25-file C project, a "
-            "100 MB file) at its real path, through a vufs bind (with the in-process fast path too: "
-            "`umvu --fast-path`) and a vufs cow mount of it, and through PRoot binding it at the same place "
+            "100 MB file) at its real path, through a vufs bind (with the in-process fast path, the default, "
+            "and without it: every path call stops) and a vufs cow mount of it, and through PRoot binding it "
+            "at the same place "
             "(`proot -b`).  Each command times itself inside the view (bash's $EPOCHREALTIME before and "
             "after): start-up and mounting are not counted (they are in the first table's start-up line).  "
             f"Median of {runs} runs taken in turns, measured {time.strftime('%Y-%m-%d')}.", "",
@@ -156,9 +157,9 @@ def _vufs_variants(src: Path, mnt: Path, cmd: str) -> dict[str, list[str]]:
     proot = shutil.which("proot")
     variants = {
         "native": ["bash", "-c", f"cd {src} && {cmd}"],
+        "umvu --no-fast-path vufs bind": [umvu, "--no-fast-path", "-o", "vufs", "bash", "-c",
+                                          f"vumount -t vufs {src} {mnt} && cd {mnt} && {cmd}"],
         "umvu vufs bind": [umvu, "-o", "vufs", "bash", "-c", f"vumount -t vufs {src} {mnt} && cd {mnt} && {cmd}"],
-        "umvu --fast-path vufs bind": [umvu, "--fast-path", "-o", "vufs", "bash", "-c",
-                                       f"vumount -t vufs {src} {mnt} && cd {mnt} && {cmd}"],
         "umvu vufs cow": [umvu, "-o", "vufs", "bash", "-c",
                           f"vumount -t vufs -o cow {src} {mnt} && cd {mnt} && {cmd}"],
         "proot -b": [proot, "-b", f"{src}:{mnt}", "bash", "-c", f"cd {mnt} && {cmd}"] if proot else None,
@@ -606,15 +607,16 @@ NOTES = """
   module, so path calls must be resolved against a mount.  The /unreal row
   compares umvu reading through the module with the others reading the
   same files at their real paths (PRoot binds /usr at /unreal/usr).
-* Ratios include each runner's start-up (umvu's is about 0.15 s, a Python
+* Ratios include each runner's start-up (umvu's is about 0.05 s, a Python
   interpreter starting), which dominates the short workloads: compare the
   start-up line below before reading a 0.05 s workload's ratio.
-* **umvu --pin** runs the hypervisor and the workload on one CPU.
-* **umvu --fast-path -o unreal** is the same view with the in-process fast
-  path on: the processes make the path calls on host names away from the
-  mount themselves (docs/architecture.md); what still stops is glibc's
-  internal opens (ld.so's libraries, setlocale's locale files) and the
-  calls under /unreal.
+* umvu runs with the in-process fast path, its default: the processes make
+  the path calls that cannot reach anything virtual themselves
+  (docs/architecture.md); what still stops is glibc's internal opens (ld.so's
+  libraries, setlocale's locale files) and the calls under /unreal.
+  **umvu --no-fast-path** is the same view with every path call stopping
+  (what a static program or one that drops LD_PRELOAD gets), and **--pin**
+  runs the hypervisor and the workload on one CPU.
 * The FUSE rows vary more than the rest between runs on this machine: the
   kernel's own fuse2fs find took from 1.6 to 5.6 s and its 100 MB write
   from 190 to 430 MB/s in runs of the same day (the image is on disk, and

@@ -3,7 +3,8 @@ every mount are made by the preloaded library itself, and every other call is st
 
 Each test compares what programs see with the fast path on against what they see with it off (or
 natively), and checks with --stats that the library did serve calls where it should: a fast path
-that never ran would pass the comparisons alone.  `make test-fast` runs the whole suite with it on.
+that never ran would pass the comparisons alone.  It is on by default: `make test` runs the whole
+suite with it, `make test-nofast` with it off.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ FAST = ("--fast-path",)
 
 
 def off(script: str, *opts: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """The script under umvu with the fast path off, whatever the environment says (make test-fast)."""
+    """The script under umvu with the fast path off, whatever the environment says."""
     return subprocess.run([UMVU, *opts, "bash", "-c", script], capture_output=True, text=True, timeout=timeout,
                           env={**env(), "UMVU_FAST_PATH": "0"})
 
@@ -138,11 +139,15 @@ def test_writes_and_creates_still_stop_where_umvu_answers(tmp_path):
     assert (upper / "f").read_text() == "changed\n"
 
 
-def test_the_library_is_off_without_the_option():
-    if os.environ.get("UMVU_FAST_PATH") == "1":
-        pytest.skip("this run turns it on everywhere (make test-fast)")
-    r = sh("env | grep -c -e ^LD_PRELOAD=.*libumvufast -e ^UMVU_FAST_SNAPSHOT= ; true")
-    assert r.stdout.split() == ["0"], r.stdout
+def test_the_library_is_on_by_default_and_off_when_asked():
+    script = "env | grep -c -e ^LD_PRELOAD=.*libumvufast -e ^UMVU_FAST_SNAPSHOT= ; true"
+    default = subprocess.run([UMVU, "bash", "-c", script], capture_output=True, text=True, timeout=60,
+                             env={k: v for k, v in env().items() if k != "UMVU_FAST_PATH"})
+    assert default.stdout.split() == ["2"], default.stdout + default.stderr
+    assert sh(script, "--no-fast-path").stdout.split() == ["0"]
+    assert off(script).stdout.split() == ["0"]
+    r = sh("true", "--fast-path", "--no-fast-path")
+    assert r.returncode == 2 and "not allowed with" in r.stderr, r.stderr
 
 
 def test_the_snapshot_file_goes_with_the_session():

@@ -63,10 +63,15 @@ def umvu_main(argv: list[str] | None = None) -> int:
                         "(as fakeroot, for static programs and direct system calls too)")
     p.add_argument("--fakeroot-state", metavar="FILE",
                    help="with --fakeroot: load the records from FILE if it exists, and save them there at the end")
-    p.add_argument("--fast-path", action="store_true",
-                   help="experimental (issue 18): processes decide in-process, with a preloaded library, "
-                        "that a path call on an absolute host name away from every mount needs no stop, and "
-                        "make it themselves (docs/architecture.md, The in-process fast path)")
+    fast = p.add_mutually_exclusive_group()
+    fast.add_argument("--fast-path", action="store_true",
+                      help="the in-process fast path (the default; this fails if it cannot run): processes "
+                           "decide with a preloaded library that a path call cannot reach anything virtual, "
+                           "or names a host file through a bind, and make it themselves with no stop "
+                           "(docs/architecture.md, The in-process fast path)")
+    fast.add_argument("--no-fast-path", action="store_true",
+                      help="no preloaded library: every path call stops once anything is mounted "
+                           "(also UMVU_FAST_PATH=0)")
     p.add_argument("--version", action="version", version=f"umvu {__version__}")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
                    help="the program to run (default: $SHELL)")
@@ -118,12 +123,15 @@ def umvu_main(argv: list[str] | None = None) -> int:
             return _fail("umvu", f"cannot load the fakeroot state: {e}")
     env = _command_env()
     # -vv logs every call: the calls the library would make itself must stop to be logged
-    if (args.fast_path or os.environ.get("UMVU_FAST_PATH") == "1") and debug < 2:
+    asked = args.fast_path or os.environ.get("UMVU_FAST_PATH") == "1"
+    if not args.no_fast_path and (asked or os.environ.get("UMVU_FAST_PATH") != "0") and debug < 2:
         try:
             hv.fast_path()
+            env = hv.fast.env(env)
         except OSError as e:
-            return _fail("umvu", f"--fast-path: {e.strerror}")
-        env = hv.fast.env(env)
+            if asked:
+                return _fail("umvu", f"--fast-path: {e.strerror}")
+            # by default, a machine where it cannot run (not built, not x86-64) runs with every stop
     try:
         pid = hv.tracer.spawn(command, env)
     except OSError as e:

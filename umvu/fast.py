@@ -148,6 +148,11 @@ class FastPath:
         env = dict(env)
         env["LD_PRELOAD"] = LIBRARY + (" " + env["LD_PRELOAD"] if env.get("LD_PRELOAD") else "")
         env["UMVU_FAST_SNAPSHOT"] = self.path
+        # AddressSanitizer refuses to start when a preloaded library comes before its runtime; the
+        # library only wraps calls (it allocates nothing), so its check is turned off (a setting of
+        # the user's own, later in the list, still wins)
+        asan = env.get("ASAN_OPTIONS")
+        env["ASAN_OPTIONS"] = "verify_asan_link_order=0" + (":" + asan if asan else "")
         return env
 
     def entry(self, m: Mount, points: list[str]) -> bytes:

@@ -337,7 +337,7 @@ class FileSystem:
         same attributes (st_dev too: ``real_files`` and ``real_dirs``), the
         same listing, the same permission checks (the caller's), the same
         symlinks, and ``host_path`` hands out DIR/P for reading.  Then the
-        in-process fast path (umvu --fast-path) walks such names itself on
+        in-process fast path (umvu's default) walks such names itself on
         the host, with no stop; a name that meets a symlink or ".." still
         comes to the module.  A bind is the case (vufs); a union, a
         copy-on-write tree or anything with a st_dev of its own is not.  The
