@@ -709,36 +709,43 @@ char *__realpath_chk(const char *path, char *resolved, size_t resolvedlen)
 }
 
 /* getcwd: a cwd of umvu's (in a mount) is the page's, while the kernel walks to it (a cwd
- * removed meanwhile is ENOENT, as umvu says). */
+ * removed meanwhile is ENOENT, as umvu says); a cwd that is the kernel's (no chroot) is the
+ * kernel's answer, asked from the trampoline. */
 char *getcwd(char *buf, size_t size)
 {
 	struct target t;
 	char view[4096];
 	long fd;
-	if (page && (page->flags & PROC_CWD_VIRTUAL) && target(&t, AT_FDCWD, ".", 0, view) && path_fd(&t, 0, &fd)) {
-		served();
+	int have = 0;
+	uint32_t pf = tramp ? page->flags : 0;
+	if ((pf & PROC_ON) && !(pf & (PROC_ROOTED | PROC_CWD_VIRTUAL))) {
+		long n = sys_raw(SYS_getcwd, (long)view, sizeof view, 0, 0, 0);
+		have = n > 0 && view[0] == '/'; /* else unreachable, removed, too long: glibc's answer */
+	} else if ((pf & PROC_ON) && target(&t, AT_FDCWD, ".", 0, view) && path_fd(&t, 0, &fd)) {
 		if (fd < 0) {
+			served();
 			errno = (int)-fd;
 			return NULL;
 		}
 		sys_raw(SYS_close, fd, 0, 0, 0, 0);
-		size_t n = strnlen(view, sizeof view);
-		if (buf && size < n + 1) {
-			errno = size ? ERANGE : EINVAL;
-			return NULL;
-		}
-		if (!buf) {
-			buf = malloc(size > n ? size : n + 1);
-			if (!buf) {
-				errno = ENOMEM;
-				return NULL;
-			}
-		}
-		memcpy(buf, view, n + 1);
-		return buf;
+		have = 1;
 	}
-	REAL(getcwd);
-	return real_getcwd(buf, size);
+	if (!have) {
+		REAL(getcwd);
+		return real_getcwd(buf, size);
+	}
+	served();
+	size_t n = strnlen(view, sizeof view);
+	if (buf && size < n + 1) {
+		errno = size ? ERANGE : EINVAL;
+		return NULL;
+	}
+	if (!buf && !(buf = malloc(size > n ? size : n + 1))) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	memcpy(buf, view, n + 1);
+	return buf;
 }
 
 /* glibc's opendir and fopen open through internal calls LD_PRELOAD cannot reach: for a host
