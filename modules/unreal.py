@@ -36,6 +36,12 @@ class Unreal(HostFdFiles, HostFdLocks, FileSystem):
     def __init__(self, root: str = "/") -> None:
         self.root = root
 
+    host_exceptions = ("/unreal",)  # /unreal/unreal shows / again: not the host's /unreal
+
+    def host_prefix(self) -> str | None:
+        """Names show the host's, with the mount's st_dev: the fast path stats them in-process."""
+        return self.root
+
     def real(self, path: str) -> str:
         if path == "/unreal" or path.startswith("/unreal/"):
             path = path[len("/unreal"):] or "/"

@@ -305,3 +305,24 @@ def test_fds_the_library_opened_in_a_bind_are_found_in_the_view(tmp_path, stats)
     assert lines[:3] == [f"{point}/d/e", f"{point}/d ['e', 'f0', 'f1']", f"{point}/d/e deep"], lines
     assert "busy" in lines[3], lines
     assert served(stats.read_text()) >= 100  # `..` stopped, and its fd, handed out, still lets dirfds go fast
+
+
+def test_names_in_unreal_are_stated_in_process_with_the_mounts_st_dev(tmp_path, stats):
+    """unreal serves its files itself (virtual fds, the mount's st_dev): the library stats, reads
+    links and checks access of its names on the host, showing the mount's st_dev and statx's
+    basic fields only, as umvu does; /unreal/unreal (the nesting) and opens stay the module's."""
+    (tmp_path / "l").symlink_to("/etc/hostname")
+    script = (f"for i in $(seq 100); do echo /unreal/etc/hostname; done | xargs stat -c '%n %d %i %s' | uniq -c; "
+              f"stat /unreal/etc/hostname /unreal/unreal/etc; stat -c '%n %d %i %F' /unreal{tmp_path}/l; "
+              f"readlink /unreal{tmp_path}/l; "  # (after: readlink changes the link's atime)
+              "test -r /unreal/etc/hostname && echo readable; cat /unreal/etc/hostname | wc -c; "
+              "cd /unreal/etc && realpath hostname ../etc/./hostname && /bin/pwd && stat -c '%n %d' hostname .")
+    fast = sh(script, *FAST, "-o", "unreal", "--stats", str(stats))
+    slow = off(script, "-o", "unreal", "--stats", str(tmp_path / "slow"))
+    assert fast.returncode == 0 and fast.stdout == slow.stdout, fast.stdout + fast.stderr + slow.stdout
+    dev = os.stat("/etc/hostname").st_dev
+    assert f"/unreal/etc/hostname {dev} " not in fast.stdout and "Birth: -" in fast.stdout, fast.stdout
+    text, without = stats.read_text(), (tmp_path / "slow").read_text()
+    assert served(text) >= 100, text
+    stats_of = lambda t: stops(t, "statx") + stops(t, "newfstatat")  # noqa: E731
+    assert stats_of(text) + 80 < stats_of(without), text + without

@@ -43,7 +43,7 @@ LIBRARY = os.path.join(HERE, "libumvufast.so")
 ALWAYS = ("/proc", "/sys")  # served per process whatever is mounted (/proc/PID/status, a stack's /sys/class/net)
 HEADER = struct.Struct("<QQIIQ")  # magic, seq, flags, count, moves (of directories in mounts)
 PAGE_HEADER = struct.Struct("<QIIQ")  # seq, flags, length of the cwd, the moves it was written after
-ENTRY = struct.Struct("<BI")  # an entry's flags and the uid that may walk to its point, then point and host
+ENTRY = struct.Struct("<BIQ")  # an entry's flags, the uid that may walk to its point, its st_dev; point, host
 MOUNT_FLAGS = {"ro": "E_RO", "noexec": "E_NOEXEC", "nodev": "E_NODEV"}  # those a read-only path call meets
 
 
@@ -118,7 +118,7 @@ class FastPath:
         self.on, self.rooted, self.cwd_virtual = d["PROC_ON"], d["PROC_ROOTED"], d["PROC_CWD_VIRTUAL"]
         self.no_dirfd, self.nfds = d["PROC_NO_DIRFD"], d["NFDS"]
         self.off, self.devices = d["SNAP_OFF"], d["SNAP_DEVICES"]
-        self.any_uid, self.rule = d["ANY_UID"], d["E_RULE"]
+        self.any_uid, self.rule, self.own_dev = d["ANY_UID"], d["E_RULE"], d["E_OWN_DEV"]
         self.mount_flags = {name: d[define] for name, define in MOUNT_FLAGS.items()}
         self.cwd_room = self.page_size - PAGE_HEADER.size - self.nfds // 8
         # (point, host directory, whether it is a rule) of the mounts showing one, as published
@@ -156,11 +156,13 @@ class FastPath:
         return env
 
     def entry(self, m: Mount, points: list[str]) -> bytes:
-        """``m``'s entry: its point, and the host directory it shows with whether the library may
-        walk names there itself (a rule) and with which of the mount's flags."""
+        """``m``'s entry (and its exceptions'): its point, and the host directory it shows with
+        whether the library may walk names there itself (a rule), with which of the mount's
+        flags, and for a module serving its own files, its st_dev."""
         host = m.fs.host_prefix()
-        flags, uid = 0, self.any_uid
-        if host is not None:
+        flags, uid, dev = 0, self.any_uid, 0
+        fs = m.fs
+        if host is not None and (not fs.real_files or fs.real_dirs):
             # a mount above it: its names are a module's, whose walk the host name would skip (mounts
             # below it the library meets on its walk, and stops there)
             above = any(p != m.point and m.point.startswith(p.rstrip("/") + "/") for p in points)
@@ -171,15 +173,23 @@ class FastPath:
                 for name, bit in self.mount_flags.items():
                     if name in m.flags:
                         flags |= bit
-            self.hosts.append((m.point, host, bool(flags)))
-        return ENTRY.pack(flags, uid) + os.fsencode(m.point) + b"\0" + os.fsencode(host or "") + b"\0"
+                if not fs.real_files:
+                    flags, dev = flags | self.own_dev, m.dev
+        if host is not None and not flags & self.own_dev:
+            self.hosts.append((m.point, host, bool(flags)))  # its real fds are found by the rule
+        out = ENTRY.pack(flags, uid, dev) + os.fsencode(m.point) + b"\0" + os.fsencode(host or "") + b"\0"
+        for inner in fs.host_exceptions if flags else ():
+            point = m.point.rstrip("/") + inner
+            self.points.append(point)
+            out += ENTRY.pack(0, self.any_uid, 0) + os.fsencode(point) + b"\0\0"
+        return out
 
     def publish(self, mounts: list[Mount], off: bool, devices: bool) -> None:
         """The snapshot anew: ``mounts`` and ALWAYS, or off; ``devices``: some device numbers are
         a module's, so the library opens only what it sees is a regular file or a directory."""
         points = [*ALWAYS, *(m.point for m in mounts)]
-        self.hosts, self.points = [], points
-        data = b"".join(ENTRY.pack(0, self.any_uid) + os.fsencode(p) + b"\0\0" for p in ALWAYS)
+        self.hosts, self.points = [], list(points)
+        data = b"".join(ENTRY.pack(0, self.any_uid, 0) + os.fsencode(p) + b"\0\0" for p in ALWAYS)
         data += b"".join(self.entry(m, points) for m in mounts)
         if HEADER.size + len(data) > self.counter:
             off, data, self.hosts = True, b"", []  # more mount points than fit: every path stops
@@ -187,7 +197,7 @@ class FastPath:
         struct.pack_into("<Q", self.map, 8, self.seq)
         self.map[HEADER.size : HEADER.size + len(data)] = data
         flags = (self.off if off else 0) | (self.devices if devices else 0)
-        struct.pack_into("<II", self.map, 16, flags, 0 if off else len(points))
+        struct.pack_into("<II", self.map, 16, flags, 0 if off else len(self.points))
         self.seq += 1
         struct.pack_into("<Q", self.map, 8, self.seq)
 

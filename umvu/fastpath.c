@@ -40,6 +40,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 /* One place for each fact: umvu/fast.py says the same (and checks it against umvu_fast_layout). */
@@ -137,12 +138,15 @@ __attribute__((constructor)) static void fast_init(void)
 /* ---- the decision ------------------------------------------------------------------------ */
 
 /* The snapshot's entries, one after the other: a flags byte, the uid that may walk to the point
- * (4 bytes, little-endian; ANY_UID: anyone), the point and the host directory it shows ("" when
+ * (4 bytes, little-endian; ANY_UID: anyone), the mount's st_dev (8 bytes: E_OWN_DEV), the point
+ * and the host directory it shows ("" when
  * it shows none by a rule), each NUL-terminated. */
 #define E_RULE 1u    /* names below the point are the host's HOST/rest, for reading, answers as they are */
 #define E_RO 2u      /* a read-only mount: no open, no access for writing */
 #define E_NOEXEC 4u  /* no access for executing */
 #define E_NODEV 8u   /* open only regular files and directories */
+#define E_OWN_DEV 16u /* the module serves every open itself (virtual fds) and shows its own st_dev:
+		       * names are walked on the host for stat, access, readlink, realpath only */
 #define ANY_UID 0xffffffffu
 
 struct entry {
@@ -150,17 +154,19 @@ struct entry {
 	size_t plen, hlen;
 	unsigned flags;
 	uint32_t uid;
+	uint64_t dev;
 };
 
 /* The entry at *CUR, which then moves past it; 0 when the snapshot is not well formed. */
 static int next_entry(const char **cur, struct entry *e)
 {
 	const char *c = *cur, *end = (const char *)snap + COUNTER_OFF;
-	if (c + 5 >= end)
+	if (c + 13 >= end)
 		return 0;
 	e->flags = (unsigned char)c[0];
 	memcpy(&e->uid, c + 1, 4);
-	e->point = c + 5;
+	memcpy(&e->dev, c + 5, 8);
+	e->point = c + 13;
 	e->plen = strnlen(e->point, (size_t)(end - e->point));
 	e->host = e->point + e->plen + 1;
 	if (e->host >= end)
@@ -220,7 +226,7 @@ static long view_of_host(const char *h, size_t n, char *v, size_t cap)
 	for (uint32_t i = 0; i < snap->count; i++) {
 		if (!next_entry(&c, &x))
 			return -1;
-		if (x.hlen && within(h, n, x.host, x.hlen) && (!found || x.hlen > best.hlen))
+		if (x.hlen && !(x.flags & E_OWN_DEV) && within(h, n, x.host, x.hlen) && (!found || x.hlen > best.hlen))
 			best = x, found = 1;
 	}
 	if (!found) {
@@ -296,7 +302,7 @@ static uint32_t euid(void)
 #define STOP 0
 #define AS_IS 1
 #define MOVED 2
-static int decide(int dirfd, const char *path, int is_open, char *out, unsigned *flags, char *view)
+static int decide(int dirfd, const char *path, int is_open, char *out, unsigned *flags, uint64_t *dev, char *view)
 {
 	if (!tramp || !path || !path[0])
 		return STOP;
@@ -388,9 +394,9 @@ static int decide(int dirfd, const char *path, int is_open, char *out, unsigned 
 	}
 	if (is_open && point_below(buf, len) != 0)
 		return STOP;
-	*flags = 0;
+	*flags = 0, *dev = 0;
 	if (kind == MOVED) {
-		*flags = e.flags;
+		*flags = e.flags, *dev = e.dev;
 		if (from_fd && tail == path) {
 			kind = AS_IS; /* from a dirfd in the mount: the kernel walks from the fd itself */
 		} else {
@@ -460,13 +466,16 @@ struct target {
 	int dirfd;
 	const char *path;
 	unsigned flags; /* the mount's (E_RO...), when the name is a host name of one */
+	uint64_t dev;   /* E_OWN_DEV: the st_dev to show */
 	char buf[4096];
 };
 
 /* 1 when the call can be made here, on T's name; 0: umvu's */
 static int target(struct target *t, int dirfd, const char *path, int is_open, char *view)
 {
-	int k = decide(dirfd, path, is_open, t->buf, &t->flags, view);
+	int k = decide(dirfd, path, is_open, t->buf, &t->flags, &t->dev, view);
+	if (k != STOP && is_open && (t->flags & E_OWN_DEV))
+		return 0; /* the module opens it (a virtual fd) */
 	if (k == MOVED) {
 		t->dirfd = AT_FDCWD, t->path = t->buf;
 	} else {
@@ -498,7 +507,23 @@ static int fast_stat(int dirfd, const char *path, struct stat *st, int flags, in
 		return (int)ret_errno(fd);
 	long r = sys_raw(SYS_newfstatat, fd, (long)"", (long)st, AT_EMPTY_PATH, 0);
 	sys_raw(SYS_close, fd, 0, 0, 0, 0);
+	if (r == 0 && (t.flags & E_OWN_DEV))
+		st->st_dev = t.dev; /* the mount's, as umvu shows its module's files */
 	return (int)ret_errno(r);
+}
+
+/* statx of a module's own file, as umvu shows it (abi.pack_statx): the basic stats and the
+ * mount's st_dev, nothing the module does not know (no birth time, attributes, mount id) */
+static void own_statx(struct statx *x, uint64_t dev)
+{
+	struct statx k = *x;
+	memset(x, 0, sizeof *x);
+	x->stx_mask = STATX_BASIC_STATS;
+	x->stx_blksize = k.stx_blksize, x->stx_nlink = k.stx_nlink, x->stx_uid = k.stx_uid, x->stx_gid = k.stx_gid;
+	x->stx_mode = k.stx_mode, x->stx_ino = k.stx_ino, x->stx_size = k.stx_size, x->stx_blocks = k.stx_blocks;
+	x->stx_atime = k.stx_atime, x->stx_ctime = k.stx_ctime, x->stx_mtime = k.stx_mtime;
+	x->stx_rdev_major = k.stx_rdev_major, x->stx_rdev_minor = k.stx_rdev_minor;
+	x->stx_dev_major = major(dev), x->stx_dev_minor = minor(dev);
 }
 
 int fstatat(int dirfd, const char *path, struct stat *st, int flags)
@@ -534,8 +559,11 @@ int statx(int dirfd, const char *path, int flags, unsigned int mask, struct stat
 		served();
 		if (fd < 0)
 			return (int)ret_errno(fd);
-		long r = sys_raw(SYS_statx, fd, (long)"", AT_EMPTY_PATH | (flags & AT_STATX_SYNC_TYPE), mask, (long)stx);
+		long r = sys_raw(SYS_statx, fd, (long)"", AT_EMPTY_PATH | (flags & AT_STATX_SYNC_TYPE),
+				 (t.flags & E_OWN_DEV) ? STATX_BASIC_STATS : mask, (long)stx);
 		sys_raw(SYS_close, fd, 0, 0, 0, 0);
+		if (r == 0 && (t.flags & E_OWN_DEV))
+			own_statx(stx, t.dev);
 		return (int)ret_errno(r);
 	}
 	REAL(statx);

@@ -329,19 +329,26 @@ class FileSystem:
         """
         return None
 
+    #: inner paths below which ``host_prefix`` does not hold: the module answers them itself
+    #: (unreal's /unreal, which shows / once more)
+    host_exceptions: tuple[str, ...] = ()
+
     def host_prefix(self) -> str | None:
         """A host directory this mount shows name for name, or None.
 
-        Say one only when, for every name P below the mount point, reading P
-        is reading the host's DIR/P with the kernel's answers unchanged: the
-        same attributes (st_dev too: ``real_files`` and ``real_dirs``), the
-        same listing, the same permission checks (the caller's), the same
-        symlinks, and ``host_path`` hands out DIR/P for reading.  Then the
-        in-process fast path (umvu's default) walks such names itself on
-        the host, with no stop; a name that meets a symlink or ".." still
-        comes to the module.  A bind is the case (vufs); a union, a
-        copy-on-write tree or anything with a st_dev of its own is not.  The
-        answer must not change while mounted.
+        Say one only when, for every name P below the mount point (but
+        ``host_exceptions``), reading P is reading the host's DIR/P with the
+        kernel's answers: the same attributes, the same listing, the same
+        permission checks (the caller's), the same symlinks.  Then the
+        in-process fast path (umvu's default) walks such names itself on the
+        host, with no stop; a name that meets a symlink or leaves the mount
+        by ".." still comes to the module.  With ``real_files`` and
+        ``real_dirs`` (``host_path`` hands out DIR/P for reading: a bind,
+        vufs) opens are made there too; without ``real_files`` (the module
+        serves its files, with the mount's st_dev: unreal) only stat, access,
+        readlink, realpath and getcwd are, showing the mount's st_dev.  A
+        union or a copy-on-write tree has none.  The answer must not change
+        while mounted.
         """
         return None
 
