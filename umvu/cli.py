@@ -137,6 +137,7 @@ def umvu_main(argv: list[str] | None = None) -> int:
     except OSError as e:
         hv.shutdown()
         return _fail("umvu", e.strerror or str(e))
+    hv.publish_fast()  # spawn knows whether path calls stop from the start (nothing mounted: idle)
     if args.fakeroot:
         from umvu.identity import Ids
 

@@ -117,7 +117,7 @@ class FastPath:
         self.magic, self.size, self.counter = d["SNAP_MAGIC"], d["SNAP_SIZE"], d["COUNTER_OFF"]
         self.on, self.rooted, self.cwd_virtual = d["PROC_ON"], d["PROC_ROOTED"], d["PROC_CWD_VIRTUAL"]
         self.no_dirfd, self.nfds = d["PROC_NO_DIRFD"], d["NFDS"]
-        self.off, self.devices = d["SNAP_OFF"], d["SNAP_DEVICES"]
+        self.off, self.devices, self.idle = d["SNAP_OFF"], d["SNAP_DEVICES"], d["SNAP_IDLE"]
         self.any_uid, self.rule, self.own_dev = d["ANY_UID"], d["E_RULE"], d["E_OWN_DEV"]
         self.mount_flags = {name: d[define] for name, define in MOUNT_FLAGS.items()}
         self.cwd_room = self.page_size - PAGE_HEADER.size - self.nfds // 8
@@ -135,6 +135,7 @@ class FastPath:
         finally:
             os.close(fd)
         self.seq = 0
+        self.was_off = False
         HEADER.pack_into(self.map, 0, self.magic, 0, self.off, 0, 0)
         self.moves = 0
         self.page_seq = 0
@@ -184,9 +185,17 @@ class FastPath:
             out += ENTRY.pack(0, self.any_uid, 0) + os.fsencode(point) + b"\0\0"
         return out
 
-    def publish(self, mounts: list[Mount], off: bool, devices: bool) -> None:
+    def publish(self, mounts: list[Mount], off: bool, devices: bool, idle: bool = False) -> None:
         """The snapshot anew: ``mounts`` and ALWAYS, or off; ``devices``: some device numbers are
-        a module's, so the library opens only what it sees is a regular file or a directory."""
+        a module's, so the library opens only what it sees is a regular file or a directory;
+        ``idle``: no path call stops yet (the path filter is not stacked), so the library leaves
+        them to libc, which is the kernel at once.
+
+        Off is for good (a fake root and virtual ids are the session's to the end): from then on
+        no library reads a page, so none needs writing (``was_off``: the hypervisor stops
+        syncing pages, and no stop pays for it)."""
+        if off or self.was_off:
+            off = self.was_off = True
         points = [*ALWAYS, *(m.point for m in mounts)]
         self.hosts, self.points = [], list(points)
         data = b"".join(ENTRY.pack(0, self.any_uid, 0) + os.fsencode(p) + b"\0\0" for p in ALWAYS)
@@ -196,7 +205,7 @@ class FastPath:
         self.seq += 1  # odd: being written
         struct.pack_into("<Q", self.map, 8, self.seq)
         self.map[HEADER.size : HEADER.size + len(data)] = data
-        flags = (self.off if off else 0) | (self.devices if devices else 0)
+        flags = (self.off if off else 0) | (self.devices if devices else 0) | (self.idle if idle else 0)
         struct.pack_into("<II", self.map, 16, flags, 0 if off else len(self.points))
         self.seq += 1
         struct.pack_into("<Q", self.map, 8, self.seq)
@@ -275,8 +284,9 @@ class FastPath:
         self.page_seq += 2
         body = files.umvus(self.nfds) + cwd
         try:
-            memory.write(t.tid, proc.fast_page, PAGE_HEADER.pack(self.page_seq - 1, flags, 0, self.moves))
-            memory.write(t.tid, proc.fast_page + PAGE_HEADER.size, body)
+            # two writes, not three: the odd count lands before the body (one copy, front to back),
+            # so a thread reading the page meanwhile sees a count that moved, and does not decide
+            memory.write(t.tid, proc.fast_page, PAGE_HEADER.pack(self.page_seq - 1, flags, 0, self.moves) + body)
             memory.write(t.tid, proc.fast_page, PAGE_HEADER.pack(self.page_seq, flags, len(cwd), self.moves))
         except OSError:
             proc.fast_page = None  # no page there (any more): nothing to tell

@@ -56,6 +56,7 @@
 #define NFDS 1024        /* fds the page says are umvu's; from there on a dirfd stops */
 #define SNAP_OFF 1u     /* the session says: no fast path (a fake root, virtual ids: every stat is umvu's) */
 #define SNAP_DEVICES 2u /* some device numbers are a module's: open only regular files and directories */
+#define SNAP_IDLE 4u    /* no path call stops yet (nothing mounted): libc's calls are the kernel's at once */
 
 struct snapshot {          /* the session's, shared: read-only here */
 	uint64_t magic;
@@ -244,6 +245,51 @@ static long view_of_host(const char *h, size_t n, char *v, size_t cap)
 	return (long)(best.plen + rest);
 }
 
+/* A few dirfds' view paths, so that a walk from a dirfd costs an fstat, not a readlink of /proc
+ * (find and tar make most of their calls from one).  An entry holds while the fd names the same
+ * directory (st_dev, st_ino) and the snapshot is the one it was made under (its count, and the
+ * count of directories moved in mounts).  A directory renamed on the host by someone else keeps
+ * its older view path here; only the walk's checks of mount points use it, the call itself is
+ * made from the fd.  One user at a time (a signal handler, another thread, a vfork child that
+ * finds it busy goes without); fork copies it with the fds it describes. */
+#define CACHED 4
+#define CACHED_LEN 1024
+static struct {
+	long fd;
+	uint64_t dev, ino, seq, moves;
+	size_t len;
+	char view[CACHED_LEN];
+} cache[CACHED];
+static int cache_busy;
+static unsigned cache_next;
+
+static long cache_get(int fd, const struct stat *st, uint64_t seq, uint64_t moves, char *view)
+{
+	long found = -1;
+	if (__atomic_exchange_n(&cache_busy, 1, __ATOMIC_ACQUIRE))
+		return -1;
+	for (int i = 0; i < CACHED; i++)
+		if (cache[i].fd == fd && cache[i].dev == st->st_dev && cache[i].ino == st->st_ino && cache[i].seq == seq &&
+		    cache[i].moves == moves && cache[i].len) {
+			memcpy(view, cache[i].view, cache[i].len + 1);
+			found = (long)cache[i].len;
+			break;
+		}
+	__atomic_store_n(&cache_busy, 0, __ATOMIC_RELEASE);
+	return found;
+}
+
+static void cache_put(int fd, const struct stat *st, uint64_t seq, uint64_t moves, const char *view, size_t len)
+{
+	if (len >= CACHED_LEN || __atomic_exchange_n(&cache_busy, 1, __ATOMIC_ACQUIRE))
+		return;
+	unsigned i = cache_next++ % CACHED;
+	cache[i].fd = fd, cache[i].dev = st->st_dev, cache[i].ino = st->st_ino, cache[i].seq = seq;
+	cache[i].moves = moves, cache[i].len = len;
+	memcpy(cache[i].view, view, len + 1);
+	__atomic_store_n(&cache_busy, 0, __ATOMIC_RELEASE);
+}
+
 /* Append NAME (len n) to the walk in BUF (length *len), lexically; 0, or -1 if it does not fit. */
 static int step(char *buf, size_t *len, const char *name, size_t n, size_t cap)
 {
@@ -309,7 +355,7 @@ static int decide(int dirfd, const char *path, int is_open, char *out, unsigned 
 	uint64_t s1 = __atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE);
 	uint64_t p1 = __atomic_load_n(&page->seq, __ATOMIC_ACQUIRE);
 	uint32_t pf = page->flags;
-	if ((s1 & 1) || (p1 & 1) || (snap->flags & SNAP_OFF) || !(pf & PROC_ON) || (pf & PROC_ROOTED))
+	if ((s1 & 1) || (p1 & 1) || (snap->flags & (SNAP_OFF | SNAP_IDLE)) || !(pf & PROC_ON) || (pf & PROC_ROOTED))
 		return STOP;
 	char buf[2 * 4096 + 2], *host = out; /* the host name is made where it is wanted */
 	size_t len = 1;
@@ -331,6 +377,15 @@ static int decide(int dirfd, const char *path, int is_open, char *out, unsigned 
 	} else if (path[0] != '/') {
 		if ((pf & PROC_NO_DIRFD) || dirfd < 0 || dirfd >= NFDS || (page->umvus[dirfd / 8] >> (dirfd % 8)) & 1)
 			return STOP;
+		struct stat st;
+		uint64_t moves = __atomic_load_n(&snap->moves, __ATOMIC_ACQUIRE);
+		if (sys_raw(SYS_newfstatat, dirfd, (long)"", (long)&st, AT_EMPTY_PATH, 0) != 0)
+			return STOP; /* not an fd: EBADF is umvu's to say */
+		long v = cache_get(dirfd, &st, s1, moves, buf);
+		if (v > 0) {
+			len = (size_t)v;
+			goto walk;
+		}
 		char link[32] = "/proc/self/fd/";
 		int i = 14, d = dirfd, digits[12], k = 0;
 		do
@@ -345,11 +400,13 @@ static int decide(int dirfd, const char *path, int is_open, char *out, unsigned 
 		host[n] = 0;
 		if (n >= 10 && memcmp(host + n - 10, " (deleted)", 10) == 0)
 			return STOP;
-		long v = view_of_host(host, (size_t)n, buf, sizeof buf);
+		v = view_of_host(host, (size_t)n, buf, sizeof buf);
 		if (v <= 0)
 			return STOP;
 		len = (size_t)v;
+		cache_put(dirfd, &st, s1, moves, buf, len);
 	}
+walk:;
 	int dotdot = 0, kind = AS_IS, from_fd = path[0] != '/' && dirfd != AT_FDCWD;
 	struct entry e, x;
 	const char *tail = path;

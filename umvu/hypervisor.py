@@ -101,7 +101,9 @@ class Hypervisor:
         answers for every path (a fake root's records, virtual ids judged by access())."""
         if self.fast is not None:
             off = self.fake is not None or self.registry.watching
-            self.fast.publish(list(self.registry), off, self.registry.devices_claimed())
+            self.fast.publish(list(self.registry), off, self.registry.devices_claimed(), not self.tracer.paths_traced)
+            if self.fast.was_off:
+                Tracee.fast_sync = None  # no page is read again: none is written
 
     @property
     def modules(self) -> ModuleManager:
@@ -578,8 +580,9 @@ class Hypervisor:
 
     def mounts_changed(self) -> None:
         """Path calls need not stop while nothing is mounted; once something is, they must."""
-        if self.registry:
+        if self.registry and not self.tracer.paths_traced:
             self.tracer.trace_paths()
+            self.publish_fast()  # the library's calls are worth making now
 
     # -- running -------------------------------------------------------------------------------
     def preload(self, names: list[str]) -> None:

@@ -103,4 +103,5 @@ async def fam_chroot(c: Call) -> Any:
     c.t.fs.root = r.path
     if not c.hv.tracer.paths_traced:
         c.hv.tracer.trace_paths()  # every path of this process must now be seen
+        c.hv.publish_fast()
     return 0
