@@ -580,9 +580,15 @@ class Hypervisor:
 
     def mounts_changed(self) -> None:
         """Path calls need not stop while nothing is mounted; once something is, they must."""
-        if self.registry and not self.tracer.paths_traced:
+        if self.registry:
+            self.trace_paths()
+
+    def trace_paths(self) -> None:
+        """Every path call stops from now on (Tracer.trace_paths); the fast path's library, which
+        stood aside while none did (idle), takes the calls it can."""
+        if not self.tracer.paths_traced:
             self.tracer.trace_paths()
-            self.publish_fast()  # the library's calls are worth making now
+            self.publish_fast()
 
     # -- running -------------------------------------------------------------------------------
     def preload(self, names: list[str]) -> None:

@@ -101,7 +101,5 @@ async def fam_chroot(c: Call) -> Any:
     elif not os.access(r.path, os.X_OK):
         raise OSError(errno.EACCES, "permission denied")
     c.t.fs.root = r.path
-    if not c.hv.tracer.paths_traced:
-        c.hv.tracer.trace_paths()  # every path of this process must now be seen
-        c.hv.publish_fast()
+    c.hv.trace_paths()  # every path of this process must now be seen
     return 0
