@@ -11,6 +11,7 @@
 PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
+DEPS   := $(VENV)/.deps
 STAMP  := $(VENV)/.installed
 EXAMPLES := $(VENV)/share/pyfuse3-examples
 # Debian packages the tests and benchmarks run for real
@@ -74,10 +75,19 @@ deps:
 	  fi; \
 	fi
 
-$(STAMP): pyproject.toml | deps
+# The package is installed in place as a tree of links (setuptools' "strict" editable mode): the
+# venv's python finds it by a path, where the default mode's import hook cost every python started
+# there, umvu included, about 5 ms of its start-up.  A file added to the package needs a link of its
+# own: the package's directories are prerequisites of the links (a directory's time changes when a
+# file is added or renamed in it).
+$(DEPS): pyproject.toml | deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,fuse]'
+	$(BIN)/pip install -q -e '.[test,fuse]' --config-settings editable_mode=strict
+	touch $(DEPS)
+
+$(STAMP): $(DEPS) umvu umvu/calls modules
+	$(BIN)/pip install -q --no-deps -e . --config-settings editable_mode=strict
 	touch $(STAMP)
 
 # pyfuse3's example file systems (in its sdist, not its wheel): the tests and bench run them

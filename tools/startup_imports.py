@@ -11,10 +11,13 @@ import subprocess
 import sys
 
 HEAVY = ("dataclasses", "inspect", "concurrent.futures", "logging", "json", "secrets", "hashlib", "shutil",
-         "tempfile", "asyncio", "pluggy", "ptrace", "pyroute2")
+         "tempfile", "asyncio", "random", "bz2", "lzma", "pluggy", "ptrace", "pyroute2")
 
-PROBE = ("import sys, umvu.cli, umvu.hypervisor\n"
-         f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
+# a whole `umvu true`, not only the imports: argparse's help formatter imported shutil as it ran
+PROBE = ("import sys, umvu.cli\n"
+         "sys.argv = ['umvu', 'true']\n"
+         "status = umvu.cli.umvu_main()\n"
+         f"print(status, ' '.join(m for m in {HEAVY!r} if m in sys.modules))")
 
 
 def main() -> int:
@@ -22,7 +25,10 @@ def main() -> int:
     if r.returncode != 0:
         print(r.stderr, file=sys.stderr)
         return 1
-    found = r.stdout.split()
+    status, *found = r.stdout.split()
+    if status != "0":
+        print(f"umvu true ended with status {status}", file=sys.stderr)
+        return 1
     if found:
         print(f"start-up imports {', '.join(found)}: import them where they are used", file=sys.stderr)
         return 1

@@ -102,12 +102,17 @@ def _search(intervals: list[tuple[int, bool]]) -> list[Insn]:
 
 
 def _runs(traced: set[int]) -> list[tuple[int, bool]]:
+    """(first number, traced) runs from 0 on: a run changes only at a traced number and after it
+    (umvu's own numbers lie far above the kernel's, so walking every number would cost start-up)."""
     runs: list[tuple[int, bool]] = [(0, 0 in traced)]
-    top = max(traced) + 1
-    for nr in range(1, top + 1):
-        t = nr in traced
-        if t != runs[-1][1]:
-            runs.append((nr, t))
+    for nr in sorted(traced):
+        if not runs[-1][1]:
+            if nr == runs[-1][0]:
+                runs[-1] = (nr, True)
+            else:
+                runs.append((nr, True))
+        if nr + 1 not in traced:
+            runs.append((nr + 1, False))
     return runs
 
 

@@ -17,8 +17,28 @@ def _fail(prog: str, message: str, code: int = 1) -> int:
     return code
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, sized without importing shutil: argparse builds one per option at
+    start-up, and shutil (with the archive modules it imports) was a tenth of ``umvu true``."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            width = int(os.environ.get("COLUMNS", "0"))  # as shutil.get_terminal_size
+        except ValueError:
+            width = 0
+        if width <= 0:
+            try:
+                width = os.get_terminal_size(sys.__stdout__.fileno()).columns
+            except (OSError, ValueError, AttributeError):
+                width = 80
+        super().__init__(prog, width=max(width, 20) - 2)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its complaints in one line (the usage is what --help is for)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(formatter_class=_Formatter, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from umvu.registry import Mount
     from umvu.tracer import Tracee
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.realpath(__file__))  # the source tree, also where an install links to it
 SOURCE = os.path.join(HERE, "fastpath.c")
 LIBRARY = os.path.join(HERE, "libumvufast.so")
 ALWAYS = ("/proc", "/sys")  # served per process whatever is mounted (/proc/PID/status, a stack's /sys/class/net)
@@ -48,13 +48,12 @@ MOUNT_FLAGS = {"ro": "E_RO", "noexec": "E_NOEXEC", "nodev": "E_NODEV"}  # those 
 
 
 def _defines() -> dict[str, int]:
-    found = {}
     with open(SOURCE) as f:
-        for line in f:
-            m = re.match(r"#define (\w+) (0x[0-9a-fA-F]+|\d+)[uUlL]*\b", line)
-            if m:
-                found[m.group(1)] = int(m.group(2), 0)
-    return found
+        text = f.read()
+    return {name: int(value, 0) for name, value in _DEFINE.findall(text)}
+
+
+_DEFINE = re.compile(r"^#define (\w+) (0x[0-9a-fA-F]+|\d+)[uUlL]*\b", re.MULTILINE)
 
 
 def _walker(point: str) -> int | None:

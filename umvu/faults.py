@@ -21,7 +21,6 @@ variable none of this runs.
 from __future__ import annotations
 
 import os
-import random
 import signal
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -48,6 +47,8 @@ class Faults:
         if unknown:
             raise ValueError(f"UMVU_FAULTS: unknown field {sorted(unknown)[0]!r}")
         rate = float(fields.get("rate", "0.01"))
+        import random  # here: a session with no faults does not pay for it at start-up
+
         self.random = random.Random(int(fields.get("seed", "0")))
         self.prefix = fields.get("victims", "victim")
         self.rates: dict[str, float] = {}
