@@ -72,7 +72,7 @@ struct proc_page {         /* this process's, private: umvu writes it (process_v
 	uint32_t flags;
 	uint32_t cwd_len;      /* PROC_CWD_VIRTUAL: the length of the cwd's view path that follows */
 	uint64_t moves;        /* the snapshot's moves when the page was written: the cwd holds while equal */
-	uint8_t umvus[NFDS / 8]; /* fds that are umvu's: virtual, or real ones a module handed out */
+	uint8_t umvus[NFDS / 8]; /* real fds a module handed out that no rule places (virtual fds: decide) */
 	char cwd[PAGE - 24 - NFDS / 8]; /* the view's cwd, when umvu keeps it (no NUL; 0 long: removed) */
 };
 
@@ -381,6 +381,8 @@ static int decide(int dirfd, const char *path, int is_open, char *out, unsigned 
 		uint64_t moves = __atomic_load_n(&snap->moves, __ATOMIC_ACQUIRE);
 		if (sys_raw(SYS_newfstatat, dirfd, (long)"", (long)&st, AT_EMPTY_PATH, 0) != 0)
 			return STOP; /* not an fd: EBADF is umvu's to say */
+		if (!S_ISDIR(st.st_mode))
+			return STOP; /* ENOTDIR, or a virtual fd: umvu's placeholders are never directories */
 		long v = cache_get(dirfd, &st, s1, moves, buf);
 		if (v > 0) {
 			len = (size_t)v;

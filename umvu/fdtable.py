@@ -121,9 +121,11 @@ class FdTable:
         # way of putting another file at such a number stops (close, dup2, dup3, close_range;
         # exec), and empties this, so a FUSE reply needs no readlink to find its connection.
         self.consumers: dict[int, Any] = {}
-        # for the fast path's page (umvu.fast): changes of which fds are umvu's, and whether a
-        # module ever handed out a real directory fd (an unseen copy of it names a host path that
-        # is a place in the view: no name relative to an fd umvu does not know can be taken then)
+        # for the fast path's page (umvu.fast): changes of the handed-out fds (virtual fds are not
+        # on the page: their placeholders are never directories, and the library walks only from
+        # a directory), and whether a module ever handed out a real directory fd (an unseen copy
+        # of it names a host path that is a place in the view: no name relative to an fd umvu does
+        # not know can be taken then)
         self.version = 0
         self.handed_dirs = False
         # handed-out fds whose place follows from their host path by a mount's rule (placing): the
@@ -196,7 +198,6 @@ class FdTable:
         released = self.remove(fd)
         of.refs += 1
         self.fds[fd] = of
-        self.version += 1
         return released
 
     def remove(self, fd: int) -> OpenFile | None:
@@ -204,7 +205,6 @@ class FdTable:
         of = self.fds.pop(fd, None)
         if of is None:
             return None
-        self.version += 1
         of.refs -= 1
         return of if of.refs == 0 else None
 
@@ -230,10 +230,13 @@ class FdTable:
         return released
 
     def umvus(self, limit: int) -> bytes:
-        """A bitmap of the fds below ``limit`` that are umvu's: virtual, or handed out by a module."""
+        """A bitmap of the fds below ``limit`` a module handed out that no rule places: the fast
+        path's library walks no name from them (a virtual fd it tells by itself: not a directory)."""
         bits = bytearray(limit // 8)
         placed = self.placed
-        for fd in (*self.fds, *(fd for fd in self.hosted if fd not in placed)):
+        for fd in self.hosted:
+            if fd in placed:
+                continue
             if 0 <= fd < limit:
                 bits[fd >> 3] |= 1 << (fd & 7)
         return bytes(bits)
