@@ -147,6 +147,9 @@ async def _placeholder(c: Call, of: OpenFile, flags: int, st: os.stat_result | N
       are the kernel's (Shadows.lock_file);
     - else /dev/null, read-only: always ready, as a regular file.
 
+    None is a directory, whatever the virtual file is: the fast path's library walks names only
+    from a dirfd that is a directory, and so leaves every name relative to a virtual fd to umvu.
+
     A placeholder the caller cannot open (it changed its uid; O_DIRECT on memory) gives way to
     /dev/null, and the service serves what the kernel would have.
     """
