@@ -294,15 +294,15 @@ def test_a_read_only_bind_keeps_its_rules(tmp_path):
 def test_fds_the_library_opened_in_a_bind_are_found_in_the_view(tmp_path, stats):
     """umvu never saw them: their place is found by the mount's rule, as the library finds it, for
     getcwd after fchdir, /proc/self/fd, `..` from them, and a umount while one is open (EBUSY).
-    A directory fd umvu did hand out there (opened through a symlink, which the library leaves to
-    umvu) is placed by the same rule: names relative to it still go fast."""
+    A directory fd umvu did hand out there (opened through a symlink, with a slash after it, which
+    the library leaves to umvu) is placed by the same rule: names relative to it still go fast."""
     src, point = _bind_tree(tmp_path)
     (src / "dl").symlink_to("d")
     code = (f"import os, subprocess\nfd = os.open('{point}/d/e', os.O_RDONLY | os.O_DIRECTORY)\n"
             "print(os.readlink(f'/proc/self/fd/{fd}'))\n"
             "up = os.open('..', os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)\n"
             "print(os.readlink(f'/proc/self/fd/{up}'), sorted(os.listdir(up))[:3])\n"
-            f"handed = os.open('{point}/dl', os.O_RDONLY | os.O_DIRECTORY)\n"
+            f"handed = os.open('{point}/dl/', os.O_RDONLY | os.O_DIRECTORY)\n"
             "for i in range(100):\n    os.stat(f'f{i % 50}', dir_fd=handed)\n"
             "os.fchdir(fd)\nprint(os.getcwd(), open('deep').read().strip())\n"
             f"print(subprocess.run(['vuumount', '{point}'], capture_output=True, text=True).stderr.strip())")
@@ -345,3 +345,68 @@ def test_with_nothing_mounted_the_library_leaves_path_calls_to_libc(stats):
     assert r.returncode == 0 and r.stdout.split() == ["1"], r.stdout + r.stderr
     text = stats.read_text()
     assert stops(text, "statx") + stops(text, "newfstatat") == 0 and served(text) < 50, text
+
+
+def test_symlinks_on_the_way_are_resolved_in_process_as_the_view_resolves_them(tmp_path, stats):
+    """The kernel, told to follow no symlink, refuses a name that holds one; the library resolves
+    it as the view does (an absolute target is the view's: into unreal, into a bind; `..` after a
+    link is the parent of where it led; a relative `..` out of a bind is the view's parent) and
+    makes the call on the result.  Loops, dangling links, a slash after a link, a directory one
+    may not search: the same answers as umvu's.  Merged /usr (/lib, /bin) goes fast too."""
+    src, point = tmp_path / "a" / "b" / "src", tmp_path / "point"
+    (src / "d").mkdir(parents=True)
+    point.mkdir()
+    (src / "d" / "f1").write_text("in the bind\n")
+    (src / "up").symlink_to("../outside")  # the view's parent of the point, not the source's
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "marker").write_text("view\n")
+    (tmp_path / "a" / "b" / "outside").mkdir()
+    (tmp_path / "a" / "b" / "outside" / "marker").write_text("host\n")
+    h = tmp_path / "host"
+    (h / "nox").mkdir(parents=True)
+    links = {"into_unreal": "/unreal/etc", "into_bind": f"{point}/d", "rel_into_bind": "../point/d",
+             "loop1": "loop2", "loop2": "loop1", "dangling": "nowhere", "file_link": "/etc/hostname",
+             "c1": "c2", "c2": "c3", "c3": "/etc", "slash": "/etc/", "selfdir": ".", "nox/in": "/etc"}
+    for name, target in links.items():
+        (h / name).symlink_to(target)
+    os.chmod(h / "nox", 0o600)  # not searchable (for a user other than root)
+    names = (f"/unreal/etc/hostname {h}/into_unreal/hostname {h}/into_bind/f1 {h}/rel_into_bind/f1 "
+             f"{h}/into_bind/../d/f1 {h}/file_link {h}/c1/hostname {point}/up/marker {h}/dangling {h}/loop1 "
+             f"{h}/slash/hostname {h}/selfdir/nox/in/hostname {h}/selfdir/nox/../file_link "
+             f"/lib/x86_64-linux-gnu/libc.so.6 /bin/sh")
+    script = (f"vu_insmod vufs && vumount -t vufs {src} {point} && "
+              f"stat -L -c '%n %d %i %F' {names} 2>&1; stat -c '%n %F' {h}/dangling {h}/loop1 2>&1; "
+              f"cat {h}/into_bind/f1 {point}/up/marker; realpath {h}/into_bind/f1 {h}/c1/hostname {point}/up "
+              f"{h}/rel_into_bind/../up 2>&1; readlink {h}/c1/../into_bind; test -r {h}/file_link && echo readable; "
+              f"for i in $(seq 40); do echo {h}/into_bind/f1; done | xargs stat -L -c %i | uniq -c")
+    fast = sh(script, *FAST, "-o", "unreal", "--stats", str(stats))
+    slow = off(script, "-o", "unreal", "--stats", str(tmp_path / "slow"))
+    assert fast.returncode == 0 and fast.stdout == slow.stdout, fast.stdout + fast.stderr + slow.stdout
+    lines = fast.stdout.splitlines()
+    assert lines[0].split()[1] == lines[1].split()[1] != str(os.stat("/etc/hostname").st_dev), lines  # unreal's
+    assert "in the bind\nview\n" in fast.stdout and f"{point}/d/f1\n/etc/hostname\n{tmp_path}/outside" \
+        in fast.stdout, fast.stdout
+    assert "Too many levels of symbolic links" in fast.stdout and "No such file" in fast.stdout, fast.stdout
+    text, without = stats.read_text(), (tmp_path / "slow").read_text()
+    assert served(text) >= 40, text
+    stats_of = lambda t: stops(t, "statx") + stops(t, "newfstatat")  # noqa: E731
+    # every stat through a link was the library's (it left 100 to umvu before it resolved links)
+    assert stats_of(text) < 30 < stats_of(without), text + without
+
+
+def test_make_built_for_an_older_glibc_is_served_too(tmp_path, stats):
+    """GNU make calls glibc's old stat entry points (__xstat, __lxstat) and eaccess: the library
+    takes those as well."""
+    src, point = tmp_path / "src", tmp_path / "point"
+    src.mkdir()
+    point.mkdir()
+    for i in range(30):
+        (src / f"f{i}.txt").write_text(f"{i}\n")
+    rules = "".join(f"f{i}.out: f{i}.txt\n\tcp $< $@\n" for i in range(30))
+    (src / "Makefile").write_text("all: " + " ".join(f"f{i}.out" for i in range(30)) + "\n" + rules)
+    script = (f"vu_insmod vufs && vumount -t vufs {src} {point} && cd {point} && make -s && make -s && make -q; "
+              "echo $?; cat f29.out")
+    fast = sh(script, *FAST, "--stats", str(stats))
+    assert fast.returncode == 0 and fast.stdout.split() == ["0", "29"], fast.stdout + fast.stderr
+    text = stats.read_text()
+    assert served(text) >= 60 and stops(text, "stat") + stops(text, "newfstatat") < 30, text

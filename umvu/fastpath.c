@@ -336,15 +336,71 @@ static uint32_t euid(void)
 	return (uint32_t)sys_raw(SYS_geteuid, 0, 0, 0, 0, 0);
 }
 
+/* Where the name starts in the view, into BUF (of capacity CAP): "/" for an absolute name, else
+ * its cwd (the kernel's, by getcwd, or umvu's, from the page, when umvu keeps it) or its dirfd
+ * (where the kernel has it, seen through the mount whose host directory holds it), unless the
+ * page says the dirfd is umvu's.  Its length; -1: umvu's.  SCRATCH (4096): room for a readlink. */
+static long origin(int dirfd, const char *path, uint32_t pf, uint64_t s1, char *buf, size_t cap, char *scratch)
+{
+	char *host = scratch;
+	size_t len = 1;
+	buf[0] = '/', buf[1] = 0;
+	if (path[0] != '/' && dirfd == AT_FDCWD) {
+		if (pf & PROC_CWD_VIRTUAL) { /* umvu's: the page says where */
+			size_t n = page->cwd_len;
+			if (n == 0 || n >= sizeof page->cwd || page->moves != __atomic_load_n(&snap->moves, __ATOMIC_ACQUIRE))
+				return -1;
+			memcpy(buf, (const char *)page->cwd, n);
+			buf[n] = 0;
+			len = n;
+		} else {
+			long n = sys_raw(SYS_getcwd, (long)buf, 4097, 0, 0, 0);
+			if (n <= 1 || buf[0] != '/')
+				return -1; /* removed, or outside the root: umvu answers */
+			len = strnlen(buf, 4097);
+		}
+	} else if (path[0] != '/') {
+		if ((pf & PROC_NO_DIRFD) || dirfd < 0 || dirfd >= NFDS || (page->umvus[dirfd / 8] >> (dirfd % 8)) & 1)
+			return -1;
+		struct stat st;
+		uint64_t moves = __atomic_load_n(&snap->moves, __ATOMIC_ACQUIRE);
+		if (sys_raw(SYS_newfstatat, dirfd, (long)"", (long)&st, AT_EMPTY_PATH, 0) != 0)
+			return -1; /* not an fd: EBADF is umvu's to say */
+		if (!S_ISDIR(st.st_mode))
+			return -1; /* ENOTDIR, or a virtual fd: umvu's placeholders are never directories */
+		long v = cache_get(dirfd, &st, s1, moves, buf);
+		if (v > 0)
+			return v;
+		char link[32] = "/proc/self/fd/";
+		int i = 14, d = dirfd, digits[12], k = 0;
+		do
+			digits[k++] = d % 10, d /= 10;
+		while (d);
+		while (k)
+			link[i++] = (char)('0' + digits[--k]);
+		link[i] = 0;
+		long n = sys_raw(SYS_readlink, (long)link, (long)host, 4096, 0, 0);
+		if (n <= 0 || n >= 4096 || host[0] != '/')
+			return -1; /* a pipe, a socket, an anonymous file: the kernel's answer, from umvu */
+		host[n] = 0;
+		if (n >= 10 && memcmp(host + n - 10, " (deleted)", 10) == 0)
+			return -1;
+		v = view_of_host(host, (size_t)n, buf, cap);
+		if (v <= 0)
+			return -1;
+		len = (size_t)v;
+		cache_put(dirfd, &st, s1, moves, buf, len);
+	}
+	return (long)len;
+}
+
 /* What the call on (DIRFD, PATH) may be made on here:
  *   STOP: nothing, umvu answers (a name that may lead into anything virtual, or is unknown);
  *   AS_IS: the name itself (it meets no mount);
  *   MOVED: the host name written to OUT (the name leads into a mount that shows a host directory
  *          by a rule, whose flags go to *FLAGS; a ".." in it must stay inside the mount).
- * VIEW, when not NULL, gets the name's path in the view, made absolute and lexically clean.
- * The name is made absolute in the view first: its cwd (the kernel's, by getcwd, or umvu's, from
- * the page, when umvu keeps it) or its dirfd (where the kernel has it, seen through the mount
- * whose host directory holds it), unless the page says the dirfd is umvu's. */
+ * VIEW, when not NULL, gets the name's path in the view, made absolute (origin) and lexically
+ * clean. */
 #define STOP 0
 #define AS_IS 1
 #define MOVED 2
@@ -358,57 +414,10 @@ static int decide(int dirfd, const char *path, int is_open, char *out, unsigned 
 	if ((s1 & 1) || (p1 & 1) || (snap->flags & (SNAP_OFF | SNAP_IDLE)) || !(pf & PROC_ON) || (pf & PROC_ROOTED))
 		return STOP;
 	char buf[2 * 4096 + 2], *host = out; /* the host name is made where it is wanted */
-	size_t len = 1;
-	buf[0] = '/', buf[1] = 0;
-	if (path[0] != '/' && dirfd == AT_FDCWD) {
-		if (pf & PROC_CWD_VIRTUAL) { /* umvu's: the page says where */
-			size_t n = page->cwd_len;
-			if (n == 0 || n >= sizeof page->cwd || page->moves != __atomic_load_n(&snap->moves, __ATOMIC_ACQUIRE))
-				return STOP;
-			memcpy(buf, (const char *)page->cwd, n);
-			buf[n] = 0;
-			len = n;
-		} else {
-			long n = sys_raw(SYS_getcwd, (long)buf, 4097, 0, 0, 0);
-			if (n <= 1 || buf[0] != '/')
-				return STOP; /* removed, or outside the root: umvu answers */
-			len = strnlen(buf, 4097);
-		}
-	} else if (path[0] != '/') {
-		if ((pf & PROC_NO_DIRFD) || dirfd < 0 || dirfd >= NFDS || (page->umvus[dirfd / 8] >> (dirfd % 8)) & 1)
-			return STOP;
-		struct stat st;
-		uint64_t moves = __atomic_load_n(&snap->moves, __ATOMIC_ACQUIRE);
-		if (sys_raw(SYS_newfstatat, dirfd, (long)"", (long)&st, AT_EMPTY_PATH, 0) != 0)
-			return STOP; /* not an fd: EBADF is umvu's to say */
-		if (!S_ISDIR(st.st_mode))
-			return STOP; /* ENOTDIR, or a virtual fd: umvu's placeholders are never directories */
-		long v = cache_get(dirfd, &st, s1, moves, buf);
-		if (v > 0) {
-			len = (size_t)v;
-			goto walk;
-		}
-		char link[32] = "/proc/self/fd/";
-		int i = 14, d = dirfd, digits[12], k = 0;
-		do
-			digits[k++] = d % 10, d /= 10;
-		while (d);
-		while (k)
-			link[i++] = (char)('0' + digits[--k]);
-		link[i] = 0;
-		long n = sys_raw(SYS_readlink, (long)link, (long)host, 4096, 0, 0);
-		if (n <= 0 || n >= 4096 || host[0] != '/')
-			return STOP; /* a pipe, a socket, an anonymous file: the kernel's answer, from umvu */
-		host[n] = 0;
-		if (n >= 10 && memcmp(host + n - 10, " (deleted)", 10) == 0)
-			return STOP;
-		v = view_of_host(host, (size_t)n, buf, sizeof buf);
-		if (v <= 0)
-			return STOP;
-		len = (size_t)v;
-		cache_put(dirfd, &st, s1, moves, buf, len);
-	}
-walk:;
+	long got = origin(dirfd, path, pf, s1, buf, sizeof buf, out); /* OUT: scratch until then */
+	if (got < 0)
+		return STOP;
+	size_t len = (size_t)got;
 	int dotdot = 0, kind = AS_IS, from_fd = path[0] != '/' && dirfd != AT_FDCWD;
 	struct entry e, x;
 	const char *tail = path;
@@ -478,6 +487,121 @@ walk:;
 	if (__atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE) != s1 || __atomic_load_n(&page->seq, __ATOMIC_ACQUIRE) != p1)
 		return STOP;
 	return kind;
+}
+
+/* The host name of the view path V (absolute, clean; length N) into HOST: V itself away from
+ * every mount, or its name in the host directory a mount shows by a rule; -1: umvu's (a mount
+ * that shows none, or one whose point the caller is not known to be able to walk to). */
+static int host_of(const char *v, size_t n, char *host)
+{
+	struct entry e;
+	int at = point_of(v, n, &e);
+	if (at < 0 || (at && !(e.flags & E_RULE)) || (at && e.uid != ANY_UID && euid() != e.uid))
+		return -1;
+	if (!at) {
+		if (n >= 4096)
+			return -1;
+		memcpy(host, v, n + 1);
+		return 0;
+	}
+	return compose(host, &e, v + (e.plen == 1 ? 0 : e.plen), e.plen == 1 ? n : n - e.plen, "");
+}
+
+#define MAX_LINKS 40 /* the kernel's MAXSYMLINKS: one more is ELOOP, umvu's to say */
+
+/* The name (DIRFD, PATH) with the symlinks on its way resolved as the view resolves them (the
+ * last one too when FOLLOW), into V (of capacity CAP, at least 4096 + 2): an absolute view
+ * path with no ".", ".." or symlink left on the way; 0, or -1: umvu's.  The kernel, told to
+ * follow no symlink, refused the name (ELOOP): it holds one, perhaps pointing into a mount (an
+ * absolute target is the view's), and merged-/usr systems put one in front of every /lib and
+ * /bin name.  Each component is looked at where the view has it (lstat, readlink of its host
+ * name, from the trampoline), as the kernel looks at it (search permission on the way, ".."
+ * only from a directory one may search); where the kernel would stop with an error (the name is
+ * not there, not a directory, not searchable), the rest is left as written, and the call meets
+ * the same error on the same component. */
+static int resolve(int dirfd, const char *path, int follow, char *v, size_t cap)
+{
+	if (!tramp || !path || !path[0])
+		return -1;
+	uint64_t s1 = __atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE);
+	uint64_t p1 = __atomic_load_n(&page->seq, __ATOMIC_ACQUIRE);
+	uint32_t pf = page->flags;
+	if ((s1 & 1) || (p1 & 1) || (snap->flags & (SNAP_OFF | SNAP_IDLE)) || !(pf & PROC_ON) || (pf & PROC_ROOTED))
+		return -1;
+	size_t pn = strnlen(path, 4096);
+	if (pn >= 4096 || path[pn - 1] == '/')
+		return -1; /* a trailing slash (a directory, a last symlink followed): umvu's */
+	char host[4096], todo[4096], link[4096];
+	long got = origin(dirfd, path, pf, s1, v, cap, host);
+	if (got < 0)
+		return -1;
+	size_t n = (size_t)got;
+	memcpy(todo, path, pn + 1);
+	const char *c = todo;
+	int links = 0;
+	for (;;) {
+		while (*c == '/')
+			c++;
+		if (!*c)
+			break;
+		const char *end = c, *after;
+		while (*end && *end != '/')
+			end++;
+		for (after = end; *after == '/'; after++)
+			;
+		size_t cn = (size_t)(end - c);
+		int last = !*after;
+		int dots = (cn == 1 && c[0] == '.') || (cn == 2 && c[0] == '.' && c[1] == '.');
+		if (dots) {
+			/* looked up in the directory the walk is in, which one must be able to search; ".." is
+			 * the parent the view shows (there is no symlink above) */
+			if (host_of(v, n, host) != 0 || sys_raw(SYS_faccessat2, AT_FDCWD, (long)host, X_OK, AT_EACCESS, 0) != 0)
+				return -1;
+		}
+		size_t above = n;
+		if (step(v, &n, c, cn, cap) != 0)
+			return -1;
+		if (dots || (last && !follow)) {
+			c = end;
+			continue;
+		}
+		struct stat st;
+		if (host_of(v, n, host) != 0)
+			return -1;
+		long r = sys_raw(SYS_newfstatat, AT_FDCWD, (long)host, (long)&st, AT_SYMLINK_NOFOLLOW, 0);
+		if (r != 0 || (!S_ISLNK(st.st_mode) && !last && !S_ISDIR(st.st_mode))) {
+			size_t an = strnlen(after, 4096); /* the kernel stops here: the rest as written */
+			if (n + 1 + an + 1 > cap)
+				return -1;
+			v[n++] = '/';
+			memcpy(v + n, after, an + 1);
+			n += an;
+			break;
+		}
+		if (!S_ISLNK(st.st_mode)) {
+			c = end;
+			continue;
+		}
+		if (++links > MAX_LINKS)
+			return -1;
+		long ln = sys_raw(SYS_readlink, (long)host, (long)link, sizeof link - 1, 0, 0);
+		if (ln <= 0 || ln >= (long)sizeof link - 1 || link[ln - 1] == '/')
+			return -1; /* a target ending in "/" (it must be a directory): umvu's */
+		size_t an = strnlen(after, 4096);
+		if ((size_t)ln + 1 + an + 1 > sizeof todo)
+			return -1;
+		memmove(todo + ln + 1, after, an + 1); /* the target, then what followed the link */
+		memcpy(todo, link, (size_t)ln);
+		todo[ln] = '/';
+		c = todo;
+		n = link[0] == '/' ? 1 : above; /* an absolute target starts again from the view's root */
+		v[n] = 0;
+		if (n == 1)
+			v[0] = '/';
+	}
+	if (__atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE) != s1 || __atomic_load_n(&page->seq, __ATOMIC_ACQUIRE) != p1)
+		return -1;
+	return 0;
 }
 
 static void served(void)
@@ -551,14 +675,35 @@ static int path_fd(const struct target *t, int nofollow, long *fd)
 	return !(*fd == -ELOOP || *fd == -EXDEV || *fd == -ENOSYS || *fd == -EAGAIN);
 }
 
-/* stat-like: NOFOLLOW or not; a trailing symlink followed means: ask umvu (ELOOP here) */
+/* The name again, its symlinks resolved as the view resolves them (resolve), into T anew (its
+ * flags are then the mount's the name ends in), and path_fd on that.  T's path may be the local
+ * V: afterwards T is for the call's flags and st_dev only.  Out of line: the names with no
+ * symlink do not pay for its frame. */
+static __attribute__((noinline)) int path_fd_resolved(struct target *t, int dirfd, const char *path, int nofollow,
+						     long *fd, char *view)
+{
+	char v[4096 + 2];
+	if (resolve(dirfd, path, !nofollow, v, sizeof v) != 0 || !target(t, AT_FDCWD, v, 0, view))
+		return 0;
+	return path_fd(t, nofollow, fd);
+}
+
+/* path_fd, and where the kernel met a symlink on the way, path_fd_resolved */
+static int path_fd_at(struct target *t, int dirfd, const char *path, int nofollow, long *fd, char *view)
+{
+	if (path_fd(t, nofollow, fd))
+		return 1;
+	return *fd == -ELOOP && path_fd_resolved(t, dirfd, path, nofollow, fd, view);
+}
+
+/* stat-like: NOFOLLOW or not; the symlinks on the way resolved as the view resolves them */
 static int fast_stat(int dirfd, const char *path, struct stat *st, int flags, int *done)
 {
 	struct target t;
 	long fd;
 	*done = 0;
 	if ((flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT)) || !target(&t, dirfd, path, 0, NULL) ||
-	    !path_fd(&t, flags & AT_SYMLINK_NOFOLLOW, &fd))
+	    !path_fd_at(&t, dirfd, path, flags & AT_SYMLINK_NOFOLLOW, &fd, NULL))
 		return 0;
 	*done = 1;
 	served();
@@ -609,12 +754,32 @@ int lstat64(const char *path, struct stat64 *st)
 	return lstat(path, (struct stat *)st);
 }
 
+/* The stat ABI of programs built before glibc 2.33 (GNU make among them): the same calls, with a
+ * version that is 1 (_STAT_VER_LINUX: the kernel's struct stat) on x86-64 */
+#define STAT_VER 1
+
+int __xstat(int ver, const char *path, struct stat *st)
+TAKE(int, ver == STAT_VER ? fast_stat(AT_FDCWD, path, st, 0, &done) : (done = 0), __xstat, ver, path, st)
+
+int __lxstat(int ver, const char *path, struct stat *st)
+TAKE(int, ver == STAT_VER ? fast_stat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW, &done) : (done = 0), __lxstat, ver,
+     path, st)
+
+int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags)
+TAKE(int, ver == STAT_VER ? fast_stat(dirfd, path, st, flags, &done) : (done = 0), __fxstatat, ver, dirfd, path, st,
+     flags)
+
+int __xstat64(int ver, const char *path, struct stat64 *st) __attribute__((alias("__xstat")));
+int __lxstat64(int ver, const char *path, struct stat64 *st) __attribute__((alias("__lxstat")));
+int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int flags)
+	__attribute__((alias("__fxstatat")));
+
 int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *stx)
 {
 	struct target t;
 	long fd;
 	if (!(flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE)) && target(&t, dirfd, path, 0, NULL) &&
-	    path_fd(&t, flags & AT_SYMLINK_NOFOLLOW, &fd)) {
+	    path_fd_at(&t, dirfd, path, flags & AT_SYMLINK_NOFOLLOW, &fd, NULL)) {
 		served();
 		if (fd < 0)
 			return (int)ret_errno(fd);
@@ -634,12 +799,14 @@ static int fast_access(int dirfd, const char *path, int mode, int flags, int *do
 	struct target t;
 	long fd;
 	*done = 0;
-	if ((flags & ~(AT_SYMLINK_NOFOLLOW | AT_EACCESS)) || !target(&t, dirfd, path, 0, NULL))
+	if ((flags & ~(AT_SYMLINK_NOFOLLOW | AT_EACCESS)) || !target(&t, dirfd, path, 0, NULL) ||
+	    !path_fd_at(&t, dirfd, path, flags & AT_SYMLINK_NOFOLLOW, &fd, NULL))
 		return 0;
-	if (((t.flags & E_RO) && (mode & W_OK)) || ((t.flags & E_NOEXEC) && (mode & X_OK)))
+	if (((t.flags & E_RO) && (mode & W_OK)) || ((t.flags & E_NOEXEC) && (mode & X_OK))) {
+		if (fd >= 0)
+			sys_raw(SYS_close, fd, 0, 0, 0, 0);
 		return 0; /* EROFS, or EACCES: the mount's, said by umvu */
-	if (!path_fd(&t, flags & AT_SYMLINK_NOFOLLOW, &fd))
-		return 0;
+	}
 	*done = 1;
 	served();
 	if (fd < 0)
@@ -655,12 +822,18 @@ TAKE(int, fast_access(AT_FDCWD, path, mode, 0, &done), access, path, mode)
 int faccessat(int dirfd, const char *path, int mode, int flags)
 TAKE(int, fast_access(dirfd, path, mode, flags, &done), faccessat, dirfd, path, mode, flags)
 
+/* access by the effective ids (make's eaccess) */
+int euidaccess(const char *path, int mode)
+TAKE(int, fast_access(AT_FDCWD, path, mode, AT_EACCESS, &done), euidaccess, path, mode)
+
+int eaccess(const char *path, int mode) __attribute__((alias("euidaccess")));
+
 static ssize_t fast_readlink(int dirfd, const char *path, char *buf, size_t size, int *done)
 {
 	struct target t;
 	long fd;
 	*done = 0;
-	if (!target(&t, dirfd, path, 0, NULL) || !path_fd(&t, 1, &fd))
+	if (!target(&t, dirfd, path, 0, NULL) || !path_fd_at(&t, dirfd, path, 1, &fd, NULL))
 		return 0;
 	*done = 1;
 	served();
@@ -682,29 +855,51 @@ TAKE(ssize_t, fast_readlink(AT_FDCWD, path, buf, size, &done), readlink, path, b
 ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t size)
 TAKE(ssize_t, fast_readlink(dirfd, path, buf, size, &done), readlinkat, dirfd, path, buf, size)
 
-/* open for reading, of a host file: no O_CREAT, O_TMPFILE or write (umask, records, copy-up: umvu's) */
-static int fast_open(int dirfd, const char *path, int flags, int *done)
+/* The open of T's name: 1 with the fd or -errno in *FD; 0: umvu's (*FD: -ELOOP when the kernel
+ * met a symlink on the way) */
+static int open_target(const struct target *t, int flags, long *fd)
 {
-	struct target t;
-	*done = 0;
-	if ((flags & O_ACCMODE) != O_RDONLY || NEEDS_MODE(flags) || (flags & O_TRUNC) || !target(&t, dirfd, path, 1, NULL))
-		return 0;
-	if (t.flags & E_RO)
+	*fd = 0;
+	if (t->flags & E_RO)
 		return 0; /* umvu guards what a read-only mount hands out (fchmod & co. on the fd) */
-	if ((snap->flags & SNAP_DEVICES) || (t.flags & E_NODEV)) {
+	if ((snap->flags & SNAP_DEVICES) || (t->flags & E_NODEV)) {
 		/* a node whose number a module serves is the module's to open; nodev: EACCES, umvu's */
-		long p = open_nosym(t.dirfd, t.path, O_PATH | O_CLOEXEC | (flags & O_NOFOLLOW), 0);
-		if (p < 0)
+		long p = open_nosym(t->dirfd, t->path, O_PATH | O_CLOEXEC | (flags & O_NOFOLLOW), 0);
+		if (p < 0) {
+			*fd = p;
 			return 0;
+		}
 		struct stat st;
 		long r = sys_raw(SYS_newfstatat, p, (long)"", (long)&st, AT_EMPTY_PATH, 0);
 		sys_raw(SYS_close, p, 0, 0, 0, 0);
 		if (r != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)))
 			return 0;
 	}
-	long fd = open_nosym(t.dirfd, t.path, flags | O_LARGEFILE, 0);
-	if (fd == -ELOOP || fd == -EXDEV || fd == -ENOSYS || fd == -EAGAIN || fd == -EINVAL)
-		return 0; /* EINVAL: flags openat would ignore and openat2 refuses */
+	*fd = open_nosym(t->dirfd, t->path, flags | O_LARGEFILE, 0);
+	/* EINVAL: flags openat would ignore and openat2 refuses */
+	return !(*fd == -ELOOP || *fd == -EXDEV || *fd == -ENOSYS || *fd == -EAGAIN || *fd == -EINVAL);
+}
+
+/* open_target of the name with its symlinks resolved as the view resolves them (resolve) */
+static __attribute__((noinline)) int open_resolved(struct target *t, int dirfd, const char *path, int flags, long *fd)
+{
+	char v[4096 + 2];
+	if (resolve(dirfd, path, !(flags & O_NOFOLLOW), v, sizeof v) != 0 || !target(t, AT_FDCWD, v, 1, NULL))
+		return 0;
+	return open_target(t, flags, fd);
+}
+
+/* open for reading, of a host file: no O_CREAT, O_TMPFILE or write (umask, records, copy-up:
+ * umvu's); a symlink on the way resolved as the view resolves it */
+static int fast_open(int dirfd, const char *path, int flags, int *done)
+{
+	struct target t;
+	long fd;
+	*done = 0;
+	if ((flags & O_ACCMODE) != O_RDONLY || NEEDS_MODE(flags) || (flags & O_TRUNC) || !target(&t, dirfd, path, 1, NULL))
+		return 0;
+	if (!open_target(&t, flags, &fd) && (fd != -ELOOP || !open_resolved(&t, dirfd, path, flags, &fd)))
+		return 0;
 	*done = 1;
 	served();
 	return (int)ret_errno(fd);
@@ -760,7 +955,7 @@ static char *fast_realpath(const char *path, char *resolved, int *done)
 	char view[4096];
 	long fd;
 	*done = 0;
-	if (!target(&t, AT_FDCWD, path, 0, view) || !path_fd(&t, 0, &fd))
+	if (!target(&t, AT_FDCWD, path, 0, view) || !path_fd_at(&t, AT_FDCWD, path, 0, &fd, view))
 		return NULL;
 	*done = 1;
 	served();
