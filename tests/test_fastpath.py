@@ -410,3 +410,21 @@ def test_make_built_for_an_older_glibc_is_served_too(tmp_path, stats):
     assert fast.returncode == 0 and fast.stdout.split() == ["0", "29"], fast.stdout + fast.stderr
     text = stats.read_text()
     assert served(text) >= 60 and stops(text, "stat") + stops(text, "newfstatat") < 30, text
+
+
+def test_bad_pointers_get_the_kernels_answers_not_a_crash(tmp_path):
+    """The library reads a name before the kernel does: a pointer to nothing, to a page with no
+    read access, a name running into such a page, a bad buffer for getcwd or stat's result are the
+    kernel's EFAULT to the caller, as natively, with a view of / (unreal) and a cwd in a bind."""
+    exe = tmp_path / "badptr"
+    subprocess.run(["gcc", "-O0", "-o", str(exe), os.path.join(os.path.dirname(__file__), "data", "badptr.c")],
+                   check=True)
+    want = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert want.returncode == 0 and want.stdout.count("Bad address") >= 40, want.stdout
+    (tmp_path / "src").mkdir()
+    (tmp_path / "point").mkdir()
+    fast = sh(str(exe), *FAST, "-o", "unreal")
+    assert fast.returncode == 0 and fast.stdout == want.stdout, fast.stdout + fast.stderr
+    bind = sh(f"vu_insmod vufs && vumount -t vufs {tmp_path}/src {tmp_path}/point && cd {tmp_path}/point && {exe}",
+              *FAST)
+    assert bind.returncode == 0 and bind.stdout == want.stdout, bind.stdout + bind.stderr

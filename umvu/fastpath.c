@@ -30,6 +30,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -40,6 +41,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -336,6 +338,59 @@ static uint32_t euid(void)
 	return (uint32_t)sys_raw(SYS_geteuid, 0, 0, 0, 0, 0);
 }
 
+/* Pages known readable, per thread: the last four asked about, each with the count below as it
+ * was then.  Read access is taken away only by a call that changes the mappings; the wrappers of
+ * those (munmap, mprotect, mmap and the rest, below) bump the count before and after the call,
+ * which makes every thread ask again.  (Calls glibc makes internally, a free() that unmaps,
+ * dlclose, take memory away that a correct program no longer names.) */
+static uint64_t maps_changes;
+#define KNOWN 4
+static __thread struct {
+	uintptr_t page;
+	uint64_t changes;
+} known[KNOWN] __attribute__((tls_model("initial-exec")));
+static __thread unsigned known_next __attribute__((tls_model("initial-exec")));
+
+/* Whether the page holding address A can be read: the kernel copies the 8 bytes at A rounded
+ * down to 8 (one page) as a signal mask for rt_sigprocmask with a HOW that is no HOW, which then
+ * fails with EINVAL having changed nothing, or fails with EFAULT.  The cheapest question to ask
+ * (a system call with no walk), and asked once per page while the mappings stay: a name the
+ * caller passes is read here before the kernel sees it, and a bad pointer must be EFAULT to the
+ * caller, as the kernel says it, not a SIGSEGV here. */
+static int readable(uintptr_t a)
+{
+	uintptr_t pg = a & ~(PAGE - 1);
+	uint64_t changes = __atomic_load_n(&maps_changes, __ATOMIC_ACQUIRE);
+	for (int i = 0; i < KNOWN; i++)
+		if (known[i].page == pg && known[i].changes == changes)
+			return 1;
+	if (sys_raw(SYS_rt_sigprocmask, -1, (long)(a & ~(uintptr_t)7), 0, 8, 0) == -EFAULT)
+		return 0;
+	unsigned i = known_next++ % KNOWN;
+	known[i].changes = ~(uint64_t)0; /* (a signal handler asking meanwhile leaves no mixed pair) */
+	known[i].page = pg;
+	known[i].changes = changes;
+	return 1;
+}
+
+/* Whether the name at P can be read to its end (each page it is on asked once), shorter than
+ * PATH_MAX; else it is umvu's (EFAULT, ENAMETOOLONG, as the kernel says them). */
+static int name_ok(const char *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	size_t n = 0;
+	while (n < 4096) {
+		if (!readable(a + n))
+			return 0;
+		size_t room = PAGE - ((a + n) & (PAGE - 1));
+		const char *z = memchr(p + n, 0, room);
+		if (z)
+			return z - p < 4096;
+		n += room;
+	}
+	return 0;
+}
+
 /* Where the name starts in the view, into BUF (of capacity CAP): "/" for an absolute name, else
  * its cwd (the kernel's, by getcwd, or umvu's, from the page, when umvu keeps it) or its dirfd
  * (where the kernel has it, seen through the mount whose host directory holds it), unless the
@@ -406,12 +461,17 @@ static long origin(int dirfd, const char *path, uint32_t pf, uint64_t s1, char *
 #define MOVED 2
 static int decide(int dirfd, const char *path, int is_open, char *out, unsigned *flags, uint64_t *dev, char *view)
 {
-	if (!tramp || !path || !path[0])
+	if (!tramp || !path)
 		return STOP;
 	uint64_t s1 = __atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE);
 	uint64_t p1 = __atomic_load_n(&page->seq, __ATOMIC_ACQUIRE);
 	uint32_t pf = page->flags;
 	if ((s1 & 1) || (p1 & 1) || (snap->flags & (SNAP_OFF | SNAP_IDLE)) || !(pf & PROC_ON) || (pf & PROC_ROOTED))
+		return STOP;
+	*flags = 0, *dev = 0;
+	if (!name_ok(path))
+		return AS_IS; /* the kernel refuses it before any walk (EFAULT, ENAMETOOLONG): the view's answer */
+	if (!path[0])
 		return STOP;
 	char buf[2 * 4096 + 2], *host = out; /* the host name is made where it is wanted */
 	long got = origin(dirfd, path, pf, s1, buf, sizeof buf, out); /* OUT: scratch until then */
@@ -462,7 +522,6 @@ static int decide(int dirfd, const char *path, int is_open, char *out, unsigned 
 	}
 	if (is_open && point_below(buf, len) != 0)
 		return STOP;
-	*flags = 0, *dev = 0;
 	if (kind == MOVED) {
 		*flags = e.flags, *dev = e.dev;
 		if (from_fd && tail == path) {
@@ -778,7 +837,8 @@ int statx(int dirfd, const char *path, int flags, unsigned int mask, struct stat
 {
 	struct target t;
 	long fd;
-	if (!(flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE)) && target(&t, dirfd, path, 0, NULL) &&
+	if (!(flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE)) && !(mask & STATX__RESERVED) &&
+	    target(&t, dirfd, path, 0, NULL) &&
 	    path_fd_at(&t, dirfd, path, flags & AT_SYMLINK_NOFOLLOW, &fd, NULL)) {
 		served();
 		if (fd < 0)
@@ -799,7 +859,8 @@ static int fast_access(int dirfd, const char *path, int mode, int flags, int *do
 	struct target t;
 	long fd;
 	*done = 0;
-	if ((flags & ~(AT_SYMLINK_NOFOLLOW | AT_EACCESS)) || !target(&t, dirfd, path, 0, NULL) ||
+	if ((mode & ~(R_OK | W_OK | X_OK)) || (flags & ~(AT_SYMLINK_NOFOLLOW | AT_EACCESS)) ||
+	    !target(&t, dirfd, path, 0, NULL) ||
 	    !path_fd_at(&t, dirfd, path, flags & AT_SYMLINK_NOFOLLOW, &fd, NULL))
 		return 0;
 	if (((t.flags & E_RO) && (mode & W_OK)) || ((t.flags & E_NOEXEC) && (mode & X_OK))) {
@@ -833,8 +894,8 @@ static ssize_t fast_readlink(int dirfd, const char *path, char *buf, size_t size
 	struct target t;
 	long fd;
 	*done = 0;
-	if (!target(&t, dirfd, path, 0, NULL) || !path_fd_at(&t, dirfd, path, 1, &fd, NULL))
-		return 0;
+	if (size == 0 || size > INT_MAX || !target(&t, dirfd, path, 0, NULL) || !path_fd_at(&t, dirfd, path, 1, &fd, NULL))
+		return 0; /* (a size the kernel refuses before it reads the name: its EINVAL, by umvu) */
 	*done = 1;
 	served();
 	if (fd < 0)
@@ -1022,11 +1083,21 @@ char *getcwd(char *buf, size_t size)
 		errno = size ? ERANGE : EINVAL;
 		return NULL;
 	}
-	if (!buf && !(buf = malloc(size > n ? size : n + 1))) {
-		errno = ENOMEM;
+	if (!buf) {
+		if (!(buf = malloc(size > n ? size : n + 1))) {
+			errno = ENOMEM;
+			return NULL;
+		}
+		memcpy(buf, view, n + 1);
+		return buf;
+	}
+	/* the caller's buffer, written as the kernel writes it: a bad one is EFAULT, not a SIGSEGV */
+	struct iovec here = {view, n + 1}, there = {buf, n + 1};
+	long pid = sys_raw(SYS_getpid, 0, 0, 0, 0, 0);
+	if (sys_raw(SYS_process_vm_writev, pid, (long)&here, 1, (long)&there, 1) != (long)(n + 1)) {
+		errno = EFAULT;
 		return NULL;
 	}
-	memcpy(buf, view, n + 1);
 	return buf;
 }
 
@@ -1092,3 +1163,61 @@ TAKE(FILE *, fast_fopen(path, mode, &done), fopen, path, mode)
 
 FILE *fopen64(const char *path, const char *mode)
 TAKE(FILE *, fast_fopen(path, mode, &done), fopen64, path, mode)
+
+/* ---- the calls that can take read access away (see readable) ------------------------------ */
+
+#include <sys/shm.h>
+
+static void maps_changed(void)
+{
+	__atomic_fetch_add(&maps_changes, 1, __ATOMIC_ACQ_REL);
+}
+
+/* BODY between two bumps of the count: a thread that asked meanwhile asks again */
+#define AROUND(type, name, ...) \
+	{ \
+		REAL(name); \
+		maps_changed(); \
+		type r = real_##name(__VA_ARGS__); \
+		maps_changed(); \
+		return r; \
+	}
+
+int munmap(void *addr, size_t len)
+AROUND(int, munmap, addr, len)
+
+int mprotect(void *addr, size_t len, int prot)
+AROUND(int, mprotect, addr, len, prot)
+
+int pkey_mprotect(void *addr, size_t len, int prot, int pkey)
+AROUND(int, pkey_mprotect, addr, len, prot, pkey)
+
+int madvise(void *addr, size_t len, int advice)
+AROUND(int, madvise, addr, len, advice)
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+AROUND(void *, mmap, addr, len, prot, flags, fd, off)
+
+void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off) __attribute__((alias("mmap")));
+
+void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	void *to = (flags & MREMAP_FIXED) ? va_arg(ap, void *) : NULL;
+	va_end(ap);
+	REAL(mremap);
+	maps_changed();
+	void *r = real_mremap(old, old_len, new_len, flags, to);
+	maps_changed();
+	return r;
+}
+
+int brk(void *end)
+AROUND(int, brk, end)
+
+void *sbrk(intptr_t delta)
+AROUND(void *, sbrk, delta)
+
+int shmdt(const void *addr)
+AROUND(int, shmdt, addr)
