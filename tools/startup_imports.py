@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 HEAVY = ("dataclasses", "inspect", "concurrent.futures", "logging", "json", "secrets", "hashlib", "shutil",
-         "tempfile", "asyncio", "random", "bz2", "lzma", "pluggy", "ptrace", "pyroute2")
+         "tempfile", "asyncio", "random", "bz2", "lzma", "socket", "pluggy", "ptrace", "pyroute2")
 
 # a whole `umvu true`, not only the imports: argparse's help formatter imported shutil as it ran
 PROBE = ("import sys, umvu.cli\n"

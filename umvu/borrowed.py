@@ -19,7 +19,6 @@ import errno
 import fcntl
 import os
 import select
-import socket
 import stat
 
 from umvu import libc
@@ -88,6 +87,8 @@ class Borrowed:
         if offset is not None:
             return os.pread(self.fd, size, offset)
         if self.is_socket:
+            import socket  # here: start-up does not pay for it (~2 ms of umvu true)
+
             with socket.socket(fileno=os.dup(self.fd)) as s:
                 try:
                     return s.recv(size, socket.MSG_DONTWAIT)
@@ -100,6 +101,8 @@ class Borrowed:
         if offset is not None:
             return os.pwrite(self.fd, data, offset)
         if self.is_socket:
+            import socket  # here: start-up does not pay for it (~2 ms of umvu true)
+
             with socket.socket(fileno=os.dup(self.fd)) as s:
                 try:
                     return s.send(data, socket.MSG_DONTWAIT)
