@@ -329,6 +329,11 @@ class Vufs(HostFdFiles, HostFdLocks, FileSystem):
         path's library may walk names in it itself."""
         return self.lowers[0] if self.mode == "bind" else None
 
+    def host_layers(self) -> tuple[str, str, str] | None:
+        """cow is overlayfs's model with ``.wh.`` markers (_locate), changed only by the calls
+        served here: the fast path's library may look names up in the layers itself."""
+        return (self.upper, self.lowers[0], WH) if self.mode == "cow" else None
+
     def fakeroot_records(self) -> str | None:
         if self.mode != "cow" or self.own_upper:
             return None  # a private upper goes at unmount: nothing to keep

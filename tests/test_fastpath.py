@@ -428,3 +428,68 @@ def test_bad_pointers_get_the_kernels_answers_not_a_crash(tmp_path):
     bind = sh(f"vu_insmod vufs && vumount -t vufs {tmp_path}/src {tmp_path}/point && cd {tmp_path}/point && {exe}",
               *FAST)
     assert bind.returncode == 0 and bind.stdout == want.stdout, bind.stdout + bind.stderr
+
+
+def test_names_in_a_cow_mount_are_looked_up_in_its_layers_in_process(tmp_path, stats):
+    """vufs cow (FileSystem.host_layers): the library finds a name in the upper layer, else not at
+    all under a whiteout (a removed file, a directory removed and made again: opaque), else in the
+    lower one, and stats it as umvu does (a directory with the mount's st_dev, statx's basic
+    fields); copies up, renames and removals seen at once; access for writing, opens, symlinks
+    and whiteout names stay umvu's."""
+    src, point = tmp_path / "src", tmp_path / "point"
+    (src / "d" / "e").mkdir(parents=True)
+    point.mkdir()
+    for i in range(30):
+        (src / "d" / f"f{i}").write_text(f"file {i}\n")
+    (src / "d" / "e" / "deep").write_text("deep\n")
+    (src / "gone").write_text("x\n")
+    (src / "l").symlink_to("d/f1")
+    p = point
+    look = (f"stat -c '%n %s %F %h %a' {p}/d/f0 {p}/d/f1 {p}/d/e/deep {p}/gone {p}/d/e/new {p}/d/e/new2 {p}/l "
+            f"{p}/d/f0/x {p}/.wh.gone {p}/d/e 2>&1; stat -c '%n %i' {p}/d/f2; "
+            f"stat -c '%n %d %W' {p} {p}/d {p}/d/f0 | sed 's/ [0-9]* / DEV /'; stat -L -c '%n %s' {p}/l; "
+            f"test -r {p}/d/f2 && echo readable; test -w {p}/d/f2 && echo writable; "
+            f"realpath {p}/d/e/deep {p}/d/f3 2>&1; readlink {p}/l; cat {p}/d/f3")
+    change = (f"echo more >> {p}/d/f0 && rm {p}/gone && mv {p}/d/f1 {p}/d/e/new && rm -r {p}/d/e && "
+              f"mkdir {p}/d/e && echo fresh > {p}/d/e/new2")
+    loop = f"for i in $(seq 40); do echo {p}/d/f$((i % 30 + 2)); done | xargs stat -c %s | sort | uniq -c"
+
+    def run(upper, *opts):
+        upper.mkdir()
+        script = f"vu_insmod vufs && vumount -t vufs -o cow,upper={upper} {src} {p} && {look}; {change}; {look}; {loop}"
+        return sh(script, *opts) if opts[0] == "--fast-path" else off(script, *opts)
+
+    fast = run(tmp_path / "up", *FAST, "--stats", str(stats))
+    slow = run(tmp_path / "up2", "--stats", str(tmp_path / "slow"))
+    assert fast.returncode == 0 and fast.stdout == slow.stdout, fast.stdout + fast.stderr + slow.stdout
+    out = fast.stdout
+    assert f"{p}/d/f2 {os.stat(src / 'd' / 'f2').st_ino}" in out and "more" not in out, out
+    assert f"{p}/d DEV 0" in out and "writable" in out and "fresh" not in out, out
+    assert out.count("No such file") >= 5 and f"{p}/d/e/new2 6 regular file" in out, out
+    text, without = stats.read_text(), (tmp_path / "slow").read_text()
+    assert served(text) >= 60, text
+    stats_of = lambda t: stops(t, "statx") + stops(t, "newfstatat")  # noqa: E731
+    # the lookups in the mount were the library's (it left some 70 to umvu before it looked in layers)
+    assert stats_of(text) < 30 < stats_of(without), text + without
+
+
+def test_a_cow_rename_is_never_seen_half_made(tmp_path, stats):
+    """vufs renames in a cow mount in steps (a copy-up, the rename in the upper layer, a whiteout
+    for the lower name: tests/data/slowcow.py pauses before the last); the library looks nothing
+    up in the layers while such a call is served, so once the new name is seen the old one is
+    gone, as with umvu alone, which serves one call at a time."""
+    src, up, point = tmp_path / "src", tmp_path / "up", tmp_path / "point"
+    src.mkdir()
+    up.mkdir()
+    point.mkdir()
+    for i in range(10):
+        (src / f"a{i}").write_text("x\n")
+    watch = (f"import os\nhalf = 0\nfor i in range(10):\n    for n in range(200000):\n"
+             f"        if os.path.exists('{point}/b%d' % i):\n            break\n"
+             f"    half += os.path.exists('{point}/a%d' % i)\nprint(half)")
+    module = os.path.join(os.path.dirname(__file__), "data", "slowcow.py")
+    script = (f"vu_insmod {module} && vumount -t slowcow -o cow,upper={up} {src} {point} && "
+              f"(for i in $(seq 0 9); do mv {point}/a$i {point}/b$i; done) & python3 -c \"{watch}\"; wait")
+    r = sh(script, *FAST, "--stats", str(stats), timeout=120)
+    assert r.returncode == 0 and r.stdout.split() == ["0"], r.stdout + r.stderr
+    assert served(stats.read_text()) >= 100, stats.read_text()

@@ -29,11 +29,13 @@ import os
 import re
 import stat
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from umvu import arch, memory
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from umvu.registry import Mount
     from umvu.tracer import Tracee
 
@@ -41,9 +43,15 @@ HERE = os.path.dirname(os.path.realpath(__file__))  # the source tree, also wher
 SOURCE = os.path.join(HERE, "fastpath.c")
 LIBRARY = os.path.join(HERE, "libumvufast.so")
 ALWAYS = ("/proc", "/sys")  # served per process whatever is mounted (/proc/PID/status, a stack's /sys/class/net)
-HEADER = struct.Struct("<QQIIQ")  # magic, seq, flags, count, moves (of directories in mounts)
+# magic, seq, flags, count, moves (of directories in mounts), changing and changes (calls that may
+# change a layered mount's layers: being served, begun or ended so far)
+HEADER = struct.Struct("<QQIIQQQ")
 PAGE_HEADER = struct.Struct("<QIIQ")  # seq, flags, length of the cwd, the moves it was written after
-ENTRY = struct.Struct("<BIQ")  # an entry's flags, the uid that may walk to its point, its st_dev; point, host
+ENTRY = struct.Struct("<BIQ")  # an entry's flags, the uid that may walk to its point, its st_dev; 4 names
+# The handlers that may change a file system's trees: while one is served, the library does not
+# look names up in a layered mount's layers (FastPath.changing)
+CHANGING = frozenset({"open", "openat2", "truncate", "rename", "mkdir", "rmdir", "link", "unlink", "symlink",
+                      "chmod", "chown", "utime", "xattr", "mknod", "sockaddr", "fallocate", "copy", "write"})
 MOUNT_FLAGS = {"ro": "E_RO", "noexec": "E_NOEXEC", "nodev": "E_NODEV"}  # those a read-only path call meets
 
 
@@ -110,6 +118,7 @@ def available() -> str | None:
 
 
 class FastPath:
+    CHANGING = CHANGING
     def __init__(self) -> None:
         d = _defines()
         self.trampoline, self.page_size = d["TRAMPOLINE"], d["PAGE"]
@@ -117,7 +126,7 @@ class FastPath:
         self.on, self.rooted, self.cwd_virtual = d["PROC_ON"], d["PROC_ROOTED"], d["PROC_CWD_VIRTUAL"]
         self.no_dirfd, self.nfds = d["PROC_NO_DIRFD"], d["NFDS"]
         self.off, self.devices, self.idle = d["SNAP_OFF"], d["SNAP_DEVICES"], d["SNAP_IDLE"]
-        self.any_uid, self.rule, self.own_dev = d["ANY_UID"], d["E_RULE"], d["E_OWN_DEV"]
+        self.any_uid, self.rule, self.own_dev, self.layers = d["ANY_UID"], d["E_RULE"], d["E_OWN_DEV"], d["E_LAYERS"]
         self.mount_flags = {name: d[define] for name, define in MOUNT_FLAGS.items()}
         self.cwd_room = self.page_size - PAGE_HEADER.size - self.nfds // 8
         # (point, host directory, whether it is a rule) of the mounts showing one, as published
@@ -135,8 +144,10 @@ class FastPath:
             os.close(fd)
         self.seq = 0
         self.was_off = False
-        HEADER.pack_into(self.map, 0, self.magic, 0, self.off, 0, 0)
+        HEADER.pack_into(self.map, 0, self.magic, 0, self.off, 0, 0, 0, 0)
         self.moves = 0
+        self.layered = False  # a layered mount's entry is published (changing counts then)
+        self.busy = self.changes = 0
         self.page_seq = 0
 
     def door(self) -> tuple[int, int]:
@@ -158,11 +169,14 @@ class FastPath:
     def entry(self, m: Mount, points: list[str]) -> bytes:
         """``m``'s entry (and its exceptions'): its point, and the host directory it shows with
         whether the library may walk names there itself (a rule), with which of the mount's
-        flags, and for a module serving its own files, its st_dev."""
-        host = m.fs.host_prefix()
-        flags, uid, dev = 0, self.any_uid, 0
+        flags, and for a module serving its own files, its st_dev; for a layered mount
+        (``host_layers``), its two layers and the whiteout prefix."""
         fs = m.fs
-        if host is not None and (not fs.real_files or fs.real_dirs):
+        host = fs.host_prefix()
+        layers = fs.host_layers() if host is None else None
+        lower = layers[1] if layers is not None else host
+        flags, uid, dev = 0, self.any_uid, 0
+        if lower is not None and (layers is not None or not fs.real_files or fs.real_dirs):
             # a mount above it: its names are a module's, whose walk the host name would skip (mounts
             # below it the library meets on its walk, and stops there)
             above = any(p != m.point and m.point.startswith(p.rstrip("/") + "/") for p in points)
@@ -173,16 +187,36 @@ class FastPath:
                 for name, bit in self.mount_flags.items():
                     if name in m.flags:
                         flags |= bit
-                if not fs.real_files:
+                if layers is not None:
+                    flags, dev = flags | self.layers, m.dev
+                    self.layered = True
+                elif not fs.real_files:
                     flags, dev = flags | self.own_dev, m.dev
         if host is not None and not flags & self.own_dev:
             self.hosts.append((m.point, host, bool(flags)))  # its real fds are found by the rule
-        out = ENTRY.pack(flags, uid, dev) + os.fsencode(m.point) + b"\0" + os.fsencode(host or "") + b"\0"
+        upper, wh = (layers[0], layers[2]) if layers is not None and flags else ("", "")
+        names = (m.point, lower if flags or layers is None else "", upper, wh)
+        out = ENTRY.pack(flags, uid, dev) + b"".join(os.fsencode(n or "") + b"\0" for n in names)
         for inner in fs.host_exceptions if flags else ():
             point = m.point.rstrip("/") + inner
             self.points.append(point)
-            out += ENTRY.pack(0, self.any_uid, 0) + os.fsencode(point) + b"\0\0"
+            out += ENTRY.pack(0, self.any_uid, 0) + os.fsencode(point) + b"\0\0\0\0"
         return out
+
+    async def changing(self, served: Coroutine[Any, Any, Any]) -> Any:
+        """Serve a call that may change a layered mount's layers (CHANGING), counted: the library
+        takes no look at the layers made while one was served (layered_fd in fastpath.c), as
+        umvu serves one call at a time, and a change made in several steps (a copy-up, then the
+        call; a rename, then a whiteout) is never seen half made."""
+        self.busy += 1
+        self.changes += 1
+        struct.pack_into("<QQ", self.map, 32, self.busy, self.changes)
+        try:
+            return await served
+        finally:
+            self.busy -= 1
+            self.changes += 1
+            struct.pack_into("<QQ", self.map, 32, self.busy, self.changes)
 
     def publish(self, mounts: list[Mount], off: bool, devices: bool, idle: bool = False) -> None:
         """The snapshot anew: ``mounts`` and ALWAYS, or off; ``devices``: some device numbers are
@@ -196,11 +230,11 @@ class FastPath:
         if off or self.was_off:
             off = self.was_off = True
         points = [*ALWAYS, *(m.point for m in mounts)]
-        self.hosts, self.points = [], list(points)
-        data = b"".join(ENTRY.pack(0, self.any_uid, 0) + os.fsencode(p) + b"\0\0" for p in ALWAYS)
+        self.hosts, self.points, self.layered = [], list(points), False
+        data = b"".join(ENTRY.pack(0, self.any_uid, 0) + os.fsencode(p) + b"\0\0\0\0" for p in ALWAYS)
         data += b"".join(self.entry(m, points) for m in mounts)
         if HEADER.size + len(data) > self.counter:
-            off, data, self.hosts = True, b"", []  # more mount points than fit: every path stops
+            off, data, self.hosts, self.layered = True, b"", [], False  # more than fit: every path stops
         self.seq += 1  # odd: being written
         struct.pack_into("<Q", self.map, 8, self.seq)
         self.map[HEADER.size : HEADER.size + len(data)] = data

@@ -45,10 +45,10 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-/* One place for each fact: umvu/fast.py says the same (and checks it against umvu_fast_layout). */
+/* One place for each fact: umvu/fast.py reads these defines from here (fast._defines). */
 #define TRAMPOLINE 0x100000000000UL /* the page umvu's filters let pass */
 #define PAGE 4096UL
-#define SNAP_MAGIC 0x32747361662d7675UL /* "vu-fast2" */
+#define SNAP_MAGIC 0x33747361662d7675UL /* "vu-fast3" */
 #define SNAP_SIZE 65536UL
 #define COUNTER_OFF 61440UL /* the snapshot's last page: calls served here, for umvu --stats (written) */
 #define PROC_ON 1u      /* umvu wrote this page: the process may take the fast path */
@@ -66,6 +66,8 @@ struct snapshot {          /* the session's, shared: read-only here */
 	uint32_t flags;
 	uint32_t count;        /* entries that follow, one after the other (next_entry) */
 	uint64_t moves;        /* directories renamed or removed in mounts so far: a cwd of umvu's may be stale */
+	uint64_t changing;     /* calls being served that may change a layered mount's trees (E_LAYERS) */
+	uint64_t changes;      /* such calls begun or ended so far: a walk of layers made meanwhile is not taken */
 	char points[];
 };
 
@@ -141,20 +143,25 @@ __attribute__((constructor)) static void fast_init(void)
 /* ---- the decision ------------------------------------------------------------------------ */
 
 /* The snapshot's entries, one after the other: a flags byte, the uid that may walk to the point
- * (4 bytes, little-endian; ANY_UID: anyone), the mount's st_dev (8 bytes: E_OWN_DEV), the point
- * and the host directory it shows ("" when
- * it shows none by a rule), each NUL-terminated. */
+ * (4 bytes, little-endian; ANY_UID: anyone), the mount's st_dev (8 bytes: E_OWN_DEV, E_LAYERS),
+ * the point, the host directory it shows ("" when it shows none by a rule; E_LAYERS: the lower
+ * layer), and for E_LAYERS the upper layer and the whiteout prefix ("" otherwise), each
+ * NUL-terminated. */
 #define E_RULE 1u    /* names below the point are the host's HOST/rest, for reading, answers as they are */
 #define E_RO 2u      /* a read-only mount: no open, no access for writing */
 #define E_NOEXEC 4u  /* no access for executing */
 #define E_NODEV 8u   /* open only regular files and directories */
 #define E_OWN_DEV 16u /* the module serves every open itself (virtual fds) and shows its own st_dev:
 		       * names are walked on the host for stat, access, readlink, realpath only */
+#define E_LAYERS 32u /* two host directories shown as one, overlayfs's way (FileSystem.host_layers): a
+		      * name is the upper's, else hidden by a whiteout, else the lower's; stat, access
+		      * (not for writing), readlink, realpath and getcwd only, directories with the
+		      * mount's st_dev, statx with umvu's basic fields */
 #define ANY_UID 0xffffffffu
 
 struct entry {
-	const char *point, *host;
-	size_t plen, hlen;
+	const char *point, *host, *upper, *wh;
+	size_t plen, hlen, ulen, whlen;
 	unsigned flags;
 	uint32_t uid;
 	uint64_t dev;
@@ -175,9 +182,17 @@ static int next_entry(const char **cur, struct entry *e)
 	if (e->host >= end)
 		return 0;
 	e->hlen = strnlen(e->host, (size_t)(end - e->host));
-	if (e->host + e->hlen >= end)
+	e->upper = e->host + e->hlen + 1;
+	if (e->upper >= end)
 		return 0;
-	*cur = e->host + e->hlen + 1;
+	e->ulen = strnlen(e->upper, (size_t)(end - e->upper));
+	e->wh = e->upper + e->ulen + 1;
+	if (e->wh >= end)
+		return 0;
+	e->whlen = strnlen(e->wh, (size_t)(end - e->wh));
+	if (e->wh + e->whlen >= end)
+		return 0;
+	*cur = e->wh + e->whlen + 1;
 	return 1;
 }
 
@@ -229,7 +244,8 @@ static long view_of_host(const char *h, size_t n, char *v, size_t cap)
 	for (uint32_t i = 0; i < snap->count; i++) {
 		if (!next_entry(&c, &x))
 			return -1;
-		if (x.hlen && !(x.flags & E_OWN_DEV) && within(h, n, x.host, x.hlen) && (!found || x.hlen > best.hlen))
+		if (x.hlen && !(x.flags & (E_OWN_DEV | E_LAYERS)) && within(h, n, x.host, x.hlen) &&
+		    (!found || x.hlen > best.hlen))
 			best = x, found = 1;
 	}
 	if (!found) {
@@ -449,6 +465,27 @@ static long origin(int dirfd, const char *path, uint32_t pf, uint64_t s1, char *
 	return (long)len;
 }
 
+/* Whether REST (below a layered mount's point: "" or "/a/b") names something the library may look
+ * for in the layers itself: no "." or ".." (the kernel would walk one layer's parents, not the
+ * view's) and no whiteout's name (the module says no such name exists). */
+static int layered_name(const char *rest, const struct entry *e)
+{
+	const char *c = rest;
+	while (*c) {
+		while (*c == '/')
+			c++;
+		const char *end = c;
+		while (*end && *end != '/')
+			end++;
+		size_t n = (size_t)(end - c);
+		if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.') ||
+		    (e->whlen && n >= e->whlen && memcmp(c, e->wh, e->whlen) == 0))
+			return 0;
+		c = end;
+	}
+	return 1;
+}
+
 /* What the call on (DIRFD, PATH) may be made on here:
  *   STOP: nothing, umvu answers (a name that may lead into anything virtual, or is unknown);
  *   AS_IS: the name itself (it meets no mount);
@@ -459,7 +496,7 @@ static long origin(int dirfd, const char *path, uint32_t pf, uint64_t s1, char *
 #define STOP 0
 #define AS_IS 1
 #define MOVED 2
-static int decide(int dirfd, const char *path, int is_open, char *out, unsigned *flags, uint64_t *dev, char *view)
+static int decide(int dirfd, const char *path, int is_open, char *out, struct entry *found, char *view)
 {
 	if (!tramp || !path)
 		return STOP;
@@ -468,7 +505,7 @@ static int decide(int dirfd, const char *path, int is_open, char *out, unsigned 
 	uint32_t pf = page->flags;
 	if ((s1 & 1) || (p1 & 1) || (snap->flags & (SNAP_OFF | SNAP_IDLE)) || !(pf & PROC_ON) || (pf & PROC_ROOTED))
 		return STOP;
-	*flags = 0, *dev = 0;
+	found->flags = 0, found->dev = 0;
 	if (!name_ok(path))
 		return AS_IS; /* the kernel refuses it before any walk (EFAULT, ENAMETOOLONG): the view's answer */
 	if (!path[0])
@@ -523,7 +560,7 @@ static int decide(int dirfd, const char *path, int is_open, char *out, unsigned 
 	if (is_open && point_below(buf, len) != 0)
 		return STOP;
 	if (kind == MOVED) {
-		*flags = e.flags, *dev = e.dev;
+		*found = e;
 		if (from_fd && tail == path) {
 			kind = AS_IS; /* from a dirfd in the mount: the kernel walks from the fd itself */
 		} else {
@@ -537,6 +574,8 @@ static int decide(int dirfd, const char *path, int is_open, char *out, unsigned 
 			memcpy(out + hn, tail, tn + 1);
 		}
 	}
+	if (kind == MOVED && (e.flags & E_LAYERS) && !layered_name(out + e.hlen, &e))
+		return STOP;
 	if (view) {
 		if (len >= 4096)
 			return STOP;
@@ -555,7 +594,7 @@ static int host_of(const char *v, size_t n, char *host)
 {
 	struct entry e;
 	int at = point_of(v, n, &e);
-	if (at < 0 || (at && !(e.flags & E_RULE)) || (at && e.uid != ANY_UID && euid() != e.uid))
+	if (at < 0 || (at && (!(e.flags & E_RULE) || (e.flags & E_LAYERS))) || (at && e.uid != ANY_UID && euid() != e.uid))
 		return -1;
 	if (!at) {
 		if (n >= 4096)
@@ -708,16 +747,18 @@ struct target {
 	int dirfd;
 	const char *path;
 	unsigned flags; /* the mount's (E_RO...), when the name is a host name of one */
-	uint64_t dev;   /* E_OWN_DEV: the st_dev to show */
+	uint64_t dev;   /* E_OWN_DEV, E_LAYERS: the st_dev to show */
+	struct entry e; /* the mount's entry, when the name is in one */
 	char buf[4096];
 };
 
 /* 1 when the call can be made here, on T's name; 0: umvu's */
 static int target(struct target *t, int dirfd, const char *path, int is_open, char *view)
 {
-	int k = decide(dirfd, path, is_open, t->buf, &t->flags, &t->dev, view);
-	if (k != STOP && is_open && (t->flags & E_OWN_DEV))
-		return 0; /* the module opens it (a virtual fd) */
+	int k = decide(dirfd, path, is_open, t->buf, &t->e, view);
+	t->flags = t->e.flags, t->dev = t->e.dev;
+	if (k != STOP && is_open && (t->flags & (E_OWN_DEV | E_LAYERS)))
+		return 0; /* the module opens it (a virtual fd; a lower file's fd, which umvu guards) */
 	if (k == MOVED) {
 		t->dirfd = AT_FDCWD, t->path = t->buf;
 	} else {
@@ -726,12 +767,90 @@ static int target(struct target *t, int dirfd, const char *path, int is_open, ch
 	return k != STOP;
 }
 
-/* An O_PATH fd of T's name, walked with no symlink followed; 0 when umvu is to walk it instead
- * (a symlink on the way), else 1 with the fd or -errno in *FD. */
+/* Whether the kernel's answer on a host name is the view's: not where it met a symlink (ELOOP),
+ * left the tree (EXDEV) or could not say (ENOSYS, EAGAIN). */
+static int kernels(long r)
+{
+	return !(r == -ELOOP || r == -EXDEV || r == -ENOSYS || r == -EAGAIN);
+}
+
+/* Whether a whiteout in the upper layer hides NAME (the upper layer's name for it, the layer's
+ * own directory AT long): E's prefix and a component's name, beside that component, for the
+ * name and each directory above it.  1, 0, or -1: umvu's (the layer could not be looked at). */
+static int whiteout_on_way(const char *name, size_t at, const struct entry *e)
+{
+	char w[4096 + 256];
+	while (name[at] == '/') {
+		size_t c = at + 1, end = c;
+		while (name[end] && name[end] != '/')
+			end++;
+		if (end + e->whlen + 1 > sizeof w)
+			return -1;
+		memcpy(w, name, c);
+		memcpy(w + c, e->wh, e->whlen);
+		memcpy(w + c + e->whlen, name + c, end - c);
+		w[c + e->whlen + (end - c)] = 0;
+		long r = sys_raw(SYS_faccessat2, AT_FDCWD, (long)w, F_OK, AT_SYMLINK_NOFOLLOW, 0);
+		if (r == 0)
+			return 1;
+		if (r != -ENOENT && r != -ENOTDIR)
+			return -1;
+		at = end;
+	}
+	return 0;
+}
+
+/* The layer that holds T's name in a layered mount (E_LAYERS), as the module finds it: the upper
+ * one where it has the name; else none, if a whiteout beside the name or beside one of its
+ * directories in the upper layer hides it; else the lower one.  An O_PATH fd of it (or -errno)
+ * in *FD, 1; 0: umvu's (a symlink, a refusal to look, a change being made meanwhile).  The
+ * module changes its layers in several steps (a copy-up, then the call; a rename, then a
+ * whiteout), each while serving a call that stops: the snapshot counts those calls, and a look
+ * made while one was served is not taken (as umvu serves one call at a time). */
+static int layered_fd(const struct target *t, int nofollow, long *fd)
+{
+	const struct entry *e = &t->e;
+	uint64_t c1 = __atomic_load_n(&snap->changes, __ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&snap->changing, __ATOMIC_ACQUIRE))
+		return 0;
+	const char *rest = t->buf + e->hlen; /* "" (the point) or "/a/b", clean (layered_name) */
+	size_t rn = strnlen(rest, 4096);
+	char name[4096];
+	if (e->ulen + rn + 1 > sizeof name || e->hlen + rn + 1 > sizeof name)
+		return 0;
+	long oflags = O_PATH | O_CLOEXEC | (nofollow ? O_NOFOLLOW : 0);
+	memcpy(name, e->upper, e->ulen);
+	memcpy(name + e->ulen, rest, rn + 1);
+	*fd = open_nosym(AT_FDCWD, name, oflags, 0);
+	if (*fd == -ENOENT) {
+		int hidden = whiteout_on_way(name, e->ulen, e);
+		if (hidden < 0)
+			return 0;
+		if (!hidden) {
+			memcpy(name, e->host, e->hlen);
+			memcpy(name + e->hlen, rest, rn + 1);
+			*fd = open_nosym(AT_FDCWD, name, oflags, 0);
+		}
+	}
+	if (!kernels(*fd) || *fd == -EACCES)
+		return 0; /* (a layer the caller may not search: the module's answer, which may differ) */
+	if (__atomic_load_n(&snap->changes, __ATOMIC_ACQUIRE) != c1) {
+		if (*fd >= 0)
+			sys_raw(SYS_close, *fd, 0, 0, 0, 0);
+		return 0;
+	}
+	return 1;
+}
+
+/* An O_PATH fd of T's name, walked with no symlink followed (or found in a layered mount's
+ * layers); 0 when umvu is to walk it instead (a symlink on the way), else 1 with the fd or
+ * -errno in *FD. */
 static int path_fd(const struct target *t, int nofollow, long *fd)
 {
+	if (t->flags & E_LAYERS)
+		return layered_fd(t, nofollow, fd);
 	*fd = open_nosym(t->dirfd, t->path, O_PATH | O_CLOEXEC | (nofollow ? O_NOFOLLOW : 0), 0);
-	return !(*fd == -ELOOP || *fd == -EXDEV || *fd == -ENOSYS || *fd == -EAGAIN);
+	return kernels(*fd);
 }
 
 /* The name again, its symlinks resolved as the view resolves them (resolve), into T anew (its
@@ -770,13 +889,13 @@ static int fast_stat(int dirfd, const char *path, struct stat *st, int flags, in
 		return (int)ret_errno(fd);
 	long r = sys_raw(SYS_newfstatat, fd, (long)"", (long)st, AT_EMPTY_PATH, 0);
 	sys_raw(SYS_close, fd, 0, 0, 0, 0);
-	if (r == 0 && (t.flags & E_OWN_DEV))
-		st->st_dev = t.dev; /* the mount's, as umvu shows its module's files */
+	if (r == 0 && ((t.flags & E_OWN_DEV) || ((t.flags & E_LAYERS) && S_ISDIR(st->st_mode))))
+		st->st_dev = t.dev; /* the mount's, as umvu shows its module's files, a union's directories */
 	return (int)ret_errno(r);
 }
 
-/* statx of a module's own file, as umvu shows it (abi.pack_statx): the basic stats and the
- * mount's st_dev, nothing the module does not know (no birth time, attributes, mount id) */
+/* statx of a module's own file, as umvu shows it (abi.pack_statx): the basic stats and the st_dev
+ * umvu shows (the mount's), nothing the module does not know (no birth time, attributes, mount id) */
 static void own_statx(struct statx *x, uint64_t dev)
 {
 	struct statx k = *x;
@@ -843,11 +962,13 @@ int statx(int dirfd, const char *path, int flags, unsigned int mask, struct stat
 		served();
 		if (fd < 0)
 			return (int)ret_errno(fd);
+		int own = t.flags & (E_OWN_DEV | E_LAYERS); /* umvu's statx from the module's lstat */
 		long r = sys_raw(SYS_statx, fd, (long)"", AT_EMPTY_PATH | (flags & AT_STATX_SYNC_TYPE),
-				 (t.flags & E_OWN_DEV) ? STATX_BASIC_STATS : mask, (long)stx);
+				 own ? STATX_BASIC_STATS : mask, (long)stx);
 		sys_raw(SYS_close, fd, 0, 0, 0, 0);
-		if (r == 0 && (t.flags & E_OWN_DEV))
-			own_statx(stx, t.dev);
+		if (r == 0 && own)
+			own_statx(stx, (t.flags & E_OWN_DEV) || S_ISDIR(stx->stx_mode) ? t.dev
+								: makedev(stx->stx_dev_major, stx->stx_dev_minor));
 		return (int)ret_errno(r);
 	}
 	REAL(statx);
@@ -863,10 +984,10 @@ static int fast_access(int dirfd, const char *path, int mode, int flags, int *do
 	    !target(&t, dirfd, path, 0, NULL) ||
 	    !path_fd_at(&t, dirfd, path, flags & AT_SYMLINK_NOFOLLOW, &fd, NULL))
 		return 0;
-	if (((t.flags & E_RO) && (mode & W_OK)) || ((t.flags & E_NOEXEC) && (mode & X_OK))) {
+	if (((t.flags & (E_RO | E_LAYERS)) && (mode & W_OK)) || ((t.flags & E_NOEXEC) && (mode & X_OK))) {
 		if (fd >= 0)
 			sys_raw(SYS_close, fd, 0, 0, 0, 0);
-		return 0; /* EROFS, or EACCES: the mount's, said by umvu */
+		return 0; /* EROFS, or EACCES: the mount's; a lower file's copy would be writable: umvu's */
 	}
 	*done = 1;
 	served();

@@ -187,6 +187,8 @@ class Hypervisor:
                          "= (real: nothing virtual here)")
             t.cont()  # nothing virtual exists for this process: the kernel's call
             return None
+        if self.fast is not None and self.fast.layered and sc.family in self.fast.CHANGING:
+            return self.fast.changing(calls.serve(self, t, sc, regs))  # a layered mount's layers may change
         return calls.serve(self, t, sc, regs)
 
     def _consume(self, t: Tracee, regs: Any, args: Any, name: str, consumer: Callable[[bytes], int]) -> None:

@@ -347,8 +347,26 @@ class FileSystem:
         vufs) opens are made there too; without ``real_files`` (the module
         serves its files, with the mount's st_dev: unreal) only stat, access,
         readlink, realpath and getcwd are, showing the mount's st_dev.  A
-        union or a copy-on-write tree has none.  The answer must not change
-        while mounted.
+        union or a copy-on-write tree has none (see ``host_layers``).  The
+        answer must not change while mounted.
+        """
+        return None
+
+    def host_layers(self) -> tuple[str, str, str] | None:
+        """Two host directories this mount shows as one, overlayfs's way, or None.
+
+        (UPPER, LOWER, WHITEOUT): a name P below the mount point is UPPER/P
+        where that exists; else no such name, if the upper layer holds
+        WHITEOUT followed by the last component of P, or of a directory above
+        it, beside it; else LOWER/P.  Files show the lstat of the layer's
+        file, directories the same with the mount's st_dev.  Then the fast
+        path's library stats such names itself (statx with the basic fields),
+        checks access other than for writing and reads links, with no stop;
+        opens, symlinks on the way and every change stay the module's.  Say
+        it only if the module changes its layers only while serving a call
+        that stops (umvu then keeps the library from looking meanwhile: a
+        change made in several steps is never seen half made).  vufs's cow
+        mounts say it.
         """
         return None
 
