@@ -118,7 +118,8 @@ def available() -> str | None:
 
 
 class FastPath:
-    CHANGING = CHANGING
+    CHANGING = CHANGING  # (here too: the hypervisor imports this module only when the fast path is on)
+
     def __init__(self) -> None:
         d = _defines()
         self.trampoline, self.page_size = d["TRAMPOLINE"], d["PAGE"]
@@ -208,15 +209,20 @@ class FastPath:
         takes no look at the layers made while one was served (layered_fd in fastpath.c), as
         umvu serves one call at a time, and a change made in several steps (a copy-up, then the
         call; a rename, then a whiteout) is never seen half made."""
+        # the count of calls being served is written before the count of those begun: a library
+        # that reads the latter first and sees it moved sees the former too (x86's stores are seen
+        # in order)
         self.busy += 1
         self.changes += 1
-        struct.pack_into("<QQ", self.map, 32, self.busy, self.changes)
+        struct.pack_into("<Q", self.map, 32, self.busy)
+        struct.pack_into("<Q", self.map, 40, self.changes)
         try:
             return await served
         finally:
             self.busy -= 1
             self.changes += 1
-            struct.pack_into("<QQ", self.map, 32, self.busy, self.changes)
+            struct.pack_into("<Q", self.map, 40, self.changes)
+            struct.pack_into("<Q", self.map, 32, self.busy)
 
     def publish(self, mounts: list[Mount], off: bool, devices: bool, idle: bool = False) -> None:
         """The snapshot anew: ``mounts`` and ALWAYS, or off; ``devices``: some device numbers are

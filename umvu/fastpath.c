@@ -490,7 +490,7 @@ static int layered_name(const char *rest, const struct entry *e)
  *   STOP: nothing, umvu answers (a name that may lead into anything virtual, or is unknown);
  *   AS_IS: the name itself (it meets no mount);
  *   MOVED: the host name written to OUT (the name leads into a mount that shows a host directory
- *          by a rule, whose flags go to *FLAGS; a ".." in it must stay inside the mount).
+ *          by a rule, whose entry goes to *FOUND; a ".." in it must stay inside the mount).
  * VIEW, when not NULL, gets the name's path in the view, made absolute (origin) and lexically
  * clean. */
 #define STOP 0
@@ -498,6 +498,7 @@ static int layered_name(const char *rest, const struct entry *e)
 #define MOVED 2
 static int decide(int dirfd, const char *path, int is_open, char *out, struct entry *found, char *view)
 {
+	found->flags = 0, found->dev = 0;
 	if (!tramp || !path)
 		return STOP;
 	uint64_t s1 = __atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE);
@@ -505,7 +506,6 @@ static int decide(int dirfd, const char *path, int is_open, char *out, struct en
 	uint32_t pf = page->flags;
 	if ((s1 & 1) || (p1 & 1) || (snap->flags & (SNAP_OFF | SNAP_IDLE)) || !(pf & PROC_ON) || (pf & PROC_ROOTED))
 		return STOP;
-	found->flags = 0, found->dev = 0;
 	if (!name_ok(path))
 		return AS_IS; /* the kernel refuses it before any walk (EFAULT, ENAMETOOLONG): the view's answer */
 	if (!path[0])
@@ -562,6 +562,8 @@ static int decide(int dirfd, const char *path, int is_open, char *out, struct en
 	if (kind == MOVED) {
 		*found = e;
 		if (from_fd && tail == path) {
+			if (e.flags & E_LAYERS)
+				return STOP; /* (no real dirfd is placed in a layered mount: view_of_host) */
 			kind = AS_IS; /* from a dirfd in the mount: the kernel walks from the fd itself */
 		} else {
 			if (e.uid != ANY_UID && euid() != e.uid)
@@ -748,13 +750,15 @@ struct target {
 	const char *path;
 	unsigned flags; /* the mount's (E_RO...), when the name is a host name of one */
 	uint64_t dev;   /* E_OWN_DEV, E_LAYERS: the st_dev to show */
-	struct entry e; /* the mount's entry, when the name is in one */
+	struct entry e; /* the mount's entry, when the name is in one (it points into the snapshot) */
+	uint64_t seq;   /* the snapshot's count before the decision: E stands while it does */
 	char buf[4096];
 };
 
 /* 1 when the call can be made here, on T's name; 0: umvu's */
 static int target(struct target *t, int dirfd, const char *path, int is_open, char *view)
 {
+	t->seq = tramp ? __atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE) : 0;
 	int k = decide(dirfd, path, is_open, t->buf, &t->e, view);
 	t->flags = t->e.flags, t->dev = t->e.dev;
 	if (k != STOP && is_open && (t->flags & (E_OWN_DEV | E_LAYERS)))
@@ -834,7 +838,8 @@ static int layered_fd(const struct target *t, int nofollow, long *fd)
 	}
 	if (!kernels(*fd) || *fd == -EACCES)
 		return 0; /* (a layer the caller may not search: the module's answer, which may differ) */
-	if (__atomic_load_n(&snap->changes, __ATOMIC_ACQUIRE) != c1) {
+	if (__atomic_load_n(&snap->changes, __ATOMIC_ACQUIRE) != c1 ||
+	    __atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE) != t->seq) { /* (a mount made meanwhile) */
 		if (*fd >= 0)
 			sys_raw(SYS_close, *fd, 0, 0, 0, 0);
 		return 0;
