@@ -496,6 +496,7 @@ static int layered_name(const char *rest, const struct entry *e)
 #define STOP 0
 #define AS_IS 1
 #define MOVED 2
+#define REFUSED 3 /* as AS_IS, for a name that cannot be read: only the kernel may read it */
 static int decide(int dirfd, const char *path, int is_open, char *out, struct entry *found, char *view)
 {
 	found->flags = 0, found->dev = 0;
@@ -507,7 +508,7 @@ static int decide(int dirfd, const char *path, int is_open, char *out, struct en
 	if ((s1 & 1) || (p1 & 1) || (snap->flags & (SNAP_OFF | SNAP_IDLE)) || !(pf & PROC_ON) || (pf & PROC_ROOTED))
 		return STOP;
 	if (!name_ok(path))
-		return AS_IS; /* the kernel refuses it before any walk (EFAULT, ENAMETOOLONG): the view's answer */
+		return REFUSED; /* the kernel refuses it before any walk (EFAULT, ENAMETOOLONG): the view's answer */
 	if (!path[0])
 		return STOP;
 	char buf[2 * 4096 + 2], *host = out; /* the host name is made where it is wanted */
@@ -752,6 +753,7 @@ struct target {
 	uint64_t dev;   /* E_OWN_DEV, E_LAYERS: the st_dev to show */
 	struct entry e; /* the mount's entry, when the name is in one (it points into the snapshot) */
 	uint64_t seq;   /* the snapshot's count before the decision: E stands while it does */
+	int refused;    /* the name cannot be read (decide's REFUSED): only the kernel may touch it */
 	char buf[4096];
 };
 
@@ -760,7 +762,7 @@ static int target(struct target *t, int dirfd, const char *path, int is_open, ch
 {
 	t->seq = tramp ? __atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE) : 0;
 	int k = decide(dirfd, path, is_open, t->buf, &t->e, view);
-	t->flags = t->e.flags, t->dev = t->e.dev;
+	t->flags = t->e.flags, t->dev = t->e.dev, t->refused = k == REFUSED;
 	if (k != STOP && is_open && (t->flags & (E_OWN_DEV | E_LAYERS)))
 		return 0; /* the module opens it (a virtual fd; a lower file's fd, which umvu guards) */
 	if (k == MOVED) {
@@ -879,14 +881,29 @@ static int path_fd_at(struct target *t, int dirfd, const char *path, int nofollo
 	return *fd == -ELOOP && path_fd_resolved(t, dirfd, path, nofollow, fd, view);
 }
 
+/* Whether T's name can be given to the kernel as it is, not followed: one component from the
+ * call's own dirfd or cwd (find's and tar's fstatat of each entry, ls -l's lstat), which no walk
+ * the kernel makes can take through a symlink, in a mount the library decided it may walk in as
+ * the kernel does (not a module's own st_dev, not layers). */
+static int one_name(const struct target *t, int nofollow)
+{
+	return nofollow && !t->refused && !(t->flags & (E_OWN_DEV | E_LAYERS)) && !strchr(t->path, '/');
+}
+
 /* stat-like: NOFOLLOW or not; the symlinks on the way resolved as the view resolves them */
 static int fast_stat(int dirfd, const char *path, struct stat *st, int flags, int *done)
 {
 	struct target t;
 	long fd;
 	*done = 0;
-	if ((flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT)) || !target(&t, dirfd, path, 0, NULL) ||
-	    !path_fd_at(&t, dirfd, path, flags & AT_SYMLINK_NOFOLLOW, &fd, NULL))
+	if ((flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT)) || !target(&t, dirfd, path, 0, NULL))
+		return 0;
+	if (one_name(&t, flags & AT_SYMLINK_NOFOLLOW)) { /* one call, not three */
+		*done = 1;
+		served();
+		return (int)ret_errno(sys_raw(SYS_newfstatat, t.dirfd, (long)t.path, (long)st, flags, 0));
+	}
+	if (!path_fd_at(&t, dirfd, path, flags & AT_SYMLINK_NOFOLLOW, &fd, NULL))
 		return 0;
 	*done = 1;
 	served();
@@ -961,9 +978,13 @@ int statx(int dirfd, const char *path, int flags, unsigned int mask, struct stat
 {
 	struct target t;
 	long fd;
-	if (!(flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE)) && !(mask & STATX__RESERVED) &&
-	    target(&t, dirfd, path, 0, NULL) &&
-	    path_fd_at(&t, dirfd, path, flags & AT_SYMLINK_NOFOLLOW, &fd, NULL)) {
+	int ok = !(flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE)) && !(mask & STATX__RESERVED) &&
+		 target(&t, dirfd, path, 0, NULL);
+	if (ok && one_name(&t, flags & AT_SYMLINK_NOFOLLOW)) { /* one call, not three */
+		served();
+		return (int)ret_errno(sys_raw(SYS_statx, t.dirfd, (long)t.path, flags, mask, (long)stx));
+	}
+	if (ok && path_fd_at(&t, dirfd, path, flags & AT_SYMLINK_NOFOLLOW, &fd, NULL)) {
 		served();
 		if (fd < 0)
 			return (int)ret_errno(fd);
