@@ -465,24 +465,56 @@ static long origin(int dirfd, const char *path, uint32_t pf, uint64_t s1, char *
 	return (long)len;
 }
 
+/* The next component of a name at C (past the slashes before it), its length into *N; NULL at
+ * the end.  A walk goes on from the component's end, C + *N. */
+static const char *component(const char *c, size_t *n)
+{
+	while (*c == '/')
+		c++;
+	const char *end = c;
+	while (*end && *end != '/')
+		end++;
+	*n = (size_t)(end - c);
+	return *n ? c : NULL;
+}
+
+static int is_dot(const char *c, size_t n)
+{
+	return n == 1 && c[0] == '.';
+}
+
+static int is_dotdot(const char *c, size_t n)
+{
+	return n == 2 && c[0] == '.' && c[1] == '.';
+}
+
+/* The snapshot's and the page's counts, and the page's flags, when the library may decide at all
+ * (neither is being written; the session has the fast path on and idle off; the process has a
+ * page and no root of its own): 1; else 0, umvu's. */
+static int may_decide(uint64_t *s1, uint64_t *p1, uint32_t *pf)
+{
+	*s1 = __atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE);
+	*p1 = __atomic_load_n(&page->seq, __ATOMIC_ACQUIRE);
+	*pf = page->flags;
+	return !((*s1 & 1) || (*p1 & 1) || (snap->flags & (SNAP_OFF | SNAP_IDLE)) || !(*pf & PROC_ON) ||
+		 (*pf & PROC_ROOTED));
+}
+
+/* Whether what a decision read still holds: neither count moved since may_decide */
+static int unchanged(uint64_t s1, uint64_t p1)
+{
+	return __atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE) == s1 && __atomic_load_n(&page->seq, __ATOMIC_ACQUIRE) == p1;
+}
+
 /* Whether REST (below a layered mount's point: "" or "/a/b") names something the library may look
  * for in the layers itself: no "." or ".." (the kernel would walk one layer's parents, not the
  * view's) and no whiteout's name (the module says no such name exists). */
 static int layered_name(const char *rest, const struct entry *e)
 {
-	const char *c = rest;
-	while (*c) {
-		while (*c == '/')
-			c++;
-		const char *end = c;
-		while (*end && *end != '/')
-			end++;
-		size_t n = (size_t)(end - c);
-		if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.') ||
-		    (e->whlen && n >= e->whlen && memcmp(c, e->wh, e->whlen) == 0))
+	size_t n;
+	for (const char *c = rest; (c = component(c, &n)) != NULL; c += n)
+		if (is_dot(c, n) || is_dotdot(c, n) || (e->whlen && n >= e->whlen && memcmp(c, e->wh, e->whlen) == 0))
 			return 0;
-		c = end;
-	}
 	return 1;
 }
 
@@ -500,12 +532,9 @@ static int layered_name(const char *rest, const struct entry *e)
 static int decide(int dirfd, const char *path, int is_open, char *out, struct entry *found, char *view)
 {
 	found->flags = 0, found->dev = 0;
-	if (!tramp || !path)
-		return STOP;
-	uint64_t s1 = __atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE);
-	uint64_t p1 = __atomic_load_n(&page->seq, __ATOMIC_ACQUIRE);
-	uint32_t pf = page->flags;
-	if ((s1 & 1) || (p1 & 1) || (snap->flags & (SNAP_OFF | SNAP_IDLE)) || !(pf & PROC_ON) || (pf & PROC_ROOTED))
+	uint64_t s1, p1;
+	uint32_t pf;
+	if (!tramp || !path || !may_decide(&s1, &p1, &pf))
 		return STOP;
 	if (!name_ok(path))
 		return REFUSED; /* the kernel refuses it before any walk (EFAULT, ENAMETOOLONG): the view's answer */
@@ -527,17 +556,10 @@ static int decide(int dirfd, const char *path, int is_open, char *out, struct en
 		if (compose(host, &e, buf + (e.plen == 1 ? 0 : e.plen), e.plen == 1 ? len : len - e.plen, "") != 0)
 			return STOP;
 	}
-	const char *c = path;
-	while (*c) {
-		while (*c == '/')
-			c++;
-		const char *end = c;
-		while (*end && *end != '/')
-			end++;
-		if (end == c)
-			break;
-		size_t n = (size_t)(end - c);
-		if (n == 2 && c[0] == '.' && c[1] == '.')
+	size_t n;
+	for (const char *c = path; (c = component(c, &n)) != NULL;) {
+		const char *end = c + n;
+		if (is_dotdot(c, n))
 			dotdot = 1;
 		if (step(buf, &len, c, n, sizeof buf) != 0)
 			return STOP;
@@ -584,10 +606,7 @@ static int decide(int dirfd, const char *path, int is_open, char *out, struct en
 			return STOP;
 		memcpy(view, buf, len + 1);
 	}
-	/* the facts read must not have moved meanwhile */
-	if (__atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE) != s1 || __atomic_load_n(&page->seq, __ATOMIC_ACQUIRE) != p1)
-		return STOP;
-	return kind;
+	return unchanged(s1, p1) ? kind : STOP; /* the facts read must not have moved meanwhile */
 }
 
 /* The host name of the view path V (absolute, clean; length N) into HOST: V itself away from
@@ -622,12 +641,9 @@ static int host_of(const char *v, size_t n, char *host)
  * the same error on the same component. */
 static int resolve(int dirfd, const char *path, int follow, char *v, size_t cap)
 {
-	if (!tramp || !path || !path[0])
-		return -1;
-	uint64_t s1 = __atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE);
-	uint64_t p1 = __atomic_load_n(&page->seq, __ATOMIC_ACQUIRE);
-	uint32_t pf = page->flags;
-	if ((s1 & 1) || (p1 & 1) || (snap->flags & (SNAP_OFF | SNAP_IDLE)) || !(pf & PROC_ON) || (pf & PROC_ROOTED))
+	uint64_t s1, p1;
+	uint32_t pf;
+	if (!tramp || !path || !path[0] || !may_decide(&s1, &p1, &pf))
 		return -1;
 	size_t pn = strnlen(path, 4096);
 	if (pn >= 4096 || path[pn - 1] == '/')
@@ -640,19 +656,13 @@ static int resolve(int dirfd, const char *path, int follow, char *v, size_t cap)
 	memcpy(todo, path, pn + 1);
 	const char *c = todo;
 	int links = 0;
-	for (;;) {
-		while (*c == '/')
-			c++;
-		if (!*c)
-			break;
-		const char *end = c, *after;
-		while (*end && *end != '/')
-			end++;
+	size_t cn;
+	while ((c = component(c, &cn)) != NULL) {
+		const char *end = c + cn, *after;
 		for (after = end; *after == '/'; after++)
 			;
-		size_t cn = (size_t)(end - c);
 		int last = !*after;
-		int dots = (cn == 1 && c[0] == '.') || (cn == 2 && c[0] == '.' && c[1] == '.');
+		int dots = is_dot(c, cn) || is_dotdot(c, cn);
 		if (dots) {
 			/* looked up in the directory the walk is in, which one must be able to search; ".." is
 			 * the parent the view shows (there is no symlink above) */
@@ -700,9 +710,7 @@ static int resolve(int dirfd, const char *path, int follow, char *v, size_t cap)
 		if (n == 1)
 			v[0] = '/';
 	}
-	if (__atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE) != s1 || __atomic_load_n(&page->seq, __ATOMIC_ACQUIRE) != p1)
-		return -1;
-	return 0;
+	return unchanged(s1, p1) ? 0 : -1;
 }
 
 static void served(void)
