@@ -436,20 +436,14 @@ def test_names_in_a_cow_mount_are_looked_up_in_its_layers_in_process(tmp_path, s
     lower one, and stats it as umvu does (a directory with the mount's st_dev, statx's basic
     fields); copies up, renames and removals seen at once; access for writing, opens, symlinks
     and whiteout names stay umvu's."""
-    src, point = tmp_path / "src", tmp_path / "point"
-    (src / "d" / "e").mkdir(parents=True)
-    point.mkdir()
-    for i in range(30):
-        (src / "d" / f"f{i}").write_text(f"file {i}\n")
-    (src / "d" / "e" / "deep").write_text("deep\n")
+    src, point = _bind_tree(tmp_path)
     (src / "gone").write_text("x\n")
-    (src / "l").symlink_to("d/f1")
     p = point
-    look = (f"stat -c '%n %s %F %h %a' {p}/d/f0 {p}/d/f1 {p}/d/e/deep {p}/gone {p}/d/e/new {p}/d/e/new2 {p}/l "
+    look = (f"stat -c '%n %s %F %h %a' {p}/d/f0 {p}/d/f1 {p}/d/e/deep {p}/gone {p}/d/e/new {p}/d/e/new2 {p}/rel "
             f"{p}/d/f0/x {p}/.wh.gone {p}/d/e 2>&1; stat -c '%n %i' {p}/d/f2; "
-            f"stat -c '%n %d %W' {p} {p}/d {p}/d/f0 | sed 's/ [0-9]* / DEV /'; stat -L -c '%n %s' {p}/l; "
+            f"stat -c '%n %d %W' {p} {p}/d {p}/d/f0 | sed 's/ [0-9]* / DEV /'; stat -L -c '%n %s' {p}/rel; "
             f"test -r {p}/d/f2 && echo readable; test -w {p}/d/f2 && echo writable; "
-            f"realpath {p}/d/e/deep {p}/d/f3 2>&1; readlink {p}/l; cat {p}/d/f3")
+            f"realpath {p}/d/e/deep {p}/d/f3 2>&1; readlink {p}/rel; cat {p}/d/f3")
     change = (f"echo more >> {p}/d/f0 && rm {p}/gone && mv {p}/d/f1 {p}/d/e/new && rm -r {p}/d/e && "
               f"mkdir {p}/d/e && echo fresh > {p}/d/e/new2")
     loop = f"for i in $(seq 40); do echo {p}/d/f$((i % 30 + 2)); done | xargs stat -c %s | sort | uniq -c"
