@@ -15,14 +15,19 @@
  *   - the name (absolute, or relative to a cwd that is the kernel's: getcwd) is walked
  *     lexically: no prefix of the walk may be at or under a published point (and, for an open,
  *     no point may be under the name: a directory listing would miss it); a name relative to a
- *     dirfd starts where /proc/self/fd says the fd is, unless the page says the fd is umvu's
- *     (virtual, or a real fd a module handed out, whose place only umvu knows);
- *   - the kernel is then made to walk it the same way: openat2 with RESOLVE_NO_SYMLINKS, so a
- *     symlink anywhere in the name (which could lead into a mount) sends the call back to umvu.
+ *     dirfd starts where /proc/self/fd says the fd is, if the fd is a directory (a virtual fd's
+ *     placeholder never is) and the page does not say a module handed it out (its place only
+ *     umvu knows);
+ *   - the kernel is then made to walk it the same way: openat2 with RESOLVE_NO_SYMLINKS, so it
+ *     follows no symlink (which could lead into a mount); a name it refuses for holding one is
+ *     resolved here as the view resolves it (resolve) and decided again;
+ *   - inside a mount that shows a host directory by a rule (a bind), or two by overlayfs's rule
+ *     (layers: vufs cow), the rest of the name is the host's, under the snapshot's rules.
  * Anything unknown (a count that moved, an fd of 1024 or more, no snapshot) means: stop.
  *
- * Async-signal-safe and vfork-safe: no allocation, no locks, no libc state but errno; the
- * snapshot and the page are read, never written, here.
+ * Async-signal-safe and vfork-safe: no allocation (but what getcwd and realpath are asked to
+ * allocate), no locks; the state kept is a few dirfds' view paths and, per thread, pages found
+ * readable (readable); the snapshot and the page are read, never written, here.
  *
  * The filter is the safety net: a program that drops LD_PRELOAD, is static, or makes its own
  * system calls still gets every stop.  This makes umvu a faster view, not a sandbox: code in the
