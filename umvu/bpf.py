@@ -36,6 +36,7 @@ RET_K = 0x06
 RET_ALLOW = 0x7FFF0000
 RET_TRACE = 0x7FF00000
 RET_ERRNO = 0x00050000
+RET_USER_NOTIF = 0x7FC00000
 
 OFF_NR = 0
 OFF_ARCH = 4
@@ -120,7 +121,7 @@ def _has_empty_path_shortcut(c: syscalls.Syscall) -> bool:
     return c.family in ("stat", "statx") and c.arg_index("atflags") is not None and c.arg_index("dirfd") is not None
 
 
-def _empty_path_fast(calls: dict[int, syscalls.Syscall]) -> list[Insn]:
+def _empty_path_fast(calls: dict[int, syscalls.Syscall], verdict: int = RET_TRACE) -> list[Insn]:
     """Let fstat-style calls on real fds run without a stop.
 
     glibc implements fstat(fd) as newfstatat(fd, "", AT_EMPTY_PATH) (and
@@ -138,10 +139,10 @@ def _empty_path_fast(calls: dict[int, syscalls.Syscall]) -> list[Insn]:
             (JEQ_K, 0, 7, c.nr),  # another call: skip this block, nr still in A
             (LD_W_ABS, 0, 0, arg_low(flags)),
             (JSET_K, 1, 0, AT_EMPTY_PATH),
-            (RET_K, 0, 0, RET_TRACE),
+            (RET_K, 0, 0, verdict),
             (LD_W_ABS, 0, 0, arg_low(dirfd)),
             (JEQ_K, 0, 1, AT_FDCWD_U32),
-            (RET_K, 0, 0, RET_TRACE),  # AT_FDCWD: the path may still be virtual
+            (RET_K, 0, 0, verdict),  # AT_FDCWD: the path may still be virtual
             (RET_K, 0, 0, RET_ALLOW),  # a dirfd: its fd layer decides
         ]
     return prog
@@ -208,6 +209,26 @@ def calls_layer(names: Iterable[str], calls: dict[int, syscalls.Syscall] = sysca
     ]
     for nr in sorted(wanted):
         prog += [(JEQ_K, 0, 1, nr), (RET_K, 0, 0, RET_TRACE)]
+    prog.append((RET_K, 0, 0, RET_ALLOW))
+    return assemble(prog)
+
+
+def notify_layer(names: Iterable[str], calls: dict[int, syscalls.Syscall] = syscalls.BY_NR,
+                 audit_arch: int = arch.AUDIT_ARCH) -> bytes:
+    """A layer that sends the path calls ``names`` to the hypervisor as user notifications
+    (umvu.notify), with the path filter's own exceptions (a real fd's fstat passes here, and its fd
+    layer decides); stacked with a listener once path calls stop.  The kernel takes USER_NOTIF over
+    TRACE, so for those calls this layer's verdict beats the path filter's and the fd layers'."""
+    wanted = {nr: c for nr, c in calls.items() if c.name in set(names)}
+    prog: list[Insn] = [
+        (LD_W_ABS, 0, 0, OFF_ARCH),
+        (JEQ_K, 1, 0, audit_arch),
+        (RET_K, 0, 0, RET_ALLOW),  # the base filter already refused other ABIs
+        (LD_W_ABS, 0, 0, OFF_NR),
+    ]
+    prog += _empty_path_fast(wanted, RET_USER_NOTIF)
+    for nr in sorted(nr for nr, c in wanted.items() if not _has_empty_path_shortcut(c)):
+        prog += [(JEQ_K, 0, 1, nr), (RET_K, 0, 0, RET_USER_NOTIF)]
     prog.append((RET_K, 0, 0, RET_ALLOW))
     return assemble(prog)
 

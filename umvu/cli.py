@@ -92,6 +92,9 @@ def umvu_main(argv: list[str] | None = None) -> int:
     fast.add_argument("--no-fast-path", action="store_true",
                       help="no preloaded library: every path call stops once anything is mounted "
                            "(also UMVU_FAST_PATH=0)")
+    p.add_argument("--no-notify", action="store_true",
+                   help="the stat, access and readlink calls that stop take a ptrace stop, as the other calls "
+                        "do, not a seccomp user notification (also UMVU_NOTIFY=0; docs/architecture.md)")
     p.add_argument("--version", action="version", version=f"umvu {__version__}")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
                    help="the program to run (default: $SHELL)")
@@ -142,6 +145,8 @@ def umvu_main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as e:
             return _fail("umvu", f"cannot load the fakeroot state: {e}")
     env = _command_env()
+    # -vv stops every call to log it; a fake root changes what the kernel's stat gave, after it
+    hv.tracer.notify = not (args.no_notify or os.environ.get("UMVU_NOTIFY") == "0" or debug >= 2 or args.fakeroot)
     # -vv logs every call: the calls the library would make itself must stop to be logged
     asked = args.fast_path or os.environ.get("UMVU_FAST_PATH") == "1"
     if not args.no_fast_path and (asked or os.environ.get("UMVU_FAST_PATH") != "0") and debug < 2:

@@ -129,6 +129,14 @@ def vm_write(tid: int, addr: int, data: bytes) -> int:
     return vm_write_from(tid, addr, ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value, len(data))
 
 
+def ioctl(fd: int, request: int, arg: int | Any) -> int:
+    """ioctl(2) with a pointer (a ctypes byref) or a value; -errno on failure (never raises)."""
+    ret = _libc.ioctl(fd, _ulong(request), _ulong(arg) if isinstance(arg, int) else arg)
+    if ret == -1:
+        return -ctypes.get_errno()
+    return ret
+
+
 def prctl(option: int, arg2: int = 0) -> int:
     return _check(_libc.prctl(option, _ulong(arg2), _ulong(0), _ulong(0), _ulong(0)))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import select
 import signal
@@ -29,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from umvu import arch, bpf, creds, libc, memory, syscalls
+from umvu import arch, bpf, creds, libc, memory, notify, syscalls
 from umvu.aio import Offload, Promise, Wait
 from umvu.creds import Creds
 from umvu.fdtable import FdTable, OpenFile
@@ -47,6 +48,7 @@ CLONE_THREAD = 0x10000
 NR_CLONE = 56
 NR_CLONE3 = 435
 NR_SECCOMP = 317
+NR_CLOSE = 3
 NR_MMAP = syscalls.BY_NAME["mmap"].nr
 NR_POLL = 7  # not in the syscall table (never stopped on), but for revoked fds
 NR_PPOLL = 271
@@ -92,6 +94,11 @@ NEXT_STOP = _NextStop()
 AT_UID, AT_EUID, AT_GID, AT_EGID, AT_SECURE = 11, 12, 13, 14, 23
 
 
+# A filter every process gets (Tracer.everywhere): its code, what the log calls it, whether it
+# comes with a listener (umvu.notify)
+Layer = tuple[bytes, str, bool]
+
+
 class Process:
     """What a thread group shares and the fd table does not: its seccomp layers."""
 
@@ -107,7 +114,7 @@ class Process:
         self.exe: str | None = None  # the running program's path in the view, when the host's differs
         # layers every process gets (Tracer.everywhere: the path filter, claimed calls) still to
         # stack on this one, at its next stop
-        self.pending: list[tuple[bytes, str]] = []
+        self.pending: list[Layer] = []
         # fds whose reads fail with ENODEV, as /dev/fuse's after an unmount (see Tracer.revoke),
         # with what /proc/PID/fd/N names (the number may be reused for another file later)
         self.revoked: dict[int, str] = {}
@@ -151,11 +158,18 @@ class Tracee:
         self.stat_name = ""  # --stats: the call its handler serves
         self.creds: Creds | None = None  # its credentials, when known (see caller_creds)
         self.acting: Creds | None = None  # a handler's choice for the call (access(2): the real ids)
+        # the notification its call waits in (umvu.notify: listener, id), instead of a ptrace stop:
+        # its registers are the notification's copy, and resuming it is answering
+        self.notice: tuple[notify.Listener, int] | None = None
 
     # -- resuming ---------------------------------------------------------------
     def cont(self, sig: int = 0) -> None:
         if self.proc.fast_page is not None and Tracee.fast_sync is not None:
             Tracee.fast_sync(self)  # the fast path's page, before the process runs on (umvu.fast)
+        if self.notice is not None:  # the kernel runs the call as it was made
+            (listener, ident), self.notice = self.notice, None
+            listener.let_go(ident)
+            return
         if not self.pending_signals:
             libc.try_ptrace(libc.PTRACE_CONT, self.tid, 0, sig)
             return
@@ -189,7 +203,23 @@ class Tracee:
         found = Creds.of(self.tid) or creds.SESSION
         return creds.SESSION if found == creds.SESSION else found
 
+    def answer(self, ret: int) -> None:
+        """End the call the thread is stopped in: it returns ``ret`` without the kernel running it."""
+        if self.notice is None:
+            regs = self.getregs()
+            regs.nr = -1
+            regs.ret = ret
+            arch.setregs(self.tid, regs)
+            self.cont()
+            return
+        if self.proc.fast_page is not None and Tracee.fast_sync is not None:
+            Tracee.fast_sync(self)
+        (listener, ident), self.notice = self.notice, None
+        listener.answer(ident, ret)
+
     def getregs(self) -> arch.Regs:
+        if self.notice is not None:  # filled from the notification (Tracer._notified)
+            return self.regs
         arch.getregs(self.tid, self.regs, self._regs_ref)
         return self.regs
 
@@ -205,6 +235,8 @@ class Tracee:
         Signals that arrive meanwhile are held back and delivered when the
         handler resumes the tracee for good.
         """
+        if self.notice is not None:
+            raise RuntimeError("a call answered through a notification has no further stops")
         self.at_entry = False
         while True:
             libc.try_ptrace(libc.PTRACE_SYSCALL, self.tid, 0, 0)
@@ -239,13 +271,17 @@ class Tracee:
         await self.next_syscall_stop()  # exit
         return self.getregs().ret
 
-    async def stack_layer(self, code: bytes, what: str, log: Callable[[str], None], at_exit: bool = True) -> bool:
+    async def stack_layer(self, code: bytes, what: str, log: Callable[[str], None], at_exit: bool = True,
+                          listen: Callable[[int], bool] | None = None) -> bool:
         """Stack seccomp program ``code`` on this thread's process (TSYNC): the one way every layer
         after the first is added (fd layers, guarded fds, maps, the path and revoked-fd filters; the
         first, the child installs on itself before exec).  At a syscall-exit stop (a handler's) the
         call is injected now; at a call's entry stop (the tracer's own layers) seccomp(2) runs in
         place of that call, which is then made again under the new filter.  Whether it was stacked
-        (a failure is logged: the process goes on with the layers it has)."""
+        (a failure is logged: the process goes on with the layers it has).
+
+        ``listen``: the layer comes with a listener (umvu.notify), whose fd seccomp(2) returns in
+        the thread; ``listen(fd)`` takes the hypervisor's copy before the thread's is closed."""
         try:
             fprog = self.place_filter(code)
         except OSError as e:  # no stack room below sp: a page of its own, when a call can be injected
@@ -257,23 +293,37 @@ class Tracee:
                 log(f"[{self.tid}] cannot map scratch memory for {what}: {os.strerror(-page)}")
                 return False
             fprog = self.place_filter(code, at=page)
+        flags = libc.SECCOMP_FILTER_FLAG_TSYNC if listen is None else notify.FILTER_FLAGS
         if at_exit:
-            ret = await self.inject(NR_SECCOMP, libc.SECCOMP_SET_MODE_FILTER, libc.SECCOMP_FILTER_FLAG_TSYNC, fprog)
+            ret = await self.inject(NR_SECCOMP, libc.SECCOMP_SET_MODE_FILTER, flags, fprog)
+            ret = await self._took_listener(ret, listen, what, log)
         else:
             saved = self.getregs().copy()
             regs = saved.copy()
             regs.nr = NR_SECCOMP
             regs.set_arg(0, libc.SECCOMP_SET_MODE_FILTER)
-            regs.set_arg(1, libc.SECCOMP_FILTER_FLAG_TSYNC)
+            regs.set_arg(1, flags)
             regs.set_arg(2, fprog)
             arch.setregs(self.tid, regs)
             await self.next_syscall_stop()  # seccomp(2) ran in place of the call
-            ret = self.getregs().ret
+            ret = await self._took_listener(self.getregs().ret, listen, what, log)
             saved.rewind_syscall(saved.nr)  # the caller's own call, now under the new filter
             arch.setregs(self.tid, saved)
         if ret != 0:
             log(f"[{self.tid}] cannot stack {what}: seccomp returned {ret}")
         return ret == 0
+
+    async def _took_listener(self, ret: int, listen: Callable[[int], bool] | None, what: str,
+                             log: Callable[[str], None]) -> int:
+        """After seccomp(2) with a listener (at its exit stop): the hypervisor's copy taken, the
+        thread's closed; 0 when stacked.  Without a copy the calls the layer sends could never be
+        answered, and fail with ENOSYS (said in the log)."""
+        if listen is None or ret < 0:
+            return ret
+        if not listen(ret):
+            log(f"[{self.tid}] cannot take the listener of {what}: its calls fail with ENOSYS")
+        await self.inject(NR_CLOSE, ret)
+        return 0
 
     def place_filter(self, code: bytes, at: int | None = None) -> int:
         """Put a seccomp program and its sock_fprog in the tracee; the fprog's address.
@@ -348,7 +398,15 @@ class Tracer:
         # a file's attributes as the view shows them (a fake root's recorded owner and mode)
         self.view_stat: Callable[[os.stat_result], os.stat_result] = lambda st: st
         self.paths_traced = True  # path calls stop in every process (see trace_paths)
-        self._everywhere: list[tuple[bytes, str]] = []  # filters stacked on every process since start
+        self._everywhere: list[Layer] = []  # filters stacked on every process since start
+        # the calls of umvu.notify.CALLS come as user notifications once path calls stop (off: they
+        # stop as the rest do; Hypervisor sets it, not under a fake root or -vv)
+        self.notify = False
+        self.listeners: dict[int, notify.Listener] = {}  # by the hypervisor's fd
+        self._listening = select.poll()  # the listeners, polled between stops
+        self._sleep = select.poll()  # the listeners and the wakers, slept on
+        for fd in (self._wake_r, self._signals):
+            self._sleep.register(fd, select.POLLIN)
         self._calls_traced: set[int] = set()  # claimed calls' numbers that stop (trace_calls)
         self._waiting: dict[Tracee, Coroutine] = {}  # tracees whose handler waits on a worker thread
         self._next_check = 0.0  # when the waiting tracees are next checked for signals
@@ -407,6 +465,8 @@ class Tracer:
         umask = os.umask(0)
         self.root_tid = pid
         self.tracees[pid] = Tracee(pid, Process(pid), FsView(umask=umask), FdTable())
+        if self.paths_traced and self.notify:
+            self._everywhere.append(self._notify_layer())
         self.tracees[pid].proc.pending = list(self._everywhere)  # layers asked for before it ran
         return pid
 
@@ -415,8 +475,8 @@ class Tracer:
         """Serve until every tracee has gone; the root's exit status, shell style."""
         libc.keep_freed_memory()
         self._loop_thread = threading.get_ident()
-        wakers = [self._wake_r, self._signals]
         waitpid = os.waitpid
+        listening = self._listening.poll
         flags = os.WNOHANG | libc.WALL
         handle = self._handle if self.stats is None else self._handle_counted
         if self.faults is not None:
@@ -431,6 +491,9 @@ class Tracer:
                 if tid:
                     handle(tid, status)
                     continue
+                if self.listeners and (ready := listening(0)):
+                    self._notices(ready)
+                    continue
                 if self._done or self._soon:
                     self._finish_offloads()
                     continue
@@ -438,13 +501,17 @@ class Tracer:
                     self._check_interrupts()
                 # Nothing now: spin a little (a stop is usually microseconds away)
                 deadline = time.perf_counter() + SPIN_SECONDS
+                ready = []
                 while time.perf_counter() < deadline:
                     libc.sched_yield()
                     tid, status = waitpid(-1, flags)
-                    if tid:
+                    if tid or self.listeners and (ready := listening(0)):
                         break
                 if tid:
                     handle(tid, status)
+                    continue
+                if ready:
+                    self._notices(ready)
                     continue
                 timeout = INTERRUPT_POLL if self._waiting else None  # a tracee waiting on a module: its signals
                 if self._kill_at is not None:
@@ -453,10 +520,13 @@ class Tracer:
                         self._kill_all()
                         continue
                     timeout = left if timeout is None else min(timeout, left)
-                if not select.select(wakers, [], [], timeout)[0]:
+                events = self._sleep.poll(None if timeout is None else max(0, int(timeout * 1000) + 1))
+                if not events:
                     if self._waiting:
                         self._check_interrupts()
                     continue
+                if self.listeners:
+                    self._notices(events)
                 try:
                     while os.read(self._wake_r, 4096):
                         pass
@@ -676,6 +746,9 @@ class Tracer:
             req = coro.send(value)
         except StopIteration:
             t.task = None
+            if t.notice is not None:  # a handler that never answered: the caller must not wait forever
+                self.log(f"[{t.tid}] internal error: a notified call ended unanswered")
+                t.answer(-errno.EIO)
             return
         except Exception as e:
             t.task = None
@@ -941,6 +1014,72 @@ class Tracer:
             return
         self.paths_traced = True
         self.everywhere(bpf.base_filter(paths=True), "the path filter")
+        if self.notify:
+            self.everywhere(*self._notify_layer())
+
+    @staticmethod
+    def _notify_layer() -> Layer:
+        return bpf.notify_layer(notify.CALLS), "the notification layer", True
+
+    def _listen(self, t: Tracee, fd: int) -> bool:
+        """Take a copy of the listener ``t``'s process was given as fd ``fd``, and poll it."""
+        got = notify.fetch(t.tid, fd)
+        if got < 0:
+            return False
+        self.listeners[got] = notify.Listener(got)
+        self._listening.register(got, select.POLLIN)
+        self._sleep.register(got, select.POLLIN)
+        return True
+
+    def _drop_listener(self, fd: int) -> None:
+        """Every process of its layer is gone (the listener hung up)."""
+        self._listening.unregister(fd)
+        self._sleep.unregister(fd)
+        self.listeners.pop(fd).close()
+
+    def _notices(self, events: list[tuple[int, int]]) -> None:
+        """Serve one notification from each listener ``events`` says is ready."""
+        for fd, ev in events:
+            listener = self.listeners.get(fd)
+            if listener is None:
+                continue
+            if ev & select.POLLIN:
+                self._notified(listener)
+            elif ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                self._drop_listener(fd)
+
+    def _notified(self, listener: notify.Listener) -> None:
+        """A call sent as a notification: served as a stopped one, answered through ``listener``."""
+        n = listener.receive()
+        if n is None:
+            return
+        t = self.tracees.get(n.pid)
+        if t is None or t.task is not None or t.notice is not None:
+            listener.let_go(n.id)  # not a thread umvu serves now (none can be: it would be stopped)
+            return
+        t.notice = (listener, n.id)
+        t.at_entry = False  # its wait is killable only: no signal to end it with (_check_interrupts)
+        regs = t.regs
+        regs.orig_rax = n.nr
+        regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9 = n.args
+        regs.rip = n.ip
+        regs.rsp = 0  # not in the notification: nothing may be put below it (Call.put_scratch)
+        regs.rax = (-errno.ENOSYS) & 0xFFFFFFFFFFFFFFFF
+        if self.stats is not None:
+            self.stat_name = "(notification)"
+            start = time.perf_counter_ns()
+        try:
+            coro = self.on_syscall(t)
+            if coro is not None:
+                self._step(t, coro, None)
+        except Exception as e:
+            if not _vanished(e):
+                self._internal_error(t, "serving a notification")
+        if self.stats is not None:
+            spent = time.perf_counter_ns() - start
+            entry = self.stats.setdefault(self.stat_name + " (notified)", [0, 0])
+            entry[0] += 1
+            entry[1] += spent
 
     def trace_calls(self, names: set[str]) -> None:
         """From now on the calls ``names`` (claimed by a module: registry.CallClaim) stop in every
@@ -952,7 +1091,7 @@ class Tracer:
             names = sorted(syscalls.BY_NR[nr].name for nr in nrs)
             self.everywhere(bpf.calls_layer(names), "the filter for " + ", ".join(names))
 
-    def everywhere(self, code: bytes, what: str) -> None:
+    def everywhere(self, code: bytes, what: str, listen: bool = False) -> None:
         """Stack filter ``code`` on every process, now and to come (what fork does not carry: a
         process adopted without its creator gets them all).
 
@@ -960,13 +1099,13 @@ class Tracer:
         in place of its next system call, which then runs again under the new
         filter; a blocked call is restarted by the kernel as after a signal.
         """
-        self._everywhere.append((code, what))
+        self._everywhere.append((code, what, listen))
         chosen: dict[Process, Tracee] = {}
         for t in self.tracees.values():
             if t.proc not in chosen or (chosen[t.proc].task is not None and t.task is None):
                 chosen[t.proc] = t
         for proc, t in chosen.items():
-            proc.pending.append((code, what))
+            proc.pending.append((code, what, listen))
             # A thread held in a stop by a handler gets the interrupt when resumed.
             libc.try_ptrace(libc.PTRACE_INTERRUPT, t.tid, 0, 0)
 
@@ -1046,10 +1185,11 @@ class Tracer:
 
     async def _stack_pending(self, t: Tracee, at_entry: bool) -> None:
         layers, t.proc.pending = t.proc.pending, []  # another thread may have done it (TSYNC): none
-        for code, what in layers:
+        for code, what, listen in layers:
             if not at_entry:  # an interrupt stop, or the last layer's seccomp(2): to the call's entry
                 await t.next_syscall_stop()
-            await t.stack_layer(code, what, self.log, at_exit=False)
+            await t.stack_layer(code, what, self.log, at_exit=False,
+                                listen=functools.partial(self._listen, t) if listen else None)
             at_entry = False
         t.cont()
 
@@ -1205,6 +1345,9 @@ class Tracer:
                 pass
         if t.task is _WAITING_OFFLOAD:
             return  # its handler waits on: it ends the call when it is done
+        if t.notice is not None:
+            t.answer(-errno.EIO)
+            return
         try:
             if t.at_entry:  # the call has not run: it fails
                 regs = t.getregs()

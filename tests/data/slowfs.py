@@ -1,5 +1,5 @@
 """A test module: /slow/file answers after 1.5 s (in a worker thread); /slow/boom raises at open,
-/slow/closebug at close."""
+/slow/closebug at close; /slow/slowstat (not listed) is a file whose lstat takes 1.5 s."""
 
 import os
 import stat
@@ -16,11 +16,17 @@ class SlowFS(FileSystem):
     fstype = "slow"
 
     def lstat(self, path):
+        if path == "/slowstat":
+            return self._slow_lstat()
         if path == "/":
             return _st(stat.S_IFDIR | 0o755)
         if path in ("/file", "/boom", "/closebug"):
             return _st(stat.S_IFREG | 0o644)
         raise FileNotFoundError(2, path)
+
+    async def _slow_lstat(self):
+        await to_thread(time.sleep, 1.5)
+        return _st(stat.S_IFREG | 0o644)
 
     def open(self, path, flags, mode):
         if path == "/boom":

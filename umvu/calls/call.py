@@ -18,7 +18,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from umvu import arch, argcheck, bpf, memory, syscalls
+from umvu import arch, argcheck, bpf, memory, notify, syscalls
 from umvu.creds import MAY_READ, MAY_WRITE, current, permitted
 from umvu.fdtable import OpenFile
 from umvu.paths import RealWalkError, Resolved, resolve, seen_from
@@ -172,6 +172,7 @@ class Call:
         self.rewritten = False
         self.strings: dict[int, str] = {}
         self._scratch = regs.sp - arch.RED_ZONE
+        self._kept: list[ctypes.Array] = []  # put_scratch's buffers for a notified call
         self.via: dict[int, Mount] = {}  # path arguments handed to a module's host path
         self.real: Resolved | None = None  # the last real path target() resolved
         self.handed: tuple[str, str] | None = None  # (view path, host path) given to the kernel
@@ -262,6 +263,12 @@ class Call:
         return fs.cwd
 
     def put_scratch(self, data: bytes) -> int:
+        """``data`` where the kernel reads it for the call: below the caller's stack, or in the
+        hypervisor for a notified call, which the hypervisor makes itself (notify.perform)."""
+        if self.t.notice is not None:
+            buf = ctypes.create_string_buffer(data, len(data))
+            self._kept.append(buf)
+            return ctypes.addressof(buf)
         self._scratch = (self._scratch - len(data)) & ~15
         self.write(self._scratch, data)
         return self._scratch
@@ -580,7 +587,7 @@ class Call:
             arch.setregs(t.tid, self.regs)
             t.cont()
             return
-        ret = await t.finish_syscall(self.regs)
+        ret = await self.run_in_kernel()
         for then in self.after:
             await then(ret)
         if ret >= 0 and self.handed is not None and self.sc.family in ("open", "openat2"):
@@ -596,8 +603,20 @@ class Call:
                     await self.add_layer(ret, bpf.METADATA_CALLS)  # fchmod & co. must not reach that file
         self.resume_with(ret)
 
+    async def run_in_kernel(self) -> int:
+        """The kernel's result of the call with the arguments the handlers left (rewritten or the
+        caller's).  The caller waits at the call's exit stop, or still in its notification: the
+        hypervisor made the call for it (notify.perform)."""
+        t = self.t
+        if t.notice is not None:
+            return notify.perform(t.tid, t.proc.tgid, self.sc, self.args, self.regs.args())
+        return await t.finish_syscall(self.regs if self.rewritten else self.orig.copy())
+
     def skip(self, ret: int) -> None:
         """Skip the kernel's call: it returns ``ret`` (seccomp(2): nr = -1)."""
+        if self.t.notice is not None:
+            self.t.answer(ret)
+            return
         r = self.orig
         r.nr = -1
         r.ret = ret
@@ -606,6 +625,9 @@ class Call:
 
     def resume_with(self, ret: int) -> None:
         """At an exit stop: restore the caller's registers, with ``ret``."""
+        if self.t.notice is not None:
+            self.t.answer(ret)
+            return
         r = self.orig.copy()
         r.ret = ret
         arch.setregs(self.t.tid, r)

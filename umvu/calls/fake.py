@@ -58,7 +58,7 @@ async def serve(c: Call, records: Records, handle: Handle) -> Any:
 async def _finish(c: Call, res: Any) -> int:
     """The call's result, running it in the kernel if ``handle`` left it there (REAL)."""
     if res is REAL:
-        return await c.t.finish_syscall(c.regs if c.rewritten else c.orig.copy())
+        return await c.run_in_kernel()
     return res
 
 
