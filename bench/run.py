@@ -63,6 +63,7 @@ def runners(exe: dict[str, str]) -> dict[str, list[str] | None]:
         "native": [],
         "umvu": [umvu],
         "umvu --no-fast-path -o unreal": [umvu, "--no-fast-path", "-o", "unreal"],
+        "umvu --no-fast-path --no-notify -o unreal": [umvu, "--no-fast-path", "--no-notify", "-o", "unreal"],
         "umvu --no-fast-path --pin -o unreal": [umvu, "--no-fast-path", "--pin", "-o", "unreal"],
         "umvu -o unreal": [umvu, "-o", "unreal"],
         "C tracer": [exe["ctracer"]],
@@ -614,9 +615,12 @@ NOTES = """
   the path calls that cannot reach anything virtual themselves
   (docs/architecture.md); what still stops is glibc's internal opens (ld.so's
   libraries, setlocale's locale files) and the calls under /unreal.
-  **umvu --no-fast-path** is the same view with every path call stopping
-  (what a static program or one that drops LD_PRELOAD gets), and **--pin**
-  runs the hypervisor and the workload on one CPU.
+  **umvu --no-fast-path** is the same view with every path call reaching
+  the hypervisor (what a static program or one that drops LD_PRELOAD gets):
+  stat, access and readlink as seccomp user notifications, the rest as
+  ptrace stops; **--no-notify** makes those stop too (docs/architecture.md,
+  "Calls answered through notifications"), and **--pin** runs the
+  hypervisor and the workload on one CPU.
 * The FUSE rows vary more than the rest between runs on this machine: the
   kernel's own fuse2fs find took from 1.6 to 5.6 s and its 100 MB write
   from 190 to 430 MB/s in runs of the same day (the image is on disk, and

@@ -33,7 +33,7 @@ def test_calls_in_a_view_are_notified_and_answer_as_with_ptrace_stops(tree, tmp_
     stats = tmp_path / "stats"
     script = (f"cd /unreal{tree} && for f in a.txt abs rel dangling nope sub dirlink/b.bin; do "
               "stat -c '%n %s %i %h %F' $f; stat -L -c '%n %s %F' $f; test -r $f && echo r; test -x $f && echo x; "
-              "readlink $f; done 2>&1; realpath dirlink/b.bin; cd sub && stat -c '%n %s' ../a.txt deeper/c; "
+              "readlink $f; done 2>&1; realpath dirlink/b.bin; cd sub && stat -c '%n %s' ../a.txt deeper/c; /bin/pwd; "
               f"stat -c '%n %s' /unreal{tree}/with\\ space /etc/hostname")
     on = run(["bash", "-c", script], *UNREAL, "--stats", str(stats))
     off = run(["bash", "-c", script], *UNREAL, notify=False)
@@ -42,6 +42,7 @@ def test_calls_in_a_view_are_notified_and_answer_as_with_ptrace_stops(tree, tmp_
     counts = notified(stats.read_text())
     assert counts.get("statx", 0) + counts.get("newfstatat", 0) >= 20, counts
     assert counts.get("readlink", 0) >= 5 and counts.get("faccessat2", 0) + counts.get("access", 0) >= 5, counts
+    assert counts.get("getcwd", 0) >= 1 and f"/unreal{tree}/sub\n" in on.stdout, counts
     without = tmp_path / "without"
     run(["bash", "-c", script], *UNREAL, "--stats", str(without), notify=False)
     assert not notified(without.read_text())  # --no-notify: every call stops

@@ -28,7 +28,7 @@ import os
 from umvu import libc, memory, syscalls
 
 CALLS = frozenset({"stat", "lstat", "newfstatat", "statx", "access", "faccessat", "faccessat2",
-                   "readlink", "readlinkat"})
+                   "readlink", "readlinkat", "getcwd"})
 
 RET_USER_NOTIF = 0x7FC00000
 # seccomp(2) flags for the layer: a listener; TSYNC that fails with ESRCH (its plain form returns a
@@ -125,6 +125,8 @@ def perform(tid: int, tgid: int, sc: syscalls.Syscall, orig: tuple[int, ...], ar
     that does not is read from the caller.  A relative name is looked up from the caller's cwd or
     dirfd, through /proc/TID.  The hypervisor's thread holds the caller's credentials (Tracer._step).
     """
+    if not sc.path_args:
+        raise ValueError(f"{sc.name} is never rewritten: it is not made by the hypervisor")
     i = sc.path_args[0]
     if args[i] != orig[i]:
         name = ctypes.string_at(args[i])

@@ -318,6 +318,8 @@ class Tracee:
         """After seccomp(2) with a listener (at its exit stop): the hypervisor's copy taken, the
         thread's closed; 0 when stacked.  Without a copy the calls the layer sends could never be
         answered, and fail with ENOSYS (said in the log)."""
+        if listen is not None and ret == -errno.EBUSY:
+            return 0  # it has one already, inherited (a process adopted gets every layer again)
         if listen is None or ret < 0:
             return ret
         if not listen(ret):
