@@ -260,6 +260,45 @@ def test_names_in_a_bind_are_walked_on_the_host_in_process(tmp_path, stats):
     assert sum(stops(text, c) for c in calls) * 2 < sum(stops(without, c) for c in calls), text + without
 
 
+def test_xattrs_in_a_bind_are_read_in_process(tmp_path, stats):
+    """getxattr, lgetxattr, listxattr, llistxattr (ls -l asks two of every file): the kernel's answers
+    on the source, asked from the leaf's directory (getxattrat); symlinks to follow, `..` and names
+    ending in a slash are umvu's; the answers are those without the fast path."""
+    src, point = _bind_tree(tmp_path)
+    for name, value in (("d/f1", b"one"), ("d/f2", b"two, a longer value"), ("d", b"dir"), ("x", b"")):
+        os.setxattr(src / name, "user.k", value)
+    (src / "dang").symlink_to("nowhere")
+    code = f"""
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+def x(fn, *a, **k):
+    try:
+        r = fn(*a, **k)
+        return repr(sorted(r) if isinstance(r, list) else r)
+    except OSError as e:
+        return errno.errorcode[e.errno]
+def small(name):
+    buf = ctypes.create_string_buffer(2)
+    r = libc.getxattr(name.encode(), b"user.k", buf, ctypes.c_size_t(2))
+    return r if r >= 0 else errno.errorcode[ctypes.get_errno()]
+os.chdir("{point}")
+for n in ["d/f1", "{point}/d/f2", "rel", "abs", "dang", "d", "d/", "d/e/../f1", "nope/x", "d/f1/x", "x", "."]:
+    print(n, x(os.getxattr, n, "user.k"), x(os.getxattr, n, "user.k", follow_symlinks=False), x(os.listxattr, n),
+          x(os.listxattr, n, follow_symlinks=False), x(os.getxattr, n, "user.none"), small(n))
+"""
+    script = (f"vu_insmod vufs && vumount -t vufs {src} {point} && python3 -c '{code}' && "
+              f"ls -l --time-style=+ {point}/d | md5sum")
+    fast = sh(script, *FAST, "--stats", str(stats))
+    slow = off(script, "--stats", str(tmp_path / "slow"))
+    assert fast.returncode == 0 and fast.stdout == slow.stdout, fast.stdout + fast.stderr + slow.stdout
+    lines = fast.stdout.splitlines()
+    assert lines[0] == "d/f1 b'one' b'one' ['user.k'] ['user.k'] ENODATA ERANGE", lines
+    assert lines[8].endswith("ENOENT ENOENT ENOENT ENOENT ENOENT ENOENT") and "ENOTDIR" in lines[9], lines
+    text, without = stats.read_text(), (tmp_path / "slow").read_text()
+    calls = ("getxattr", "lgetxattr", "listxattr", "llistxattr")
+    assert sum(stops(text, c) for c in calls) + 100 < sum(stops(without, c) for c in calls), text + without
+
+
 def test_a_mount_inside_a_bind_is_umvus_to_walk(tmp_path, stats):
     """A mount below the bind's point: the library's walk meets it and stops (the kernel's walk
     of the host name would go past it); the rest of the bind stays the library's."""

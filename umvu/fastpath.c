@@ -47,6 +47,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/xattr.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -110,6 +111,11 @@ static const unsigned char code[] = {
 static long sys_raw(long nr, long a, long b, long c, long d, long e)
 {
 	return tramp(nr, a, b, c, d, e, 0);
+}
+
+static long sys_raw6(long nr, long a, long b, long c, long d, long e, long f)
+{
+	return tramp(nr, a, b, c, d, e, f);
 }
 
 __attribute__((constructor)) static void fast_init(void)
@@ -1164,6 +1170,109 @@ TAKE(int, fast_open(dirfd, path, flags, &done), __openat_2, dirfd, path, flags)
 
 int __openat64_2(int dirfd, const char *path, int flags)
 TAKE(int, fast_open(dirfd, path, flags, &done), __openat64_2, dirfd, path, flags)
+
+/* ---- xattrs: ls -l asks two of every file it lists (SELinux's label, the ACL) --------------
+ * The kernel has no xattr call on an O_PATH fd, but from Linux 6.13 it has them relative to a
+ * dirfd (getxattrat, listxattrat): the leaf of the name is asked from an O_PATH fd of its
+ * directory, which the kernel opened walking no symlink.  A leaf that is a symlink to follow, a
+ * symlink on the way, and a kernel without those calls (ENOSYS): umvu's. */
+#define NR_getxattrat 464
+#define NR_listxattrat 465
+
+struct xattr_args_ {
+	uint64_t value;
+	uint32_t size, flags;
+};
+
+/* The directory of T's name as a dirfd (*DIR: T's own dirfd for a name of one component, else an
+ * O_PATH fd to close, or -errno when the kernel refused the walk: the call's answer) and where
+ * the leaf starts in T's path (*LEAF).  1 when the call may be made from there; 0: umvu's. */
+static int leaf_of(const struct target *t, int follow, long *dir, size_t *leaf)
+{
+	char parent[4096];
+	if (t->refused || (t->flags & (E_OWN_DEV | E_LAYERS)))
+		return 0;
+	size_t n = strnlen(t->path, sizeof parent);
+	if (n == 0 || n >= sizeof parent || t->path[n - 1] == '/')
+		return 0;
+	const char *slash = memrchr(t->path, '/', n);
+	size_t l = slash ? (size_t)(slash - t->path) + 1 : 0;
+	if (is_dot(t->path + l, n - l) || is_dotdot(t->path + l, n - l))
+		return 0;
+	*leaf = l;
+	if (!slash) {
+		*dir = t->dirfd;
+	} else {
+		memcpy(parent, t->path, l);
+		parent[l] = 0;
+		*dir = open_nosym(t->dirfd, parent, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+		if (!kernels(*dir))
+			return 0;
+		if (*dir < 0)
+			return 1;
+	}
+	if (follow) { /* a symlink's target is walked as the view walks it: umvu's */
+		struct stat st;
+		if (sys_raw(SYS_newfstatat, *dir, (long)(t->path + l), (long)&st, AT_SYMLINK_NOFOLLOW, 0) == 0 &&
+		    S_ISLNK(st.st_mode)) {
+			if (slash)
+				sys_raw(SYS_close, *dir, 0, 0, 0, 0);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* getxattr (FOLLOW) and lgetxattr; listxattr and llistxattr (LIST: NAME is not used) */
+static ssize_t fast_xattr(const char *path, const char *name, void *value, size_t size, int follow, int list,
+			  int *done)
+{
+	struct target t;
+	long dir, r;
+	size_t leaf;
+	*done = 0;
+	if (size > UINT32_MAX || !target(&t, AT_FDCWD, path, 0, NULL))
+		return 0;
+	if (t.refused) { /* a name that cannot be read: the kernel's answer to the call as it is */
+		*done = 1;
+		served();
+		long nr = list ? (follow ? SYS_listxattr : SYS_llistxattr) : (follow ? SYS_getxattr : SYS_lgetxattr);
+		return ret_errno(list ? sys_raw(nr, (long)path, (long)value, (long)size, 0, 0)
+				      : sys_raw(nr, (long)path, (long)name, (long)value, (long)size, 0));
+	}
+	if (!leaf_of(&t, follow, &dir, &leaf))
+		return 0;
+	if (dir < 0 && dir != AT_FDCWD) {
+		r = dir;
+	} else {
+		long at = follow ? 0 : AT_SYMLINK_NOFOLLOW;
+		if (!list) {
+			struct xattr_args_ a = {.value = (uintptr_t)value, .size = (uint32_t)size, .flags = 0};
+			r = sys_raw6(NR_getxattrat, dir, (long)(t.path + leaf), at, (long)name, (long)&a, sizeof a);
+		} else {
+			r = sys_raw(NR_listxattrat, dir, (long)(t.path + leaf), at, (long)value, (long)size);
+		}
+		if (leaf)
+			sys_raw(SYS_close, dir, 0, 0, 0, 0);
+		if (r == -ENOSYS)
+			return 0;
+	}
+	*done = 1;
+	served();
+	return ret_errno(r);
+}
+
+ssize_t getxattr(const char *path, const char *name, void *value, size_t size)
+TAKE(ssize_t, fast_xattr(path, name, value, size, 1, 0, &done), getxattr, path, name, value, size)
+
+ssize_t lgetxattr(const char *path, const char *name, void *value, size_t size)
+TAKE(ssize_t, fast_xattr(path, name, value, size, 0, 0, &done), lgetxattr, path, name, value, size)
+
+ssize_t listxattr(const char *path, char *list, size_t size)
+TAKE(ssize_t, fast_xattr(path, NULL, list, size, 1, 1, &done), listxattr, path, list, size)
+
+ssize_t llistxattr(const char *path, char *list, size_t size)
+TAKE(ssize_t, fast_xattr(path, NULL, list, size, 0, 1, &done), llistxattr, path, list, size)
 
 /* realpath: glibc's reads each link with an internal readlink, which stops (gcc asks it of every
  * header it opens).  A name the kernel walks to with no symlink on the way is its own real path:

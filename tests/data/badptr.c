@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 #include <stdlib.h>
+#include <sys/xattr.h>
 static void say(const char *what, long r) { printf("%s %ld %s\n", what, r, r < 0 ? strerror(errno) : ""); }
 static void calls(const char *tag, const char *p) {
 	struct stat st; char buf[16]; char name[64];
@@ -22,6 +23,10 @@ static void calls(const char *tag, const char *p) {
 	snprintf(name, sizeof name, "%s openat", tag); say(name, openat(AT_FDCWD, p, O_RDONLY | O_DIRECTORY));
 	snprintf(name, sizeof name, "%s readlink", tag); say(name, readlink(p, buf, sizeof buf));
 	snprintf(name, sizeof name, "%s fopen", tag); FILE *f = fopen(p, "r"); say(name, f ? 0 : -1);
+	snprintf(name, sizeof name, "%s getxattr", tag); say(name, getxattr(p, "user.k", buf, sizeof buf));
+	snprintf(name, sizeof name, "%s lgetxattr", tag); say(name, lgetxattr(p, "user.k", buf, sizeof buf));
+	snprintf(name, sizeof name, "%s listxattr", tag); say(name, listxattr(p, buf, sizeof buf));
+	snprintf(name, sizeof name, "%s llistxattr", tag); say(name, llistxattr(p, buf, sizeof buf));
 }
 int main(void) {
 	calls("small", (const char *)16);
@@ -51,6 +56,9 @@ int main(void) {
 	char *cwd = getcwd(none, 100); say("getcwd", cwd ? 0 : -1);
 	struct stat st; say("stat-buf", stat("/etc/hostname", (struct stat *)none));
 	say("lstat-buf", lstat("/etc/hostname", (struct stat *)none));
+	say("getxattr-name", getxattr("/etc/hostname", none, NULL, 0));
+	say("getxattr-buf", getxattr("/etc", "user.nothing", none, 100));
+	say("listxattr-buf", listxattr("/etc/hostname", none, 100));
 	(void)st;
 	return 0;
 }
