@@ -51,6 +51,11 @@ PTRACE_EVENT_STOP = 128
 
 WALL = 0x40000000  # __WALL: wait for threads too; os does not export it
 
+# The kernel's own errnos for a call a signal ended, which a tracer sees in the result register
+# (never a program): restart if the handler has SA_RESTART, else EINTR; restart whatever the
+# handler; EINTR if there is a handler
+ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND = 512, 513, 514
+
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_PDEATHSIG = 1
 SECCOMP_SET_MODE_FILTER = 1

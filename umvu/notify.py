@@ -43,7 +43,6 @@ _IOCTL_SET_FLAGS = 0x40082104  # _IOW('!', 4, __u64)
 _NR_PIDFD_OPEN = 434
 _NR_PIDFD_GETFD = 438
 _PIDFD_THREAD = os.O_EXCL
-_ERESTARTSYS = 512
 
 
 class Notif(ctypes.Structure):
@@ -84,7 +83,7 @@ class Listener:
         """The call returns ``ret`` (-errno: fails).  A caller gone meanwhile (ENOENT) is no error."""
         r = self._resp
         r.id = ident
-        if ret == -_ERESTARTSYS:  # a wait a signal ended: nothing makes the kernel restart the call here
+        if ret == -libc.ERESTARTSYS:  # a wait a signal ended: nothing makes the kernel restart the call here
             ret = -errno.EINTR
         r.val, r.error, r.flags = (ret, 0, 0) if ret >= 0 else (0, ret, 0)
         libc.ioctl(self.fd, _IOCTL_SEND, self._resp_ref)

@@ -405,6 +405,7 @@ class Tracer:
         # stop as the rest do; Hypervisor sets it, not under a fake root or -vv)
         self.notify = False
         self.listeners: dict[int, notify.Listener] = {}  # by the hypervisor's fd
+        self._notified_nrs = frozenset(syscalls.BY_NAME[n].nr for n in notify.CALLS)
         self._listening = select.poll()  # the listeners, polled between stops
         self._sleep = select.poll()  # the listeners and the wakers, slept on
         for fd in (self._wake_r, self._signals):
@@ -719,6 +720,8 @@ class Tracer:
             if sig == SYSCALL_TRAP or sig == signal.SIGTRAP:
                 t.cont()
             else:
+                if self.listeners:
+                    self._restart_notified(t)
                 t.cont(sig)  # signal-delivery-stop: deliver it
         elif event == libc.PTRACE_EVENT_STOP:
             if t.proc.revoke_pending:
@@ -1049,6 +1052,16 @@ class Tracer:
                 self._notified(listener)
             elif ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
                 self._drop_listener(fd)
+
+    def _restart_notified(self, t: Tracee) -> None:
+        """At a signal-delivery stop: a signal that ended a notified call's wait before umvu took
+        the notification leaves -ERESTARTSYS, which a handler without SA_RESTART turns into
+        EINTR; those calls never fail so natively (a stat is not interrupted), so the call is
+        made again after the handler, whatever its flags (-ERESTARTNOINTR)."""
+        regs = t.getregs()
+        if regs.ret == -libc.ERESTARTSYS and regs.nr in self._notified_nrs:
+            regs.ret = -libc.ERESTARTNOINTR
+            arch.setregs(t.tid, regs)
 
     def _notified(self, listener: notify.Listener) -> None:
         """A call sent as a notification: served as a stopped one, answered through ``listener``."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from umvu import arch, argcheck, bpf, memory, notify, syscalls
 from umvu.creds import MAY_READ, MAY_WRITE, current, permitted
 from umvu.fdtable import OpenFile
+from umvu.libc import ERESTARTNOHAND, ERESTARTSYS
 from umvu.paths import RealWalkError, Resolved, resolve, seen_from
 from umvu.registry import CallClaim, Mount
 from umvu.syscalls import Syscall
@@ -79,9 +80,6 @@ EFD_NONBLOCK = os.O_NONBLOCK
 
 
 NR_PPOLL = 271
-
-
-ERESTARTSYS, ERESTARTNOHAND = 512, 514  # the kernel's own: a signal ended the call, restart or EINTR
 
 
 POLLIN, POLLOUT = 1, 4
