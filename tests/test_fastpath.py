@@ -260,6 +260,39 @@ def test_names_in_a_bind_are_walked_on_the_host_in_process(tmp_path, stats):
     assert sum(stops(text, c) for c in calls) * 2 < sum(stops(without, c) for c in calls), text + without
 
 
+def test_creates_and_writes_away_from_mounts_are_made_in_process(tmp_path, stats):
+    """Opens that write, truncate or create a host file away from every mount are the kernel's
+    (the kernel's umask is the view's); a symlink is followed as the view follows it (into the
+    mount: umvu's), an exclusive create does not follow one, and the kernel's refusals stay."""
+    code = """
+import os, errno
+for f, fl in (("w3", os.O_CREAT|os.O_EXCL|os.O_WRONLY), ("link", os.O_CREAT|os.O_EXCL|os.O_WRONLY),
+              ("newx", os.O_CREAT|os.O_EXCL|os.O_WRONLY), ("dang2", os.O_WRONLY|os.O_CREAT|os.O_NOFOLLOW),
+              ("w4", os.O_RDWR|os.O_TRUNC), ("nodir/x", os.O_CREAT|os.O_WRONLY), ("w5/x", os.O_CREAT|os.O_WRONLY),
+              ("dirx", os.O_CREAT|os.O_DIRECTORY|os.O_WRONLY)):
+    try:
+        fd = os.open(f, fl, 0o666)
+        os.write(fd, b"p")
+        os.close(fd)
+        print(f, "ok")
+    except OSError as e:
+        print(f, errno.errorcode[e.errno])
+"""
+    script = ("mkdir -p $D && cd $D && umask 027 && for i in $(seq 40); do echo $i > w$i; done; echo more >> w1; "
+              ": > empty; ln -s w2 link; echo via-link > link; ln -s nowhere dang; echo made > dang; "
+              "ln -s /unreal$D/viaunreal intomount; echo into > intomount; "
+              f"python3 -c '{code}'; stat -c '%n %a %s %F' w1 w2 w40 empty link dang nowhere viaunreal newx w4 dang2 "
+              "2>&1 | sort; cat w1 w2 nowhere viaunreal")
+    fast = sh(f"D={tmp_path}/a; " + script, *FAST, "-o", "unreal", "--stats", str(stats))
+    slow = off(f"D={tmp_path}/b; " + script, "-o", "unreal", "--stats", str(tmp_path / "slow"))
+    assert fast.returncode == 0 and fast.stdout == slow.stdout, fast.stdout + fast.stderr + slow.stdout
+    assert fast.stdout.splitlines()[:8] == ["w3 EEXIST", "link EEXIST", "newx ok", "dang2 ok", "w4 ok",
+                                            "nodir/x ENOENT", "w5/x ENOTDIR", "dirx EINVAL"], fast.stdout
+    assert "w1 640 7 regular file" in fast.stdout and "\nmade\ninto\n" in fast.stdout, fast.stdout
+    text, without = stats.read_text(), (tmp_path / "slow").read_text()
+    assert stops(text, "openat") + 40 < stops(without, "openat"), text + without
+
+
 def test_xattrs_in_a_bind_are_read_in_process(tmp_path, stats):
     """getxattr, lgetxattr, listxattr, llistxattr (ls -l asks two of every file): the kernel's answers
     on the source, asked from the leaf's directory (getxattrat); symlinks to follow, `..` and names

@@ -695,9 +695,11 @@ static int resolve(int dirfd, const char *path, int follow, char *v, size_t cap)
 			size_t an = strnlen(after, 4096); /* the kernel stops here: the rest as written */
 			if (n + 1 + an + 1 > cap)
 				return -1;
-			v[n++] = '/';
-			memcpy(v + n, after, an + 1);
-			n += an;
+			if (an) { /* (a missing last component is the name an open creates: no slash after it) */
+				v[n++] = '/';
+				memcpy(v + n, after, an + 1);
+				n += an;
+			}
 			break;
 		}
 		if (!S_ISLNK(st.st_mode)) {
@@ -1082,13 +1084,18 @@ TAKE(ssize_t, fast_readlink(AT_FDCWD, path, buf, size, &done), readlink, path, b
 ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t size)
 TAKE(ssize_t, fast_readlink(dirfd, path, buf, size, &done), readlinkat, dirfd, path, buf, size)
 
+/* An open that may change the file system: it writes, truncates or creates */
+#define WRITES(f) (((f) & O_ACCMODE) != O_RDONLY || NEEDS_MODE(f) || ((f) & O_TRUNC))
+
 /* The open of T's name: 1 with the fd or -errno in *FD; 0: umvu's (*FD: -ELOOP when the kernel
  * met a symlink on the way) */
-static int open_target(const struct target *t, int flags, long *fd)
+static int open_target(const struct target *t, int flags, mode_t mode, long *fd)
 {
 	*fd = 0;
 	if (t->flags & E_RO)
 		return 0; /* umvu guards what a read-only mount hands out (fchmod & co. on the fd) */
+	if (WRITES(flags) && t->flags)
+		return 0; /* in a mount, a write or a create is the module's (copy-up, records, its umask) */
 	if ((snap->flags & SNAP_DEVICES) || (t->flags & E_NODEV)) {
 		/* a node whose number a module serves is the module's to open; nodev: EACCES, umvu's */
 		long p = open_nosym(t->dirfd, t->path, O_PATH | O_CLOEXEC | (flags & O_NOFOLLOW), 0);
@@ -1102,30 +1109,34 @@ static int open_target(const struct target *t, int flags, long *fd)
 		if (r != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)))
 			return 0;
 	}
-	*fd = open_nosym(t->dirfd, t->path, flags | O_LARGEFILE, 0);
+	*fd = open_nosym(t->dirfd, t->path, flags | O_LARGEFILE, mode);
 	/* EINVAL: flags openat would ignore and openat2 refuses */
 	return !(*fd == -ELOOP || *fd == -EXDEV || *fd == -ENOSYS || *fd == -EAGAIN || *fd == -EINVAL);
 }
 
-/* open_target of the name with its symlinks resolved as the view resolves them (resolve) */
-static __attribute__((noinline)) int open_resolved(struct target *t, int dirfd, const char *path, int flags, long *fd)
+/* open_target of the name with its symlinks resolved as the view resolves them (resolve); an
+ * exclusive create does not follow its last component (a symlink there: EEXIST, the kernel's) */
+static __attribute__((noinline)) int open_resolved(struct target *t, int dirfd, const char *path, int flags,
+						  mode_t mode, long *fd)
 {
 	char v[4096 + 2];
-	if (resolve(dirfd, path, !(flags & O_NOFOLLOW), v, sizeof v) != 0 || !target(t, AT_FDCWD, v, 1, NULL))
+	int follow = !(flags & O_NOFOLLOW) && (flags & (O_CREAT | O_EXCL)) != (O_CREAT | O_EXCL);
+	if (resolve(dirfd, path, follow, v, sizeof v) != 0 || !target(t, AT_FDCWD, v, 1, NULL))
 		return 0;
-	return open_target(t, flags, fd);
+	return open_target(t, flags, mode, fd);
 }
 
-/* open for reading, of a host file: no O_CREAT, O_TMPFILE or write (umask, records, copy-up:
- * umvu's); a symlink on the way resolved as the view resolves it */
-static int fast_open(int dirfd, const char *path, int flags, int *done)
+/* open of a host file: for reading; away from every mount, for writing and creating too (the
+ * kernel's umask is the view's: umvu notes umask(2) and lets the kernel make it), in a mount
+ * those are umvu's (open_target); a symlink on the way resolved as the view resolves it */
+static int fast_open(int dirfd, const char *path, int flags, mode_t mode, int *done)
 {
 	struct target t;
 	long fd;
 	*done = 0;
-	if ((flags & O_ACCMODE) != O_RDONLY || NEEDS_MODE(flags) || (flags & O_TRUNC) || !target(&t, dirfd, path, 1, NULL))
+	if (!target(&t, dirfd, path, 1, NULL))
 		return 0;
-	if (!open_target(&t, flags, &fd) && (fd != -ELOOP || !open_resolved(&t, dirfd, path, flags, &fd)))
+	if (!open_target(&t, flags, mode, &fd) && (fd != -ELOOP || !open_resolved(&t, dirfd, path, flags, mode, &fd)))
 		return 0;
 	*done = 1;
 	served();
@@ -1134,13 +1145,13 @@ static int fast_open(int dirfd, const char *path, int flags, int *done)
 
 int openat(int dirfd, const char *path, int flags, ...)
 {
-	int done, r = fast_open(dirfd, path, flags, &done);
-	if (done)
-		return r;
 	va_list ap;
 	va_start(ap, flags);
 	mode_t mode = NEEDS_MODE(flags) ? va_arg(ap, mode_t) : 0;
 	va_end(ap);
+	int done, r = fast_open(dirfd, path, flags, mode, &done);
+	if (done)
+		return r;
 	REAL(openat);
 	return real_openat(dirfd, path, flags, mode);
 }
@@ -1158,18 +1169,28 @@ int open(const char *path, int flags, ...)
 
 int open64(const char *path, int flags, ...) __attribute__((alias("open")));
 
-/* _FORTIFY_SOURCE's entry points (tar calls these): open with no mode argument */
+/* _FORTIFY_SOURCE's entry points (tar calls these): open with no mode argument; one asked to
+ * create is glibc's to refuse (it aborts the program) */
+static int fast_open_nomode(int dirfd, const char *path, int flags, int *done)
+{
+	if (NEEDS_MODE(flags)) {
+		*done = 0;
+		return 0;
+	}
+	return fast_open(dirfd, path, flags, 0, done);
+}
+
 int __open_2(const char *path, int flags)
-TAKE(int, fast_open(AT_FDCWD, path, flags, &done), __open_2, path, flags)
+TAKE(int, fast_open_nomode(AT_FDCWD, path, flags, &done), __open_2, path, flags)
 
 int __open64_2(const char *path, int flags)
-TAKE(int, fast_open(AT_FDCWD, path, flags, &done), __open64_2, path, flags)
+TAKE(int, fast_open_nomode(AT_FDCWD, path, flags, &done), __open64_2, path, flags)
 
 int __openat_2(int dirfd, const char *path, int flags)
-TAKE(int, fast_open(dirfd, path, flags, &done), __openat_2, dirfd, path, flags)
+TAKE(int, fast_open_nomode(dirfd, path, flags, &done), __openat_2, dirfd, path, flags)
 
 int __openat64_2(int dirfd, const char *path, int flags)
-TAKE(int, fast_open(dirfd, path, flags, &done), __openat64_2, dirfd, path, flags)
+TAKE(int, fast_open_nomode(dirfd, path, flags, &done), __openat64_2, dirfd, path, flags)
 
 /* ---- xattrs: ls -l asks two of every file it lists (SELinux's label, the ACL) --------------
  * The kernel has no xattr call on an O_PATH fd, but from Linux 6.13 it has them relative to a
@@ -1378,7 +1399,7 @@ char *getcwd(char *buf, size_t size)
 
 DIR *opendir(const char *name)
 {
-	int done, fd = fast_open(AT_FDCWD, name, O_RDONLY | O_NONBLOCK | O_DIRECTORY | O_CLOEXEC, &done);
+	int done, fd = fast_open(AT_FDCWD, name, O_RDONLY | O_NONBLOCK | O_DIRECTORY | O_CLOEXEC, 0, &done);
 	if (done) {
 		if (fd < 0)
 			return NULL;
@@ -1415,7 +1436,7 @@ static FILE *fast_fopen(const char *path, const char *mode, int *done)
 	*done = 0;
 	if (!read_only_mode(mode, &flags))
 		return NULL;
-	int fd = fast_open(AT_FDCWD, path, flags, done);
+	int fd = fast_open(AT_FDCWD, path, flags, 0, done);
 	if (!*done || fd < 0)
 		return NULL;
 	FILE *f = fdopen(fd, mode);
