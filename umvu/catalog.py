@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable
 from typing import NamedTuple
 
-from umvu import arch, syscalls
+from umvu import arch, notify, syscalls
 
 UNISTD = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h"
 X32_FIRST = 512  # python-ptrace's x86_64 table also holds the x32 ABI's own numbers, from here on
@@ -110,13 +110,16 @@ def treatment(c: Call) -> Treatment:
     if sc.family == "service":
         return Treatment("once a module claims it", what, "claimed")
     if sc.family in syscalls.ALWAYS_TRACED:
-        return Treatment("always", what, "always")
+        return Treatment("always" + (", a notification once anything is mounted" if sc.name in notify.CALLS else ""),
+                         what, "always")
     if sc.path_args or sc.addr_args or sc.family in syscalls.MOUNTED_FAMILIES:
         when = "once anything is mounted"
         if sc.addr_args and sc.arg_index("ptr") is not None:
             when += " (with an address)"
         if sc.fd_args:
             when += ", or on a virtual fd"
+        if sc.name in notify.CALLS:
+            when += " (a notification)"
         return Treatment(when, what, "path")
     return Treatment("on a virtual fd", what, "fd")
 
@@ -166,7 +169,9 @@ def page() -> str:
         "* **once anything is mounted**: path calls stop from the first mount on, and umvu resolves the",
         "  path in the caller's view; a real one goes to the kernel (rewritten when the caller's cwd,",
         "  dirfd or root is virtual).  So do the calls that name an AF_UNIX socket by a path, and those",
-        f"  that answer with one.  {counts.get('path', 0)} calls.",
+        f"  that answer with one.  {counts.get('path', 0)} calls.  "
+        f"{', '.join(sorted(notify.CALLS))} reach umvu as seccomp user notifications, not ptrace stops",
+        "  (docs/architecture.md, \"Calls answered through notifications\").",
         f"* **always**: they change the view itself.  {counts.get('always', 0)} calls.",
         "* **once a module claims it**: a module may serve the call (`vu.claim_call`) or an address",
         "  family (`vu.claim_family`: socket and socketpair); from then on it stops in every process.",
