@@ -84,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             "# Before and after\n\nWritten by `make bench-ab REV=...` (bench/ab.py); do not edit by hand.  "
             f"Each workload under umvu at {rev} and at the working tree, in turns, median of {args.runs} runs, "
             f"wall time including umvu's start-up, measured {time.strftime('%Y-%m-%d')}.  A ratio within about ten "
-            "per cent of 1 is noise on this machine (one row gave 0.93 and 1.09 in two runs of an hour).\n\n"
+            "per cent of 1 is noise on this machine (one row gave 0.93 and 1.09 in two runs of an hour)."
+            + "".join(f"  {k}={os.environ[k]} for both sides." for k in ("UMVU_FAST_PATH", "UMVU_NOTIFY")
+                      if k in os.environ)
+            + "\n\n"
             + "\n".join(lines) + "\n")
     return 0
 
