@@ -1,11 +1,12 @@
 """The tracer: runs a command under ptrace with the seccomp filter, and the loop.
 
 One thread (the one that attached, as ptrace requires) drives every tracee.
-The loop reaps stops with waitpid(WNOHANG) and busy-polls for a short while
-before it sleeps (ARCHITECTURE.md: 10-19 us per stop unpinned, against 80 us
-for a loop that only sleeps on SIGCHLD), then sleeps in select() on a
-signalfd (SIGCHLD, and the signals that end a session) and on a pipe fed by
-module work finishing in other threads.
+The loop reaps stops with waitpid(WNOHANG), and the calls that come as
+seccomp user notifications from the listeners (umvu.notify), and busy-polls
+both for a short while before it sleeps (ARCHITECTURE.md: 10-19 us per stop
+unpinned, against 80 us for a loop that only sleeps on SIGCHLD), then sleeps
+in poll() on the listeners, a signalfd (SIGCHLD, and the signals that end a
+session) and a pipe fed by module work finishing in other threads.
 
 A stopped system call is handed to umvu.calls (serve).  When its handler needs more
 than one stop (let the call run and see its result, make the tracee run
