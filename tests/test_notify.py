@@ -134,3 +134,17 @@ def test_a_signal_caught_without_sa_restart_never_makes_a_stat_fail(cc, tmp_path
     assert r.stdout == "eintr 0 other 0\n", r.stdout + r.stderr
     counts = notified(stats.read_text())
     assert counts.get("newfstatat", 0) + counts.get("statx", 0) >= 2000, counts
+
+
+def test_a_signal_ends_a_notified_stat_that_waits_on_a_slow_module(cc):
+    """The module takes 1.5 s to answer; a signal comes after 0.3 s: a caught one ends the stat
+    with EINTR, as it does in a ptrace stop (Tracer._check_interrupts: the caller would wait for the
+    module, a hung daemon's caller for ever); SIGTERM with no handler kills the caller."""
+    prog = cc("intstat")
+    mod = HERE / "data" / "slowfs.py"
+    script = (f"vu_insmod {mod}; {prog} /slow/slowstat & sleep 0.3; kill -INT $!; wait; "
+              "stat /slow/slowstat & pid=$!; sleep 0.3; kill -TERM $pid; wait $pid; echo rc=$?; "
+              f"{prog} /slow/file")
+    for notify in (True, False):
+        r = run(["bash", "-c", script], notify=notify)
+        assert r.stdout == "stat EINTR\nrc=143\nstat ok\n", (notify, r.stdout + r.stderr)

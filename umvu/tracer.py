@@ -801,7 +801,9 @@ class Tracer:
         """
         self._next_check = time.monotonic() + INTERRUPT_POLL
         for t, coro in list(self._waiting.items()):
-            if t.gone or t.task is not _WAITING_OFFLOAD or not t.at_entry or t.held:
+            # (a notified call waits killably: the kernel holds even a fatal signal for it, as for
+            # a thread in a ptrace stop)
+            if t.gone or t.task is not _WAITING_OFFLOAD or not (t.at_entry or t.notice) or t.held:
                 continue
             pending = _signal_pending(t.tid)
             if not pending or t.on_signal is not None and not t.on_signal(pending == "fatal"):
@@ -810,13 +812,9 @@ class Tracer:
             t.task = None
             coro.close()
             try:
-                regs = t.getregs()
-                regs.nr = -1
-                regs.ret = -errno.EINTR
-                arch.setregs(t.tid, regs)
+                t.answer(-errno.EINTR)
             except OSError:
                 continue  # killed meanwhile: its exit is on the way
-            t.cont()
 
     def _offload_done(self, t: Tracee, coro: Coroutine, fut: concurrent.futures.Future) -> None:
         result = _outcome(fut)
