@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from umvu import memory
+from umvu.syscalls import s32
 
 if TYPE_CHECKING:
     from umvu.calls.call import Call
@@ -53,11 +54,6 @@ def _einval(why: str) -> OSError:
 
 def _u32(v: int) -> int:
     return v & 0xFFFFFFFF
-
-
-def _s32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v & 0x80000000 else v
 
 
 def _s64(v: int) -> int:
@@ -102,7 +98,7 @@ def open_flags(flags: int, mode: int | None = None) -> None:
 
 def _open(c: Call) -> None:
     if c.sc.name != "creat":
-        open_flags(_s32(c.arg("oflags")))
+        open_flags(s32(c.arg("oflags")))
 
 
 def _openat2(c: Call) -> None:
@@ -159,7 +155,7 @@ def _symlink(c: Call) -> None:
 
 
 def _readlink(c: Call) -> None:
-    if _s32(c.arg("size")) <= 0:
+    if s32(c.arg("size")) <= 0:
         raise _einval("a buffer size of zero or less")
 
 
@@ -180,7 +176,7 @@ def _access(c: Call) -> None:
 def _names_the_fd(c: Call, flags: int) -> bool:
     """getname_maybe_null: AT_EMPTY_PATH with a NULL or empty path and an fd (not AT_FDCWD) makes
     fstatat and statx calls on the fd, where fewer flags are checked (a path that faults is not one)."""
-    if not flags & AT_EMPTY_PATH or _s32(c.args[0]) < 0:
+    if not flags & AT_EMPTY_PATH or s32(c.args[0]) < 0:
         return False
     try:
         return not c.args[1] or memory.read(c.t.tid, c.args[1], 1) == b"\0"
@@ -225,7 +221,7 @@ def _utime(c: Call) -> int | None:
             if t[1] == UTIME_OMIT and t[3] == UTIME_OMIT:
                 return 0  # nothing to do: the kernel does not even look at the path
         flags = _u32(c.args[3])
-        if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) or flags and not c.args[1] and _s32(c.args[0]) != -100:
+        if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) or flags and not c.args[1] and s32(c.args[0]) != -100:
             raise _einval("utimensat flags")  # do_utimes_fd (a NULL path: the fd) takes none
     return None
 
@@ -244,7 +240,7 @@ def _xattr_name(c: Call) -> None:
 
 def _setxattr(c: Call) -> None:
     """setxattr_copy: the flags, the name, the size, then the value, all before the file."""
-    if _s32(c.args[4]) & ~(XATTR_CREATE | XATTR_REPLACE):
+    if s32(c.args[4]) & ~(XATTR_CREATE | XATTR_REPLACE):
         raise _einval("setxattr flags")
     _xattr_name(c)
     size = c.args[3]

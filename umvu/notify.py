@@ -134,7 +134,7 @@ def perform(tid: int, tgid: int, sc: syscalls.Syscall, orig: tuple[int, ...], ar
     else:
         name = b""
     d = sc.arg_index("dirfd")
-    dirfd = _s32(args[d]) if d is not None else AT_FDCWD
+    dirfd = syscalls.s32(args[d]) if d is not None else AT_FDCWD
     flags_i = sc.arg_index("atflags")
     flags = args[flags_i] & 0xFFFFFFFF if flags_i is not None else AT_SYMLINK_NOFOLLOW if sc.name == "lstat" else 0
     opened = None
@@ -159,7 +159,7 @@ def perform(tid: int, tgid: int, sc: syscalls.Syscall, orig: tuple[int, ...], ar
             mode = args[sc.arg_index("mode")] & 0xFFFFFFFF
             ret = libc.raw_syscall(_NR["faccessat2"], at, path, mode, flags if sc.name == "faccessat2" else 0)
         elif sc.family == "readlink":
-            size = _s32(args[sc.arg_index("size")])
+            size = syscalls.s32(args[sc.arg_index("size")])
             if size <= 0:
                 return -errno.EINVAL
             out = ctypes.create_string_buffer(min(size, memory.PATH_MAX))
@@ -176,10 +176,6 @@ def perform(tid: int, tgid: int, sc: syscalls.Syscall, orig: tuple[int, ...], ar
         except OSError as e:
             return -(e.errno or errno.EFAULT)
     return ret
-
-
-def _s32(v: int) -> int:
-    return ctypes.c_int32(v).value
 
 
 def _own_proc(name: bytes, tid: int, tgid: int) -> bytes:

@@ -59,6 +59,13 @@ import functools
 
 from umvu import arch
 
+
+def s32(v: int) -> int:
+    """An fd or int argument as the kernel reads it: the low 32 bits, signed."""
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
 # The control channel: a call number no Linux kernel has (ASCII "VU").
 # Outside umvu the kernel answers ENOSYS, which is how the commands know.
 VU_CONTROL_NR = 0x5655

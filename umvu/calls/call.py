@@ -24,7 +24,7 @@ from umvu.fdtable import OpenFile
 from umvu.libc import ERESTARTNOHAND, ERESTARTSYS
 from umvu.paths import RealWalkError, Resolved, resolve, seen_from
 from umvu.registry import CallClaim, Mount
-from umvu.syscalls import Syscall
+from umvu.syscalls import Syscall, s32
 
 if TYPE_CHECKING:
     from umvu.hypervisor import Hypervisor
@@ -128,10 +128,6 @@ REAL = _Sentinel("REAL")  # let the kernel run the call
 
 
 DONE = _Sentinel("DONE")  # the handler already resumed the tracee
-
-
-def s32(v: int) -> int:
-    return ctypes.c_int32(v & 0xFFFFFFFF).value
 
 
 def s64(v: int) -> int:
