@@ -204,10 +204,12 @@ class Tracee:
         found = Creds.of(self.tid) or creds.SESSION
         return creds.SESSION if found == creds.SESSION else found
 
-    def answer(self, ret: int) -> None:
-        """End the call the thread is stopped in: it returns ``ret`` without the kernel running it."""
+    def answer(self, ret: int, regs: arch.Regs | None = None) -> None:
+        """End the call the thread is stopped in at its entry: it returns ``ret`` without the kernel
+        running it.  ``regs``: the thread's registers, when the caller has them."""
         if self.notice is None:
-            regs = self.getregs()
+            if regs is None:
+                regs = self.getregs()
             regs.nr = -1
             regs.ret = ret
             arch.setregs(self.tid, regs)
@@ -646,7 +648,12 @@ class Tracer:
         assert self.stats is not None
         if t is not None and status >> 16 == libc.PTRACE_EVENT_SECCOMP:
             t.stat_name = self.stat_name
-        entry = self.stats.setdefault(self.stat_name, [0, 0])
+        self._count(self.stat_name, spent)
+
+    def _count(self, name: str, spent: int) -> None:
+        """One more stop (or notification) of ``name``, served in ``spent`` ns."""
+        assert self.stats is not None
+        entry = self.stats.setdefault(name, [0, 0])
         entry[0] += 1
         entry[1] += spent
 
@@ -1090,10 +1097,7 @@ class Tracer:
             if not _vanished(e):
                 self._internal_error(t, "serving a notification")
         if self.stats is not None:
-            spent = time.perf_counter_ns() - start
-            entry = self.stats.setdefault(self.stat_name + " (notified)", [0, 0])
-            entry[0] += 1
-            entry[1] += spent
+            self._count(self.stat_name + " (notified)", time.perf_counter_ns() - start)
 
     def trace_calls(self, names: set[str]) -> None:
         """From now on the calls ``names`` (claimed by a module: registry.CallClaim) stop in every
@@ -1359,18 +1363,13 @@ class Tracer:
                 pass
         if t.task is _WAITING_OFFLOAD:
             return  # its handler waits on: it ends the call when it is done
-        if t.notice is not None:
-            t.answer(-errno.EIO)
-            return
         try:
-            if t.at_entry:  # the call has not run: it fails
-                regs = t.getregs()
-                regs.nr = -1
-                regs.ret = -errno.EIO
-                arch.setregs(t.tid, regs)
+            if t.at_entry or t.notice is not None:  # the call has not run: it fails
+                t.answer(-errno.EIO)
+            else:
+                t.cont()
         except OSError:
             return
-        t.cont()
 
     def signal_root(self, sig: int) -> None:
         if self.root_tid in self.tracees:

@@ -608,14 +608,7 @@ class Call:
 
     def skip(self, ret: int) -> None:
         """Skip the kernel's call: it returns ``ret`` (seccomp(2): nr = -1)."""
-        if self.t.notice is not None:
-            self.t.answer(ret)
-            return
-        r = self.orig
-        r.nr = -1
-        r.ret = ret
-        arch.setregs(self.t.tid, r)
-        self.t.cont()
+        self.t.answer(ret, self.orig)
 
     def resume_with(self, ret: int) -> None:
         """At an exit stop: restore the caller's registers, with ``ret``."""
