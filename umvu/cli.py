@@ -93,7 +93,7 @@ def umvu_main(argv: list[str] | None = None) -> int:
                       help="no preloaded library: every path call stops once anything is mounted "
                            "(also UMVU_FAST_PATH=0)")
     p.add_argument("--no-notify", action="store_true",
-                   help="the stat, access and readlink calls that stop take a ptrace stop, as the other calls "
+                   help="the stat, access, readlink and getcwd calls that stop take a ptrace stop, as the other calls "
                         "do, not a seccomp user notification (also UMVU_NOTIFY=0; docs/architecture.md)")
     p.add_argument("--version", action="version", version=f"umvu {__version__}")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]",
