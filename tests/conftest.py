@@ -17,6 +17,9 @@ HERE = Path(__file__).parent
 
 def env() -> dict[str, str]:
     e = dict(os.environ)
+    # `make -s test` would hand its flags (and a jobserver's fds) to the makes the tests run
+    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
+        e.pop(name, None)
     # the disk tools (mkfs.ext4, sfdisk, blockdev, losetup) are in sbin, which an ordinary user's PATH lacks
     e["PATH"] = f"{BIN}:{e.get('PATH', '/usr/bin:/bin')}:/usr/sbin:/sbin"
     e["LC_ALL"] = "C"
