@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import UMVU, env, native, sh
@@ -559,3 +560,61 @@ def test_a_cow_rename_is_never_seen_half_made(tmp_path, stats):
     r = sh(script, *FAST, "--stats", str(stats), timeout=120)
     assert r.returncode == 0 and r.stdout.split() == ["0"], r.stdout + r.stderr
     assert served(stats.read_text()) >= 100, stats.read_text()
+
+
+def _hooked() -> list[str]:
+    """The libc functions the library sends to itself (fastpath.c's `hooks`)."""
+    src = (Path(__file__).parent.parent / "umvu" / "fastpath.c").read_text()
+    table = src[src.index("} hooks[] = {"):]
+    return re.findall(r'\{"(\w+)", \(void \*\)', table[:table.index("};")])
+
+
+def test_libcs_own_calls_are_served_too(tmp_path, cc, stats):
+    """mkstemp's open, opendir's, the stat under stat() and fstat(): glibc makes them itself, past
+    LD_PRELOAD; the library makes libc's functions jump to it.  The answers are those with the jumps
+    off (--no-libc-hooks) and natively, in a bind, in unreal, through a symlink into the mount and
+    on names that do not exist; and mkstemp's 40 creates no longer stop."""
+    exe = cc("libcopens")
+    src, point = _bind_tree(tmp_path)
+    (tmp_path / "into").symlink_to(f"{point}/d")
+    for d in ("t1", "t0", "tn"):
+        (tmp_path / d).mkdir()
+    names = f"{point}/d /unreal{src}/d {tmp_path}/into {point}/nonexistent /etc/ssl"
+    script = f"vumount -t vufs {src} {point} && {exe} 40 {tmp_path}/$T {names}"
+    hooked = sh("T=t1; " + script, *FAST, "-o", "vufs,unreal", "--stats", str(stats))
+    plain = sh("T=t0; " + script, *FAST, "--no-libc-hooks", "-o", "vufs,unreal", "--stats", str(tmp_path / "plain"))
+    assert hooked.returncode == 0 and plain.returncode == 0, hooked.stderr + plain.stderr
+    first = [f"{name} e9" for name in ("fstatat", "__open", "__open_nocancel")]
+    assert hooked.stdout.splitlines()[:3] == first, hooked.stdout  # each begins with a jump
+    assert not set(plain.stdout.splitlines()[:3]) & set(first), plain.stdout
+    assert hooked.stdout.splitlines()[3:] == plain.stdout.splitlines()[3:], hooked.stdout + plain.stdout
+    nat = native(f"{exe} 40 {tmp_path}/tn {src}/d {src}/d {src}/d {src}/nonexistent /etc/ssl")
+    seen = hooked.stdout.replace(f"{tmp_path}/into", f"{point}/d").replace(f"/unreal{src}", str(point))
+    assert seen.splitlines()[3:] == nat.stdout.replace(str(src), str(point)).splitlines()[3:], seen + nat.stdout
+    assert len(os.listdir(tmp_path / "t1")) == 40
+    text, without = stats.read_text(), (tmp_path / "plain").read_text()
+    assert stops(text, "openat") + 40 <= stops(without, "openat"), text + without
+
+
+def test_no_jump_in_libc_lands_in_the_bytes_a_hook_covers():
+    """A hooked function's first instructions are moved out and replaced by a 5-byte jump: no branch
+    anywhere in libc may lead into the instructions covered (they are no longer there).  Checked on
+    this machine's libc; the library moves only instructions its decoder knows (fastpath.c)."""
+    libc = next(p for p in ("/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6")
+                if os.path.exists(p))
+    syms = {}
+    for line in subprocess.run(["nm", "-D", libc], capture_output=True, text=True, check=True).stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            syms[parts[2].split("@")[0]] = int(parts[0], 16)
+    code = subprocess.run(["objdump", "-d", "--no-show-raw-insn", libc], capture_output=True, text=True,
+                          check=True).stdout
+    starts = sorted(int(a, 16) for a in re.findall(r"^\s*([0-9a-f]+):\t", code, re.M))
+    targets = {int(t, 16) for t in re.findall(r"\t(?:j\w+|call)\s+([0-9a-f]+) <", code)}
+    hooked = _hooked()
+    assert len(hooked) >= 4, hooked
+    for name in hooked:
+        entry = syms[name]
+        covered = next(a for a in starts if a >= entry + 5)  # the first whole instruction after the jump
+        inside = sorted(t for t in targets if entry < t < covered)
+        assert not inside, (name, hex(entry), [hex(t) for t in inside])

@@ -92,6 +92,9 @@ def umvu_main(argv: list[str] | None = None) -> int:
     fast.add_argument("--no-fast-path", action="store_true",
                       help="no preloaded library: every path call stops once anything is mounted "
                            "(also UMVU_FAST_PATH=0)")
+    p.add_argument("--no-libc-hooks", action="store_true",
+                   help="with the fast path: leave libc's own calls (mkstemp's and opendir's open, the stat under "
+                        "fstat) to stop, with libc's code as it is (also UMVU_FAST_LIBC=0)")
     p.add_argument("--no-notify", action="store_true",
                    help="the stat, access, readlink and getcwd calls that stop take a ptrace stop, as the other calls "
                         "do, not a seccomp user notification (also UMVU_NOTIFY=0; docs/architecture.md)")
@@ -153,6 +156,8 @@ def umvu_main(argv: list[str] | None = None) -> int:
         try:
             hv.fast_path()
             env = hv.fast.env(env)
+            if args.no_libc_hooks:
+                env["UMVU_FAST_LIBC"] = "0"
         except OSError as e:
             if asked:
                 return _fail("umvu", f"--fast-path: {e.strerror}")

@@ -118,6 +118,10 @@ static long sys_raw6(long nr, long a, long b, long c, long d, long e, long f)
 	return tramp(nr, a, b, c, d, e, f);
 }
 
+static void hook_libc(void);
+static unsigned hooks_gen; /* counts hook_libc's runs: REAL looks libc's functions up again */
+static void *libc_fn(const char *name);
+
 __attribute__((constructor)) static void fast_init(void)
 {
 	const char *path = getenv("UMVU_FAST_SNAPSHOT");
@@ -149,6 +153,7 @@ __attribute__((constructor)) static void fast_init(void)
 	tramp = (tramp_fn)t;
 	/* tell umvu where the page is: it fills it now, and at every stop that changes it */
 	syscall(0x5655, 2, (long)page, sizeof(struct proc_page), 0, 0);
+	hook_libc();
 }
 
 /* ---- the decision ------------------------------------------------------------------------ */
@@ -752,8 +757,11 @@ static long ret_errno(long r)
 
 /* ---- the calls ---------------------------------------------------------------------------- */
 
+/* libc's function NAME, looked up once (again after libc's own calls were sent here: hook_libc) */
 #define REAL(name) static __typeof__(name) *real_##name; \
-	if (!real_##name) real_##name = (__typeof__(name) *)dlsym(RTLD_NEXT, #name)
+	static unsigned real_gen_##name; \
+	if (!real_##name || real_gen_##name != hooks_gen) \
+		real_##name = (__typeof__(name) *)libc_fn(#name), real_gen_##name = hooks_gen
 
 /* A wrapper's body: the library's answer when FAST (which sets `done`) took the call, else libc's */
 #define TAKE(type, fast, name, ...) \
@@ -1391,69 +1399,6 @@ char *getcwd(char *buf, size_t size)
 	return buf;
 }
 
-/* glibc's opendir and fopen open through internal calls LD_PRELOAD cannot reach: for a host
- * directory or a file opened for reading, the library opens it and hands the fd to fdopendir or
- * fdopen, as glibc would with its own. */
-#include <dirent.h>
-#include <stdio.h>
-
-DIR *opendir(const char *name)
-{
-	int done, fd = fast_open(AT_FDCWD, name, O_RDONLY | O_NONBLOCK | O_DIRECTORY | O_CLOEXEC, 0, &done);
-	if (done) {
-		if (fd < 0)
-			return NULL;
-		DIR *d = fdopendir(fd);
-		if (!d) {
-			int e = errno;
-			sys_raw(SYS_close, fd, 0, 0, 0, 0);
-			errno = e;
-		}
-		return d;
-	}
-	REAL(opendir);
-	return real_opendir(name);
-}
-
-/* "r" with any of b, e, m, c: no write, no create, no ",ccs=" conversion */
-static int read_only_mode(const char *mode, int *flags)
-{
-	if (!mode || mode[0] != 'r')
-		return 0;
-	*flags = O_RDONLY;
-	for (const char *m = mode + 1; *m; m++) {
-		if (*m == 'e')
-			*flags |= O_CLOEXEC;
-		else if (*m != 'b' && *m != 'm' && *m != 'c')
-			return 0;
-	}
-	return 1;
-}
-
-static FILE *fast_fopen(const char *path, const char *mode, int *done)
-{
-	int flags;
-	*done = 0;
-	if (!read_only_mode(mode, &flags))
-		return NULL;
-	int fd = fast_open(AT_FDCWD, path, flags, 0, done);
-	if (!*done || fd < 0)
-		return NULL;
-	FILE *f = fdopen(fd, mode);
-	if (!f) {
-		int e = errno;
-		sys_raw(SYS_close, fd, 0, 0, 0, 0);
-		errno = e;
-	}
-	return f;
-}
-
-FILE *fopen(const char *path, const char *mode)
-TAKE(FILE *, fast_fopen(path, mode, &done), fopen, path, mode)
-
-FILE *fopen64(const char *path, const char *mode)
-TAKE(FILE *, fast_fopen(path, mode, &done), fopen64, path, mode)
-
 /* ---- the calls that can take read access away (see readable) ------------------------------ */
 
 #include <sys/shm.h>
@@ -1511,3 +1456,157 @@ AROUND(void *, sbrk, delta)
 
 int shmdt(const void *addr)
 AROUND(int, shmdt, addr)
+
+/* ---- libc's own calls ----------------------------------------------------------------------
+ * LD_PRELOAD reaches the calls a program makes through the PLT, not those libc makes itself:
+ * fopen's and mkstemp's open, opendir's, setlocale's and gettext's (__open_nocancel), the stat
+ * under stat, lstat and fstat.  Those reach a few functions whose address is also an exported
+ * symbol's (a hidden alias is the same code).  Their first instructions are made a jump to the
+ * wrapper here, and the instructions it covers are copied out, followed by a jump back, for the
+ * wrapper's own fallback (REAL): a hooked function's behaviour is libc's whenever the library
+ * does not take the call.  Only first instructions a small decoder knows to run anywhere are
+ * moved (no rip-relative operand, no branch): else that function is left alone.  Nothing may
+ * jump into the bytes the jump covers: tests/test_fastpath.py checks libc's code for that.
+ * Made in the constructor, before main, when no other thread runs.  UMVU_FAST_LIBC=0: not made. */
+
+static int open_nocancel(const char *path, int flags, ...);
+
+static struct hook {
+	const char *name; /* libc's symbol */
+	void *ours;
+	void *orig; /* the moved first instructions and a jump back: libc's function, once hooked */
+} hooks[] = {
+	{"fstatat", (void *)fstatat, NULL},  /* stat, lstat, fstat, fstatat: glibc 2.33 and later */
+	{"openat", (void *)openat, NULL},
+	{"__open", (void *)open, NULL},      /* open64 too: fopen, mkstemp, glibc's open */
+	{"__open_nocancel", (void *)open_nocancel, NULL}, /* opendir, setlocale, gettext, nss */
+};
+#define NHOOKS (sizeof hooks / sizeof hooks[0])
+#define HOOK_SLOT 48 /* bytes of the hooks' page per hook: a jump to ours, the moved code, a jump back */
+
+/* libc's function NAME as it was (moved, when hooked), or the next definition after this library */
+static void *libc_fn(const char *name)
+{
+	for (size_t i = 0; i < NHOOKS; i++)
+		if (hooks[i].orig && !strcmp(hooks[i].name, name))
+			return hooks[i].orig;
+	return dlsym(RTLD_NEXT, name);
+}
+
+/* The length of the instruction at P if it is one of the few a syscall wrapper begins with that
+ * run the same anywhere: push, mov of a register or an immediate, add/sub/and/or/xor/cmp/test of
+ * registers or of the stack, no rip-relative operand; 0 for anything else. */
+static int movable_length(const unsigned char *p)
+{
+	int n = 0, wide = 0, imm;
+	if (p[0] == 0xf3 && p[1] == 0x0f && p[2] == 0x1e && p[3] == 0xfa)
+		return 4;                              /* endbr64 (glibc built for CET) */
+	if ((p[0] & 0xf0) == 0x40) /* REX */
+		wide = p[0] & 8, n = 1;
+	unsigned op = p[n++];
+	if (op >= 0x50 && op <= 0x57)
+		return n;                              /* push reg */
+	if (op >= 0xb8 && op <= 0xbf)
+		return n + (wide ? 8 : 4);             /* mov $imm, reg */
+	switch (op) {
+	case 0x01: case 0x09: case 0x21: case 0x29: case 0x31: case 0x39: case 0x3b: case 0x85: case 0x89:
+	case 0x8b:
+		imm = 0;
+		break;
+	case 0x83:
+		imm = 1;
+		break;
+	case 0x81:
+		imm = 4;
+		break;
+	default:
+		return 0;
+	}
+	unsigned modrm = p[n++], mod = modrm >> 6, rm = modrm & 7;
+	if (mod != 3 && rm == 4) {
+		if (mod == 0 && (p[n] & 7) == 5)
+			return 0;                      /* an absolute address */
+		n++;                                   /* SIB */
+	} else if (mod == 0 && rm == 5) {
+		return 0;                              /* rip-relative */
+	}
+	return n + (mod == 1 ? 1 : mod == 2 ? 4 : 0) + imm;
+}
+
+/* jmp *0(%rip) with the address after it: a jump to anywhere, 14 bytes */
+static unsigned char *jump_to(unsigned char *at, const void *to)
+{
+	static const unsigned char jmp[] = {0xff, 0x25, 0, 0, 0, 0};
+	memcpy(at, jmp, sizeof jmp);
+	memcpy(at + sizeof jmp, &to, sizeof to);
+	return at + sizeof jmp + sizeof to;
+}
+
+static void hook_libc(void)
+{
+	const char *off = getenv("UMVU_FAST_LIBC");
+	if (off && !strcmp(off, "0"))
+		return;
+	void *libc = dlopen("libc.so.6", RTLD_NOLOAD | RTLD_LAZY);
+	unsigned char *f[NHOOKS], *near = NULL;
+	for (size_t i = 0; i < NHOOKS; i++)
+		if ((f[i] = libc ? dlsym(libc, hooks[i].name) : NULL))
+			near = f[i];
+	if (!near)
+		return;
+	/* the page near libc: libc's first bytes jump to it with a 32-bit displacement */
+	unsigned char *area = (unsigned char *)sys_raw6(SYS_mmap, ((long)near & ~(long)(PAGE - 1)) - (1L << 28), PAGE,
+							 PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if ((unsigned long)area > -4096UL)
+		return;
+	int32_t rel[NHOOKS];
+	int ok[NHOOKS] = {0};
+	for (size_t i = 0; i < NHOOKS; i++) {
+		int n = 0, k = 1;
+		while (f[i] && n < 5 && (k = movable_length(f[i] + n)) > 0)
+			n += k;
+		unsigned char *slot = area + i * HOOK_SLOT;
+		long d = f[i] ? (long)slot - (long)(f[i] + 5) : 0;
+		if (!f[i] || n < 5 || d != (int32_t)d)
+			continue;
+		jump_to(slot, hooks[i].ours);
+		memcpy(slot + 14, f[i], (size_t)n);
+		jump_to(slot + 14 + n, f[i] + n);
+		rel[i] = (int32_t)d, ok[i] = 1;
+	}
+	maps_changed();
+	if (sys_raw(SYS_mprotect, (long)area, PAGE, PROT_READ | PROT_EXEC, 0, 0) != 0)
+		goto out;
+	for (size_t i = 0; i < NHOOKS; i++) {
+		if (!ok[i])
+			continue;
+		long first = (long)f[i] & ~(long)(PAGE - 1), len = (long)f[i] + 5 - first;
+		if (sys_raw(SYS_mprotect, first, len, PROT_READ | PROT_WRITE | PROT_EXEC, 0, 0) != 0)
+			continue;
+		hooks[i].orig = area + i * HOOK_SLOT + 14;
+		unsigned char j[5] = {0xe9};
+		memcpy(j + 1, &rel[i], 4);
+		memcpy(f[i], j, 5);
+		sys_raw(SYS_mprotect, first, len, PROT_READ | PROT_EXEC, 0, 0);
+	}
+	__atomic_fetch_add(&hooks_gen, 1, __ATOMIC_RELEASE);
+out:
+	maps_changed();
+}
+
+/* glibc's internal open with no cancellation point (opendir, setlocale, gettext, nss) */
+static int open_nocancel(const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = NEEDS_MODE(flags) ? va_arg(ap, mode_t) : 0;
+	va_end(ap);
+	int done, r = fast_open(AT_FDCWD, path, flags, mode, &done);
+	if (done)
+		return r;
+	static int (*orig)(const char *, int, ...);
+	static unsigned gen;
+	if (!orig || gen != hooks_gen)
+		orig = (int (*)(const char *, int, ...))libc_fn("__open_nocancel"), gen = hooks_gen;
+	return orig(path, flags, mode);
+}
