@@ -1471,14 +1471,19 @@ AROUND(int, shmdt, addr)
 
 static int open_nocancel(const char *path, int flags, ...);
 
+/* the wrappers of this file, not a definition of the same name the program itself exports */
+extern __typeof__(fstatat) fstatat_here __attribute__((alias("fstatat"), visibility("hidden"), copy(fstatat)));
+extern __typeof__(openat) openat_here __attribute__((alias("openat"), visibility("hidden"), copy(openat)));
+extern __typeof__(open) open_here __attribute__((alias("open"), visibility("hidden"), copy(open)));
+
 static struct hook {
 	const char *name; /* libc's symbol */
 	void *ours;
 	void *orig; /* the moved first instructions and a jump back: libc's function, once hooked */
 } hooks[] = {
-	{"fstatat", (void *)fstatat, NULL},  /* stat, lstat, fstat, fstatat: glibc 2.33 and later */
-	{"openat", (void *)openat, NULL},
-	{"__open", (void *)open, NULL},      /* open64 too: fopen, mkstemp, glibc's open */
+	{"fstatat", (void *)fstatat_here, NULL},  /* stat, lstat, fstat, fstatat: glibc 2.33 and later */
+	{"openat", (void *)openat_here, NULL},
+	{"__open", (void *)open_here, NULL},      /* open64 too: fopen, mkstemp, glibc's open */
 	{"__open_nocancel", (void *)open_nocancel, NULL}, /* opendir, setlocale, gettext, nss */
 };
 #define NHOOKS (sizeof hooks / sizeof hooks[0])
