@@ -89,6 +89,9 @@ class FileSystem:
     #: empty): a local file system's does; a FUSE daemon is asked, and answers ENOENT for a node
     #: it removed (Hypervisor.removed)
     removed_dirs_open = True
+    #: whether reads and writes with RWF_DONTCACHE are taken: the kernel asks the file system
+    #: (FOP_DONTCACHE); ext4 takes them, FUSE does not (EOPNOTSUPP)
+    uncached_io = False
 
     def busy(self) -> bool:
         """Whether something the core cannot see still uses this mount (a network stack some
@@ -407,6 +410,9 @@ class HostFdFiles:
     O_TMPFILE file), as the kernel's do.  fchownat, fchmodat2 and utimensat with AT_EMPTY_PATH
     take an O_PATH fd too, which the f-calls refuse: its /proc link reaches the same file.
     """
+
+    #: host files: the host's file system decides, and ext4, the one measured, takes RWF_DONTCACHE
+    uncached_io = True
 
     @staticmethod
     def _itself(fd: int) -> int | str:

@@ -18,7 +18,7 @@ from umvu.fdtable import OpenFile, kernel_offset
 RWF_SUPPORTED = 0x1FF  # RWF_HIPRI ... RWF_NOSIGNAL: preadv2 and pwritev2 refuse other bits (EOPNOTSUPP)
 
 
-RWF_ATOMIC, RWF_NOWAIT, RWF_APPEND, RWF_NOAPPEND = 0x40, 0x08, 0x10, 0x20
+RWF_ATOMIC, RWF_NOWAIT, RWF_APPEND, RWF_NOAPPEND, RWF_DONTCACHE = 0x40, 0x08, 0x10, 0x20, 0x80
 
 
 def _rw_args(c: Call, of: OpenFile, write: bool) -> tuple[list[tuple[int, int]], int | None]:
@@ -53,6 +53,8 @@ def _rw_args(c: Call, of: OpenFile, write: bool) -> tuple[list[tuple[int, int]],
     if rwf & (RWF_ATOMIC | (RWF_NOWAIT if write else 0)):
         # RWF_ATOMIC no file of a view takes; RWF_NOWAIT writes neither ext4 nor FUSE take buffered
         raise OSError(errno.EOPNOTSUPP, "RWF_ATOMIC, or RWF_NOWAIT on a write")
+    if rwf & RWF_DONTCACHE and not of.ops.uncached_io:
+        raise OSError(errno.EOPNOTSUPP, "RWF_DONTCACHE: the file system does not take it")
     return bufs, off
 
 
