@@ -47,12 +47,19 @@ ALWAYS = ("/proc", "/sys")  # served per process whatever is mounted (/proc/PID/
 # change a layered mount's layers: being served, begun or ended so far)
 HEADER = struct.Struct("<QQIIQQQ")
 PAGE_HEADER = struct.Struct("<QIIQ")  # seq, flags, length of the cwd, the moves it was written after
-ENTRY = struct.Struct("<BIQ")  # an entry's flags, the uid that may walk to its point, its st_dev; 4 names
+ENTRY = struct.Struct("<BIQ4H")  # flags, the uid that may walk to its point, st_dev, its 4 names' lengths
 # The handlers that may change a file system's trees: while one is served, the library does not
 # look names up in a layered mount's layers (FastPath.changing)
 CHANGING = frozenset({"open", "openat2", "truncate", "rename", "mkdir", "rmdir", "link", "unlink", "symlink",
                       "chmod", "chown", "utime", "xattr", "mknod", "sockaddr", "fallocate", "copy", "write"})
 MOUNT_FLAGS = {"ro": "E_RO", "noexec": "E_NOEXEC", "nodev": "E_NODEV"}  # those a read-only path call meets
+
+
+def _entry(flags: int, uid: int, dev: int, *names: str) -> bytes:
+    """One entry of the snapshot: its header, then its point, host, upper layer and whiteout prefix,
+    each NUL-terminated (the lengths in the header spare the library a strlen of each, every call)."""
+    raw = [os.fsencode(n or "") for n in (*names, "", "", "", "")[:4]]
+    return ENTRY.pack(flags, uid, dev, *map(len, raw)) + b"".join(n + b"\0" for n in raw)
 
 
 def _defines() -> dict[str, int]:
@@ -197,11 +204,11 @@ class FastPath:
             self.hosts.append((m.point, host, bool(flags)))  # its real fds are found by the rule
         upper, wh = (layers[0], layers[2]) if layers is not None and flags else ("", "")
         names = (m.point, lower if flags or layers is None else "", upper, wh)
-        out = ENTRY.pack(flags, uid, dev) + b"".join(os.fsencode(n or "") + b"\0" for n in names)
+        out = _entry(flags, uid, dev, *names)
         for inner in fs.host_exceptions if flags else ():
             point = m.point.rstrip("/") + inner
             self.points.append(point)
-            out += ENTRY.pack(0, self.any_uid, 0) + os.fsencode(point) + b"\0\0\0\0"
+            out += _entry(0, self.any_uid, 0, point)
         return out
 
     async def changing(self, served: Coroutine[Any, Any, Any]) -> Any:
@@ -237,7 +244,7 @@ class FastPath:
             off = self.was_off = True
         points = [*ALWAYS, *(m.point for m in mounts)]
         self.hosts, self.points, self.layered = [], list(points), False
-        data = b"".join(ENTRY.pack(0, self.any_uid, 0) + os.fsencode(p) + b"\0\0\0\0" for p in ALWAYS)
+        data = b"".join(_entry(0, self.any_uid, 0, p) for p in ALWAYS)
         data += b"".join(self.entry(m, points) for m in mounts)
         if HEADER.size + len(data) > self.counter:
             off, data, self.hosts, self.layered = True, b"", [], False  # more than fit: every path stops

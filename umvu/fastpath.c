@@ -54,7 +54,7 @@
 /* One place for each fact: umvu/fast.py reads these defines from here (fast._defines). */
 #define TRAMPOLINE 0x100000000000UL /* the page umvu's filters let pass */
 #define PAGE 4096UL
-#define SNAP_MAGIC 0x33747361662d7675UL /* "vu-fast3" */
+#define SNAP_MAGIC 0x34747361662d7675UL /* "vu-fast4" */
 #define SNAP_SIZE 65536UL
 #define COUNTER_OFF 61440UL /* the snapshot's last page: calls served here, for umvu --stats (written) */
 #define PROC_ON 1u      /* umvu wrote this page: the process may take the fast path */
@@ -160,9 +160,11 @@ __attribute__((constructor)) static void fast_init(void)
 
 /* The snapshot's entries, one after the other: a flags byte, the uid that may walk to the point
  * (4 bytes, little-endian; ANY_UID: anyone), the mount's st_dev (8 bytes: E_OWN_DEV, E_LAYERS),
- * the point, the host directory it shows ("" when it shows none by a rule; E_LAYERS: the lower
- * layer), and for E_LAYERS the upper layer and the whiteout prefix ("" otherwise), each
- * NUL-terminated. */
+ * the lengths of its four names (2 bytes each), then the names: the point, the host directory it
+ * shows ("" when it shows none by a rule; E_LAYERS: the lower layer), and for E_LAYERS the upper
+ * layer and the whiteout prefix ("" otherwise), each NUL-terminated.  (The lengths: every path
+ * call walks the entries once per component of its name, and a strlen of each name was a sixth
+ * of a served stat.) */
 #define E_RULE 1u    /* names below the point are the host's HOST/rest, for reading, answers as they are */
 #define E_RO 2u      /* a read-only mount: no open, no access for writing */
 #define E_NOEXEC 4u  /* no access for executing */
@@ -187,26 +189,20 @@ struct entry {
 static int next_entry(const char **cur, struct entry *e)
 {
 	const char *c = *cur, *end = (const char *)snap + COUNTER_OFF;
-	if (c + 13 >= end)
+	uint16_t len[4];
+	if (c + 21 >= end)
 		return 0;
 	e->flags = (unsigned char)c[0];
 	memcpy(&e->uid, c + 1, 4);
 	memcpy(&e->dev, c + 5, 8);
-	e->point = c + 13;
-	e->plen = strnlen(e->point, (size_t)(end - e->point));
-	e->host = e->point + e->plen + 1;
-	if (e->host >= end)
-		return 0;
-	e->hlen = strnlen(e->host, (size_t)(end - e->host));
-	e->upper = e->host + e->hlen + 1;
-	if (e->upper >= end)
-		return 0;
-	e->ulen = strnlen(e->upper, (size_t)(end - e->upper));
-	e->wh = e->upper + e->ulen + 1;
-	if (e->wh >= end)
-		return 0;
-	e->whlen = strnlen(e->wh, (size_t)(end - e->wh));
-	if (e->wh + e->whlen >= end)
+	memcpy(len, c + 13, 8);
+	e->point = c + 21, e->plen = len[0];
+	e->host = e->point + e->plen + 1, e->hlen = len[1];
+	e->upper = e->host + e->hlen + 1, e->ulen = len[2];
+	e->wh = e->upper + e->ulen + 1, e->whlen = len[3];
+	/* within the snapshot, and each name ends where its length says (a snapshot being rewritten:
+	 * the count check after the decision throws it away; here, nothing is read past the end) */
+	if (e->wh + e->whlen >= end || e->point[e->plen] || e->host[e->hlen] || e->upper[e->ulen] || e->wh[e->whlen])
 		return 0;
 	*cur = e->wh + e->whlen + 1;
 	return 1;
