@@ -34,9 +34,10 @@ test: $(STAMP) $(EXAMPLES)/hello.py $(FASTLIB)
 test-nofast: $(STAMP) $(EXAMPLES)/hello.py $(FASTLIB)
 	UMVU_FAST_PATH=0 $(BIN)/pytest -q $(PYTEST_ARGS)
 
-# the fast path's library, preloaded into traced processes (umvu/fastpath.c, umvu/fast.py)
+# the fast path's library, preloaded into traced processes (umvu/fastpath.c, umvu/fast.py); its
+# wrappers call one another directly, never a program's function of the same name
 $(FASTLIB): umvu/fastpath.c
-	$(CC) -O2 -Wall -Wextra -shared -fPIC -o $@ $< -ldl
+	$(CC) -O2 -Wall -Wextra -shared -fPIC -fno-semantic-interposition -o $@ $< -ldl
 
 # FAULT_SECONDS per round (two rounds: two CPUs, then --pin); each must inject FAULT_MIN_KILLS.
 faults: $(STAMP) $(FASTLIB)

@@ -618,3 +618,20 @@ def test_no_jump_in_libc_lands_in_the_bytes_a_hook_covers():
         covered = next(a for a in starts if a >= entry + 5)  # the first whole instruction after the jump
         inside = sorted(t for t in targets if entry < t < covered)
         assert not inside, (name, hex(entry), [hex(t) for t in inside])
+
+
+def test_a_preloaded_library_after_umvus_is_still_called_and_never_loops(tmp_path, cc):
+    """A library preloaded after umvu's that wraps openat and fstatat and calls the next definition
+    (libc's): umvu's library leaves those libc functions unhooked (a hooked one would jump back to
+    umvu's wrapper, which calls that library again), and its fallback for a call that stops (a
+    name in unreal) reaches that library, not libc directly."""
+    lib = cc("nextopen", "-shared", "-fPIC")
+    code = ("import os; d = os.open('/unreal/etc', os.O_RDONLY); "
+            "print(os.read(os.open('hostname', os.O_RDONLY, dir_fd=d), 100).decode().strip(), "
+            "os.stat('hostname', dir_fd=d).st_size, len(os.listdir('/etc')) > 0)")
+    script = f'NEXTOPEN_REPORT=1 LD_PRELOAD="$LD_PRELOAD {lib}" /usr/bin/python3 -c "{code}"'
+    r = sh(script, *FAST, "-o", "unreal", timeout=60)
+    with open("/etc/hostname") as f:
+        host = f.read().strip()
+    assert r.returncode == 0 and r.stdout.split() == [host, str(len(host) + 1), "True"], r.stdout + r.stderr
+    assert "nextopen: 1" in r.stderr, r.stderr

@@ -43,7 +43,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/single_threaded.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -88,6 +90,15 @@ struct proc_page {         /* this process's, private: umvu writes it (process_v
 
 /* as glibc's __OPEN_NEEDS_MODE: __O_TMPFILE includes O_DIRECTORY, so test all its bits */
 #define NEEDS_MODE(f) (((f) & O_CREAT) || ((f) & __O_TMPFILE) == __O_TMPFILE)
+/* an open's mode argument, in the variadic function itself: read only when FLAGS need one */
+#define MODE_ARG(flags) \
+	({ \
+		va_list ap_; \
+		va_start(ap_, flags); \
+		mode_t m_ = NEEDS_MODE(flags) ? va_arg(ap_, mode_t) : 0; \
+		va_end(ap_); \
+		m_; \
+	})
 
 typedef long (*tramp_fn)(long, long, long, long, long, long, long);
 static tramp_fn tramp;                 /* NULL: every call goes to libc */
@@ -964,7 +975,9 @@ int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
 }
 
 int stat(const char *path, struct stat *st)
-TAKE(int, fast_stat(AT_FDCWD, path, st, 0, &done), stat, path, st)
+{
+	return fstatat(AT_FDCWD, path, st, 0); /* glibc's stat is the same call (2.33 and later: stat exists) */
+}
 
 int stat64(const char *path, struct stat64 *st)
 {
@@ -972,7 +985,9 @@ int stat64(const char *path, struct stat64 *st)
 }
 
 int lstat(const char *path, struct stat *st)
-TAKE(int, fast_stat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW, &done), lstat, path, st)
+{
+	return fstatat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
+}
 
 int lstat64(const char *path, struct stat64 *st)
 {
@@ -1149,10 +1164,7 @@ static int fast_open(int dirfd, const char *path, int flags, mode_t mode, int *d
 
 int openat(int dirfd, const char *path, int flags, ...)
 {
-	va_list ap;
-	va_start(ap, flags);
-	mode_t mode = NEEDS_MODE(flags) ? va_arg(ap, mode_t) : 0;
-	va_end(ap);
+	mode_t mode = MODE_ARG(flags);
 	int done, r = fast_open(dirfd, path, flags, mode, &done);
 	if (done)
 		return r;
@@ -1164,37 +1176,34 @@ int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("
 
 int open(const char *path, int flags, ...)
 {
-	va_list ap;
-	va_start(ap, flags);
-	mode_t mode = NEEDS_MODE(flags) ? va_arg(ap, mode_t) : 0;
-	va_end(ap);
+	mode_t mode = MODE_ARG(flags);
 	return openat(AT_FDCWD, path, flags, mode); /* glibc's open is the same call */
 }
 
 int open64(const char *path, int flags, ...) __attribute__((alias("open")));
 
-/* _FORTIFY_SOURCE's entry points (tar calls these): open with no mode argument; one asked to
- * create is glibc's to refuse (it aborts the program) */
-static int fast_open_nomode(int dirfd, const char *path, int flags, int *done)
-{
-	if (NEEDS_MODE(flags)) {
-		*done = 0;
-		return 0;
+/* _FORTIFY_SOURCE's entry points (tar calls these): open with no mode argument, which is glibc's
+ * to refuse (it aborts the program) when the flags need one */
+#define FORTIFIED(name, dirfd, ...) \
+	{ \
+		if (NEEDS_MODE(flags)) { \
+			REAL(name); \
+			return real_##name(__VA_ARGS__); \
+		} \
+		return openat(dirfd, path, flags); \
 	}
-	return fast_open(dirfd, path, flags, 0, done);
-}
 
 int __open_2(const char *path, int flags)
-TAKE(int, fast_open_nomode(AT_FDCWD, path, flags, &done), __open_2, path, flags)
+FORTIFIED(__open_2, AT_FDCWD, path, flags)
 
 int __open64_2(const char *path, int flags)
-TAKE(int, fast_open_nomode(AT_FDCWD, path, flags, &done), __open64_2, path, flags)
+FORTIFIED(__open64_2, AT_FDCWD, path, flags)
 
 int __openat_2(int dirfd, const char *path, int flags)
-TAKE(int, fast_open_nomode(dirfd, path, flags, &done), __openat_2, dirfd, path, flags)
+FORTIFIED(__openat_2, dirfd, dirfd, path, flags)
 
 int __openat64_2(int dirfd, const char *path, int flags)
-TAKE(int, fast_open_nomode(dirfd, path, flags, &done), __openat64_2, dirfd, path, flags)
+FORTIFIED(__openat64_2, dirfd, dirfd, path, flags)
 
 /* ---- xattrs: ls -l asks two of every file it lists (SELinux's label, the ACL) --------------
  * The kernel has no xattr call on an O_PATH fd, but from Linux 6.13 it has them relative to a
@@ -1463,9 +1472,14 @@ AROUND(int, shmdt, addr)
  * does not take the call.  Only first instructions a small decoder knows to run anywhere are
  * moved (no rip-relative operand, no branch): else that function is left alone.  Nothing may
  * jump into the bytes the jump covers: tests/test_fastpath.py checks libc's code for that.
- * Made in the constructor, before main, when no other thread runs.  UMVU_FAST_LIBC=0: not made. */
+ * Made in the constructor, before main, only while glibc says no thread was ever made (another
+ * thread could be inside the bytes being changed), with every signal blocked; the moved copy is
+ * what REAL returns before the first byte changes.  A function whose next definition after this
+ * library is not libc's (another preloaded library's wrapper, which would call libc's and come
+ * back here) is left alone.  UMVU_FAST_LIBC=0: not made. */
 
 static int open_nocancel(const char *path, int flags, ...);
+extern int __open_nocancel(const char *path, int flags, ...); /* glibc's (GLIBC_PRIVATE): its type only */
 
 /* the wrappers of this file, not a definition of the same name the program itself exports */
 extern __typeof__(fstatat) fstatat_here __attribute__((alias("fstatat"), visibility("hidden"), copy(fstatat)));
@@ -1475,23 +1489,26 @@ extern __typeof__(open) open_here __attribute__((alias("open"), visibility("hidd
 static struct hook {
 	const char *name; /* libc's symbol */
 	void *ours;
-	void *orig; /* the moved first instructions and a jump back: libc's function, once hooked */
+	void *entry; /* libc's, which jumps to OURS once hooked */
+	void *orig;  /* the moved first instructions and a jump back: libc's function, once hooked */
 } hooks[] = {
-	{"fstatat", (void *)fstatat_here, NULL},  /* stat, lstat, fstat, fstatat: glibc 2.33 and later */
-	{"openat", (void *)openat_here, NULL},
-	{"__open", (void *)open_here, NULL},      /* open64 too: fopen, mkstemp, glibc's open */
-	{"__open_nocancel", (void *)open_nocancel, NULL}, /* opendir, setlocale, gettext, nss */
+	{"fstatat", (void *)fstatat_here, NULL, NULL}, /* stat, lstat, fstat, fstatat: glibc 2.33 and later */
+	{"openat", (void *)openat_here, NULL, NULL},
+	{"__open", (void *)open_here, NULL, NULL}, /* open64 too: fopen, mkstemp, glibc's open */
+	{"__open_nocancel", (void *)open_nocancel, NULL, NULL}, /* opendir, setlocale, gettext, nss */
 };
 #define NHOOKS (sizeof hooks / sizeof hooks[0])
 #define HOOK_SLOT 48 /* bytes of the hooks' page per hook: a jump to ours, the moved code, a jump back */
 
-/* libc's function NAME as it was (moved, when hooked), or the next definition after this library */
+/* The next definition of NAME after this library; a hooked libc function (by any of its names:
+ * open, open64 and __open are one) as it was, moved, since its entry jumps back here. */
 static void *libc_fn(const char *name)
 {
-	for (size_t i = 0; i < NHOOKS; i++)
-		if (hooks[i].orig && !strcmp(hooks[i].name, name))
+	void *f = dlsym(RTLD_NEXT, name);
+	for (size_t i = 0; f && i < NHOOKS; i++)
+		if (hooks[i].orig && f == hooks[i].entry)
 			return hooks[i].orig;
-	return dlsym(RTLD_NEXT, name);
+	return f;
 }
 
 /* The length of the instruction at P if it is one of the few a syscall wrapper begins with that
@@ -1549,10 +1566,16 @@ static void hook_libc(void)
 	if (off && !strcmp(off, "0"))
 		return;
 	void *libc = dlopen("libc.so.6", RTLD_NOLOAD | RTLD_LAZY);
+	if (!libc || !__libc_single_threaded)
+		return;
 	unsigned char *f[NHOOKS], *near = NULL;
-	for (size_t i = 0; i < NHOOKS; i++)
-		if ((f[i] = libc ? dlsym(libc, hooks[i].name) : NULL))
+	for (size_t i = 0; i < NHOOKS; i++) {
+		f[i] = dlsym(libc, hooks[i].name);
+		if (f[i] && dlsym(RTLD_NEXT, hooks[i].name) != f[i])
+			f[i] = NULL; /* another library's comes first */
+		if (f[i])
 			near = f[i];
+	}
 	if (!near)
 		return;
 	/* the page near libc: libc's first bytes jump to it with a 32-bit displacement */
@@ -1578,19 +1601,22 @@ static void hook_libc(void)
 	maps_changed();
 	if (sys_raw(SYS_mprotect, (long)area, PAGE, PROT_READ | PROT_EXEC, 0, 0) != 0)
 		goto out;
+	uint64_t all = ~(uint64_t)0, was;
+	sys_raw(SYS_rt_sigprocmask, SIG_BLOCK, (long)&all, (long)&was, 8, 0);
+	for (size_t i = 0; i < NHOOKS; i++) /* the moved copies behave as the entries: REAL's from now */
+		if (ok[i])
+			hooks[i].entry = f[i], hooks[i].orig = area + i * HOOK_SLOT + 14;
+	__atomic_fetch_add(&hooks_gen, 1, __ATOMIC_RELEASE);
 	for (size_t i = 0; i < NHOOKS; i++) {
-		if (!ok[i])
-			continue;
 		long first = (long)f[i] & ~(long)(PAGE - 1), len = (long)f[i] + 5 - first;
-		if (sys_raw(SYS_mprotect, first, len, PROT_READ | PROT_WRITE | PROT_EXEC, 0, 0) != 0)
+		if (!ok[i] || sys_raw(SYS_mprotect, first, len, PROT_READ | PROT_WRITE | PROT_EXEC, 0, 0) != 0)
 			continue;
-		hooks[i].orig = area + i * HOOK_SLOT + 14;
 		unsigned char j[5] = {0xe9};
 		memcpy(j + 1, &rel[i], 4);
 		memcpy(f[i], j, 5);
 		sys_raw(SYS_mprotect, first, len, PROT_READ | PROT_EXEC, 0, 0);
 	}
-	__atomic_fetch_add(&hooks_gen, 1, __ATOMIC_RELEASE);
+	sys_raw(SYS_rt_sigprocmask, SIG_SETMASK, (long)&was, 0, 8, 0);
 out:
 	maps_changed();
 }
@@ -1598,16 +1624,10 @@ out:
 /* glibc's internal open with no cancellation point (opendir, setlocale, gettext, nss) */
 static int open_nocancel(const char *path, int flags, ...)
 {
-	va_list ap;
-	va_start(ap, flags);
-	mode_t mode = NEEDS_MODE(flags) ? va_arg(ap, mode_t) : 0;
-	va_end(ap);
+	mode_t mode = MODE_ARG(flags);
 	int done, r = fast_open(AT_FDCWD, path, flags, mode, &done);
 	if (done)
 		return r;
-	static int (*orig)(const char *, int, ...);
-	static unsigned gen;
-	if (!orig || gen != hooks_gen)
-		orig = (int (*)(const char *, int, ...))libc_fn("__open_nocancel"), gen = hooks_gen;
-	return orig(path, flags, mode);
+	REAL(__open_nocancel);
+	return real___open_nocancel(path, flags, mode);
 }
