@@ -611,6 +611,7 @@ def test_no_jump_in_libc_lands_in_the_bytes_a_hook_covers():
                           check=True).stdout
     starts = sorted(int(a, 16) for a in re.findall(r"^\s*([0-9a-f]+):\t", code, re.M))
     targets = {int(t, 16) for t in re.findall(r"\t(?:j\w+|call)\s+([0-9a-f]+) <", code)}
+    assert len(starts) > 100_000 and len(targets) > 10_000, "objdump's listing was not read"
     hooked = _hooked()
     assert len(hooked) >= 4, hooked
     for name in hooked:
