@@ -310,8 +310,8 @@ class FastPath:
         """The page says what umvu knows of ``t``'s process now: its root and cwd (after chroot,
         chdir, fchdir), the fds that are umvu's.  A process sharing its memory (a vfork child
         before its exec) shares the page with its parent: it turns the fast path off there (for
-        both), and the parent's is written anew at its next stop.  One sharing its fd table
-        with another process takes no dirfd."""
+        both), and the parent's is written anew at the child's exec (or the parent's next stop).
+        One sharing its fd table with another process takes no dirfd."""
         proc, fs, files = t.proc, t.fs, t.files
         if proc.fast_page is None:
             return

@@ -1261,7 +1261,15 @@ class Tracer:
             for of in t.files.on_exec(still):
                 self.release_file(of)
         t.proc.tgid = t.tid
+        parent = t.proc.fast_parent
         t.proc.fast_page, t.proc.fast_shared, t.proc.fast_parent = None, False, None  # a new image registers anew
+        if parent is not None and parent.fast_synced is None and Tracee.fast_sync is not None:
+            # the vfork child turned the shared page off; the parent runs on now: its page anew,
+            # not at its next stop (with the fast path it may make none for long: make, a shell)
+            for p in self.tracees.values():
+                if p.proc is parent and not p.gone:
+                    Tracee.fast_sync(p)
+                    break
         if self.on_event is not None:
             self.on_event("exec", t.tid, 0, False)
         t.cont()
