@@ -673,6 +673,27 @@ grep -c 'opcode: SETATTR' d.log; grep -o 'open flags: 0x[0-9a-f]*' d.log
                                 "open", "flags:", "0x8200"], r.stdout
 
 
+def test_o_trunc_to_a_daemon_without_atomic_o_trunc_is_a_setattr_of_the_size_alone(tmp_path, memfuse3):
+    """A daemon that declines FUSE_ATOMIC_O_TRUNC (libfuse2's, fuse2fs) gets an OPEN without O_TRUNC
+    and a SETATTR of the size with no time in it (the kernel's fuse leaves mtime to the daemon's
+    truncate at open and ftruncate), so one whose times cannot be set (memfuse3's utimens is
+    ENOSYS) still truncates, a read-only open too (fuzz seed 127: fuse2fs, read-only by then,
+    refused umvu's time change with EROFS).  The kernel's FUSE gives this output (run as root in
+    a mount namespace: the same lines)."""
+    (tmp_path / "mnt").mkdir()
+    r = sh(WAIT + f"""
+cd {tmp_path}
+MEMFUSE3_NO_ATOMIC_O_TRUNC=1 {memfuse3} -d mnt 2> d.log & waitmnt mnt
+echo hello world > mnt/f; echo x > mnt/f; cat mnt/f
+echo hello > mnt/f; python3 -c 'import os; os.close(os.open("mnt/f", os.O_RDONLY | os.O_TRUNC))'; wc -c < mnt/f
+fusermount3 -u mnt; wait $!
+grep -c 'opcode: SETATTR' d.log; grep -c 'utimens' d.log; grep -o 'open flags: 0x[0-9a-f]*' d.log
+""")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["x", "0", "3", "0", "open", "flags:", "0x8001", "open", "flags:", "0x8000", "open",
+                                "flags:", "0x8001", "open", "flags:", "0x8000", "open", "flags:", "0x8000"], r.stdout
+
+
 @pytest.mark.parametrize("option", ["", "-o default_permissions"])
 def test_default_permissions_checks_modes_as_the_kernel(tmp_path, memfuse3, option):
     """With default_permissions the mode bits decide, as the kernel's checks (its output for the

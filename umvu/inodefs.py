@@ -579,9 +579,11 @@ class InodeFS(FileSystem):
             self._stale(node)  # the server truncated (or chose not to): ask it
         elif truncate:
             # the kernel's SETATTR (fuse_do_setattr, ATTR_OPEN) names no fh: the one just opened
-            # may be read-only
+            # may be read-only.  It carries the size alone, with the kill of setuid bits
+            # (do_truncate): no time, as for ftruncate, since the daemon's truncate is to set mtime
+            # (update_mtime in the kernel's fuse), and a daemon that cannot set times still truncates
             try:
-                await self._setattr(node, None, SetAttr(size=0, mtime="now"))
+                await self._setattr(node, None, SetAttr(size=0, mode=await self._killed_mode(node)))
             except BaseException:
                 self._close(h)
                 raise

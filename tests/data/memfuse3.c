@@ -12,7 +12,9 @@
  * directory, which is 01777: the sticky bit's checks.  An octal number
  * written to a file named "rootmode" becomes the root's mode, unknown to the
  * kernel until it asks again.  Only their times can be
- * set; for the others, setting times is ENOSYS.
+ * set; for the others, setting times is ENOSYS.  With MEMFUSE3_NO_ATOMIC_O_TRUNC
+ * in its environment it declines FUSE_ATOMIC_O_TRUNC (as libfuse2's daemons do by default): an
+ * open with O_TRUNC then comes as OPEN and a SETATTR of the size.
  *
  *   memfuse3 [libfuse options] MOUNTPOINT
  */
@@ -222,10 +224,18 @@ static void m_destroy(void *p)
     fprintf(stderr, "memfuse3: destroy\n");
 }
 
+static void *m_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+    (void)cfg;
+    if (getenv("MEMFUSE3_NO_ATOMIC_O_TRUNC"))
+        conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+    return NULL;
+}
+
 static const struct fuse_operations ops = {
     .getattr = m_getattr, .readdir = m_readdir, .create = m_create, .open = m_open, .read = m_read,
     .write = m_write, .truncate = m_truncate, .unlink = m_unlink, .rename = m_rename,
-    .utimens = m_utimens, .flush = m_flush, .destroy = m_destroy,
+    .utimens = m_utimens, .flush = m_flush, .destroy = m_destroy, .init = m_init,
 };
 
 int main(int argc, char *argv[])
