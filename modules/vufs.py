@@ -312,7 +312,12 @@ class Vufs(HostFdFiles, HostFdLocks, FileSystem):
         intent = {"bind": "create", "connect": "read"}.get(intent, intent)  # a socket is made or found there
         if intent == "tmpfile":
             return None  # served here, so that a linkat can name it anywhere in the view (flink)
-        if intent in ("read", "exec"):
+        if intent == "list" and self.mode == "cow":
+            # a directory only the lower tree has lists as it does there (no whiteout, no upper
+            # entry can be in it); one the upper tree has may be a union, listed here
+            found = self._locate(path)
+            return found[0] if found is not None and not self._in_upper(found[0]) else None
+        if intent in ("read", "exec", "list"):
             if st is None or (is_dir and self.mode != "bind"):
                 return None  # ENOENT said by the core; union directories are listed here
             return self._find(path)

@@ -540,6 +540,107 @@ def test_names_in_a_cow_mount_are_looked_up_in_its_layers_in_process(tmp_path, s
     assert stats_of(text) < 30 < stats_of(without), text + without
 
 
+COW_FDS = """import errno, os, subprocess, sys
+p, src = sys.argv[1], sys.argv[2]
+d = os.open(p + "/d", os.O_RDONLY | os.O_DIRECTORY)            # a directory only the lower layer has
+print("dev", os.fstat(d).st_dev == os.stat(p + "/d").st_dev != os.stat(src + "/d").st_dev)
+print("link", os.readlink("/proc/self/fd/%d" % d) == p + "/d")
+print("list", sorted(os.listdir(d))[:3])
+print("xattr", os.getxattr(p + "/d/f5", "user.k"), os.listxattr(p + "/d/f5"),
+      os.getxattr(p + "/d/f5", "user.k", follow_symlinks=False))
+os.close(os.open("made", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=d))  # a create from it: the view's
+os.fchdir(d)
+os.close(os.open("made2", os.O_CREAT | os.O_WRONLY, 0o644))
+print("cwd", os.getcwd() == p + "/d", sorted(n for n in os.listdir(".") if n.startswith("made")))
+print("up", os.path.exists(src + "/d/made"), os.path.exists(src + "/d/made2"))
+f = os.open(p + "/d/f3", os.O_RDONLY)                           # a lower file: fchmod is the view's
+os.fchmod(f, 0o600)
+g = os.dup(f)
+os.fchmod(g, 0o640)
+print("mode", oct(os.stat(p + "/d/f3").st_mode & 0o777), oct(os.stat(src + "/d/f3").st_mode & 0o777))
+w = os.open(src + "/d/f4", os.O_WRONLY)                         # the host's own file, by its host name
+os.fchmod(w, 0o600)
+print("host", oct(os.stat(src + "/d/f4").st_mode & 0o777))
+e = os.open(p + "/d/e", os.O_RDONLY | os.O_DIRECTORY)
+u = subprocess.run(["vuumount", p], capture_output=True, text=True)
+print("busy", u.returncode != 0 and "busy" in u.stderr)
+print("deep", open("e/deep").read().strip(), os.open("deep", os.O_RDONLY, dir_fd=e) > 0)
+"""
+
+
+def test_opens_and_listings_in_a_cow_mount_are_made_in_process(tmp_path, stats):
+    """vufs cow: the library opens a layer's file for reading itself, and a directory only the
+    lower layer has (its listing is the mount's); umvu hands such a directory out too.  find, tar
+    and ls see what they see without the fast path (directories with the mount's st_dev, whose
+    fstat the library answers); a create from such a directory fd, or after fchdir to it, goes
+    to the upper layer; fchmod of a lower file's fd or of its copy changes the view, of a file
+    opened by its host name for writing the host's file; /proc shows the view's name and
+    vuumount says the mount is busy; xattrs are read in the layer.  Far fewer opens, listings and
+    stats stop."""
+    src, point = _bind_tree(tmp_path)
+    for i in range(20):  # directories only the lower layer has, below one umvu hands out (d)
+        (src / "d" / "e" / f"s{i}").mkdir()
+        (src / "d" / "e" / f"s{i}" / "g").write_text("g\n")
+    os.setxattr(src / "d" / "f5", "user.k", b"v")
+    (tmp_path / "prog.py").write_text(COW_FDS)
+    walk = (f"cd {point} && find . -printf '%p %y %s %m %n %D\\n' | sed \"s/ $(stat -c %d {point})$/ MNT/\" | sort && "
+            "tar cf - . | tar tvf - | sort && ls -lR . | md5sum && cat d/f7 d/e/deep")
+    prog = f"python3 {tmp_path}/prog.py {point} {src}"
+
+    def run(upper, *opts):
+        script = f"vu_insmod vufs && vumount -t vufs -o cow,upper={upper} {src} {point} && {walk}; {prog}"
+        return sh(script, *opts) if opts[0] == "--fast-path" else off(script, *opts)
+
+    for upper in ("up0", "up"):  # the mount's root shows its upper layer's times
+        (tmp_path / upper).mkdir()
+        os.utime(tmp_path / upper, (1e9, 1e9))
+    os.chmod(src / "d" / "f4", 0o644)
+    slow = run(tmp_path / "up0", "--stats", str(tmp_path / "slow"))
+    os.chmod(src / "d" / "f4", 0o644)
+    fast = run(tmp_path / "up", *FAST, "--stats", str(stats))
+    assert fast.returncode == 0 and fast.stdout == slow.stdout, fast.stdout + fast.stderr + slow.stdout
+    out = fast.stdout.splitlines()
+    tail = out[out.index("deep") + 1:]
+    assert tail == ["dev True", "link True", "list ['e', 'f0', 'f1']", "xattr b'v' ['user.k'] b'v'",
+                    "cwd True ['made', 'made2']",
+                    "up False False", "mode 0o640 0o644", "host 0o600", "busy True", "deep deep True"], fast.stdout
+    assert "./d d 4096 755 3 MNT" in out and "./d/f1 f 7 644 1 MNT" not in out, fast.stdout
+    assert sorted(os.listdir(tmp_path / "up" / "d")) == ["f3", "made", "made2"]
+    text, without = stats.read_text(), (tmp_path / "slow").read_text()
+    assert served(text) >= 100, text
+    calls = lambda t: sum(stops(t, call) for call in ("openat", "getdents64", "newfstatat", "statx"))  # noqa: E731
+    assert calls(text) * 3 < calls(without), text + without
+
+
+BY_HOST = """import os, sys
+p, src = sys.argv[1], sys.argv[2]
+v = os.open(p + "/d", os.O_RDONLY | os.O_DIRECTORY)             # the view's directory
+h = os.open(src + "/d", os.O_RDONLY | os.O_DIRECTORY)           # the same one by its host name
+os.close(os.open("byview", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=v))
+os.close(os.open("byhost", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=h))
+os.fchmod(os.open(src + "/d/f1", os.O_RDONLY), 0o600)
+os.fchmod(os.open(p + "/d/f2", os.O_RDONLY), 0o600)
+print(os.path.exists(p + "/d/byhost"), os.path.exists(p + "/d/byview"))
+"""
+
+
+def test_a_layer_opened_by_its_host_name_is_the_hosts(tmp_path, stats):
+    """In a session with a cow mount, the source opened by its host names stays the host's: a
+    create from such a directory fd, an fchmod of such a file change the source, as natively,
+    where the same from the view's names go to the upper layer (the library's table of the fds
+    it opened in layers tells them apart, for itself and for umvu)."""
+    src, point = _bind_tree(tmp_path)
+    (tmp_path / "up").mkdir()
+    (tmp_path / "prog.py").write_text(BY_HOST)
+    r = sh(f"vu_insmod vufs && vumount -t vufs -o cow,upper={tmp_path}/up {src} {point} && "
+           f"python3 {tmp_path}/prog.py {point} {src}", *FAST, "--stats", str(stats))
+    assert r.returncode == 0 and r.stdout.split() == ["True", "True"], r.stdout + r.stderr
+    assert (src / "d" / "byhost").exists() and not (src / "d" / "byview").exists()
+    assert sorted(os.listdir(tmp_path / "up" / "d")) == ["byview", "f2"]
+    assert (src / "d" / "f1").stat().st_mode & 0o777 == 0o600 and (src / "d" / "f2").stat().st_mode & 0o777 == 0o644
+    assert served(stats.read_text()) > 0
+
+
 def test_a_cow_rename_is_never_seen_half_made(tmp_path, stats):
     """vufs renames in a cow mount in steps (a copy-up, the rename in the upper layer, a whiteout
     for the lower name: tests/data/slowcow.py pauses before the last); the library looks nothing

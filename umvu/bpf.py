@@ -234,8 +234,13 @@ def notify_layer(names: Iterable[str], calls: dict[int, syscalls.Syscall] = sysc
 
 
 # Calls that change a file through an fd alone (no path: they would not stop).
-# (and the dup family: a copy of such an fd is guarded too)
-METADATA_CALLS = frozenset({"fchmod", "fchown", "fsetxattr", "fremovexattr", "dup", "dup2", "dup3", "fcntl"})
+CHANGES_BY_FD = frozenset({"fchmod", "fchown", "fsetxattr", "fremovexattr"})
+# ... and the dup family: a copy of such an fd is guarded too
+DUP_CALLS = frozenset({"dup", "dup2", "dup3", "fcntl"})
+METADATA_CALLS = CHANGES_BY_FD | DUP_CALLS
+# What an fd says of itself, when the view shows other attributes than the host file's (a
+# directory handed out whose st_dev the view shows as its mount's)
+FSTAT_CALLS = frozenset({"fstat", "newfstatat", "statx"})
 # Calls that reach the module when the real fd is a stand-in: a FIFO of a module's tree is a real FIFO
 # the core keeps (shadows.py), whose attributes and xattrs are still the module's file's.
 STAND_IN_CALLS = METADATA_CALLS | frozenset({"fstat", "newfstatat", "statx", "fstatfs", "fgetxattr", "flistxattr",

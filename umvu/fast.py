@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from umvu import arch, memory
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Callable, Coroutine
 
     from umvu.registry import Mount
     from umvu.tracer import Tracee
@@ -132,13 +132,14 @@ class FastPath:
         self.trampoline, self.page_size = d["TRAMPOLINE"], d["PAGE"]
         self.magic, self.size, self.counter = d["SNAP_MAGIC"], d["SNAP_SIZE"], d["COUNTER_OFF"]
         self.on, self.rooted, self.cwd_virtual = d["PROC_ON"], d["PROC_ROOTED"], d["PROC_CWD_VIRTUAL"]
-        self.no_dirfd, self.nfds = d["PROC_NO_DIRFD"], d["NFDS"]
+        self.no_dirfd, self.nfds, self.register_fstat = d["PROC_NO_DIRFD"], d["NFDS"], d["REGISTER_FSTAT"]
         self.off, self.devices, self.idle = d["SNAP_OFF"], d["SNAP_DEVICES"], d["SNAP_IDLE"]
         self.any_uid, self.rule, self.own_dev, self.layers = d["ANY_UID"], d["E_RULE"], d["E_OWN_DEV"], d["E_LAYERS"]
         self.mount_flags = {name: d[define] for name, define in MOUNT_FLAGS.items()}
         self.cwd_room = self.page_size - PAGE_HEADER.size - self.nfds // 8
-        # (point, host directory, whether it is a rule) of the mounts showing one, as published
-        self.hosts: list[tuple[str, str, bool]] = []
+        # (point, host directory, whether it is a rule, whether it is a layer) of the mounts
+        # showing one, as published; a layered mount's two layers each show its point
+        self.hosts: list[tuple[str, str, bool, bool]] = []
         self.points: list[str] = []
         self.page = self.trampoline + self.page_size
         base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else "/tmp"
@@ -201,7 +202,10 @@ class FastPath:
                 elif not fs.real_files:
                     flags, dev = flags | self.own_dev, m.dev
         if host is not None and not flags & self.own_dev:
-            self.hosts.append((m.point, host, bool(flags)))  # its real fds are found by the rule
+            self.hosts.append((m.point, host, bool(flags), False))  # its real fds are found by the rule
+        elif layers is not None and flags:
+            # the library opens files and lower-only directories in the layers itself
+            self.hosts += [(m.point, layers[1], True, True), (m.point, layers[0], True, True)]
         upper, wh = (layers[0], layers[2]) if layers is not None and flags else ("", "")
         names = (m.point, lower if flags or layers is None else "", upper, wh)
         out = _entry(flags, uid, dev, *names)
@@ -263,16 +267,20 @@ class FastPath:
         self.moves += 1
         struct.pack_into("<Q", self.map, 24, self.moves)
 
-    def place_of(self, host: str) -> str | None:
+    def place_of(self, host: str, marked: Callable[[], bool] | None = None) -> str | None:
         """Where the view shows host directory ``host``, as the library sees it (view_of_host in
         fastpath.c): through the mount whose host directory holds it (the longest), if any.  For
-        an fd the library opened there, which umvu never saw."""
+        an fd the library opened there, which umvu never saw.  In a layered mount's layers, only
+        for an fd opened in the view (``marked``: the library's table says so): one opened by its
+        host name is the host's file, whose fchmod, or a create from it, is the host's, not a
+        copy-up."""
         if not host.startswith("/") or host.endswith(" (deleted)"):
             return None  # a pipe, a socket; a file removed since: no place anywhere
         best = None
-        for point, prefix, _rule in self.hosts:
+        for point, prefix, _rule, layer in self.hosts:
             inside = host == prefix or host.startswith(prefix.rstrip("/") + "/")
-            if inside and (best is None or len(prefix) > len(best[1])):
+            if inside and (not layer or marked is not None and marked()) \
+                    and (best is None or len(prefix) > len(best[1])):
                 best = (point, prefix)
         if best is None:
             return None
@@ -286,14 +294,46 @@ class FastPath:
 
     def rule_for(self, m: Mount) -> bool:
         """Whether the library walks names in ``m`` itself (its real fds are placed by the rule)."""
-        return any(point == m.point and rule for point, _host, rule in self.hosts)
+        return any(point == m.point and rule for point, _host, rule, _layer in self.hosts)
 
-    def register(self, t: Tracee, addr: int) -> None:
-        """The library of ``t``'s process says its page is at ``addr``: fill it."""
+    def register(self, t: Tracee, addr: int, flags: int = 0, marks: int = 0) -> None:
+        """The library of ``t``'s process says its page is at ``addr``, with ``flags`` what it can
+        do (REGISTER_FSTAT: libc's fstat reaches it), and ``marks`` where its table of the fds
+        opened in layers is (``marked``): fill the page."""
         if addr != self.page:
             raise OSError(22, "not the fast path's page")
         t.proc.fast_page = addr
+        t.proc.fast_fstat = bool(flags & self.register_fstat)
+        t.proc.fast_marks = marks or None
         self.write_page(t)
+
+    MARK = struct.Struct("<QQ")  # an entry of the library's table of fds opened in layers (dev, ino)
+
+    def marked(self, t: Tracee, fd: int) -> bool:
+        """Whether real fd ``fd`` of ``t`` was opened in the view, in one of a layered mount's
+        layers (by the library, or handed out by umvu: ``mark``), not by its host name: the
+        library's table says the file it holds (the table is in the process: a number used again
+        holds another file)."""
+        marks = t.proc.fast_marks
+        if marks is None or not 0 <= fd < self.nfds:
+            return False
+        try:
+            dev, ino = self.MARK.unpack(memory.read(t.tid, marks + fd * self.MARK.size, self.MARK.size))
+            st = os.stat(f"/proc/{t.tid}/fd/{fd}")
+        except OSError:
+            return False
+        return ino != 0 and (st.st_dev, st.st_ino) == (dev, ino)
+
+    def mark(self, t: Tracee, fd: int) -> None:
+        """umvu handed out real fd ``fd`` in a layered mount: the library takes it as the view's too."""
+        marks = t.proc.fast_marks
+        if marks is None or not 0 <= fd < self.nfds:
+            return
+        try:
+            st = os.stat(f"/proc/{t.tid}/fd/{fd}")
+            memory.write(t.tid, marks + fd * self.MARK.size, self.MARK.pack(st.st_dev, st.st_ino))
+        except OSError:
+            pass
 
     def facts(self, t: Tracee) -> tuple:
         """What the page of ``t``'s process is written from."""

@@ -63,6 +63,7 @@
 #define PROC_ROOTED 4u  /* root is not "/" (chroot) */
 #define PROC_CWD_VIRTUAL 2u /* the cwd is umvu's (in a mount): the kernel's is not the view's */
 #define PROC_NO_DIRFD 8u /* names relative to a dirfd stop (a module handed out a directory fd) */
+#define REGISTER_FSTAT 1u /* (the registration's flags) libc's fstat reaches the library */
 #define NFDS 1024        /* fds the page says are umvu's; from there on a dirfd stops */
 #define SNAP_OFF 1u     /* the session says: no fast path (a fake root, virtual ids: every stat is umvu's) */
 #define SNAP_DEVICES 2u /* some device numbers are a module's: open only regular files and directories */
@@ -131,6 +132,18 @@ static long sys_raw6(long nr, long a, long b, long c, long d, long e, long f)
 
 static void hook_libc(void);
 static unsigned hooks_gen; /* counts hook_libc's runs: REAL looks libc's functions up again */
+/* The fds opened in a layered mount's layers, by the library (layered_open) or by umvu (which
+ * writes here when it hands one out): the file each held then.  A layer's host directory is the
+ * view's only when opened so; one opened by its host name is the host's (a create or a removal
+ * from it is made there, not in the layers).  umvu reads this table too (FdTable.marked): fork
+ * copies it with the fds, and an fd closed and its number used again holds another file. */
+static struct {
+	uint64_t dev, ino;
+} marks[NFDS];
+
+/* Whether fstat of a directory reaches the library (libc's fstatat is hooked: hook_libc), which
+ * shows a layered mount's directories with the mount's st_dev, as umvu does (dir_stat_here) */
+static int dirs_fstat_here;
 static void *libc_fn(const char *name);
 
 __attribute__((constructor)) static void fast_init(void)
@@ -162,9 +175,10 @@ __attribute__((constructor)) static void fast_init(void)
 	snap = s;
 	page = (struct proc_page *)(TRAMPOLINE + PAGE);
 	tramp = (tramp_fn)t;
-	/* tell umvu where the page is: it fills it now, and at every stop that changes it */
-	syscall(0x5655, 2, (long)page, sizeof(struct proc_page), 0, 0);
 	hook_libc();
+	/* tell umvu where the page is (it fills it now, and at every stop that changes it), and
+	 * whether libc's fstat reaches the library (directories of layered mounts: dir_stat_here) */
+	syscall(0x5655, 2, (long)page, sizeof(struct proc_page), dirs_fstat_here ? REGISTER_FSTAT : 0, (long)marks);
 }
 
 /* ---- the decision ------------------------------------------------------------------------ */
@@ -184,8 +198,9 @@ __attribute__((constructor)) static void fast_init(void)
 		       * names are walked on the host for stat, access, readlink, realpath only */
 #define E_LAYERS 32u /* two host directories shown as one, overlayfs's way (FileSystem.host_layers): a
 		      * name is the upper's, else hidden by a whiteout, else the lower's; stat, access
-		      * (not for writing), readlink, realpath and getcwd only, directories with the
-		      * mount's st_dev, statx with umvu's basic fields */
+		      * (not for writing), readlink, realpath, getcwd, the xattr reads and opens for
+		      * reading (layered_open), directories with the mount's st_dev, statx with umvu's
+		      * basic fields */
 #define ANY_UID 0xffffffffu
 
 struct entry {
@@ -258,18 +273,24 @@ static int point_below(const char *v, size_t n)
 
 /* The view path of a directory the kernel has at host path H: where the mount whose host
  * directory holds it (the longest) shows it, else H itself (umvu's FdTable.view_of says the
- * same).  Into V (of capacity cap), its length; -1: ask umvu (a mount that shows H by no rule). */
-static long view_of_host(const char *h, size_t n, char *v, size_t cap)
+ * same); a layered mount shows its point in each of its two layers, for a directory opened in
+ * the view (IN_VIEW: marked), not one opened by its host name.  Into V (of capacity
+ * cap), its length; -1: ask umvu (a mount that shows H by no rule). */
+static long view_of_host(const char *h, size_t n, char *v, size_t cap, int in_view)
 {
 	const char *c = snap->points;
 	struct entry x, best = {0};
+	size_t held = 0; /* the length of the host directory that holds H, BEST's lower or upper */
 	int found = 0;
 	for (uint32_t i = 0; i < snap->count; i++) {
 		if (!next_entry(&c, &x))
 			return -1;
-		if (x.hlen && !(x.flags & (E_OWN_DEV | E_LAYERS)) && within(h, n, x.host, x.hlen) &&
-		    (!found || x.hlen > best.hlen))
-			best = x, found = 1;
+		if ((x.flags & E_OWN_DEV) || ((x.flags & E_LAYERS) && !in_view))
+			continue;
+		if (x.hlen && within(h, n, x.host, x.hlen) && (!found || x.hlen > held))
+			best = x, held = x.hlen, found = 1;
+		if ((x.flags & E_LAYERS) && x.ulen && within(h, n, x.upper, x.ulen) && (!found || x.ulen > held))
+			best = x, held = x.ulen, found = 1;
 	}
 	if (!found) {
 		memcpy(v, h, n + 1);
@@ -277,7 +298,7 @@ static long view_of_host(const char *h, size_t n, char *v, size_t cap)
 	}
 	if (!(best.flags & E_RULE))
 		return -1;
-	size_t rest = best.hlen == 1 ? n : n - best.hlen; /* what follows the host directory, "/..." */
+	size_t rest = held == 1 ? n : n - held; /* what follows the host directory, "/..." */
 	if (best.plen + rest + 1 > cap)
 		return -1;
 	memcpy(v, best.point, best.plen);
@@ -430,6 +451,41 @@ static int name_ok(const char *p)
 	return 0;
 }
 
+static int marked(int fd, const struct stat *st)
+{
+	return fd >= 0 && fd < NFDS && marks[fd].ino == st->st_ino && marks[fd].dev == st->st_dev && st->st_ino;
+}
+
+/* The view path of real directory fd DIRFD (ST: its fstat) into BUF (of capacity CAP): where
+ * the kernel has it, seen through the mount whose host directory holds it (view_of_host), or
+ * the cache's.  Its length; -1: umvu's.  HOST (4096): room for a readlink. */
+static long dir_view(int dirfd, const struct stat *st, uint64_t s1, char *buf, size_t cap, char *host)
+{
+	uint64_t moves = __atomic_load_n(&snap->moves, __ATOMIC_ACQUIRE);
+	long v = cache_get(dirfd, st, s1, moves, buf);
+	if (v > 0)
+		return v;
+	char link[32] = "/proc/self/fd/";
+	int i = 14, d = dirfd, digits[12], k = 0;
+	do
+		digits[k++] = d % 10, d /= 10;
+	while (d);
+	while (k)
+		link[i++] = (char)('0' + digits[--k]);
+	link[i] = 0;
+	long n = sys_raw(SYS_readlink, (long)link, (long)host, 4096, 0, 0);
+	if (n <= 0 || n >= 4096 || host[0] != '/')
+		return -1; /* a pipe, a socket, an anonymous file: the kernel's answer, from umvu */
+	host[n] = 0;
+	if (n >= 10 && memcmp(host + n - 10, " (deleted)", 10) == 0)
+		return -1;
+	v = view_of_host(host, (size_t)n, buf, cap, marked(dirfd, st));
+	if (v <= 0)
+		return -1;
+	cache_put(dirfd, st, s1, moves, buf, (size_t)v);
+	return v;
+}
+
 /* Where the name starts in the view, into BUF (of capacity CAP): "/" for an absolute name, else
  * its cwd (the kernel's, by getcwd, or umvu's, from the page, when umvu keeps it) or its dirfd
  * (where the kernel has it, seen through the mount whose host directory holds it), unless the
@@ -457,33 +513,14 @@ static long origin(int dirfd, const char *path, uint32_t pf, uint64_t s1, char *
 		if ((pf & PROC_NO_DIRFD) || dirfd < 0 || dirfd >= NFDS || (page->umvus[dirfd / 8] >> (dirfd % 8)) & 1)
 			return -1;
 		struct stat st;
-		uint64_t moves = __atomic_load_n(&snap->moves, __ATOMIC_ACQUIRE);
 		if (sys_raw(SYS_newfstatat, dirfd, (long)"", (long)&st, AT_EMPTY_PATH, 0) != 0)
 			return -1; /* not an fd: EBADF is umvu's to say */
 		if (!S_ISDIR(st.st_mode))
 			return -1; /* ENOTDIR, or a virtual fd: umvu's placeholders are never directories */
-		long v = cache_get(dirfd, &st, s1, moves, buf);
-		if (v > 0)
-			return v;
-		char link[32] = "/proc/self/fd/";
-		int i = 14, d = dirfd, digits[12], k = 0;
-		do
-			digits[k++] = d % 10, d /= 10;
-		while (d);
-		while (k)
-			link[i++] = (char)('0' + digits[--k]);
-		link[i] = 0;
-		long n = sys_raw(SYS_readlink, (long)link, (long)host, 4096, 0, 0);
-		if (n <= 0 || n >= 4096 || host[0] != '/')
-			return -1; /* a pipe, a socket, an anonymous file: the kernel's answer, from umvu */
-		host[n] = 0;
-		if (n >= 10 && memcmp(host + n - 10, " (deleted)", 10) == 0)
-			return -1;
-		v = view_of_host(host, (size_t)n, buf, cap);
+		long v = dir_view(dirfd, &st, s1, buf, cap, host);
 		if (v <= 0)
 			return -1;
 		len = (size_t)v;
-		cache_put(dirfd, &st, s1, moves, buf, len);
 	}
 	return (long)len;
 }
@@ -607,13 +644,14 @@ static int decide(int dirfd, const char *path, int is_open, char *out, struct en
 		return STOP;
 	if (kind == MOVED) {
 		*found = e;
-		if (from_fd && tail == path) {
-			if (e.flags & E_LAYERS)
-				return STOP; /* (no real dirfd is placed in a layered mount: view_of_host) */
+		if (from_fd && tail == path && !(e.flags & E_LAYERS)) {
 			kind = AS_IS; /* from a dirfd in the mount: the kernel walks from the fd itself */
-		} else {
+		} else { /* (from a dirfd in one of a layered mount's layers: the whole name, looked up in each) */
 			if (e.uid != ANY_UID && euid() != e.uid)
 				return STOP; /* the walk to the point is the caller's to make */
+			if (e.flags & E_LAYERS) /* "." after the start or the point (directories) is no step: ls -R's "./a/b" */
+				while (tail[0] == '/' || (tail[0] == '.' && (tail[1] == '/' || !tail[1])))
+					tail++;
 			size_t hn = strnlen(out, 4096), tn = strnlen(tail, 4096);
 			if (hn + 1 + tn + 1 > 4096)
 				return STOP;
@@ -799,8 +837,8 @@ static int target(struct target *t, int dirfd, const char *path, int is_open, ch
 	t->seq = tramp ? __atomic_load_n(&snap->seq, __ATOMIC_ACQUIRE) : 0;
 	int k = decide(dirfd, path, is_open, t->buf, &t->e, view);
 	t->flags = t->e.flags, t->dev = t->e.dev, t->refused = k == REFUSED;
-	if (k != STOP && is_open && (t->flags & (E_OWN_DEV | E_LAYERS)))
-		return 0; /* the module opens it (a virtual fd; a lower file's fd, which umvu guards) */
+	if (k != STOP && is_open && (t->flags & E_OWN_DEV))
+		return 0; /* the module opens it (a virtual fd) */
 	if (k == MOVED) {
 		t->dirfd = AT_FDCWD, t->path = t->buf;
 	} else {
@@ -844,12 +882,13 @@ static int whiteout_on_way(const char *name, size_t at, const struct entry *e)
 
 /* The layer that holds T's name in a layered mount (E_LAYERS), as the module finds it: the upper
  * one where it has the name; else none, if a whiteout beside the name or beside one of its
- * directories in the upper layer hides it; else the lower one.  An O_PATH fd of it (or -errno)
- * in *FD, 1; 0: umvu's (a symlink, a refusal to look, a change being made meanwhile).  The
- * module changes its layers in several steps (a copy-up, then the call; a rename, then a
- * whiteout), each while serving a call that stops: the snapshot counts those calls, and a look
- * made while one was served is not taken (as umvu serves one call at a time). */
-static int layered_fd(const struct target *t, int nofollow, long *fd)
+ * directories in the upper layer hides it; else the lower one.  It opened there with OFLAGS (an
+ * fd or -errno in *FD; *UPPER: whether the upper layer's), 1; 0: umvu's (a symlink, a refusal
+ * to look, a change being made meanwhile).  The module changes its layers in several steps (a
+ * copy-up, then the call; a rename, then a whiteout), each while serving a call that stops: the
+ * snapshot counts those calls, and a look made while one was served is not taken (as umvu serves
+ * one call at a time). */
+static int layered_at(const struct target *t, long oflags, long mode, long *fd, int *upper)
 {
 	const struct entry *e = &t->e;
 	uint64_t c1 = __atomic_load_n(&snap->changes, __ATOMIC_ACQUIRE);
@@ -860,10 +899,10 @@ static int layered_fd(const struct target *t, int nofollow, long *fd)
 	char name[4096];
 	if (e->ulen + rn + 1 > sizeof name || e->hlen + rn + 1 > sizeof name)
 		return 0;
-	long oflags = O_PATH | O_CLOEXEC | (nofollow ? O_NOFOLLOW : 0);
 	memcpy(name, e->upper, e->ulen);
 	memcpy(name + e->ulen, rest, rn + 1);
-	*fd = open_nosym(AT_FDCWD, name, oflags, 0);
+	*fd = open_nosym(AT_FDCWD, name, oflags, mode);
+	*upper = 1;
 	if (*fd == -ENOENT) {
 		int hidden = whiteout_on_way(name, e->ulen, e);
 		if (hidden < 0)
@@ -871,7 +910,8 @@ static int layered_fd(const struct target *t, int nofollow, long *fd)
 		if (!hidden) {
 			memcpy(name, e->host, e->hlen);
 			memcpy(name + e->hlen, rest, rn + 1);
-			*fd = open_nosym(AT_FDCWD, name, oflags, 0);
+			*fd = open_nosym(AT_FDCWD, name, oflags, mode);
+			*upper = 0;
 		}
 	}
 	if (!kernels(*fd) || *fd == -EACCES)
@@ -883,6 +923,13 @@ static int layered_fd(const struct target *t, int nofollow, long *fd)
 		return 0;
 	}
 	return 1;
+}
+
+/* An O_PATH fd of the layer's object that holds T's name (layered_at) */
+static int layered_fd(const struct target *t, int nofollow, long *fd)
+{
+	int upper;
+	return layered_at(t, O_PATH | O_CLOEXEC | (nofollow ? O_NOFOLLOW : 0), 0, fd, &upper);
 }
 
 /* An O_PATH fd of T's name, walked with no symlink followed (or found in a layered mount's
@@ -966,8 +1013,68 @@ static void own_statx(struct statx *x, uint64_t dev)
 	x->stx_dev_major = major(dev), x->stx_dev_minor = minor(dev);
 }
 
+/* Whether a layered mount is published (its directories show its st_dev: layered_dir_dev) */
+static int any_layered(void)
+{
+	const char *c = snap->points;
+	struct entry e;
+	for (uint32_t i = 0; i < snap->count; i++) {
+		if (!next_entry(&c, &e))
+			return 0;
+		if (e.flags & E_LAYERS)
+			return 1;
+	}
+	return 0;
+}
+
+/* The st_dev real directory fd FD shows in the view when it is in a layered mount (opened in a
+ * layer: layered_open, or handed out by umvu), else 0.  ST: the kernel's fstat of it. */
+static uint64_t layered_dir_dev(int fd, const struct stat *st)
+{
+	uint64_t s1, p1;
+	uint32_t pf;
+	struct entry e;
+	char view[4096 + 2], host[4096];
+	if (fd < 0 || fd >= NFDS || !may_decide(&s1, &p1, &pf) || (page->umvus[fd / 8] >> (fd % 8)) & 1)
+		return 0;
+	long v = dir_view(fd, st, s1, view, sizeof view, host);
+	if (v <= 0 || point_of(view, (size_t)v, &e) != 1 || !(e.flags & E_LAYERS) || !unchanged(s1, p1))
+		return 0;
+	return e.dev;
+}
+
+/* Whether (PATH, FLAGS) names the dirfd itself: fstat's shape */
+static int fd_itself(const char *path, int flags)
+{
+	return (flags & AT_EMPTY_PATH) && path && name_ok(path) && !path[0];
+}
+
+/* fstat of FD made here while a layered mount is published, when FD is a directory (which no
+ * placeholder of a virtual fd is: the fd is real), with the st_dev the view shows (umvu guards
+ * the directories it hands out there, so libc's call would stop): 1; 0, libc's call.  The
+ * kernel writes into ST: a bad pointer is its EFAULT, and then libc's answer. */
+static int dir_stat_here(int fd, struct stat *st, int flags)
+{
+	if (!tramp || !any_layered() || sys_raw(SYS_newfstatat, fd, (long)"", (long)st, flags, 0) != 0 ||
+	    !S_ISDIR(st->st_mode))
+		return 0;
+	uint64_t dev = layered_dir_dev(fd, st);
+	if (dev)
+		st->st_dev = dev;
+	served();
+	return 1;
+}
+
 int fstatat(int dirfd, const char *path, struct stat *st, int flags)
-TAKE(int, fast_stat(dirfd, path, st, flags, &done), fstatat, dirfd, path, st, flags)
+{
+	int done, r = fast_stat(dirfd, path, st, flags, &done);
+	if (done)
+		return r;
+	if (fd_itself(path, flags) && dir_stat_here(dirfd, st, flags))
+		return 0;
+	REAL(fstatat);
+	return real_fstatat(dirfd, path, st, flags);
+}
 
 int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
 {
@@ -1036,6 +1143,17 @@ int statx(int dirfd, const char *path, int flags, unsigned int mask, struct stat
 			own_statx(stx, (t.flags & E_OWN_DEV) || S_ISDIR(stx->stx_mode) ? t.dev
 								: makedev(stx->stx_dev_major, stx->stx_dev_minor));
 		return (int)ret_errno(r);
+	}
+	if (fd_itself(path, flags) && tramp && any_layered() && !(mask & STATX__RESERVED) &&
+	    sys_raw(SYS_statx, dirfd, (long)path, flags, mask, (long)stx) == 0 && S_ISDIR(stx->stx_mode)) {
+		/* a directory: a real fd (as dir_stat_here) */
+		struct stat st = {.st_mode = stx->stx_mode, .st_ino = stx->stx_ino,
+				  .st_dev = makedev(stx->stx_dev_major, stx->stx_dev_minor)};
+		uint64_t dev = layered_dir_dev(dirfd, &st);
+		if (dev)
+			own_statx(stx, dev); /* as umvu's statx of a layered mount's directory */
+		served();
+		return 0;
 	}
 	REAL(statx);
 	return real_statx(dirfd, path, flags, mask, stx);
@@ -1106,6 +1224,47 @@ TAKE(ssize_t, fast_readlink(dirfd, path, buf, size, &done), readlinkat, dirfd, p
 /* An open that may change the file system: it writes, truncates or creates */
 #define WRITES(f) (((f) & O_ACCMODE) != O_RDONLY || NEEDS_MODE(f) || ((f) & O_TRUNC))
 
+/* The open for reading of T's name in a layered mount, where the module would hand out that
+ * layer's own file: the upper layer's file, or the lower layer's file or directory (a directory
+ * only the lower layer has holds no whiteout and no upper entry: its listing is the mount's).  A
+ * lower file's fd must not change it: while a layered mount is published fchmod & co. stop in
+ * every process, and reach the module by the fd's host name (FastPath.place_of).  An upper
+ * directory may be a union, which the module lists: umvu's, unless only a name is held (O_PATH);
+ * so is every directory when fstat would not reach the library (dirs_fstat_here).  1 with the
+ * fd or -errno in *FD; 0: umvu's. */
+static int layered_open(const struct target *t, int flags, mode_t mode, long *fd)
+{
+	int upper;
+	struct stat st;
+	if ((snap->flags & SNAP_DEVICES) || (t->flags & E_NODEV)) { /* as open_target's check */
+		long p;
+		if (!layered_at(t, O_PATH | O_CLOEXEC | (flags & O_NOFOLLOW), 0, &p, &upper))
+			return 0;
+		if (p < 0) {
+			*fd = p;
+			return 1;
+		}
+		long r = sys_raw(SYS_newfstatat, p, (long)"", (long)&st, AT_EMPTY_PATH, 0);
+		sys_raw(SYS_close, p, 0, 0, 0, 0);
+		if (r != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)))
+			return 0;
+	}
+	if (!layered_at(t, flags | O_LARGEFILE, mode, fd, &upper))
+		return 0;
+	if (*fd == -EINVAL)
+		return 0; /* flags openat would ignore and openat2 refuses */
+	if (*fd < 0)
+		return 1;
+	if (sys_raw(SYS_newfstatat, *fd, (long)"", (long)&st, AT_EMPTY_PATH, 0) == 0 &&
+	    (!S_ISDIR(st.st_mode) || (dirs_fstat_here && (!upper || (flags & O_PATH))))) {
+		if (*fd < NFDS)
+			marks[*fd].dev = st.st_dev, marks[*fd].ino = st.st_ino;
+		return 1;
+	}
+	sys_raw(SYS_close, *fd, 0, 0, 0, 0);
+	return 0;
+}
+
 /* The open of T's name: 1 with the fd or -errno in *FD; 0: umvu's (*FD: -ELOOP when the kernel
  * met a symlink on the way) */
 static int open_target(const struct target *t, int flags, mode_t mode, long *fd)
@@ -1115,6 +1274,8 @@ static int open_target(const struct target *t, int flags, mode_t mode, long *fd)
 		return 0; /* umvu guards what a read-only mount hands out (fchmod & co. on the fd) */
 	if (WRITES(flags) && t->flags)
 		return 0; /* in a mount, a write or a create is the module's (copy-up, records, its umask) */
+	if (t->flags & E_LAYERS)
+		return layered_open(t, flags, mode, fd);
 	if ((snap->flags & SNAP_DEVICES) || (t->flags & E_NODEV)) {
 		/* a node whose number a module serves is the module's to open; nodev: EACCES, umvu's */
 		long p = open_nosym(t->dirfd, t->path, O_PATH | O_CLOEXEC | (flags & O_NOFOLLOW), 0);
@@ -1257,6 +1418,50 @@ static int leaf_of(const struct target *t, int follow, long *dir, size_t *leaf)
 	return 1;
 }
 
+/* getxattrat or (LIST) listxattrat of (DIR, LEAF) */
+static long xattr_at(long dir, const char *leaf, long at, const char *name, void *value, size_t size, int list)
+{
+	if (list)
+		return sys_raw(NR_listxattrat, dir, (long)leaf, at, (long)value, (long)size);
+	struct xattr_args_ a = {.value = (uintptr_t)value, .size = (uint32_t)size, .flags = 0};
+	return sys_raw6(NR_getxattrat, dir, (long)leaf, at, (long)name, (long)&a, sizeof a);
+}
+
+/* An xattr call on T's name in a layered mount: in the layer that holds it (layered_at), from
+ * its directory there, opened with no symlink followed (the kernel has no xattr call on an
+ * O_PATH fd of the name itself).  1 with the answer in *R; 0: umvu's (the point itself, a
+ * symlink to follow, a kernel without the calls). */
+static int layered_xattr(const struct target *t, int follow, const char *name, void *value, size_t size, int list,
+			 long *r)
+{
+	const struct entry *e = &t->e;
+	const char *rest = t->buf + e->hlen;
+	size_t rn = strnlen(rest, 4096);
+	char host[4096];
+	long fd;
+	int upper;
+	if (rn == 0 || !layered_at(t, O_PATH | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW), 0, &fd, &upper))
+		return 0;
+	if (fd < 0) {
+		*r = fd;
+		return 1;
+	}
+	sys_raw(SYS_close, fd, 0, 0, 0, 0);
+	size_t ln = upper ? e->ulen : e->hlen;
+	if (ln + rn + 1 > sizeof host)
+		return 0;
+	memcpy(host, upper ? e->upper : e->host, ln);
+	memcpy(host + ln, rest, rn + 1);
+	char *slash = strrchr(host, '/');
+	*slash = 0; /* (REST begins with one) */
+	long dir = open_nosym(AT_FDCWD, host, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dir < 0)
+		return 0; /* (changed meanwhile) */
+	*r = xattr_at(dir, slash + 1, follow ? 0 : AT_SYMLINK_NOFOLLOW, name, value, size, list);
+	sys_raw(SYS_close, dir, 0, 0, 0, 0);
+	return *r != -ENOSYS;
+}
+
 /* getxattr (FOLLOW) and lgetxattr; listxattr and llistxattr (LIST: NAME is not used) */
 static ssize_t fast_xattr(const char *path, const char *name, void *value, size_t size, int follow, int list,
 			  int *done)
@@ -1274,18 +1479,19 @@ static ssize_t fast_xattr(const char *path, const char *name, void *value, size_
 		return ret_errno(list ? sys_raw(nr, (long)path, (long)value, (long)size, 0, 0)
 				      : sys_raw(nr, (long)path, (long)name, (long)value, (long)size, 0));
 	}
+	if (t.flags & E_LAYERS) {
+		if (!layered_xattr(&t, follow, name, value, size, list, &r))
+			return 0;
+		*done = 1;
+		served();
+		return ret_errno(r);
+	}
 	if (!leaf_of(&t, follow, &dir, &leaf))
 		return 0;
 	if (dir < 0 && dir != AT_FDCWD) {
 		r = dir;
 	} else {
-		long at = follow ? 0 : AT_SYMLINK_NOFOLLOW;
-		if (!list) {
-			struct xattr_args_ a = {.value = (uintptr_t)value, .size = (uint32_t)size, .flags = 0};
-			r = sys_raw6(NR_getxattrat, dir, (long)(t.path + leaf), at, (long)name, (long)&a, sizeof a);
-		} else {
-			r = sys_raw(NR_listxattrat, dir, (long)(t.path + leaf), at, (long)value, (long)size);
-		}
+		r = xattr_at(dir, t.path + leaf, follow ? 0 : AT_SYMLINK_NOFOLLOW, name, value, size, list);
 		if (leaf)
 			sys_raw(SYS_close, dir, 0, 0, 0, 0);
 		if (r == -ENOSYS)
@@ -1403,6 +1609,55 @@ char *getcwd(char *buf, size_t size)
 	}
 	return buf;
 }
+
+/* ---- copies of an fd: a copy of one opened in the view is the view's too (marks) ------------
+ * fts (find, rm -r) keeps its directory fds as copies made by fcntl(F_DUPFD_CLOEXEC); the copy
+ * holds the same file, so the mark of the original goes with it (an unmarked one, or one of a
+ * number since used again, makes the copy's mark hold nothing: it matches no file). */
+static void copy_mark(int from, long to)
+{
+	if (from >= 0 && from < NFDS && to >= 0 && to < NFDS && to != from)
+		marks[to] = marks[from];
+}
+
+int dup(int fd)
+{
+	REAL(dup);
+	int r = real_dup(fd);
+	copy_mark(fd, r);
+	return r;
+}
+
+int dup2(int fd, int fd2)
+{
+	REAL(dup2);
+	int r = real_dup2(fd, fd2);
+	copy_mark(fd, r);
+	return r;
+}
+
+int dup3(int fd, int fd2, int flags)
+{
+	REAL(dup3);
+	int r = real_dup3(fd, fd2, flags);
+	copy_mark(fd, r);
+	return r;
+}
+
+int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	long arg = va_arg(ap, long); /* (every command's argument is a word: an int or a pointer) */
+	va_end(ap);
+	REAL(fcntl);
+	int r = real_fcntl(fd, cmd, arg);
+	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
+		copy_mark(fd, r);
+	return r;
+}
+
+int fcntl64(int fd, int cmd, ...) __attribute__((alias("fcntl")));
 
 /* ---- the calls that can take read access away (see readable) ------------------------------ */
 
@@ -1615,6 +1870,8 @@ static void hook_libc(void)
 		memcpy(j + 1, &rel[i], 4);
 		memcpy(f[i], j, 5);
 		sys_raw(SYS_mprotect, first, len, PROT_READ | PROT_EXEC, 0, 0);
+		if (hooks[i].ours == (void *)fstatat_here)
+			dirs_fstat_here = 1;
 	}
 	sys_raw(SYS_rt_sigprocmask, SIG_SETMASK, (long)&was, 0, 8, 0);
 out:

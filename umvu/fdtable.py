@@ -98,13 +98,30 @@ def kernel_offset(tid: int, fd: int) -> int:
     return offset
 
 
+def real_flags(tid: int, fd: int) -> int:
+    """A real fd's file status flags, as /proc shows them (0 when it cannot be read)."""
+    try:
+        with open(f"/proc/{tid}/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("flags:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0
+
+
 class FdTable:
     """Virtual fds of one fd table (shared by CLONE_FILES, copied by fork)."""
 
     #: With the fast path on (umvu.fast.FastPath.place_of): where the view shows a host directory
-    #: through a mount that shows it name for name.  The library opens files there itself, so an
-    #: fd umvu never saw may name a place in such a mount; it is found there, as the library finds it.
-    placing: Callable[[str], str | None] | None = None
+    #: through a mount that shows it name for name, or in one of a layered mount's layers.  The
+    #: library opens files there itself, so an fd umvu never saw may name a place in such a mount;
+    #: it is found there, as the library finds it.  The second argument says whether the fd was
+    #: opened in the view (asked only in a layer, where one opened by its host name is the host's:
+    #: ``marked``).
+    placing: Callable[[str, Callable[[], bool]], str | None] | None = None
+    #: With the fast path on (umvu.fast.FastPath.marked, by thread id and fd)
+    marked: Callable[[int, int], bool] | None = None
 
     def __init__(self) -> None:
         self.fds: dict[int, OpenFile] = {}
@@ -159,7 +176,9 @@ class FdTable:
         if view is not None:
             hosted[fd] = (view, link)
         elif FdTable.placing is not None:
-            view = FdTable.placing(link)  # an fd the fast path's library opened in a mount
+            # an fd the fast path's library opened in a mount
+            marked = FdTable.marked
+            view = FdTable.placing(link, lambda: marked is not None and marked(tid, fd))
         return view
 
     @property

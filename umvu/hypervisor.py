@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import IO, TYPE_CHECKING, Any
 
-from umvu import arch, calls, devices, identity, memory, mounts, syscalls
+from umvu import arch, argcheck, bpf, calls, devices, identity, memory, mounts, syscalls
 from umvu.calls.readwrite import disk_size
 from umvu.fakeroot import Records
 from umvu.fdtable import FdTable, OpenFile, kernel_offset
@@ -35,6 +35,17 @@ _REVOKED_CALLS = frozenset({"read", "readv", "write", "writev", "close"})
 
 def _string(tid: int, addr: int) -> str:
     return os.fsdecode(memory.read_cstring(tid, addr))
+
+
+def _reads_only(sc: syscalls.Syscall, regs: Any) -> bool:
+    """Whether the call is an open that changes no tree (no copy-up: nothing written, created or
+    truncated), so that the fast path's library may look in a layered mount's layers meanwhile
+    (a pipeline's other processes)."""
+    at = sc.arg_index("oflags")
+    if sc.family != "open" or at is None:
+        return False  # (creat; openat2's flags are in memory)
+    flags = regs.args()[at]
+    return not flags & (os.O_ACCMODE | os.O_CREAT | os.O_TRUNC | argcheck.O_TMPFILE_BIT)
 
 
 def _now(ret: Any) -> Any:
@@ -84,7 +95,7 @@ class Hypervisor:
     def fast_path(self) -> None:
         """Turn the in-process fast path on for the processes to come (before spawn): they preload
         its library, and every filter lets its trampoline's calls pass (umvu.fast)."""
-        from umvu import bpf, fast
+        from umvu import fast
 
         why = fast.available()
         if why is not None:
@@ -93,8 +104,13 @@ class Hypervisor:
         bpf.DOOR = self.fast.door()
         Tracee.fast_sync = self.fast.sync
         FdTable.placing = self.fast.place_of
+        FdTable.marked = self._fast_marked
         self.registry.on_change.append(self.publish_fast)
         self.publish_fast()
+
+    def _fast_marked(self, tid: int, fd: int) -> bool:
+        t = self.tracer.tracees.get(tid)
+        return t is not None and self.fast is not None and self.fast.marked(t, fd)
 
     def publish_fast(self) -> None:
         """What the fast path may not touch, anew: the mount points; or nothing at all, when umvu
@@ -102,6 +118,10 @@ class Hypervisor:
         if self.fast is not None:
             off = self.fake is not None or self.registry.watching
             self.fast.publish(list(self.registry), off, self.registry.devices_claimed(), not self.tracer.paths_traced)
+            if self.fast.layered:
+                # the library opens a lower layer's files itself: what would change one through
+                # its fd alone must reach the module (a copy-up), whichever fd it is (bpf)
+                self.tracer.trace_calls(set(bpf.CHANGES_BY_FD))
             if self.fast.was_off:
                 Tracee.fast_sync = None  # no page is read again: none is written
 
@@ -187,7 +207,8 @@ class Hypervisor:
                          "= (real: nothing virtual here)")
             t.cont()  # nothing virtual exists for this process: the kernel's call
             return None
-        if self.fast is not None and self.fast.layered and sc.family in self.fast.CHANGING:
+        if self.fast is not None and self.fast.layered and sc.family in self.fast.CHANGING \
+                and not _reads_only(sc, regs):
             return self.fast.changing(calls.serve(self, t, sc, regs))  # a layered mount's layers may change
         return calls.serve(self, t, sc, regs)
 
@@ -459,7 +480,7 @@ class Hypervisor:
             if fd in t.files.fds or fd in t.files.hosted:
                 continue
             try:
-                view = self.fast.place_of(os.readlink(f"/proc/{t.tid}/fd/{fd}"))
+                view = self.fast.place_of(os.readlink(f"/proc/{t.tid}/fd/{fd}"), lambda fd=fd: self.fast.marked(t, fd))
             except OSError:
                 continue
             if view is not None and self.registry.lookup(view) is m:
@@ -520,7 +541,7 @@ class Hypervisor:
         op, inaddr, inlen, outaddr, outlen = c.args[:5]
         if op == 2 and self.fast is not None:  # the fast path's library: its page is at inaddr
             try:
-                self.fast.register(c.t, inaddr)
+                self.fast.register(c.t, inaddr, outaddr, outlen)
             except OSError as e:
                 return -(e.errno or errno.EINVAL)
             return 0
@@ -627,5 +648,5 @@ class Hypervisor:
             self._drop(m)
         if self.fast is not None:
             self.registry.on_change.remove(self.publish_fast)
-            FdTable.placing = None
+            FdTable.placing = FdTable.marked = None
             self.fast.close()

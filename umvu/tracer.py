@@ -133,6 +133,10 @@ class Process:
         self.fast_synced: tuple | None = None  # what the page shows was written from (umvu.fast.FastPath.facts)
         self.files_shared = False  # its fd table is another process's too (CLONE_FILES, not a thread)
         self.fast_parent: Process | None = None  # whose page a CLONE_VM child shares
+        # its library shows a layered mount's directories with the mount's st_dev at fstat, with
+        # no stop (libc's fstat reaches it): a directory handed out there needs no guard for it
+        self.fast_fstat = False
+        self.fast_marks: int | None = None  # where its library's table of fds opened in layers is
 
 
 class Tracee:
@@ -944,6 +948,7 @@ class Tracer:
             proc.ids = pproc.ids
             proc.net_pid = pproc.net_pid
             proc.fast_page = pproc.fast_page  # fork copies the page
+            proc.fast_fstat, proc.fast_marks = pproc.fast_fstat, pproc.fast_marks
             proc.fast_shared = bool(flags & CLONE_VM)  # vfork shares it with the parent (umvu.fast)
             proc.fast_synced = pproc.fast_synced
             proc.fast_parent = pproc if flags & CLONE_VM else None
@@ -1109,6 +1114,11 @@ class Tracer:
             names = sorted(syscalls.BY_NR[nr].name for nr in nrs)
             self.everywhere(bpf.calls_layer(names), "the filter for " + ", ".join(names))
 
+    def traces(self, names: frozenset[str]) -> bool:
+        """Whether the calls ``names`` stop in every process (trace_calls), once its pending filters
+        are in place."""
+        return {syscalls.BY_NAME[n].nr for n in names} <= self._calls_traced
+
     def everywhere(self, code: bytes, what: str, listen: bool = False) -> None:
         """Stack filter ``code`` on every process, now and to come (what fork does not carry: a
         process adopted without its creator gets them all).
@@ -1263,6 +1273,7 @@ class Tracer:
         t.proc.tgid = t.tid
         parent = t.proc.fast_parent
         t.proc.fast_page, t.proc.fast_shared, t.proc.fast_parent = None, False, None  # a new image registers anew
+        t.proc.fast_fstat, t.proc.fast_marks = False, None
         if parent is not None and parent.fast_synced is None and Tracee.fast_sync is not None:
             # the vfork child turned the shared page off; the parent runs on now: its page anew,
             # not at its next stop (with the fast path it may make none for long: make, a shell)

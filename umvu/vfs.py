@@ -314,7 +314,10 @@ class FileSystem:
         their host path: the call is rewritten and runs natively, and an
         open gives the process a real fd, so its reads, writes, mmap and
         exec never stop again.  ``intent`` says what the call will do:
-        "read" (stat, open read-only, readlink...), "exec", "write" (open for
+        "read" (stat, open read-only, readlink...), "list" (an open of a
+        directory for reading: a host directory whose listing is this one's;
+        unless ``real_dirs``, an fstat of the fd still shows the mount's
+        st_dev, which the core keeps), "exec", "write" (open for
         writing, chmod, truncate...: a copy-on-write module copies the file
         up first), "create" (mkdir, symlink, open O_CREAT: the name may not
         exist yet), "remove" (unlink, rmdir) and "rename" (each name of

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from umvu import arch, argcheck, bpf, memory, notify, syscalls
 from umvu.creds import MAY_READ, MAY_WRITE, current, permitted
-from umvu.fdtable import OpenFile
+from umvu.fdtable import OpenFile, real_flags
 from umvu.libc import ERESTARTNOHAND, ERESTARTSYS
 from umvu.paths import RealWalkError, Resolved, resolve, seen_from
 from umvu.registry import CallClaim, Mount
@@ -588,13 +588,24 @@ class Call:
             m = self.via.get(self.sc.path_args[0])
             fast = self.hv.fast
             # a real fd: remember where it is in the view
-            t.files.hand(ret, *self.handed, self.handed_dir, m is not None and fast is not None and fast.rule_for(m))
+            placed = m is not None and fast is not None and fast.rule_for(m)
+            t.files.hand(ret, *self.handed, self.handed_dir, placed)
+            if placed and m.fs.host_layers() is not None:
+                fast.mark(t, ret)  # the library takes it as the view's (a layer's own, by its host name, is not)
             if m is not None:
                 if self.hv.shadows.is_fifo(self.handed[1]):
                     # the session's FIFO carries the data; the file's attributes and xattrs are the module's
                     await self.add_layer(ret, bpf.STAND_IN_CALLS)
                 elif m.fs.guard_handed(self.handed[1], m.readonly):
-                    await self.add_layer(ret, bpf.METADATA_CALLS)  # fchmod & co. must not reach that file
+                    guard = frozenset()
+                    if not self.hv.tracer.traces(bpf.CHANGES_BY_FD) or t.proc.pending:
+                        # fchmod & co. must not reach that file (once they stop everywhere, the
+                        # fd is found by its host name: FdTable.view_of)
+                        guard = bpf.METADATA_CALLS
+                    if self.handed_dir and not m.fs.real_dirs and not t.proc.fast_fstat:
+                        guard |= bpf.FSTAT_CALLS | bpf.DUP_CALLS  # the view's st_dev is the mount's (view_dev)
+                    if guard:
+                        await self.add_layer(ret, guard)
         self.resume_with(ret)
 
     async def run_in_kernel(self) -> int:
@@ -670,7 +681,9 @@ class Call:
         """``fd`` is a copy of the guarded real fd ``old`` (dup, F_DUPFD): it names the same place of the
         view, and the same calls on it stop (bpf.METADATA_CALLS, STAND_IN_CALLS)."""
         t = self.t
-        t.files.hosted[fd] = t.files.hosted[old]
+        entry = t.files.hosted.get(old)
+        if entry is not None:  # (else an fd umvu never saw: its place follows from its host name)
+            t.files.hosted[fd] = entry
         await self.add_layer(fd, t.proc.meta_layers[old])
 
     async def add_layer(self, fd: int, only: frozenset[str] | None = None, record: bool = True) -> None:
@@ -734,18 +747,6 @@ def view_path(c: Call, path: str) -> str:
     """A canonical path as the caller shows it: relative to its root."""
     seen = seen_from(path, c.t.fs.root)
     return "(unreachable)" + path if seen is None else seen
-
-
-def real_flags(tid: int, fd: int) -> int:
-    """A real fd's file status flags, as /proc shows them."""
-    try:
-        with open(f"/proc/{tid}/fdinfo/{fd}") as f:
-            for line in f:
-                if line.startswith("flags:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    return 0
 
 
 def chosen(c: Call) -> OpenFile:

@@ -48,7 +48,9 @@ def _open_intent(flags: int) -> Callable[[os.stat_result | None], str | None]:
             return "create" if flags & os.O_CREAT else None
         if flags & os.O_CREAT and flags & os.O_EXCL:
             return None  # EEXIST, said here
-        return "write" if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC else "read"
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+            return "write"
+        return "list" if stat_mod.S_ISDIR(st.st_mode) else "read"
 
     return intent
 
