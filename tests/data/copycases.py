@@ -124,6 +124,13 @@ a = loff(0)
 case("sendfile to a full pipe", sc("sendfile", w, src, addr(a), 100), a.value)
 os.close(r)
 os.close(w)
+r, w = os.pipe()
+os.write(w, b"piped")
+a = loff(0)
+case("sendfile from a pipe at an offset", sc("sendfile", dst2, r, addr(a), 5), a.value)  # ESPIPE: no pread
+case("sendfile from a pipe", sc("sendfile", dst2, r, 0, 5), pos(dst2))
+os.close(r)
+os.close(w)
 case("sendfile into the host", sc("sendfile", host, src, 0, 500), pos(host), digest(f"{other}/host"))
 
 # -- splice ------------------------------------------------------------------------------------

@@ -252,6 +252,8 @@ async def _sendfile_from(c: Call, pos: int | None, count: int) -> tuple[int, int
     try:
         if not src.readable:
             raise OSError(errno.EBADF, "not open for reading")
+        if pos is not None and (src.pipe or src.real is not None and stat_mod.S_ISSOCK(src.real.st.st_mode)):
+            raise OSError(errno.ESPIPE, "an offset for a file read in order")  # no FMODE_PREAD
         start = src.position if pos is None else pos
         _rw_verify(start, count)
         count = min(count, MAX_RW_COUNT)
