@@ -114,11 +114,11 @@ class Vufs(HostFdFiles, HostFdLocks, FileSystem):
     fstype = "vufs"
     real_files = True
 
-    def __init__(self, mode: str, lowers: list[str], upper: str | None = None, own_upper: bool = False) -> None:
+    def __init__(self, mode: str, lowers: list[str], upper: str | None = None, own_upper: str | None = None) -> None:
         self.mode = mode
         self.lowers = lowers
         self.upper = upper
-        self.own_upper = own_upper  # made for this mount: removed at unmount
+        self.own_upper = own_upper  # a private directory made for this mount, holding the upper: removed at unmount
         self.readonly = mode == "merge"
         if mode == "bind":  # everything is the source's own: real fds for directories too
             self.real_dirs = True
@@ -557,7 +557,7 @@ class Vufs(HostFdFiles, HostFdLocks, FileSystem):
     def unmount(self) -> None:
         if self.own_upper and self.upper:
             # copies of read-only directories (0555) would keep their entries from rmtree
-            for top, dirs, _files in os.walk(self.upper):
+            for top, dirs, _files in os.walk(self.own_upper):
                 for d in dirs:
                     p = os.path.join(top, d)
                     try:
@@ -565,7 +565,7 @@ class Vufs(HostFdFiles, HostFdLocks, FileSystem):
                             os.chmod(p, 0o700)
                     except OSError:
                         pass
-            shutil.rmtree(self.upper, ignore_errors=True)
+            shutil.rmtree(self.own_upper, ignore_errors=True)
 
 
 def parse_options(options: str) -> tuple[str, str | None]:
@@ -602,10 +602,18 @@ def make(source: str, options: str) -> Vufs:
         raise OSError(errno.EINVAL, "vufs: a source directory is needed")
     if mode != "merge" and len(lowers) > 1:
         raise OSError(errno.EINVAL, "vufs: several sources (a:b) go with merge")
-    own = False
+    own = None
     if mode == "cow":
         if upper is None:
-            upper, own = tempfile.mkdtemp(prefix="umvu-cow-"), True
+            # the mount's root shows its upper directory, which shows the source's mode and times
+            # (a tar of the mount archives them); the changes stay the session's: the upper is
+            # inside a directory only the session may enter
+            own = tempfile.mkdtemp(prefix="umvu-cow-")
+            upper = os.path.join(own, "upper")
+            st = os.stat(lowers[0])
+            os.mkdir(upper, 0o700)
+            os.chmod(upper, stat.S_IMODE(st.st_mode))
+            os.utime(upper, ns=(st.st_atime_ns, st.st_mtime_ns))
         else:
             os.makedirs(upper, 0o755, exist_ok=True) if not os.path.exists(upper) else None
             upper = _directory(upper, "upper")

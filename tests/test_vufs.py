@@ -321,13 +321,18 @@ print(errno.errorcode.get(-sc(425, 4, params), "fd"))
 
 
 def test_a_private_cow_upper_goes_with_the_session(tmp_path, tree):
+    """The mount's root shows the source's mode and times (a tar of it archives them), and the
+    changes are in a directory only the session may enter, removed with the session."""
     mnt, tmpdir = tmp_path / "mnt", tmp_path / "tmpdir"
     mnt.mkdir()
     tmpdir.mkdir()
+    tree.chmod(0o751)
+    os.utime(tree, (1e9, 1e9))
     r = subprocess.run([UMVU, "-o", "vufs", "bash", "-c",
-                        f"vumount -t vufs -o cow {tree} {mnt} && echo x > {mnt}/new && cat {mnt}/new && ls $TMPDIR"],
+                        f"vumount -t vufs -o cow {tree} {mnt} && stat -c '%a %Y' {mnt} && stat -c %a $TMPDIR/* && "
+                        f"echo x > {mnt}/new && cat {mnt}/new && ls $TMPDIR"],
                        capture_output=True, text=True, env=dict(env(), TMPDIR=str(tmpdir)), timeout=60)
-    assert r.stdout.startswith("x\numvu-cow-"), r.stdout + r.stderr  # the write went to a private upper...
+    assert r.stdout.startswith("751 1000000000\n700\nx\numvu-cow-"), r.stdout + r.stderr  # a private upper...
     assert not any(p.name.startswith("umvu-cow-") for p in tmpdir.iterdir())  # ...which the session removed
     assert not (tree / "new").exists()
 
