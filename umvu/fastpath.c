@@ -1055,8 +1055,10 @@ static int fd_itself(const char *path, int flags)
  * kernel writes into ST: a bad pointer is its EFAULT, and then libc's answer. */
 static int dir_stat_here(int fd, struct stat *st, int flags)
 {
-	if (!tramp || !any_layered() || sys_raw(SYS_newfstatat, fd, (long)"", (long)st, flags, 0) != 0 ||
-	    !S_ISDIR(st->st_mode))
+	uint64_t s1, p1;
+	uint32_t pf;
+	if (!tramp || !may_decide(&s1, &p1, &pf) || !any_layered() ||
+	    sys_raw(SYS_newfstatat, fd, (long)"", (long)st, flags, 0) != 0 || !S_ISDIR(st->st_mode))
 		return 0;
 	uint64_t dev = layered_dir_dev(fd, st);
 	if (dev)
@@ -1144,7 +1146,9 @@ int statx(int dirfd, const char *path, int flags, unsigned int mask, struct stat
 								: makedev(stx->stx_dev_major, stx->stx_dev_minor));
 		return (int)ret_errno(r);
 	}
-	if (fd_itself(path, flags) && tramp && any_layered() && !(mask & STATX__RESERVED) &&
+	uint64_t s1, p1;
+	uint32_t pf;
+	if (fd_itself(path, flags) && tramp && may_decide(&s1, &p1, &pf) && any_layered() && !(mask & STATX__RESERVED) &&
 	    sys_raw(SYS_statx, dirfd, (long)path, flags, mask, (long)stx) == 0 && S_ISDIR(stx->stx_mode)) {
 		/* a directory: a real fd (as dir_stat_here) */
 		struct stat st = {.st_mode = stx->stx_mode, .st_ino = stx->stx_ino,
@@ -1610,6 +1614,62 @@ char *getcwd(char *buf, size_t size)
 	return buf;
 }
 
+/* ---- listings and closes of real directories --------------------------------------------------
+ * A number a virtual fd once had keeps its filter layer, and every later call naming it stops: a
+ * real directory's listing and close too (find and tar read and close each directory on a number
+ * a union's fd had in a cow mount, thousands of stops).  No placeholder of a virtual fd is a
+ * directory: a listing of one is ENOTDIR, which sends the call to libc (and umvu); the close of
+ * a real directory is the kernel's alone (umvu checks the fds it handed out by their /proc
+ * names before each use).  Made here while the library may decide (no fake root's records,
+ * which list and close nothing of their own either way). */
+extern ssize_t getdents64(int fd, void *buf, size_t n); /* glibc's (2.30): its type only */
+extern int __close_nocancel(int fd);                  /* glibc's (GLIBC_PRIVATE): its type only */
+
+static ssize_t getdents_here(int fd, void *buf, size_t n)
+{
+	uint64_t s1, p1;
+	uint32_t pf;
+	if (tramp && may_decide(&s1, &p1, &pf)) {
+		long r = sys_raw(SYS_getdents64, fd, (long)buf, (long)(n > INT_MAX ? INT_MAX : n), 0, 0);
+		if (r != -ENOTDIR) {
+			served();
+			return ret_errno(r);
+		}
+	}
+	REAL(getdents64);
+	return real_getdents64(fd, buf, n);
+}
+
+/* Whether FD is a real directory (then the kernel may close it for the caller, here) */
+static int real_dir(int fd)
+{
+	uint64_t s1, p1;
+	uint32_t pf;
+	struct stat st;
+	return tramp && may_decide(&s1, &p1, &pf) && any_layered() &&
+	       sys_raw(SYS_newfstatat, fd, (long)"", (long)&st, AT_EMPTY_PATH, 0) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int close_nocancel(int fd)
+{
+	if (real_dir(fd)) {
+		served();
+		return (int)ret_errno(sys_raw(SYS_close, fd, 0, 0, 0, 0));
+	}
+	REAL(__close_nocancel);
+	return real___close_nocancel(fd);
+}
+
+int close(int fd)
+{
+	if (real_dir(fd)) {
+		served();
+		return (int)ret_errno(sys_raw(SYS_close, fd, 0, 0, 0, 0));
+	}
+	REAL(close);
+	return real_close(fd);
+}
+
 /* ---- copies of an fd: a copy of one opened in the view is the view's too (marks) ------------
  * fts (find, rm -r) keeps its directory fds as copies made by fcntl(F_DUPFD_CLOEXEC); the copy
  * holds the same file, so the mark of the original goes with it (an unmarked one, or one of a
@@ -1650,9 +1710,17 @@ int fcntl(int fd, int cmd, ...)
 	va_start(ap, cmd);
 	long arg = va_arg(ap, long); /* (every command's argument is a word: an int or a pointer) */
 	va_end(ap);
-	REAL(fcntl);
-	int r = real_fcntl(fd, cmd, arg);
-	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
+	int dup = cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC, r;
+	if ((dup || cmd == F_GETFL || cmd == F_SETFL) && dirs_fstat_here && real_dir(fd)) {
+		/* (a copy made unseen: fchmod & co. stop everywhere while a layered mount is published,
+		 * and this process's fstat of a directory is the library's) */
+		served();
+		r = (int)ret_errno(sys_raw(SYS_fcntl, fd, cmd, arg, 0, 0));
+	} else {
+		REAL(fcntl);
+		r = real_fcntl(fd, cmd, arg);
+	}
+	if (dup)
 		copy_mark(fd, r);
 	return r;
 }
@@ -1734,6 +1802,8 @@ AROUND(int, shmdt, addr)
  * back here) is left alone.  UMVU_FAST_LIBC=0: not made. */
 
 static int open_nocancel(const char *path, int flags, ...);
+static ssize_t getdents_here(int fd, void *buf, size_t n);
+static int close_nocancel(int fd);
 extern int __open_nocancel(const char *path, int flags, ...); /* glibc's (GLIBC_PRIVATE): its type only */
 
 /* the wrappers of this file, not a definition of the same name the program itself exports */
@@ -1751,6 +1821,8 @@ static struct hook {
 	{"openat", (void *)openat_here, NULL, NULL},
 	{"__open", (void *)open_here, NULL, NULL}, /* open64 too: fopen, mkstemp, glibc's open */
 	{"__open_nocancel", (void *)open_nocancel, NULL, NULL}, /* opendir, setlocale, gettext, nss */
+	{"getdents64", (void *)getdents_here, NULL, NULL}, /* readdir */
+	{"__close_nocancel", (void *)close_nocancel, NULL, NULL}, /* closedir */
 };
 #define NHOOKS (sizeof hooks / sizeof hooks[0])
 #define HOOK_SLOT 48 /* bytes of the hooks' page per hook: a jump to ours, the moved code, a jump back */
