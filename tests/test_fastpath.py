@@ -614,7 +614,7 @@ def test_opens_and_listings_in_a_cow_mount_are_made_in_process(tmp_path, stats):
     assert stops(text, "getdents64") * 3 < stops(without, "getdents64"), text + without
 
 
-BY_HOST = """import os, sys
+BY_HOST = """import os, subprocess, sys
 p, src = sys.argv[1], sys.argv[2]
 v = os.open(p + "/d", os.O_RDONLY | os.O_DIRECTORY)             # the view's directory
 h = os.open(src + "/d", os.O_RDONLY | os.O_DIRECTORY)           # the same one by its host name
@@ -623,6 +623,14 @@ os.close(os.open("byhost", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=h))
 os.fchmod(os.open(src + "/d/f1", os.O_RDONLY), 0o600)
 os.fchmod(os.open(p + "/d/f2", os.O_RDONLY), 0o600)
 print(os.path.exists(p + "/d/byhost"), os.path.exists(p + "/d/byview"))
+os.listdir(p + "/d/e")                                          # opened and closed in the view, then
+h2 = os.open(src + "/d/e", os.O_RDONLY | os.O_DIRECTORY)        # by its host name (the same number)
+os.close(os.open("byhost2", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=h2))
+k = os.open(p + "/d/f3", os.O_RDONLY)                           # the view's fds an exec'd program inherits
+e = os.open(p + "/d/e", os.O_RDONLY | os.O_DIRECTORY)
+subprocess.run([sys.executable, "-c", "import os, sys; k, e = map(int, sys.argv[1:]); os.fchmod(k, 0o600); "
+                "os.close(os.open('inherited', os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=e))", str(k), str(e)],
+               pass_fds=(k, e), check=True)
 """
 
 
@@ -630,7 +638,8 @@ def test_a_layer_opened_by_its_host_name_is_the_hosts(tmp_path, stats):
     """In a session with a cow mount, the source opened by its host names stays the host's: a
     create from such a directory fd, an fchmod of such a file change the source, as natively,
     where the same from the view's names go to the upper layer (the library's table of the fds
-    it opened in layers tells them apart, for itself and for umvu)."""
+    it opened in layers tells them apart, for itself and for umvu): also on a number the view's
+    fd of the same directory had before, and in a program exec'd with the view's fds."""
     src, point = _bind_tree(tmp_path)
     (tmp_path / "up").mkdir()
     (tmp_path / "prog.py").write_text(BY_HOST)
@@ -638,8 +647,12 @@ def test_a_layer_opened_by_its_host_name_is_the_hosts(tmp_path, stats):
            f"python3 {tmp_path}/prog.py {point} {src}", *FAST, "--stats", str(stats))
     assert r.returncode == 0 and r.stdout.split() == ["True", "True"], r.stdout + r.stderr
     assert (src / "d" / "byhost").exists() and not (src / "d" / "byview").exists()
-    assert sorted(os.listdir(tmp_path / "up" / "d")) == ["byview", "f2"]
+    assert (src / "d" / "e" / "byhost2").exists() and not (src / "d" / "e" / "inherited").exists()
+    assert sorted(os.listdir(tmp_path / "up" / "d")) == ["byview", "e", "f2", "f3"]
+    assert os.listdir(tmp_path / "up" / "d" / "e") == ["inherited"]
     assert (src / "d" / "f1").stat().st_mode & 0o777 == 0o600 and (src / "d" / "f2").stat().st_mode & 0o777 == 0o644
+    assert (src / "d" / "f3").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "up" / "d" / "f3").stat().st_mode & 0o777 == 0o600
     assert served(stats.read_text()) > 0
 
 

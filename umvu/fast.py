@@ -133,6 +133,9 @@ class FastPath:
         self.magic, self.size, self.counter = d["SNAP_MAGIC"], d["SNAP_SIZE"], d["COUNTER_OFF"]
         self.on, self.rooted, self.cwd_virtual = d["PROC_ON"], d["PROC_ROOTED"], d["PROC_CWD_VIRTUAL"]
         self.no_dirfd, self.nfds, self.register_fstat = d["PROC_NO_DIRFD"], d["NFDS"], d["REGISTER_FSTAT"]
+        self.guarded_flag = d["PROC_GUARDED"]
+        # whether fchmod & co. stop in a process (its filter has the layer: the hypervisor says)
+        self.guarded: Callable[[Tracee], bool] = lambda t: False
         self.off, self.devices, self.idle = d["SNAP_OFF"], d["SNAP_DEVICES"], d["SNAP_IDLE"]
         self.any_uid, self.rule, self.own_dev, self.layers = d["ANY_UID"], d["E_RULE"], d["E_OWN_DEV"], d["E_LAYERS"]
         self.mount_flags = {name: d[define] for name, define in MOUNT_FLAGS.items()}
@@ -305,6 +308,10 @@ class FastPath:
         t.proc.fast_page = addr
         t.proc.fast_fstat = bool(flags & self.register_fstat)
         t.proc.fast_marks = marks or None
+        kept, t.proc.fast_kept = t.proc.fast_kept, {}
+        for fd, entry in kept.items():  # what the image before the exec had opened in the view
+            if self._holds(t, fd, entry):
+                self._write_mark(t, fd, entry)
         self.write_page(t)
 
     MARK = struct.Struct("<QQ")  # an entry of the library's table of fds opened in layers (dev, ino)
@@ -315,30 +322,65 @@ class FastPath:
         library's table says the file it holds (the table is in the process: a number used again
         holds another file)."""
         marks = t.proc.fast_marks
-        if marks is None or not 0 <= fd < self.nfds:
+        if marks is None:
             return False
+        if fd >= self.nfds:
+            return True  # (beyond the table: a copy of one of the view's, by the library's dup, is taken so)
         try:
-            dev, ino = self.MARK.unpack(memory.read(t.tid, marks + fd * self.MARK.size, self.MARK.size))
+            entry = self.MARK.unpack(memory.read(t.tid, marks + fd * self.MARK.size, self.MARK.size))
+        except OSError:
+            return False
+        return self._holds(t, fd, entry)
+
+    @staticmethod
+    def _holds(t: Tracee, fd: int, entry: tuple[int, int]) -> bool:
+        """Whether ``t``'s fd holds the file ``entry`` (st_dev, inode) names."""
+        try:
             st = os.stat(f"/proc/{t.tid}/fd/{fd}")
         except OSError:
             return False
-        return ino != 0 and (st.st_dev, st.st_ino) == (dev, ino)
+        return entry[1] != 0 and (st.st_dev, st.st_ino) == entry
+
+    def _write_mark(self, t: Tracee, fd: int, entry: tuple[int, int]) -> None:
+        marks = t.proc.fast_marks
+        if marks is None or not 0 <= fd < self.nfds or t.proc.fast_shared:
+            return  # (a vfork child's table is its parent's)
+        try:
+            memory.write(t.tid, marks + fd * self.MARK.size, self.MARK.pack(*entry))
+        except OSError:
+            pass
 
     def mark(self, t: Tracee, fd: int) -> None:
         """umvu handed out real fd ``fd`` in a layered mount: the library takes it as the view's too."""
-        marks = t.proc.fast_marks
-        if marks is None or not 0 <= fd < self.nfds:
-            return
         try:
             st = os.stat(f"/proc/{t.tid}/fd/{fd}")
-            memory.write(t.tid, marks + fd * self.MARK.size, self.MARK.pack(st.st_dev, st.st_ino))
         except OSError:
-            pass
+            return
+        self._write_mark(t, fd, (st.st_dev, st.st_ino))
+
+    def keep_marks(self, t: Tracee) -> None:
+        """At an exec: the fds that survive it keep their marks, which the new image's library
+        (whose table starts empty) gets when it registers."""
+        marks, t.proc.fast_kept = t.proc.fast_marks, {}
+        if marks is None or not self.layered:
+            return  # (no layered mount: no mark means anything)
+        try:
+            table = memory.read(t.tid, marks, self.nfds * self.MARK.size)
+            names = os.listdir(f"/proc/{t.tid}/fd")
+        except OSError:
+            return
+        for name in names:
+            fd = int(name)
+            if fd < self.nfds:
+                entry = self.MARK.unpack_from(table, fd * self.MARK.size)
+                if entry[1] and self._holds(t, fd, entry):
+                    t.proc.fast_kept[fd] = entry
 
     def facts(self, t: Tracee) -> tuple:
         """What the page of ``t``'s process is written from."""
         fs = t.fs
-        return (id(t.files), t.files.version, fs.root, fs.cwd_virtual and fs.cwd, fs.gone is None, self.moves)
+        return (id(t.files), t.files.version, fs.root, fs.cwd_virtual and fs.cwd, fs.gone is None, self.moves,
+                self.guarded(t))
 
     def sync(self, t: Tracee) -> None:
         """Before ``t`` runs again (Tracee.cont): the page anew if what it says changed meanwhile
@@ -362,6 +404,8 @@ class FastPath:
                 proc.fast_parent.fast_synced = None
         else:
             flags = self.on | (self.rooted if rooted else 0) | (self.cwd_virtual if virtual else 0)
+            if self.guarded(t):
+                flags |= self.guarded_flag
             if files.handed_dirs or proc.files_shared:
                 flags |= self.no_dirfd
         cwd = os.fsencode(fs.cwd) if virtual and fs.cwd and fs.gone is None else b""

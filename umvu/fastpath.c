@@ -63,6 +63,7 @@
 #define PROC_ROOTED 4u  /* root is not "/" (chroot) */
 #define PROC_CWD_VIRTUAL 2u /* the cwd is umvu's (in a mount): the kernel's is not the view's */
 #define PROC_NO_DIRFD 8u /* names relative to a dirfd stop (a module handed out a directory fd) */
+#define PROC_GUARDED 16u /* fchmod & co. stop in this process: a lower layer's file may be opened here */
 #define REGISTER_FSTAT 1u /* (the registration's flags) libc's fstat reaches the library */
 #define NFDS 1024        /* fds the page says are umvu's; from there on a dirfd stops */
 #define SNAP_OFF 1u     /* the session says: no fast path (a fake root, virtual ids: every stat is umvu's) */
@@ -319,20 +320,21 @@ static long view_of_host(const char *h, size_t n, char *v, size_t cap, int in_vi
 static struct {
 	long fd;
 	uint64_t dev, ino, seq, moves;
+	int in_view; /* the fd was opened in the view (marks): a layer's directory is the mount's */
 	size_t len;
 	char view[CACHED_LEN];
 } cache[CACHED];
 static int cache_busy;
 static unsigned cache_next;
 
-static long cache_get(int fd, const struct stat *st, uint64_t seq, uint64_t moves, char *view)
+static long cache_get(int fd, const struct stat *st, uint64_t seq, uint64_t moves, int in_view, char *view)
 {
 	long found = -1;
 	if (__atomic_exchange_n(&cache_busy, 1, __ATOMIC_ACQUIRE))
 		return -1;
 	for (int i = 0; i < CACHED; i++)
 		if (cache[i].fd == fd && cache[i].dev == st->st_dev && cache[i].ino == st->st_ino && cache[i].seq == seq &&
-		    cache[i].moves == moves && cache[i].len) {
+		    cache[i].moves == moves && cache[i].in_view == in_view && cache[i].len) {
 			memcpy(view, cache[i].view, cache[i].len + 1);
 			found = (long)cache[i].len;
 			break;
@@ -341,13 +343,14 @@ static long cache_get(int fd, const struct stat *st, uint64_t seq, uint64_t move
 	return found;
 }
 
-static void cache_put(int fd, const struct stat *st, uint64_t seq, uint64_t moves, const char *view, size_t len)
+static void cache_put(int fd, const struct stat *st, uint64_t seq, uint64_t moves, int in_view, const char *view,
+		      size_t len)
 {
 	if (len >= CACHED_LEN || __atomic_exchange_n(&cache_busy, 1, __ATOMIC_ACQUIRE))
 		return;
 	unsigned i = cache_next++ % CACHED;
 	cache[i].fd = fd, cache[i].dev = st->st_dev, cache[i].ino = st->st_ino, cache[i].seq = seq;
-	cache[i].moves = moves, cache[i].len = len;
+	cache[i].moves = moves, cache[i].in_view = in_view, cache[i].len = len;
 	memcpy(cache[i].view, view, len + 1);
 	__atomic_store_n(&cache_busy, 0, __ATOMIC_RELEASE);
 }
@@ -456,13 +459,38 @@ static int marked(int fd, const struct stat *st)
 	return fd >= 0 && fd < NFDS && marks[fd].ino == st->st_ino && marks[fd].dev == st->st_dev && st->st_ino;
 }
 
+/* Whether this process may change the table: not a vfork child, which shares it with its parent
+ * (and turned the page off) */
+static int marks_mine(void)
+{
+	return tramp && (__atomic_load_n(&page->flags, __ATOMIC_ACQUIRE) & PROC_ON);
+}
+
+/* FD no longer holds what it was opened for (closed, or opened anew outside the layers) */
+static void unmark(long fd)
+{
+	if (fd >= 0 && fd < NFDS && marks[fd].ino && marks_mine())
+		marks[fd].dev = marks[fd].ino = 0;
+}
+
+/* FD was just opened by libc (or umvu, at a stop, which marks what it hands out in a layer): an
+ * older mark of its number that does not name the file it holds goes */
+static void recheck_mark(long fd)
+{
+	struct stat st;
+	if (fd >= 0 && fd < NFDS && marks[fd].ino && marks_mine() &&
+	    (sys_raw(SYS_newfstatat, fd, (long)"", (long)&st, AT_EMPTY_PATH, 0) != 0 || !marked((int)fd, &st)))
+		marks[fd].dev = marks[fd].ino = 0;
+}
+
 /* The view path of real directory fd DIRFD (ST: its fstat) into BUF (of capacity CAP): where
  * the kernel has it, seen through the mount whose host directory holds it (view_of_host), or
  * the cache's.  Its length; -1: umvu's.  HOST (4096): room for a readlink. */
 static long dir_view(int dirfd, const struct stat *st, uint64_t s1, char *buf, size_t cap, char *host)
 {
 	uint64_t moves = __atomic_load_n(&snap->moves, __ATOMIC_ACQUIRE);
-	long v = cache_get(dirfd, st, s1, moves, buf);
+	int in_view = marked(dirfd, st);
+	long v = cache_get(dirfd, st, s1, moves, in_view, buf);
 	if (v > 0)
 		return v;
 	char link[32] = "/proc/self/fd/";
@@ -479,10 +507,10 @@ static long dir_view(int dirfd, const struct stat *st, uint64_t s1, char *buf, s
 	host[n] = 0;
 	if (n >= 10 && memcmp(host + n - 10, " (deleted)", 10) == 0)
 		return -1;
-	v = view_of_host(host, (size_t)n, buf, cap, marked(dirfd, st));
+	v = view_of_host(host, (size_t)n, buf, cap, in_view);
 	if (v <= 0)
 		return -1;
-	cache_put(dirfd, st, s1, moves, buf, (size_t)v);
+	cache_put(dirfd, st, s1, moves, in_view, buf, (size_t)v);
 	return v;
 }
 
@@ -1046,7 +1074,7 @@ static uint64_t layered_dir_dev(int fd, const struct stat *st)
 /* Whether (PATH, FLAGS) names the dirfd itself: fstat's shape */
 static int fd_itself(const char *path, int flags)
 {
-	return (flags & AT_EMPTY_PATH) && path && name_ok(path) && !path[0];
+	return (flags & AT_EMPTY_PATH) && path && name_ok(path) && !path[0]; /* (the fd: dir_stat_here) */
 }
 
 /* fstat of FD made here while a layered mount is published, when FD is a directory (which no
@@ -1057,9 +1085,9 @@ static int dir_stat_here(int fd, struct stat *st, int flags)
 {
 	uint64_t s1, p1;
 	uint32_t pf;
-	if (!tramp || !may_decide(&s1, &p1, &pf) || !any_layered() ||
-	    sys_raw(SYS_newfstatat, fd, (long)"", (long)st, flags, 0) != 0 || !S_ISDIR(st->st_mode))
-		return 0;
+	if (fd < 0 || fd >= NFDS || !tramp || !may_decide(&s1, &p1, &pf) || (page->umvus[fd / 8] >> (fd % 8)) & 1 ||
+	    !any_layered() || sys_raw(SYS_newfstatat, fd, (long)"", (long)st, flags, 0) != 0 || !S_ISDIR(st->st_mode))
+		return 0; /* (AT_FDCWD: the cwd may be umvu's; a directory umvu handed out by no rule: its guard) */
 	uint64_t dev = layered_dir_dev(fd, st);
 	if (dev)
 		st->st_dev = dev;
@@ -1123,6 +1151,20 @@ int __lxstat64(int ver, const char *path, struct stat64 *st) __attribute__((alia
 int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int flags)
 	__attribute__((alias("__fxstatat")));
 
+/* their fstat is the kernel's fstat(2), past libc's fstatat: a directory of a layered mount as
+ * the library shows it (dir_stat_here) */
+extern int __fxstat(int ver, int fd, struct stat *st); /* glibc's (compatibility): its type only */
+
+int __fxstat(int ver, int fd, struct stat *st)
+{
+	if (ver == STAT_VER && dir_stat_here(fd, st, AT_EMPTY_PATH))
+		return 0;
+	REAL(__fxstat);
+	return real___fxstat(ver, fd, st);
+}
+
+int __fxstat64(int ver, int fd, struct stat64 *st) __attribute__((alias("__fxstat")));
+
 int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *stx)
 {
 	struct target t;
@@ -1148,7 +1190,8 @@ int statx(int dirfd, const char *path, int flags, unsigned int mask, struct stat
 	}
 	uint64_t s1, p1;
 	uint32_t pf;
-	if (fd_itself(path, flags) && tramp && may_decide(&s1, &p1, &pf) && any_layered() && !(mask & STATX__RESERVED) &&
+	if (fd_itself(path, flags) && dirfd >= 0 && dirfd < NFDS && tramp && may_decide(&s1, &p1, &pf) &&
+	    !((page->umvus[dirfd / 8] >> (dirfd % 8)) & 1) && any_layered() && !(mask & STATX__RESERVED) &&
 	    sys_raw(SYS_statx, dirfd, (long)path, flags, mask, (long)stx) == 0 && S_ISDIR(stx->stx_mode)) {
 		/* a directory: a real fd (as dir_stat_here) */
 		struct stat st = {.st_mode = stx->stx_mode, .st_ino = stx->stx_ino,
@@ -1240,6 +1283,8 @@ static int layered_open(const struct target *t, int flags, mode_t mode, long *fd
 {
 	int upper;
 	struct stat st;
+	if (!(__atomic_load_n(&page->flags, __ATOMIC_ACQUIRE) & PROC_GUARDED))
+		return 0; /* a lower file's fchmod would not stop yet: the layer is being stacked */
 	if ((snap->flags & SNAP_DEVICES) || (t->flags & E_NODEV)) { /* as open_target's check */
 		long p;
 		if (!layered_at(t, O_PATH | O_CLOEXEC | (flags & O_NOFOLLOW), 0, &p, &upper))
@@ -1259,10 +1304,9 @@ static int layered_open(const struct target *t, int flags, mode_t mode, long *fd
 		return 0; /* flags openat would ignore and openat2 refuses */
 	if (*fd < 0)
 		return 1;
-	if (sys_raw(SYS_newfstatat, *fd, (long)"", (long)&st, AT_EMPTY_PATH, 0) == 0 &&
+	if (*fd < NFDS && sys_raw(SYS_newfstatat, *fd, (long)"", (long)&st, AT_EMPTY_PATH, 0) == 0 &&
 	    (!S_ISDIR(st.st_mode) || (dirs_fstat_here && (!upper || (flags & O_PATH))))) {
-		if (*fd < NFDS)
-			marks[*fd].dev = st.st_dev, marks[*fd].ino = st.st_ino;
+		marks[*fd].dev = st.st_dev, marks[*fd].ino = st.st_ino; /* (no fd beyond the table: umvu's) */
 		return 1;
 	}
 	sys_raw(SYS_close, *fd, 0, 0, 0, 0);
@@ -1294,6 +1338,7 @@ static int open_target(const struct target *t, int flags, mode_t mode, long *fd)
 			return 0;
 	}
 	*fd = open_nosym(t->dirfd, t->path, flags | O_LARGEFILE, mode);
+	unmark(*fd); /* (outside the layers: its number's mark is older) */
 	/* EINVAL: flags openat would ignore and openat2 refuses */
 	return !(*fd == -ELOOP || *fd == -EXDEV || *fd == -ENOSYS || *fd == -EAGAIN || *fd == -EINVAL);
 }
@@ -1334,7 +1379,9 @@ int openat(int dirfd, const char *path, int flags, ...)
 	if (done)
 		return r;
 	REAL(openat);
-	return real_openat(dirfd, path, flags, mode);
+	r = real_openat(dirfd, path, flags, mode);
+	recheck_mark(r);
+	return r;
 }
 
 int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
@@ -1646,12 +1693,14 @@ static int real_dir(int fd)
 	uint64_t s1, p1;
 	uint32_t pf;
 	struct stat st;
-	return tramp && may_decide(&s1, &p1, &pf) && any_layered() &&
-	       sys_raw(SYS_newfstatat, fd, (long)"", (long)&st, AT_EMPTY_PATH, 0) == 0 && S_ISDIR(st.st_mode);
+	return fd >= 0 && fd < NFDS && tramp && may_decide(&s1, &p1, &pf) && !((page->umvus[fd / 8] >> (fd % 8)) & 1) &&
+	       any_layered() && sys_raw(SYS_newfstatat, fd, (long)"", (long)&st, AT_EMPTY_PATH, 0) == 0 &&
+	       S_ISDIR(st.st_mode); /* (one umvu handed out by no rule is its own: its copies are guarded) */
 }
 
 static int close_nocancel(int fd)
 {
+	unmark(fd);
 	if (real_dir(fd)) {
 		served();
 		return (int)ret_errno(sys_raw(SYS_close, fd, 0, 0, 0, 0));
@@ -1662,6 +1711,7 @@ static int close_nocancel(int fd)
 
 int close(int fd)
 {
+	unmark(fd);
 	if (real_dir(fd)) {
 		served();
 		return (int)ret_errno(sys_raw(SYS_close, fd, 0, 0, 0, 0));
@@ -1676,7 +1726,7 @@ int close(int fd)
  * number since used again, makes the copy's mark hold nothing: it matches no file). */
 static void copy_mark(int from, long to)
 {
-	if (from >= 0 && from < NFDS && to >= 0 && to < NFDS && to != from)
+	if (from >= 0 && from < NFDS && to >= 0 && to < NFDS && to != from && marks_mine())
 		marks[to] = marks[from];
 }
 
@@ -1958,5 +2008,7 @@ static int open_nocancel(const char *path, int flags, ...)
 	if (done)
 		return r;
 	REAL(__open_nocancel);
-	return real___open_nocancel(path, flags, mode);
+	r = real___open_nocancel(path, flags, mode);
+	recheck_mark(r);
+	return r;
 }

@@ -105,6 +105,7 @@ class Hypervisor:
         Tracee.fast_sync = self.fast.sync
         FdTable.placing = self.fast.place_of
         FdTable.marked = self._fast_marked
+        self.fast.guarded = lambda t: self.tracer.traces(bpf.CHANGES_BY_FD) and not t.proc.pending
         self.registry.on_change.append(self.publish_fast)
         self.publish_fast()
 

@@ -137,6 +137,7 @@ class Process:
         # no stop (libc's fstat reaches it): a directory handed out there needs no guard for it
         self.fast_fstat = False
         self.fast_marks: int | None = None  # where its library's table of fds opened in layers is
+        self.fast_kept: dict[int, tuple[int, int]] = {}  # that table's entries an exec keeps (FastPath.keep_marks)
 
 
 class Tracee:

@@ -602,7 +602,7 @@ class Call:
                         # fchmod & co. must not reach that file (once they stop everywhere, the
                         # fd is found by its host name: FdTable.view_of)
                         guard = bpf.METADATA_CALLS
-                    if self.handed_dir and not m.fs.real_dirs and not t.proc.fast_fstat:
+                    if self.handed_dir and not m.fs.real_dirs and not (t.proc.fast_fstat and placed):
                         guard |= bpf.FSTAT_CALLS | bpf.DUP_CALLS  # the view's st_dev is the mount's (view_dev)
                     if guard:
                         await self.add_layer(ret, guard)

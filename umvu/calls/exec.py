@@ -99,6 +99,8 @@ async def fam_exec(c: Call) -> Any:
     """A file only a module holds runs from a private host copy; a host file behind a view runs as itself; a
     script's or ld.so's interpreter is the one the view names."""
     c.t.exec_view = None
+    if c.hv.fast is not None:
+        c.hv.fast.keep_marks(c.t)  # the fds opened in the view that the new image inherits
     r = await c.target(intent="exec")
     if r is not None:  # a file only a module holds: the kernel gets a private copy of it
         of = r.of  # fexecve: execveat(fd, "", AT_EMPTY_PATH)
