@@ -38,7 +38,9 @@ def test_copies_through_unreal_match_a_real_directory(tmp_path):
 
 def test_copies_on_fuse2fs_match_a_real_directory(tmp_path, ext4):
     need("fuse2fs")
-    expected = _native(tmp_path)
+    # the kernel's FUSE has no largest file of its own (s_maxbytes is MAX_LFS_FILESIZE): nothing to
+    # copy past ext4's is 0 there, as through umvu's
+    expected = _native(tmp_path).replace("past the largest file: EFBIG", "past the largest file: 0")
     (tmp_path / "mnt").mkdir()
     (tmp_path / "o2").mkdir()
     r = sh(WAIT + f"""

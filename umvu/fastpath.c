@@ -1698,24 +1698,32 @@ static int real_dir(int fd)
 	       S_ISDIR(st.st_mode); /* (one umvu handed out by no rule is its own: its copies are guarded) */
 }
 
-static int close_nocancel(int fd)
+/* The close of FD made here when it is a real directory (real_dir): 1 with the answer in *R; 0,
+ * libc's.  Its mark goes either way. */
+static int close_here(int fd, int *r)
 {
 	unmark(fd);
-	if (real_dir(fd)) {
-		served();
-		return (int)ret_errno(sys_raw(SYS_close, fd, 0, 0, 0, 0));
-	}
+	if (!real_dir(fd))
+		return 0;
+	served();
+	*r = (int)ret_errno(sys_raw(SYS_close, fd, 0, 0, 0, 0));
+	return 1;
+}
+
+static int close_nocancel(int fd)
+{
+	int r;
+	if (close_here(fd, &r))
+		return r;
 	REAL(__close_nocancel);
 	return real___close_nocancel(fd);
 }
 
 int close(int fd)
 {
-	unmark(fd);
-	if (real_dir(fd)) {
-		served();
-		return (int)ret_errno(sys_raw(SYS_close, fd, 0, 0, 0, 0));
-	}
+	int r;
+	if (close_here(fd, &r))
+		return r;
 	REAL(close);
 	return real_close(fd);
 }

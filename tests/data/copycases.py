@@ -74,6 +74,8 @@ case("cfr to eof", sc("copy_file_range", src, addr(a), dst, 0, 1000, 0), a.value
 a = loff(len(data) + 10)
 case("cfr past eof", sc("copy_file_range", src, addr(a), dst, 0, 1000, 0), a.value)
 case("cfr zero", sc("copy_file_range", src, 0, dst, 0, 0, 0))
+a, b = loff(len(data) + 10), loff(1 << 46)  # nothing to copy, past ext4's largest file (tmpfs: none)
+case("cfr nothing past the largest file", sc("copy_file_range", src, addr(a), dst, addr(b), 7, 0), b.value)
 case("cfr flags", sc("copy_file_range", src, 0, dst, 0, 10, 1))
 case("cfr bad in ptr", sc("copy_file_range", src, BAD, dst, 0, 10, 0))
 case("cfr bad out ptr", sc("copy_file_range", src, 0, dst, BAD, 10, 0))

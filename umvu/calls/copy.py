@@ -15,6 +15,7 @@ from umvu import libc, memory
 from umvu.borrowed import Borrowed
 from umvu.calls.call import MAX_RW_COUNT, POLLIN, POLLOUT, REAL, Call, family, maybe, s32
 from umvu.fdtable import OpenFile
+from umvu.vfs import HostFdFiles
 
 SPLICE_F_NONBLOCK, SPLICE_F_ALL = 2, 0xF
 
@@ -220,6 +221,7 @@ async def _copy_file_range(c: Call) -> int:
         _rw_verify(pos_in, count)
         _rw_verify(pos_out, count)
         if count == 0:
+            _write_limits(dst, pos_out)
             return 0
         n = await _pump(c, src, pos_in, dst, pos_out, min(count, MAX_RW_COUNT))
         if n > 0:
@@ -232,6 +234,26 @@ async def _copy_file_range(c: Call) -> int:
     finally:
         src.close()
         dst.close()
+
+
+def _write_limits(end: _End, pos: int) -> None:
+    """copy_file_range checks the target's limits (generic_write_check_limits: its file system's
+    largest file) before the copy is cut to the source's end: nothing to copy, to an offset past
+    them, is EFBIG.  Only the kernel knows a host file's limit: asked with a copy of nothing, from
+    past the end of a file of umvu's own (a module's files that are no host file have none)."""
+    fd = end.real.fd if end.real is not None else None
+    if fd is None and end.of is not None and isinstance(end.of.ops, HostFdFiles) and isinstance(end.of.handle, int):
+        fd = end.of.handle
+    if fd is None:
+        return
+    src = os.open("/proc/self/exe", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.copy_file_range(src, fd, 1, 1 << 62, pos)
+    except OSError as e:
+        if e.errno == errno.EFBIG:
+            raise
+    finally:
+        os.close(src)
 
 
 async def _sendfile(c: Call) -> int:
