@@ -380,7 +380,7 @@ class FastPath:
         """What the page of ``t``'s process is written from."""
         fs = t.fs
         return (id(t.files), t.files.version, fs.root, fs.cwd_virtual and fs.cwd, fs.gone is None, self.moves,
-                self.guarded(t))
+                self.layered and self.guarded(t))
 
     def sync(self, t: Tracee) -> None:
         """Before ``t`` runs again (Tracee.cont): the page anew if what it says changed meanwhile
@@ -404,7 +404,7 @@ class FastPath:
                 proc.fast_parent.fast_synced = None
         else:
             flags = self.on | (self.rooted if rooted else 0) | (self.cwd_virtual if virtual else 0)
-            if self.guarded(t):
+            if self.layered and self.guarded(t):
                 flags |= self.guarded_flag
             if files.handed_dirs or proc.files_shared:
                 flags |= self.no_dirfd

@@ -67,6 +67,7 @@ OPTIONS = (
 )
 
 SPIN_SECONDS = 50e-6
+_NRS: dict[frozenset[str], frozenset[int]] = {}  # (Tracer.traces: asked at every stop of a process with a page)
 INTERRUPT_POLL = 0.05  # how often tracees waiting on a module are checked for signals
 # The tid of a thread that is gone.  No thread can have it (the kernel's PID_MAX_LIMIT is 1 << 22),
 # so whatever a handler still does with it (ptrace, /proc/TID/mem, kill) fails with ESRCH, and the
@@ -1118,7 +1119,10 @@ class Tracer:
     def traces(self, names: frozenset[str]) -> bool:
         """Whether the calls ``names`` stop in every process (trace_calls), once its pending filters
         are in place."""
-        return {syscalls.BY_NAME[n].nr for n in names} <= self._calls_traced
+        nrs = _NRS.get(names)
+        if nrs is None:
+            nrs = _NRS[names] = frozenset(syscalls.BY_NAME[n].nr for n in names)
+        return nrs <= self._calls_traced
 
     def everywhere(self, code: bytes, what: str, listen: bool = False) -> None:
         """Stack filter ``code`` on every process, now and to come (what fork does not carry: a

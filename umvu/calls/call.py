@@ -598,7 +598,7 @@ class Call:
                     await self.add_layer(ret, bpf.STAND_IN_CALLS)
                 elif m.fs.guard_handed(self.handed[1], m.readonly):
                     guard = frozenset()
-                    if not self.hv.tracer.traces(bpf.CHANGES_BY_FD) or t.proc.pending:
+                    if fast is None or not fast.guarded(t):
                         # fchmod & co. must not reach that file (once they stop everywhere, the
                         # fd is found by its host name: FdTable.view_of)
                         guard = bpf.METADATA_CALLS
