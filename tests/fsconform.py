@@ -870,7 +870,7 @@ def _(d):
     with opened(j(d, "b")) as fd:
         os.rename(j(d, "a"), j(d, "b"))
         old_fd = [os.read(fd, 10).decode(), os.fstat(fd).st_nlink]
-    return {"listing": sorted(os.listdir(d)), "content": read_file(j(d, "b")).decode(), "replaced_open_fd": old_fd}
+    return {"listing": _listing(d), "content": read_file(j(d, "b")).decode(), "replaced_open_fd": old_fd}
 
 
 @check("rename.hardlinks_same_inode")
