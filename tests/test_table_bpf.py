@@ -18,16 +18,21 @@ from umvu import bpf, syscalls
 X86 = 0xC000003E
 
 
-def run_bpf(code: bytes, nr: int, args=(0, 0, 0, 0, 0, 0), arch=X86) -> int:
+def run_bpf(code: bytes, nr: int, args=(0, 0, 0, 0, 0, 0), arch=X86, ip: int | None = 0) -> int:
+    """The program's verdict; ``ip=None``: as the kernel's action cache finds it (seccomp_is_const_allow),
+    knowing the number and the ABI only (a load of anything else is an AssertionError)."""
     args = (tuple(args) + (0,) * 6)[:6]
-    data = struct.pack("<iIQ6Q", nr, arch, 0, *[a & 0xFFFFFFFFFFFFFFFF for a in args])
+    data = struct.pack("<iIQ6Q", nr, arch, ip or 0, *[a & 0xFFFFFFFFFFFFFFFF for a in args])
     insns = [struct.unpack("<HBBI", code[i : i + 8]) for i in range(0, len(code), 8)]
     a, pc = 0, 0
     for _ in range(10000):
         op, jt, jf, k = insns[pc]
         if op == bpf.LD_W_ABS:
+            assert ip is not None or k in (0, 4), f"loads offset {k}: not cached"
             a = struct.unpack_from("<I", data, k)[0]
             pc += 1
+        elif op == bpf.JA:
+            pc += 1 + k
         elif op == bpf.JEQ_K:
             pc += 1 + (jt if a == k else jf)
         elif op == bpf.JGE_K:
@@ -112,6 +117,37 @@ def test_fd_layer_lets_close_on_exec_run_on_the_placeholder(fd):
     for cmd in (0, 3, 4, 5, 1030):  # F_DUPFD F_GETFL F_SETFL F_GETLK F_DUPFD_CLOEXEC
         assert run_bpf(code, fcntl_nr, (fd, cmd)) == bpf.RET_TRACE, cmd
     assert run_bpf(code, fcntl_nr, (fd + 1, 4)) == bpf.RET_ALLOW
+
+
+DOOR = (0x100000000000, 0x100000001000)
+
+
+@pytest.fixture
+def door(monkeypatch):
+    monkeypatch.setattr(bpf, "DOOR", DOOR)
+
+
+def test_the_door_lets_the_trampolines_calls_pass_every_program(door):
+    stat, read = N["newfstatat"].nr, N["read"].nr
+    for code, nr, args in ((bpf.base_filter(), stat, (-100,)), (bpf.fd_layer([5]), read, (5,)),
+                           (bpf.calls_layer(["munmap"]), N["munmap"].nr, ()),
+                           (bpf.notify_layer(["newfstatat"]), stat, (-100,))):
+        outside = run_bpf(code, nr, args, ip=0x7F0000001234)
+        assert outside in (bpf.RET_TRACE, bpf.RET_USER_NOTIF)
+        assert run_bpf(code, nr, args, ip=DOOR[0] + 0x18) == bpf.RET_ALLOW
+        assert run_bpf(code, nr, args, ip=DOOR[1]) == outside  # the page after the trampoline's
+        assert run_bpf(code, nr, args, ip=DOOR[0] - 1) == outside
+
+
+def test_calls_no_program_stops_are_found_from_their_number_alone(door):
+    """The kernel runs no program at all for a call every filter lets pass knowing only its number
+    (seccomp's action cache): the door must not be asked before the number is."""
+    for code in (bpf.base_filter(), bpf.base_filter(paths=False), bpf.fd_layer([3, 9]),
+                 bpf.calls_layer(["munmap"]), bpf.notify_layer(["newfstatat", "access"])):
+        for nr in (39, 110, 202, 228):  # getpid getppid futex clock_gettime
+            assert run_bpf(code, nr, ip=None) == bpf.RET_ALLOW, nr
+    for nr in (0, 1, 3, 9):  # read write close mmap: an fd layer looks at their fd
+        assert run_bpf(bpf.base_filter(), nr, ip=None) == bpf.RET_ALLOW, nr
 
 
 def test_filters_fit_the_kernel_limits():

@@ -32,6 +32,7 @@ JEQ_K = 0x15
 JGE_K = 0x35
 JSET_K = 0x45
 RET_K = 0x06
+JA = 0x05  # an unconditional jump, by k: any distance
 
 RET_ALLOW = 0x7FFF0000
 RET_TRACE = 0x7FF00000
@@ -50,12 +51,12 @@ Insn = tuple[int, int, int, int]  # code, jt, jf, k
 OFF_IP_LOW, OFF_IP_HIGH = 8, 12  # struct seccomp_data's instruction_pointer, a u64
 # The in-process fast path's trampoline (umvu.fast): calls made from [start, end) pass every
 # program umvu assembles, base filter and layers alike (a layer's TRACE would beat the base
-# filter's ALLOW).  None: no fast path, no door.
+# filter's ALLOW), where the program would stop them (_with_door).  None: no fast path, no door.
 DOOR: tuple[int, int] | None = None
 
 
-def _door(start: int, end: int) -> list[Insn]:
-    """RET_ALLOW when the call was made from [start, end); else on to the program (A is loaded anew)."""
+def _door(start: int, end: int, verdict: int) -> list[Insn]:
+    """RET_ALLOW when the call was made from [start, end); else ``verdict``."""
     return [
         (LD_W_ABS, 0, 0, OFF_IP_HIGH),
         (JEQ_K, 0, 4, start >> 32),
@@ -63,7 +64,28 @@ def _door(start: int, end: int) -> list[Insn]:
         (JGE_K, 0, 2, start & 0xFFFFFFFF),
         (JGE_K, 1, 0, end & 0xFFFFFFFF),
         (RET_K, 0, 0, RET_ALLOW),
+        (RET_K, 0, 0, verdict),
     ]
+
+
+def _with_door(prog: list[Insn], start: int, end: int) -> list[Insn]:
+    """``prog`` with each stop it returns (TRACE, USER_NOTIF) made a jump to a door of its own at
+    the end, which lets the trampoline's calls pass.  The door is asked only on the way to a stop,
+    never before the call number is known: a call the program lets pass whatever its arguments is
+    then one the kernel finds by reading no more than the number and the ABI, which it caches
+    (seccomp's action cache) and from then on lets pass with no program run at all (measured
+    here: getppid 116 ns under two filters with the door first, against 66 natively)."""
+    stops = sorted({k for code, _jt, _jf, k in prog if code == RET_K and k in (RET_TRACE, RET_USER_NOTIF)})
+    tails: dict[int, int] = {}
+    at = len(prog)
+    for verdict in stops:
+        tails[verdict] = at
+        at += len(_door(start, end, verdict))
+    out = [(JA, 0, 0, tails[k] - i - 1) if code == RET_K and k in tails else (code, jt, jf, k)
+           for i, (code, jt, jf, k) in enumerate(prog)]
+    for verdict in stops:
+        out += _door(start, end, verdict)
+    return out
 
 
 def arg_low(i: int) -> int:
@@ -78,7 +100,7 @@ def assemble(prog: list[Insn]) -> bytes:
     if DOOR is not None:
         if DOOR[0] >> 32 != (DOOR[1] - 1) >> 32:
             raise ValueError("the fast path's door crosses a 4 GiB line")
-        prog = _door(*DOOR) + prog
+        prog = _with_door(prog, *DOOR)
     out = bytearray()
     for code, jt, jf, k in prog:
         if not (0 <= jt <= 255 and 0 <= jf <= 255):
