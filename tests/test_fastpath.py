@@ -752,3 +752,50 @@ def test_a_preloaded_library_after_umvus_is_still_called_and_never_loops(tmp_pat
         host = f.read().strip()
     assert r.returncode == 0 and r.stdout.split() == [host, str(len(host) + 1), "True"], r.stdout + r.stderr
     assert "nextopen: 1" in r.stderr, r.stderr
+
+
+def _native_first_script(tmp_path: Path) -> str:
+    src, point = tmp_path / "src", tmp_path / "point"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f").write_text("in the bind\n")
+    point.mkdir()  # empty: a walk the kernel makes into it, unknowing, fails or ends on it
+    t = tmp_path / "links"
+    t.mkdir()
+    (t / "l_point").symlink_to(point)
+    (t / "l_in").symlink_to(point / "d")
+    (t / "l_fd").symlink_to("/proc/self/fd/3")
+    return ("vu_insmod vudev vufs && vumount -t vudevramdisk -o size=1M none /dev/ram0 && "
+            f"vumount -t vufs {src} {point} || exit 9\n"
+            f"stat -L -c '%n %F %i' {t}/l_point {t}/l_in/f {point}\n"
+            "exec 3</dev/ram0\n"
+            f"stat -L -c '%n %F %i' /dev/fd/3 /proc/self/fd/3 {t}/l_fd /dev/stdin\n"
+            "(cd / && stat -L -c '%n %F' proc/self/fd/3)\n"
+            "(cd / && stat -L -c 'other %F' proc/$$/fd/3 3<&-)\n"
+            f"stat -c '%n %i' {src} /etc/hostname\n")
+
+
+def test_a_stat_the_kernel_makes_first_is_checked_as_the_view_would_answer(tmp_path, stats):
+    """Where every mount point is empty or absent on the host, a stat is asked of the kernel as it
+    is, symlinks and all (one call), and its answer checked: a symlink into a mount, or onto its
+    point, meets an empty directory there (an error, or the point's own inode: umvu answers
+    then); /dev/fd/N and /proc/self/fd/N of a process holding a virtual fd, and /proc reached by a
+    relative name from "/", are umvu's to walk."""
+    script = _native_first_script(tmp_path)
+    fast = sh(script, *FAST, "--stats", str(stats))
+    slow = off(script)
+    assert fast.returncode == 0 and fast.stdout == slow.stdout, fast.stdout + fast.stderr + slow.stdout
+    lines = fast.stdout.splitlines()
+    src_ino = lines[-2].split()[1]
+    assert lines[0].split()[1:] == ["directory", src_ino], lines  # the mount's root, not the empty host directory
+    assert lines[1].endswith(" regular file " + lines[1].split()[-1]) and lines[2].split()[2] == src_ino, lines
+    assert all("block special file" in line for line in lines[3:6] + lines[7:9]), lines  # the ramdisk, not its backing
+    assert served(stats.read_text()) > 0
+
+
+@pytest.mark.xfail(strict=True, reason="what the fast path trusts (docs/architecture.md): a symlink outside /proc "
+                   "into another process's /proc/PID/fd/N is followed by the kernel, to the virtual fd's placeholder")
+def test_a_symlink_into_another_processs_fd_links(tmp_path):
+    script = (f"vu_insmod vudev && vumount -t vudevramdisk -o size=1M none /dev/ram0 || exit 9\n"
+              f"exec 3</dev/ram0; ln -s /proc/$$/fd/3 {tmp_path}/l_other; stat -L -c %F {tmp_path}/l_other 3<&-")
+    fast = sh(script, *FAST)
+    assert fast.returncode == 0 and fast.stdout == off(script).stdout == "block special file\n", fast.stdout

@@ -44,8 +44,10 @@ SOURCE = os.path.join(HERE, "fastpath.c")
 LIBRARY = os.path.join(HERE, "libumvufast.so")
 ALWAYS = ("/proc", "/sys")  # served per process whatever is mounted (/proc/PID/status, a stack's /sys/class/net)
 # magic, seq, flags, count, moves (of directories in mounts), changing and changes (calls that may
-# change a layered mount's layers: being served, begun or ended so far)
-HEADER = struct.Struct("<QQIIQQQ")
+# change a layered mount's layers: being served, begun or ended so far), st_dev of /proc and of /sys,
+# how many points' host objects follow (then those, st_dev and inode each, HELD of them: _held)
+HEADER = struct.Struct("<QQIIQQQQQI4x")
+HELD_ENTRY = struct.Struct("<QQ")
 PAGE_HEADER = struct.Struct("<QIIQ")  # seq, flags, length of the cwd, the moves it was written after
 ENTRY = struct.Struct("<BIQ4H")  # flags, the uid that may walk to its point, st_dev, its 4 names' lengths
 # The handlers that may change a file system's trees: while one is served, the library does not
@@ -87,6 +89,52 @@ def _walker(point: str) -> int | None:
         if d == "/":
             return -1 if anyone else os.geteuid()
         d = os.path.dirname(d)
+
+
+def _held(point: str) -> tuple[int, int] | None | bool:
+    """What the host has at ``point``, for a walk the kernel makes there unknowing (native_ok in
+    fastpath.c): nothing (True: the walk fails there), an empty directory or a file that is no
+    directory ((st_dev, inode): the walk ends on it, or fails in it), or something that could lead
+    elsewhere (False: a directory with names in it, a symlink, or what umvu may not look at)."""
+    try:
+        st = os.lstat(point)
+    except FileNotFoundError:
+        return True
+    except NotADirectoryError:
+        return True
+    except OSError:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        try:
+            with os.scandir(point) as names:
+                if next(names, None) is not None:
+                    return False
+        except OSError:
+            return False
+    return (st.st_dev, st.st_ino)
+
+
+def _devs() -> tuple[int, int]:
+    """st_dev of /proc and of /sys (0: not there): a file of theirs the kernel finds is umvu's to show."""
+    out = []
+    for tree in ALWAYS:
+        try:
+            out.append(os.stat(tree).st_dev)
+        except OSError:
+            out.append(0)
+    return out[0], out[1]
+
+
+def _plain_cwd(tid: int) -> bool:
+    """Whether thread ``tid``'s cwd (the kernel's: a real one) is neither "/" nor in /proc or /sys,
+    so that a relative name with no ".." cannot reach them (native_ok in fastpath.c)."""
+    try:
+        cwd = os.readlink(f"/proc/{tid}/cwd")
+    except OSError:
+        return False
+    return cwd.startswith("/") and cwd != "/" and not any(cwd == a or cwd.startswith(a + "/") for a in ALWAYS)
 
 
 def _remove_stale(base: str) -> None:
@@ -137,6 +185,9 @@ class FastPath:
         # whether fchmod & co. stop in a process (its filter has the layer: the hypervisor says)
         self.guarded: Callable[[Tracee], bool] = lambda t: False
         self.off, self.devices, self.idle = d["SNAP_OFF"], d["SNAP_DEVICES"], d["SNAP_IDLE"]
+        self.hollow, self.layered_flag, self.held = d["SNAP_HOLLOW"], d["SNAP_LAYERED"], d["HELD"]
+        self.plain, self.cwd_plain = d["PROC_PLAIN"], d["PROC_CWD_PLAIN"]
+        self.fixed = HEADER.size + self.held * HELD_ENTRY.size  # where the entries start
         self.any_uid, self.rule, self.own_dev, self.layers = d["ANY_UID"], d["E_RULE"], d["E_OWN_DEV"], d["E_LAYERS"]
         self.mount_flags = {name: d[define] for name, define in MOUNT_FLAGS.items()}
         self.cwd_room = self.page_size - PAGE_HEADER.size - self.nfds // 8
@@ -156,7 +207,7 @@ class FastPath:
             os.close(fd)
         self.seq = 0
         self.was_off = False
-        HEADER.pack_into(self.map, 0, self.magic, 0, self.off, 0, 0, 0, 0)
+        HEADER.pack_into(self.map, 0, self.magic, 0, self.off, 0, 0, 0, 0, 0, 0, 0)
         self.moves = 0
         self.layered = False  # a layered mount's entry is published (changing counts then)
         self.busy = self.changes = 0
@@ -253,13 +304,20 @@ class FastPath:
         self.hosts, self.points, self.layered = [], list(points), False
         data = b"".join(_entry(0, self.any_uid, 0, p) for p in ALWAYS)
         data += b"".join(self.entry(m, points) for m in mounts)
-        if HEADER.size + len(data) > self.counter:
+        if self.fixed + len(data) > self.counter:
             off, data, self.hosts, self.layered = True, b"", [], False  # more than fit: every path stops
+        held = [_held(p) for p in self.points[len(ALWAYS):]]
+        hollow = all(held) and sum(isinstance(h, tuple) for h in held) <= self.held
+        held_ids = [h for h in held if isinstance(h, tuple)] if hollow else []
         self.seq += 1  # odd: being written
         struct.pack_into("<Q", self.map, 8, self.seq)
-        self.map[HEADER.size : HEADER.size + len(data)] = data
-        flags = (self.off if off else 0) | (self.devices if devices else 0) | (self.idle if idle else 0)
+        self.map[self.fixed : self.fixed + len(data)] = data
+        flags = (self.off if off else 0) | (self.devices if devices else 0) | (self.idle if idle else 0) \
+            | (self.hollow if hollow else 0) | (self.layered_flag if self.layered else 0)
         struct.pack_into("<II", self.map, 16, flags, 0 if off else len(self.points))
+        struct.pack_into("<QQI", self.map, 48, *_devs(), len(held_ids))
+        for i, ids in enumerate(held_ids):
+            HELD_ENTRY.pack_into(self.map, HEADER.size + i * HELD_ENTRY.size, *ids)
         self.seq += 1
         struct.pack_into("<Q", self.map, 8, self.seq)
 
@@ -379,8 +437,9 @@ class FastPath:
     def facts(self, t: Tracee) -> tuple:
         """What the page of ``t``'s process is written from."""
         fs = t.fs
-        return (id(t.files), t.files.version, fs.root, fs.cwd_virtual and fs.cwd, fs.gone is None, self.moves,
-                self.layered and self.guarded(t))
+        files = t.files
+        return (id(files), files.version, fs.root, fs.cwd_virtual and fs.cwd, fs.gone is None, self.moves,
+                self.layered and self.guarded(t), fs.moved, bool(files.fds), bool(files.hosted), t.proc.exe)
 
     def sync(self, t: Tracee) -> None:
         """Before ``t`` runs again (Tracee.cont): the page anew if what it says changed meanwhile
@@ -408,6 +467,8 @@ class FastPath:
                 flags |= self.guarded_flag
             if files.handed_dirs or proc.files_shared:
                 flags |= self.no_dirfd
+            if not (rooted or virtual or files.fds or files.hosted or proc.files_shared or proc.exe is not None):
+                flags |= self.plain | (self.cwd_plain if _plain_cwd(t.tid) else 0)
         cwd = os.fsencode(fs.cwd) if virtual and fs.cwd and fs.gone is None else b""
         if len(cwd) >= self.cwd_room:
             cwd = b""  # the library stops: it has no cwd to start from (or it was removed)

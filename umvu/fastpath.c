@@ -56,7 +56,7 @@
 /* One place for each fact: umvu/fast.py reads these defines from here (fast._defines). */
 #define TRAMPOLINE 0x100000000000UL /* the page umvu's filters let pass */
 #define PAGE 4096UL
-#define SNAP_MAGIC 0x34747361662d7675UL /* "vu-fast4" */
+#define SNAP_MAGIC 0x35747361662d7675UL /* "vu-fast5" */
 #define SNAP_SIZE 65536UL
 #define COUNTER_OFF 61440UL /* the snapshot's last page: calls served here, for umvu --stats (written) */
 #define PROC_ON 1u      /* umvu wrote this page: the process may take the fast path */
@@ -69,6 +69,14 @@
 #define SNAP_OFF 1u     /* the session says: no fast path (a fake root, virtual ids: every stat is umvu's) */
 #define SNAP_DEVICES 2u /* some device numbers are a module's: open only regular files and directories */
 #define SNAP_IDLE 4u    /* no path call stops yet (nothing mounted): libc's calls are the kernel's at once */
+#define SNAP_HOLLOW 8u  /* every point but /proc's and /sys's is, on the host, nothing, an empty directory or
+			 * no directory (held): the kernel's walk that meets one fails or ends on it (native_stat) */
+#define SNAP_LAYERED 16u /* a layered mount is published: its directories show its st_dev */
+#define HELD 16         /* the points' host objects the snapshot holds (SNAP_HOLLOW) */
+#define PROC_PLAIN 32u  /* the process's own /proc links show the host's: no fd of umvu's, a real cwd, root
+			 * and program (native_stat) */
+#define PROC_CWD_PLAIN 64u /* its cwd is not "/" nor in /proc or /sys: a relative name with no ".." reaches
+			    * neither */
 
 struct snapshot {          /* the session's, shared: read-only here */
 	uint64_t magic;
@@ -78,6 +86,11 @@ struct snapshot {          /* the session's, shared: read-only here */
 	uint64_t moves;        /* directories renamed or removed in mounts so far: a cwd of umvu's may be stale */
 	uint64_t changing;     /* calls being served that may change a layered mount's trees (E_LAYERS) */
 	uint64_t changes;      /* such calls begun or ended so far: a walk of layers made meanwhile is not taken */
+	uint64_t proc_dev, sys_dev; /* st_dev of /proc and /sys, whose files umvu shows (native_stat) */
+	uint32_t nheld, pad;
+	struct {
+		uint64_t dev, ino;
+	} held[HELD];          /* SNAP_HOLLOW: what the host has at a point, when it has anything there */
 	char points[];
 };
 
@@ -1001,13 +1014,72 @@ static int one_name(const struct target *t, int nofollow)
 	return nofollow && !t->refused && !(t->flags & (E_OWN_DEV | E_LAYERS)) && !strchr(t->path, '/');
 }
 
+/* Whether the name P has no "." or ".." component and no empty one ("//"): as written, it is the
+ * path the kernel walks to, lexically. */
+static int clean_name(const char *p)
+{
+	for (const char *c = p; *c; c++) {
+		if (c[0] == '/' && c[1] == '/')
+			return 0;
+		if ((c == p || c[-1] == '/') && c[0] == '.' &&
+		    (c[1] == '/' || !c[1] || (c[1] == '.' && (c[2] == '/' || !c[2]))))
+			return 0;
+	}
+	return 1;
+}
+
+/* Whether the kernel may be asked about (DIRFD, PATH) first, as it is, symlinks and all
+ * (native_seen says afterwards whether its answer is the view's), with the counts to check then
+ * in *S1 and *P1.  Where every point but /proc and /sys holds nothing on the host, or an empty
+ * directory, or no directory (SNAP_HOLLOW: umvu looked when it published them), a walk the
+ * kernel makes that meets a point, by name or through a symlink, fails there (the name is not
+ * in it) or ends on what the host has there (held); /proc and /sys must not be met by name (an
+ * absolute name under them, a relative one from "/" or from inside them, a ".."), and through
+ * a symlink, they show this process's own links as the view does (PROC_PLAIN) and their other
+ * files by their st_dev.  What this trusts is in docs/architecture.md. */
+static int native_ok(int dirfd, const char *path, uint64_t *s1, uint64_t *p1)
+{
+	uint32_t pf;
+	struct entry e;
+	if (!tramp || !path || !may_decide(s1, p1, &pf) || !(snap->flags & SNAP_HOLLOW) || !(pf & PROC_PLAIN) ||
+	    !name_ok(path) || !path[0] || !clean_name(path))
+		return 0;
+	if (path[0] != '/')
+		return dirfd == AT_FDCWD && (pf & PROC_CWD_PLAIN);
+	return point_of(path, strnlen(path, 4096), &e) == 0;
+}
+
+/* Whether the kernel's answer, a file of st_dev DEV, inode INO and mode MODE, is the view's
+ * (native_ok): not a file of /proc or /sys, not what the host has at a point, not a layered
+ * mount's directory (found through this process's /proc/self/fd) */
+static int native_seen(uint64_t dev, uint64_t ino, mode_t mode, uint64_t s1, uint64_t p1)
+{
+	if (dev == snap->proc_dev || dev == snap->sys_dev || ((snap->flags & SNAP_LAYERED) && S_ISDIR(mode)))
+		return 0;
+	uint32_t n = snap->nheld < HELD ? snap->nheld : HELD;
+	for (uint32_t i = 0; i < n; i++)
+		if (snap->held[i].dev == dev && snap->held[i].ino == ino)
+			return 0;
+	return unchanged(s1, p1);
+}
+
 /* stat-like: NOFOLLOW or not; the symlinks on the way resolved as the view resolves them */
 static int fast_stat(int dirfd, const char *path, struct stat *st, int flags, int *done)
 {
 	struct target t;
 	long fd;
+	uint64_t s1, p1;
 	*done = 0;
-	if ((flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT)) || !target(&t, dirfd, path, 0, NULL))
+	if (flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT))
+		return 0;
+	if (native_ok(dirfd, path, &s1, &p1) &&
+	    sys_raw(SYS_newfstatat, dirfd, (long)path, (long)st, flags, 0) == 0 &&
+	    native_seen(st->st_dev, st->st_ino, st->st_mode, s1, p1)) {
+		*done = 1;
+		served();
+		return 0;
+	} /* (else asked again the careful way: an error may be where a point was met) */
+	if (!target(&t, dirfd, path, 0, NULL))
 		return 0;
 	if (one_name(&t, flags & AT_SYMLINK_NOFOLLOW)) { /* one call, not three */
 		*done = 1;
@@ -1169,8 +1241,14 @@ int statx(int dirfd, const char *path, int flags, unsigned int mask, struct stat
 {
 	struct target t;
 	long fd;
-	int ok = !(flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE)) && !(mask & STATX__RESERVED) &&
-		 target(&t, dirfd, path, 0, NULL);
+	uint64_t s1, p1;
+	int ok = !(flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE)) && !(mask & STATX__RESERVED);
+	if (ok && native_ok(dirfd, path, &s1, &p1) && sys_raw(SYS_statx, dirfd, (long)path, flags, mask, (long)stx) == 0 &&
+	    native_seen(makedev(stx->stx_dev_major, stx->stx_dev_minor), stx->stx_ino, stx->stx_mode, s1, p1)) {
+		served(); /* (as fast_stat) */
+		return 0;
+	}
+	ok = ok && target(&t, dirfd, path, 0, NULL);
 	if (ok && one_name(&t, flags & AT_SYMLINK_NOFOLLOW)) { /* one call, not three */
 		served();
 		return (int)ret_errno(sys_raw(SYS_statx, t.dirfd, (long)t.path, flags, mask, (long)stx));
@@ -1188,7 +1266,6 @@ int statx(int dirfd, const char *path, int flags, unsigned int mask, struct stat
 								: makedev(stx->stx_dev_major, stx->stx_dev_minor));
 		return (int)ret_errno(r);
 	}
-	uint64_t s1, p1;
 	uint32_t pf;
 	if (fd_itself(path, flags) && dirfd >= 0 && dirfd < NFDS && tramp && may_decide(&s1, &p1, &pf) &&
 	    !((page->umvus[dirfd / 8] >> (dirfd % 8)) & 1) && any_layered() && !(mask & STATX__RESERVED) &&

@@ -33,7 +33,7 @@ class FsView:
     stale and every relative path is resolved, and rewritten, by umvu.
     """
 
-    __slots__ = ("cwd", "cwd_virtual", "root", "umask", "gone")
+    __slots__ = ("cwd", "cwd_virtual", "root", "umask", "gone", "moved")
 
     def __init__(self, cwd: str | None = None, cwd_virtual: bool = False, root: str = "/", umask: int = 0o022,
                  gone: os.stat_result | None = None) -> None:
@@ -41,6 +41,7 @@ class FsView:
         # the attributes of a virtual cwd since its directory was removed (a chdir elsewhere forgets
         # them): only "." and ".." lead anywhere from it then, as from the kernel's dead dentry
         self.gone = gone
+        self.moved = 0  # chdirs so far: a real cwd of None changed too (umvu.fast reads the kernel's then)
 
     def __repr__(self) -> str:
         return f"FsView(cwd={self.cwd!r}, cwd_virtual={self.cwd_virtual}, root={self.root!r}, umask={self.umask:#o})"
@@ -48,6 +49,7 @@ class FsView:
     def enter(self, cwd: str | None, virtual: bool) -> None:
         """A chdir: the new cwd (canonical; None: the kernel's, read when needed)."""
         self.cwd, self.cwd_virtual, self.gone = cwd, virtual, None
+        self.moved += 1
 
     @property
     def plain(self) -> bool:
