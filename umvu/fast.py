@@ -91,7 +91,7 @@ def _walker(point: str) -> int | None:
         d = os.path.dirname(d)
 
 
-def _held(point: str) -> tuple[int, int] | None | bool:
+def _held(point: str) -> tuple[int, int] | bool:
     """What the host has at ``point``, for a walk the kernel makes there unknowing (native_ok in
     fastpath.c): nothing (True: the walk fails there), an empty directory or a file that is no
     directory ((st_dev, inode): the walk ends on it, or fails in it), or something that could lead
@@ -366,6 +366,7 @@ class FastPath:
         t.proc.fast_page = addr
         t.proc.fast_fstat = bool(flags & self.register_fstat)
         t.proc.fast_marks = marks or None
+        t.proc.fast_impure = False  # a new image: what it holds now says (facts)
         kept, t.proc.fast_kept = t.proc.fast_kept, {}
         for fd, entry in kept.items():  # what the image before the exec had opened in the view
             if self._holds(t, fd, entry):
@@ -436,10 +437,19 @@ class FastPath:
 
     def facts(self, t: Tracee) -> tuple:
         """What the page of ``t``'s process is written from."""
-        fs = t.fs
-        files = t.files
+        fs, files, proc = t.fs, t.files, t.proc
         return (id(files), files.version, fs.root, fs.cwd_virtual and fs.cwd, fs.gone is None, self.moves,
-                self.layered and self.guarded(t), fs.moved, bool(files.fds), bool(files.hosted), t.proc.exe)
+                self.layered and self.guarded(t), fs.moved, self._impure(t), proc.exe, proc.files_shared)
+
+    @staticmethod
+    def _impure(t: Tracee) -> bool:
+        """Whether ``t``'s process held a virtual or handed-out fd since its exec: for good, until
+        then (a page written anew at each open and close of a virtual file cost a process that
+        reads them, cat, ~10 us each)."""
+        proc, files = t.proc, t.files
+        if not proc.fast_impure and (files.fds or files.hosted):
+            proc.fast_impure = True
+        return proc.fast_impure
 
     def sync(self, t: Tracee) -> None:
         """Before ``t`` runs again (Tracee.cont): the page anew if what it says changed meanwhile
@@ -467,8 +477,8 @@ class FastPath:
                 flags |= self.guarded_flag
             if files.handed_dirs or proc.files_shared:
                 flags |= self.no_dirfd
-            if not (rooted or virtual or files.fds or files.hosted or proc.files_shared or proc.exe is not None):
-                flags |= self.plain | (self.cwd_plain if _plain_cwd(t.tid) else 0)
+            if not (rooted or virtual or self._impure(t) or proc.files_shared or proc.exe is not None):
+                flags |= self.plain | (self.cwd_plain if self._plain_cwd(t) else 0)
         cwd = os.fsencode(fs.cwd) if virtual and fs.cwd and fs.gone is None else b""
         if len(cwd) >= self.cwd_room:
             cwd = b""  # the library stops: it has no cwd to start from (or it was removed)
@@ -483,6 +493,15 @@ class FastPath:
             proc.fast_page = None  # no page there (any more): nothing to tell
             return
         proc.fast_synced = self.facts(t)
+
+    @staticmethod
+    def _plain_cwd(t: Tracee) -> bool:
+        """_plain_cwd of ``t``'s cwd, read again only after a chdir (FsView.moved)."""
+        fs, proc = t.fs, t.proc
+        known = proc.fast_cwd
+        if known is None or known[0] != id(fs) or known[1] != fs.moved:
+            known = proc.fast_cwd = (id(fs), fs.moved, _plain_cwd(t.tid))
+        return known[2]
 
     def served(self) -> int:
         """Calls the libraries made themselves, in every process so far (they count in the

@@ -139,6 +139,10 @@ class Process:
         self.fast_fstat = False
         self.fast_marks: int | None = None  # where its library's table of fds opened in layers is
         self.fast_kept: dict[int, tuple[int, int]] = {}  # that table's entries an exec keeps (FastPath.keep_marks)
+        # it held a virtual or handed-out fd since its exec: its /proc/self links may show the view's
+        # (FastPath.facts; not "plain" on its page until its next exec)
+        self.fast_impure = False
+        self.fast_cwd: tuple[int, int, bool] | None = None  # (fs, its chdirs, whether the cwd is plain) last read
 
 
 class Tracee:
