@@ -127,7 +127,7 @@ def _devs() -> tuple[int, int]:
     return out[0], out[1]
 
 
-def _plain_cwd(tid: int) -> bool:
+def _cwd_is_plain(tid: int) -> bool:
     """Whether thread ``tid``'s cwd (the kernel's: a real one) is neither "/" nor in /proc or /sys,
     so that a relative name with no ".." cannot reach them (native_ok in fastpath.c)."""
     try:
@@ -496,11 +496,11 @@ class FastPath:
 
     @staticmethod
     def _plain_cwd(t: Tracee) -> bool:
-        """_plain_cwd of ``t``'s cwd, read again only after a chdir (FsView.moved)."""
+        """_cwd_is_plain of ``t``'s cwd, read again only after a chdir (FsView.moved)."""
         fs, proc = t.fs, t.proc
         known = proc.fast_cwd
         if known is None or known[0] != id(fs) or known[1] != fs.moved:
-            known = proc.fast_cwd = (id(fs), fs.moved, _plain_cwd(t.tid))
+            known = proc.fast_cwd = (id(fs), fs.moved, _cwd_is_plain(t.tid))
         return known[2]
 
     def served(self) -> int:

@@ -1014,6 +1014,13 @@ static int one_name(const struct target *t, int nofollow)
 	return nofollow && !t->refused && !(t->flags & (E_OWN_DEV | E_LAYERS)) && !strchr(t->path, '/');
 }
 
+/* Whether a layered mount is published (its directories show its st_dev: layered_dir_dev); the
+ * snapshot says it (SNAP_LAYERED), as it says it for native_seen */
+static int any_layered(void)
+{
+	return (snap->flags & SNAP_LAYERED) != 0;
+}
+
 /* Whether the name P has no "." or ".." component and no empty one ("//"): as written, it is the
  * path the kernel walks to, lexically. */
 static int clean_name(const char *p)
@@ -1054,7 +1061,7 @@ static int native_ok(int dirfd, const char *path, uint64_t *s1, uint64_t *p1)
  * mount's directory (found through this process's /proc/self/fd) */
 static int native_seen(uint64_t dev, uint64_t ino, mode_t mode, uint64_t s1, uint64_t p1)
 {
-	if (dev == snap->proc_dev || dev == snap->sys_dev || ((snap->flags & SNAP_LAYERED) && S_ISDIR(mode)))
+	if (dev == snap->proc_dev || dev == snap->sys_dev || (any_layered() && S_ISDIR(mode)))
 		return 0;
 	uint32_t n = snap->nheld < HELD ? snap->nheld : HELD;
 	for (uint32_t i = 0; i < n; i++)
@@ -1111,20 +1118,6 @@ static void own_statx(struct statx *x, uint64_t dev)
 	x->stx_atime = k.stx_atime, x->stx_ctime = k.stx_ctime, x->stx_mtime = k.stx_mtime;
 	x->stx_rdev_major = k.stx_rdev_major, x->stx_rdev_minor = k.stx_rdev_minor;
 	x->stx_dev_major = major(dev), x->stx_dev_minor = minor(dev);
-}
-
-/* Whether a layered mount is published (its directories show its st_dev: layered_dir_dev) */
-static int any_layered(void)
-{
-	const char *c = snap->points;
-	struct entry e;
-	for (uint32_t i = 0; i < snap->count; i++) {
-		if (!next_entry(&c, &e))
-			return 0;
-		if (e.flags & E_LAYERS)
-			return 1;
-	}
-	return 0;
 }
 
 /* The st_dev real directory fd FD shows in the view when it is in a layered mount (opened in a
